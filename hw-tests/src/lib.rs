@@ -1,0 +1,1 @@
+//! Hardware-in-the-loop harness: builds a guest, boots QEMU, runs scenarios.

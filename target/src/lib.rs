@@ -1,0 +1,1 @@
+//! The NVMe-oF target: NVMe/TCP transport, fabric controllers, subsystems and poll groups.
