@@ -259,15 +259,20 @@ release_hugepages() {
 	fi
 	rm -f "$HUGEPAGE_STATE"
 	CHANGED=1
-	info "hugepages: released $((rl_total - $(hugepages_total))) (now $(hugepages_total))" \
-		"; pages still in use are freed when their owner exits"
+	info "hugepages: released $((rl_total - $(hugepages_total))) (now $(hugepages_total));" \
+		"pages still in use are freed when their owner exits"
 }
 
 check_memlock() {
 	cm_limit=$(ulimit -l)
 	[ "$cm_limit" = unlimited ] && return 0
 	cm_needed_kb=$((HUGEMEM * 1024))
-	if [ "$cm_limit" -lt "$cm_needed_kb" ]; then
+	[ "$cm_limit" -ge "$cm_needed_kb" ] && return 0
+	if [ "$(id -u)" = 0 ]; then
+		# VFIO's type1 backend does not count pinned pages against root's limit (CAP_IPC_LOCK).
+		info "memlock limit is $cm_limit KiB: fine for root (CAP_IPC_LOCK); to run vfnvme as" \
+			"another user set 'ulimit -l unlimited' (systemd: LimitMEMLOCK=infinity)"
+	else
 		warn "memlock limit is $cm_limit KiB but vfio pins up to $cm_needed_kb KiB of DMA memory;" \
 			"run vfnvme as root (CAP_IPC_LOCK), or set 'ulimit -l unlimited'" \
 			"(systemd: LimitMEMLOCK=infinity; /etc/security/limits.conf: '<user> - memlock unlimited')"

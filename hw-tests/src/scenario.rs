@@ -1,0 +1,294 @@
+//! A scenario: a shell script run inside a freshly booted guest, plus the drives it gets.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::cpio::CpioArchive;
+use crate::error::{HarnessError, Result};
+use crate::guest::GuestImage;
+use crate::host;
+use crate::qemu::{self, BootEnd, NvmeDevice, VmConfig};
+
+/// Console lines shown when a scenario fails.
+pub const FAILURE_TAIL_LINES: usize = 150;
+
+/// One boot at a time: the machine has two cores, and a TCG guest uses both.
+static BOOT_LOCK: Mutex<()> = Mutex::new(());
+
+/// An emulated NVMe drive as the scenario sees it. In the guest its address is
+/// `$DRIVE<k>_BDF`, its serial `$DRIVE<k>_SERIAL`, and namespace `n`'s size in bytes
+/// `$DRIVE<k>_NS<n>_BYTES`.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    serial: String,
+    namespace_bytes: Vec<u64>,
+    behind_root_port: bool,
+}
+
+impl Drive {
+    /// A drive with one namespace of `bytes` (QEMU's 512-byte blocks).
+    pub fn new(serial: &str, bytes: u64) -> Self {
+        Self {
+            serial: serial.to_owned(),
+            namespace_bytes: vec![bytes],
+            behind_root_port: false,
+        }
+    }
+
+    /// Adds another namespace (nsid = count so far + 1).
+    pub fn with_namespace(mut self, bytes: u64) -> Self {
+        self.namespace_bytes.push(bytes);
+        self
+    }
+
+    /// Puts the drive behind its own PCIe root port, so QMP `device_del` can remove it.
+    pub fn behind_root_port(mut self) -> Self {
+        self.behind_root_port = true;
+        self
+    }
+}
+
+/// A script to run in the guest, with its drives.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    name: String,
+    script: String,
+    drives: Vec<Drive>,
+    memory_mib: u32,
+    cpus: u32,
+    deadline: Duration,
+    needs_vfnvme: bool,
+}
+
+impl Scenario {
+    /// A scenario named `name` (used for the console log file) running `script` under
+    /// `sh -e` after the helpers of `guest/lib.sh`.
+    pub fn new(name: &str, script: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            script: script.to_owned(),
+            drives: Vec::new(),
+            memory_mib: 2048,
+            cpus: 2,
+            deadline: Duration::from_secs(300),
+            needs_vfnvme: false,
+        }
+    }
+
+    /// Attaches a drive; drive k is `$DRIVE<k>_*` in the guest.
+    pub fn drive(mut self, drive: Drive) -> Self {
+        self.drives.push(drive);
+        self
+    }
+
+    /// Kills the guest after this long (boot included).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Guest memory in MiB.
+    pub fn memory_mib(mut self, memory_mib: u32) -> Self {
+        self.memory_mib = memory_mib;
+        self
+    }
+
+    /// Fails the scenario up front unless `vfnvme` could be built into the guest.
+    pub fn needs_vfnvme(mut self) -> Self {
+        self.needs_vfnvme = true;
+        self
+    }
+
+    /// Boots the guest and runs the scenario. An `Err` means the boot could not be prepared;
+    /// a failing scenario is an `Ok` outcome whose `passed()` is false.
+    pub fn run(&self) -> Result<Outcome> {
+        self.run_with(&mut |_| {})
+    }
+
+    /// Like [`Scenario::run`], with a callback for every console line as it arrives.
+    pub fn run_with(&self, on_line: &mut dyn FnMut(&str)) -> Result<Outcome> {
+        let image = GuestImage::shared().map_err(HarnessError::Qemu)?;
+        if self.needs_vfnvme {
+            if let Err(reason) = &image.vfnvme {
+                return Err(HarnessError::MissingFile {
+                    what: "the vfnvme binary",
+                    path: host::build_dir().join("release/vfnvme"),
+                    hint: reason.clone(),
+                });
+            }
+        }
+        let work = tempfile::Builder::new()
+            .prefix("vfnvme-hw-")
+            .tempdir()
+            .map_err(|e| HarnessError::io("creating a temporary directory in", "/tmp", e))?;
+        let drives = self.create_drive_images(work.path())?;
+        let initramfs = work.path().join("initramfs.cpio");
+        self.write_initramfs(&image.base_initramfs, &initramfs)?;
+        let config = VmConfig {
+            kernel: image.vmlinuz.clone(),
+            initramfs,
+            memory_mib: self.memory_mib,
+            cpus: self.cpus,
+            drives,
+            qmp_socket: Some(work.path().join("qmp.sock")),
+        };
+        let logs = host::cache_dir()?.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| HarnessError::io("creating", &logs, e))?;
+        let console_log = logs.join(format!("{}.log", self.name));
+        let _one_boot_at_a_time = BOOT_LOCK.lock().unwrap_or_else(|poison| poison.into_inner());
+        let boot = qemu::boot(&config, self.deadline, &console_log, on_line)?;
+        Ok(Outcome {
+            name: self.name.clone(),
+            end: boot.end,
+            console: boot.console,
+            console_log,
+            elapsed: boot.elapsed,
+        })
+    }
+
+    /// Runs the scenario and panics, with the failing step and the console's tail, unless it
+    /// passed. For `#[test]` functions.
+    pub fn run_expecting_pass(&self) -> Outcome {
+        let outcome = self
+            .run()
+            .unwrap_or_else(|error| panic!("scenario {}: cannot run: {error}", self.name));
+        outcome.assert_passed();
+        outcome
+    }
+
+    fn create_drive_images(&self, dir: &std::path::Path) -> Result<Vec<NvmeDevice>> {
+        let mut devices = Vec::new();
+        for (index, drive) in self.drives.iter().enumerate() {
+            let mut images = Vec::new();
+            for (ns_index, bytes) in drive.namespace_bytes.iter().enumerate() {
+                let image = dir.join(format!("drive{index}-ns{}.img", ns_index + 1));
+                let file = std::fs::File::create(&image)
+                    .map_err(|e| HarnessError::io("creating", &image, e))?;
+                // Sparse: costs no disk until the guest writes.
+                file.set_len(*bytes)
+                    .map_err(|e| HarnessError::io("sizing", &image, e))?;
+                images.push(image);
+            }
+            devices.push(NvmeDevice {
+                id: format!("nvme{index}"),
+                serial: drive.serial.clone(),
+                namespace_images: images,
+                behind_root_port: drive.behind_root_port,
+            });
+        }
+        Ok(devices)
+    }
+
+    /// The base image followed by a second archive with this scenario's script and drives.
+    fn write_initramfs(&self, base: &std::path::Path, to: &std::path::Path) -> Result<()> {
+        let mut env = format!("DRIVE_COUNT={}\n", self.drives.len());
+        for (index, drive) in self.drives.iter().enumerate() {
+            let _ = writeln!(env, "DRIVE{index}_SERIAL='{}'", drive.serial);
+            for (ns_index, bytes) in drive.namespace_bytes.iter().enumerate() {
+                let _ = writeln!(env, "DRIVE{index}_NS{}_BYTES={bytes}", ns_index + 1);
+            }
+        }
+        let mut archive = CpioArchive::new();
+        archive.file("harness/env.sh", 0o644, env.as_bytes());
+        archive.file("harness/scenario.sh", 0o644, self.script.as_bytes());
+        let mut bytes = std::fs::read(base).map_err(|e| HarnessError::io("reading", base, e))?;
+        bytes.extend_from_slice(&archive.finish());
+        std::fs::write(to, bytes).map_err(|e| HarnessError::io("writing", to, e))
+    }
+}
+
+/// What one captured command printed (see `capture` in guest/lib.sh).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// Its exit code.
+    pub exit_code: i32,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// The result of one scenario boot.
+#[derive(Debug)]
+pub struct Outcome {
+    name: String,
+    /// How the boot ended.
+    pub end: BootEnd,
+    /// The whole console.
+    pub console: Vec<String>,
+    /// Where the console was saved.
+    pub console_log: PathBuf,
+    /// Wall time of the boot.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Whether the guest reported PASS.
+    pub fn passed(&self) -> bool {
+        self.end == BootEnd::Reported("PASS".to_owned())
+    }
+
+    /// Panics with the reason and the console's tail unless the scenario passed.
+    pub fn assert_passed(&self) {
+        if !self.passed() {
+            self.fail(&match &self.end {
+                BootEnd::Reported(result) => result.clone(),
+                BootEnd::TimedOut(after) => format!("no result within {after:?}; QEMU killed"),
+                BootEnd::ExitedWithoutResult(why) => why.clone(),
+            });
+        }
+    }
+
+    /// Panics with `reason`, the guest's failed checks and the console's tail.
+    pub fn fail(&self, reason: &str) -> ! {
+        let checks: Vec<&str> = self
+            .console
+            .iter()
+            .filter(|line| line.contains("VFNVME-CHECK-FAILED"))
+            .map(String::as_str)
+            .collect();
+        panic!(
+            "scenario {} FAILED: {reason}\n{}\n--- last {FAILURE_TAIL_LINES} console lines \
+             (whole log: {}) ---\n{}",
+            self.name,
+            checks.join("\n"),
+            self.console_log.display(),
+            self.tail(FAILURE_TAIL_LINES)
+        );
+    }
+
+    /// The last `lines` console lines.
+    pub fn tail(&self, lines: usize) -> String {
+        let start = self.console.len().saturating_sub(lines);
+        self.console[start..].join("\n")
+    }
+
+    /// The output of `capture NAME ...` in the guest, if it ran.
+    pub fn capture(&self, name: &str) -> Option<Capture> {
+        let begin_prefix = format!("VFNVME-CAPTURE-BEGIN {name} rc=");
+        let stderr_marker = format!("VFNVME-CAPTURE-STDERR {name}");
+        let end_marker = format!("VFNVME-CAPTURE-END {name}");
+        let begin = self
+            .console
+            .iter()
+            .rposition(|line| line.starts_with(&begin_prefix))?;
+        let exit_code = self.console[begin][begin_prefix.len()..].trim().parse().ok()?;
+        let rest = &self.console[begin + 1..];
+        let stderr_at = rest.iter().position(|line| *line == stderr_marker)?;
+        let end_at = rest.iter().position(|line| *line == end_marker)?;
+        let join = |lines: &[String]| lines.join("\n").trim_end().to_owned();
+        Some(Capture {
+            exit_code,
+            stdout: join(&rest[..stderr_at]),
+            stderr: join(&rest[stderr_at + 1..end_at]),
+        })
+    }
+
+    /// Like [`Outcome::capture`], failing the test with the console's tail when missing.
+    pub fn expect_capture(&self, name: &str) -> Capture {
+        self.capture(name)
+            .unwrap_or_else(|| self.fail(&format!("the guest printed no capture named {name}")))
+    }
+}
