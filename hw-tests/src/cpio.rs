@@ -136,9 +136,8 @@ impl CpioArchive {
     }
 
     fn pad_to_four(&mut self) {
-        while self.bytes.len() % 4 != 0 {
-            self.bytes.push(0);
-        }
+        let padding = (4 - self.bytes.len() % 4) % 4;
+        self.bytes.resize(self.bytes.len() + padding, 0);
     }
 }
 
@@ -152,7 +151,7 @@ mod tests {
         archive.file("usr/bin/tool", 0o755, b"abc");
         archive.file("usr/bin/other", 0o644, b"");
         let bytes = archive.finish();
-        assert_eq!(bytes.len() % 4, 0);
+        assert_eq!(bytes.len() & 3, 0);
         let text = String::from_utf8_lossy(&bytes);
         assert_eq!(text.matches("usr/bin\0").count(), 1);
         assert_eq!(text.matches("070701").count(), 5); // usr, usr/bin, 2 files, trailer
