@@ -1,0 +1,393 @@
+//! DMA memory: hugepage (or, for the simulator, anonymous) memory mapped for the device at IOVAs
+//! the driver chooses, and fixed-size buffer pools carved out of it.
+//!
+//! Memory the device can write is only ever touched through raw pointers (volatile accesses or
+//! `copy_nonoverlapping` to and from ordinary Rust memory); no Rust reference points into it.
+//! A mapping is released by the `Drop` of the [`DmaRegion`] that owns it: first unmapped from the
+//! device, then freed. If the unmap fails the device might still reach the memory, so it is
+//! leaked on purpose rather than freed.
+
+use std::alloc::Layout;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use vm_memory::volatile_memory::VolatileSlice;
+
+use crate::error::{DmaError, Result};
+
+/// The granule of hugepage allocations and of IOVA alignment.
+pub const HUGEPAGE_SIZE: usize = 2 << 20;
+const SMALL_PAGE_SIZE: usize = 4096;
+
+/// Something that makes host memory reachable by the device at an IOVA: the VFIO container on
+/// real hardware, the simulator's IOMMU otherwise.
+pub trait DmaMapper: Send + Sync {
+    /// Makes `len` bytes at `vaddr` reachable by the device at `iova`.
+    ///
+    /// # Safety
+    /// The memory must stay allocated until [`DmaMapper::unmap`] of the same range has succeeded,
+    /// and from now on it may only be accessed through raw pointers.
+    unsafe fn map(&self, vaddr: *mut u8, len: usize, iova: u64) -> Result<()>;
+
+    /// Makes the range unreachable by the device again.
+    fn unmap(&self, iova: u64, len: usize) -> Result<()>;
+}
+
+/// Which memory backs DMA regions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// 2 MiB hugepages from the reservation in /proc/sys/vm/nr_hugepages: pinned, physically
+    /// contiguous per page, what real devices need.
+    Hugepages,
+    /// Ordinary anonymous memory, for the simulated controller.
+    Anonymous,
+}
+
+/// Allocates DMA regions: memory plus an IOVA inside the ranges the IOMMU accepts.
+pub struct DmaSpace {
+    mapper: Arc<dyn DmaMapper>,
+    kind: MemoryKind,
+    iova: Mutex<IovaAllocator>,
+}
+
+impl DmaSpace {
+    pub fn new(mapper: Arc<dyn DmaMapper>, kind: MemoryKind, iova_ranges: Vec<Range<u64>>) -> Self {
+        Self {
+            mapper,
+            kind,
+            iova: Mutex::new(IovaAllocator::new(iova_ranges)),
+        }
+    }
+
+    pub fn kind(&self) -> MemoryKind {
+        self.kind
+    }
+
+    /// Allocates and maps at least `len` bytes, zeroed.
+    pub fn allocate(&self, len: usize) -> Result<DmaRegion> {
+        let granule = match self.kind {
+            MemoryKind::Hugepages => HUGEPAGE_SIZE,
+            MemoryKind::Anonymous => SMALL_PAGE_SIZE,
+        };
+        let len = len.max(1).div_ceil(granule) * granule;
+        let memory = Backing::allocate(self.kind, len)?;
+        let iova = self
+            .iova
+            .lock()
+            .map_err(|_| DmaError::Poisoned)?
+            .allocate(len as u64)
+            .ok_or(DmaError::IovaExhausted { len })?;
+        // SAFETY: `memory` is a fresh allocation of `len` bytes that the returned region owns and
+        // frees only after unmapping it; nothing has created a reference into it.
+        unsafe { self.mapper.map(memory.ptr().as_ptr(), len, iova)? };
+        Ok(DmaRegion {
+            id: next_region_id(),
+            base: memory.ptr(),
+            memory: Some(memory),
+            iova,
+            len,
+            mapper: Arc::clone(&self.mapper),
+        })
+    }
+}
+
+/// Hands out IOVAs from the usable ranges, aligned to 2 MiB. IOVAs are not reused: a 48-bit
+/// space outlasts any process, and a fresh IOVA can never alias a mapping a device still uses.
+struct IovaAllocator {
+    ranges: Vec<Range<u64>>,
+    next: u64,
+}
+
+impl IovaAllocator {
+    /// The lowest IOVA handed out: keeps IOVA 0 (a classic bug value) unused.
+    const FLOOR: u64 = 1 << 32;
+
+    fn new(ranges: Vec<Range<u64>>) -> Self {
+        Self {
+            ranges,
+            next: Self::FLOOR,
+        }
+    }
+
+    fn allocate(&mut self, len: u64) -> Option<u64> {
+        let align = HUGEPAGE_SIZE as u64;
+        for range in &self.ranges {
+            let start = self.next.max(range.start).next_multiple_of(align);
+            let end = start.checked_add(len)?;
+            if end <= range.end {
+                self.next = end;
+                return Some(start);
+            }
+        }
+        None
+    }
+}
+
+fn next_region_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+enum Backing {
+    Hugepages { ptr: NonNull<u8>, layout: Layout },
+    Anonymous(memmap2::MmapRaw),
+}
+
+impl Backing {
+    fn allocate(kind: MemoryKind, len: usize) -> Result<Self> {
+        match kind {
+            MemoryKind::Hugepages => {
+                let layout = Layout::from_size_align(len, HUGEPAGE_SIZE)
+                    .map_err(|_| DmaError::NoHugepages { len })?;
+                // SAFETY: `layout` has a non-zero size; the memory is released with the same
+                // layout in `Drop`.
+                let ptr = unsafe { hugepage_rs::alloc(layout) };
+                let ptr = NonNull::new(ptr).ok_or(DmaError::NoHugepages { len })?;
+                // Touch every page now so a short reservation fails here, not as SIGBUS later.
+                for offset in (0..len).step_by(HUGEPAGE_SIZE) {
+                    // SAFETY: `offset < len`, inside the fresh allocation.
+                    unsafe { ptr.as_ptr().add(offset).write_volatile(0) };
+                }
+                Ok(Self::Hugepages { ptr, layout })
+            }
+            MemoryKind::Anonymous => {
+                let map = memmap2::MmapOptions::new()
+                    .len(len)
+                    .map_anon()
+                    .map_err(|source| DmaError::Allocate { len, source })?;
+                Ok(Self::Anonymous(map.into()))
+            }
+        }
+    }
+
+    fn ptr(&self) -> NonNull<u8> {
+        match self {
+            Self::Hugepages { ptr, .. } => *ptr,
+            Self::Anonymous(map) => {
+                NonNull::new(map.as_mut_ptr()).expect("mmap never returns a null mapping")
+            }
+        }
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Self::Hugepages { ptr, layout } = self {
+            // SAFETY: allocated by `hugepage_rs::alloc` with this layout, freed once.
+            unsafe { hugepage_rs::dealloc(ptr.as_ptr(), *layout) };
+        }
+    }
+}
+
+/// Memory mapped for the device. Owns both the memory and the mapping.
+pub struct DmaRegion {
+    id: u64,
+    base: NonNull<u8>,
+    /// `None` only after a failed unmap, when the memory is deliberately leaked.
+    memory: Option<Backing>,
+    iova: u64,
+    len: usize,
+    mapper: Arc<dyn DmaMapper>,
+}
+
+// SAFETY: the region is plain memory plus an IOVA; all access goes through raw pointers whose
+// synchronisation is the responsibility of the queue that uses it.
+unsafe impl Send for DmaRegion {}
+// SAFETY: as above; `&DmaRegion` only exposes raw pointers and copies.
+unsafe impl Sync for DmaRegion {}
+
+impl DmaRegion {
+    /// A process-unique identity, used to check that a buffer comes from a registered pool.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Host address of `offset`. Only for raw-pointer access.
+    pub fn ptr_at(&self, offset: usize) -> *mut u8 {
+        assert!(offset <= self.len, "offset {offset} outside a {} byte region", self.len);
+        // SAFETY: `offset <= len`, so the result is inside or one past the allocation.
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+
+    /// A bounds-checked volatile view of `len` bytes at `offset`.
+    pub fn volatile(&self, offset: usize, len: usize) -> VolatileSlice<'_> {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "{len} bytes at {offset} outside a {} byte region",
+            self.len
+        );
+        // SAFETY: the range is inside the allocation, which lives as long as `self`.
+        unsafe { VolatileSlice::new(self.ptr_at(offset), len) }
+    }
+
+    /// Copies `data` into the region at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        self.volatile(offset, data.len()).copy_from(data);
+    }
+
+    /// Copies from the region at `offset` into `out`.
+    pub fn read(&self, offset: usize, out: &mut [u8]) {
+        self.volatile(offset, out.len()).copy_to(out);
+    }
+}
+
+impl DmaRegion {
+    /// Never unmaps nor frees the memory: for when the device may still be using it.
+    pub fn leak(&mut self) {
+        std::mem::forget(self.memory.take());
+    }
+}
+
+impl Drop for DmaRegion {
+    fn drop(&mut self) {
+        if self.memory.is_none() {
+            return;
+        }
+        if let Err(error) = self.mapper.unmap(self.iova, self.len) {
+            log::error!(
+                "unmapping {} bytes at IOVA {:#x} failed ({error}); leaking the memory so the \
+                 device cannot write into freed pages",
+                self.len,
+                self.iova
+            );
+            std::mem::forget(self.memory.take());
+        }
+    }
+}
+
+/// Fixed-size buffers carved out of one region. Taking and returning a buffer allocates
+/// nothing and takes no lock: the pool belongs to one thread.
+pub struct BufferPool {
+    region: Arc<DmaRegion>,
+    buffer_size: usize,
+    free: Vec<u32>,
+}
+
+impl BufferPool {
+    /// `count` buffers of `buffer_size` bytes each (a multiple of 4 KiB, so each starts on a page).
+    pub fn new(space: &DmaSpace, buffer_size: usize, count: usize) -> Result<Self> {
+        if buffer_size == 0 || buffer_size % SMALL_PAGE_SIZE != 0 || count == 0 {
+            return Err(DmaError::BadPoolShape { buffer_size, count }.into());
+        }
+        let region = Arc::new(space.allocate(buffer_size * count)?);
+        Ok(Self {
+            region,
+            buffer_size,
+            free: (0..count as u32).rev().collect(),
+        })
+    }
+
+    /// The region the buffers live in; a queue pair keeps it alive while it may use it.
+    pub fn region(&self) -> &Arc<DmaRegion> {
+        &self.region
+    }
+
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn take(&mut self) -> Option<DmaBuffer> {
+        let index = self.free.pop()?;
+        let offset = index as usize * self.buffer_size;
+        Some(DmaBuffer {
+            region_id: self.region.id(),
+            index,
+            ptr: self.region.ptr_at(offset),
+            iova: self.region.iova() + offset as u64,
+            len: self.buffer_size,
+        })
+    }
+
+    /// Returns a buffer taken from this pool.
+    pub fn give_back(&mut self, buffer: DmaBuffer) {
+        assert_eq!(buffer.region_id, self.region.id(), "buffer returned to the wrong pool");
+        self.free.push(buffer.index);
+    }
+}
+
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        let total = self.region.len() / self.buffer_size;
+        if self.free.len() != total {
+            log::error!(
+                "buffer pool dropped with {} of {total} buffers still out; leaking its memory so \
+                 they never point at freed pages",
+                total - self.free.len()
+            );
+            std::mem::forget(Arc::clone(&self.region));
+        }
+    }
+}
+
+/// One buffer of a [`BufferPool`]. Not `Clone`: exactly one owner until it is given back.
+#[derive(Debug)]
+pub struct DmaBuffer {
+    region_id: u64,
+    index: u32,
+    ptr: *mut u8,
+    iova: u64,
+    len: usize,
+}
+
+// SAFETY: a buffer is a unique handle on its slice of a region; moving it to another thread moves
+// that exclusive use with it.
+unsafe impl Send for DmaBuffer {}
+
+impl DmaBuffer {
+    pub fn region_id(&self) -> u64 {
+        self.region_id
+    }
+
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Host address, for raw-pointer I/O such as `readv`/`writev` on a socket.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    fn volatile(&self, offset: usize, len: usize) -> VolatileSlice<'_> {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "{len} bytes at {offset} outside a {} byte buffer",
+            self.len
+        );
+        // SAFETY: in bounds of the buffer, whose region outlives the pool that handed it out.
+        unsafe { VolatileSlice::new(self.ptr.add(offset), len) }
+    }
+
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        self.volatile(offset, data.len()).copy_from(data);
+    }
+
+    pub fn read(&self, offset: usize, out: &mut [u8]) {
+        self.volatile(offset, out.len()).copy_to(out);
+    }
+}

@@ -1,0 +1,286 @@
+//! NVMe wire formats (NVMe Base Specification 2.0): queue entries, opcodes, status codes,
+//! register layout, Identify data and log pages. Pure data: nothing here touches hardware.
+
+pub mod identify;
+pub mod log_page;
+pub mod regs;
+pub mod status;
+
+pub use status::Status;
+
+/// Size of a submission queue entry (CC.IOSQES = 6).
+pub const SQE_SIZE: usize = 64;
+/// Size of a completion queue entry (CC.IOCQES = 4).
+pub const CQE_SIZE: usize = 16;
+/// The memory page size the driver programs into CC.MPS (4 KiB, MPS = 0).
+pub const PAGE_SIZE: usize = 4096;
+
+/// A submission queue entry (NVMe base spec, figure "Common Command Format").
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Command {
+    /// CDW0: opcode (bits 7:0), fused (9:8), PSDT (15:14), command identifier (31:16).
+    pub cdw0: u32,
+    pub nsid: u32,
+    pub cdw2: u32,
+    pub cdw3: u32,
+    pub mptr: u64,
+    pub prp1: u64,
+    pub prp2: u64,
+    pub cdw10: u32,
+    pub cdw11: u32,
+    pub cdw12: u32,
+    pub cdw13: u32,
+    pub cdw14: u32,
+    pub cdw15: u32,
+}
+const _: () = assert!(std::mem::size_of::<Command>() == SQE_SIZE);
+
+impl Command {
+    /// A command with only the opcode and namespace set.
+    pub fn new(opcode: u8, nsid: u32) -> Self {
+        Self {
+            cdw0: u32::from(opcode),
+            nsid,
+            ..Self::default()
+        }
+    }
+
+    pub fn opcode(&self) -> u8 {
+        self.cdw0 as u8
+    }
+
+    pub fn cid(&self) -> u16 {
+        (self.cdw0 >> 16) as u16
+    }
+
+    pub fn set_cid(&mut self, cid: u16) {
+        self.cdw0 = (self.cdw0 & 0xffff) | (u32::from(cid) << 16);
+    }
+
+    /// Starting LBA of an NVM command (CDW10-11).
+    pub fn slba(&self) -> u64 {
+        u64::from(self.cdw10) | (u64::from(self.cdw11) << 32)
+    }
+
+    /// Number of logical blocks of an NVM command, from the 0's based NLB in CDW12.
+    pub fn nlb(&self) -> u32 {
+        (self.cdw12 & 0xffff) + 1
+    }
+
+    /// Read/Write/Write Zeroes/Compare: `blocks` logical blocks from `slba`.
+    pub fn nvm_rw(opcode: u8, nsid: u32, slba: u64, blocks: u32) -> Self {
+        debug_assert!((1..=0x1_0000).contains(&blocks));
+        Self {
+            cdw10: slba as u32,
+            cdw11: (slba >> 32) as u32,
+            cdw12: blocks - 1,
+            ..Self::new(opcode, nsid)
+        }
+    }
+
+    /// The entry as the 64 bytes the controller reads.
+    pub fn to_bytes(&self) -> [u8; SQE_SIZE] {
+        let mut out = [0u8; SQE_SIZE];
+        let words = [
+            self.cdw0,
+            self.nsid,
+            self.cdw2,
+            self.cdw3,
+            self.mptr as u32,
+            (self.mptr >> 32) as u32,
+            self.prp1 as u32,
+            (self.prp1 >> 32) as u32,
+            self.prp2 as u32,
+            (self.prp2 >> 32) as u32,
+            self.cdw10,
+            self.cdw11,
+            self.cdw12,
+            self.cdw13,
+            self.cdw14,
+            self.cdw15,
+        ];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8; SQE_SIZE]) -> Self {
+        let dw = |i: usize| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap());
+        let qw = |i: usize| u64::from(dw(i)) | (u64::from(dw(i + 1)) << 32);
+        Self {
+            cdw0: dw(0),
+            nsid: dw(1),
+            cdw2: dw(2),
+            cdw3: dw(3),
+            mptr: qw(4),
+            prp1: qw(6),
+            prp2: qw(8),
+            cdw10: dw(10),
+            cdw11: dw(11),
+            cdw12: dw(12),
+            cdw13: dw(13),
+            cdw14: dw(14),
+            cdw15: dw(15),
+        }
+    }
+}
+
+/// A completion queue entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// Command specific result (DW0).
+    pub result: u32,
+    pub dw1: u32,
+    /// SQ head pointer the controller has consumed up to.
+    pub sq_head: u16,
+    pub sq_id: u16,
+    pub cid: u16,
+    /// Phase tag (bit 0) and status field (bits 15:1).
+    pub status_phase: u16,
+}
+const _: () = assert!(std::mem::size_of::<Completion>() == CQE_SIZE);
+
+impl Completion {
+    pub fn phase(&self) -> bool {
+        self.status_phase & 1 != 0
+    }
+
+    pub fn status(&self) -> Status {
+        Status::from_raw(self.status_phase >> 1)
+    }
+
+    pub fn to_bytes(&self) -> [u8; CQE_SIZE] {
+        let mut out = [0u8; CQE_SIZE];
+        out[0..4].copy_from_slice(&self.result.to_le_bytes());
+        out[4..8].copy_from_slice(&self.dw1.to_le_bytes());
+        out[8..10].copy_from_slice(&self.sq_head.to_le_bytes());
+        out[10..12].copy_from_slice(&self.sq_id.to_le_bytes());
+        out[12..14].copy_from_slice(&self.cid.to_le_bytes());
+        out[14..16].copy_from_slice(&self.status_phase.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8; CQE_SIZE]) -> Self {
+        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+        Self {
+            result: u32::from_le_bytes(bytes[0..4].try_into().unwrap()),
+            dw1: u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
+            sq_head: u16_at(8),
+            sq_id: u16_at(10),
+            cid: u16_at(12),
+            status_phase: u16_at(14),
+        }
+    }
+}
+
+/// Admin command opcodes.
+pub mod admin_opcode {
+    pub const DELETE_IO_SQ: u8 = 0x00;
+    pub const CREATE_IO_SQ: u8 = 0x01;
+    pub const GET_LOG_PAGE: u8 = 0x02;
+    pub const DELETE_IO_CQ: u8 = 0x04;
+    pub const CREATE_IO_CQ: u8 = 0x05;
+    pub const IDENTIFY: u8 = 0x06;
+    pub const ABORT: u8 = 0x08;
+    pub const SET_FEATURES: u8 = 0x09;
+    pub const GET_FEATURES: u8 = 0x0a;
+    pub const ASYNC_EVENT_REQUEST: u8 = 0x0c;
+    pub const KEEP_ALIVE: u8 = 0x18;
+}
+
+/// NVM command set I/O opcodes.
+pub mod nvm_opcode {
+    pub const FLUSH: u8 = 0x00;
+    pub const WRITE: u8 = 0x01;
+    pub const READ: u8 = 0x02;
+    pub const WRITE_ZEROES: u8 = 0x08;
+    pub const DATASET_MANAGEMENT: u8 = 0x09;
+}
+
+/// Feature identifiers (Get/Set Features CDW10 bits 7:0).
+pub mod feature {
+    pub const ARBITRATION: u8 = 0x01;
+    pub const POWER_MANAGEMENT: u8 = 0x02;
+    pub const VOLATILE_WRITE_CACHE: u8 = 0x06;
+    pub const NUMBER_OF_QUEUES: u8 = 0x07;
+    pub const ASYNC_EVENT_CONFIG: u8 = 0x0b;
+    pub const KEEP_ALIVE_TIMER: u8 = 0x0f;
+}
+
+/// Identify CNS values (CDW10 bits 7:0).
+pub mod cns {
+    pub const NAMESPACE: u8 = 0x00;
+    pub const CONTROLLER: u8 = 0x01;
+    pub const ACTIVE_NAMESPACE_LIST: u8 = 0x02;
+    pub const NAMESPACE_ID_DESCRIPTORS: u8 = 0x03;
+}
+
+/// A Dataset Management range (16 bytes each, up to 256 per command).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DsmRange {
+    pub attributes: u32,
+    pub blocks: u32,
+    pub slba: u64,
+}
+const _: () = assert!(std::mem::size_of::<DsmRange>() == 16);
+
+impl DsmRange {
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[0..4].copy_from_slice(&self.attributes.to_le_bytes());
+        out[4..8].copy_from_slice(&self.blocks.to_le_bytes());
+        out[8..16].copy_from_slice(&self.slba.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
+        Self {
+            attributes: u32::from_le_bytes(bytes[0..4].try_into().unwrap()),
+            blocks: u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
+            slba: u64::from_le_bytes(bytes[8..16].try_into().unwrap()),
+        }
+    }
+}
+
+/// Dataset Management CDW11 attribute: deallocate.
+pub const DSM_ATTR_DEALLOCATE: u32 = 1 << 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_round_trips_through_bytes() {
+        let mut cmd = Command::nvm_rw(nvm_opcode::READ, 1, 0x1_2345_6789, 8);
+        cmd.set_cid(0xbeef);
+        cmd.prp1 = 0xdead_b000;
+        cmd.prp2 = 0x1000_2000;
+        let bytes = cmd.to_bytes();
+        assert_eq!(bytes[0], nvm_opcode::READ);
+        assert_eq!(u16::from_le_bytes([bytes[2], bytes[3]]), 0xbeef);
+        assert_eq!(Command::from_bytes(&bytes), cmd);
+        assert_eq!(cmd.slba(), 0x1_2345_6789);
+        assert_eq!(cmd.nlb(), 8);
+        assert_eq!(cmd.cid(), 0xbeef);
+    }
+
+    #[test]
+    fn completion_round_trips_through_bytes() {
+        let cqe = Completion {
+            result: 7,
+            dw1: 0,
+            sq_head: 12,
+            sq_id: 3,
+            cid: 99,
+            status_phase: (0x0281 << 1) | 1,
+        };
+        let back = Completion::from_bytes(&cqe.to_bytes());
+        assert_eq!(back, cqe);
+        assert!(back.phase());
+        assert_eq!(back.status().raw(), 0x0281);
+    }
+}

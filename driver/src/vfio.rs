@@ -1,0 +1,325 @@
+//! A PCIe NVMe function bound to `vfio-pci`: container, group, device, BAR0, bus mastering, and
+//! the IOVA ranges the IOMMU accepts. The only module that talks to /dev/vfio.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
+
+use crate::dma::{DmaMapper, DmaSpace, MemoryKind};
+use crate::error::{DmaError, Result, VfioError};
+use crate::mmio::Mmio;
+use crate::NvmeDevice;
+
+const BAR0_REGION: u32 = 0;
+const CONFIG_REGION: u32 = 7;
+const REGION_FLAG_MMAP: u32 = 1 << 2;
+const PCI_COMMAND: u64 = 0x04;
+const COMMAND_MEMORY_SPACE: u16 = 1 << 1;
+const COMMAND_BUS_MASTER: u16 = 1 << 2;
+const COMMAND_INTX_DISABLE: u16 = 1 << 10;
+const NVME_CLASS: &str = "0x010802";
+/// DMA memory a controller needs at least (queues and a buffer pool), for the memlock check.
+const MIN_LOCKED_KIB: u64 = 64 * 1024;
+
+/// Drivers that may share an IOMMU group with a device we take.
+const HARMLESS_GROUP_DRIVERS: &[&str] = &["vfio-pci", "pci-stub", "pcieport"];
+
+/// Normalises `01:00.0` to `0000:01:00.0` and checks the shape.
+pub fn normalize_address(address: &str) -> Result<String, VfioError> {
+    let full = if address.matches(':').count() == 1 {
+        format!("0000:{address}")
+    } else {
+        address.to_owned()
+    };
+    let bad = || VfioError::BadAddress {
+        address: address.to_owned(),
+    };
+    let (domain, rest) = full.split_once(':').ok_or_else(bad)?;
+    let (bus, rest) = rest.split_once(':').ok_or_else(bad)?;
+    let (slot, function) = rest.split_once('.').ok_or_else(bad)?;
+    let hex = |s: &str, len: usize| s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit());
+    if hex(domain, 4) && hex(bus, 2) && hex(slot, 2) && function.len() == 1 && hex(function, 1) {
+        Ok(full.to_ascii_lowercase())
+    } else {
+        Err(bad())
+    }
+}
+
+fn driver_of(device: &Path) -> Option<String> {
+    let link = fs::read_link(device.join("driver")).ok()?;
+    Some(link.file_name()?.to_string_lossy().into_owned())
+}
+
+/// The VFIO container as a [`DmaMapper`].
+struct ContainerMapper {
+    address: String,
+    container: Arc<VfioContainer>,
+}
+
+impl DmaMapper for ContainerMapper {
+    unsafe fn map(&self, vaddr: *mut u8, len: usize, iova: u64) -> Result<()> {
+        // SAFETY: the caller guarantees the memory stays allocated until unmapped and is only
+        // accessed through raw pointers meanwhile.
+        unsafe { self.container.vfio_dma_map(iova, len, vaddr) }.map_err(|e| {
+            DmaError::Map {
+                iova,
+                len,
+                reason: format!("{}: {e}", self.address),
+            }
+            .into()
+        })
+    }
+
+    fn unmap(&self, iova: u64, len: usize) -> Result<()> {
+        self.container.vfio_dma_unmap(iova, len).map_err(|e| {
+            DmaError::Unmap {
+                iova,
+                len,
+                reason: format!("{}: {e}", self.address),
+            }
+            .into()
+        })
+    }
+}
+
+/// An NVMe controller bound to vfio-pci, with BAR0 mapped and bus mastering on.
+pub struct VfioNvme {
+    address: String,
+    registers: Mmio,
+    dma: DmaSpace,
+    /// Kept open for as long as the registers and DMA space above may be used.
+    _device: VfioDevice,
+}
+
+impl VfioNvme {
+    /// Opens the controller at `address` (e.g. `0000:01:00.0`), checking on the way everything
+    /// an operator could have left undone.
+    pub fn open(address: &str) -> Result<Arc<Self>> {
+        let address = normalize_address(address)?;
+        let sysfs = PathBuf::from("/sys/bus/pci/devices").join(&address);
+        check_bound_to_vfio(&address, &sysfs)?;
+        let group = iommu_group(&address, &sysfs)?;
+        check_group_viable(&address, group)?;
+        check_memlock(&address)?;
+        check_hugepages()?;
+
+        let container = VfioContainer::new(None).map_err(|e| match e {
+            vfio_ioctls::VfioError::OpenContainer(source) => VfioError::NoVfio { source },
+            source => VfioError::Ioctl {
+                address: address.clone(),
+                operation: "opening the container",
+                source,
+            },
+        })?;
+        let container = Arc::new(container);
+        let ops: Arc<dyn VfioOps> = container.clone();
+        let device = VfioDevice::new(&sysfs, ops, false).map_err(|source| VfioError::Ioctl {
+            address: address.clone(),
+            operation: "opening the device",
+            source,
+        })?;
+        let iova_ranges = iova_ranges(&address, container.as_raw_fd())?;
+        enable_bus_master(&device);
+        let registers = map_bar0(&address, &device)?;
+        let mapper = Arc::new(ContainerMapper {
+            address: address.clone(),
+            container,
+        });
+        log::debug!("{address}: IOMMU group {group}, IOVA ranges {iova_ranges:x?}");
+        Ok(Arc::new(Self {
+            address,
+            registers,
+            dma: DmaSpace::new(mapper, MemoryKind::Hugepages, iova_ranges),
+            _device: device,
+        }))
+    }
+}
+
+impl NvmeDevice for VfioNvme {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn registers(&self) -> &Mmio {
+        &self.registers
+    }
+
+    fn dma(&self) -> &DmaSpace {
+        &self.dma
+    }
+}
+
+fn check_bound_to_vfio(address: &str, sysfs: &Path) -> Result<(), VfioError> {
+    if !sysfs.exists() {
+        return Err(VfioError::NoSuchDevice {
+            address: address.to_owned(),
+        });
+    }
+    let class = fs::read_to_string(sysfs.join("class")).unwrap_or_default();
+    if class.trim() != NVME_CLASS {
+        return Err(VfioError::NotNvme {
+            address: address.to_owned(),
+            class: class.trim().to_owned(),
+        });
+    }
+    match driver_of(sysfs) {
+        Some(driver) if driver == "vfio-pci" => Ok(()),
+        Some(driver) => Err(VfioError::BoundToOtherDriver {
+            address: address.to_owned(),
+            driver,
+        }),
+        None => Err(VfioError::Unbound {
+            address: address.to_owned(),
+        }),
+    }
+}
+
+fn iommu_group(address: &str, sysfs: &Path) -> Result<u32, VfioError> {
+    fs::read_link(sysfs.join("iommu_group"))
+        .ok()
+        .and_then(|link| link.file_name()?.to_str()?.parse().ok())
+        .ok_or_else(|| VfioError::NoIommuGroup {
+            address: address.to_owned(),
+        })
+}
+
+fn check_group_viable(address: &str, group: u32) -> Result<(), VfioError> {
+    let devices = PathBuf::from(format!("/sys/kernel/iommu_groups/{group}/devices"));
+    let others: Vec<String> = fs::read_dir(&devices)
+        .map_err(|source| VfioError::Io {
+            address: address.to_owned(),
+            operation: "listing the IOMMU group",
+            source,
+        })?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let driver = driver_of(&entry.path())?;
+            (name != address && !HARMLESS_GROUP_DRIVERS.contains(&driver.as_str()))
+                .then(|| format!("{name} ({driver})"))
+        })
+        .collect();
+    if others.is_empty() {
+        Ok(())
+    } else {
+        Err(VfioError::GroupNotViable {
+            address: address.to_owned(),
+            group,
+            others: others.join(", "),
+        })
+    }
+}
+
+fn check_memlock(address: &str) -> Result<(), VfioError> {
+    if nix::unistd::geteuid().is_root() {
+        // CAP_IPC_LOCK: VFIO does not charge root's pinned pages against the limit.
+        return Ok(());
+    }
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+        .unwrap_or((0, 0));
+    let limit_kib = soft / 1024;
+    if soft != nix::sys::resource::RLIM_INFINITY && limit_kib < MIN_LOCKED_KIB {
+        return Err(VfioError::MemlockTooLow {
+            address: address.to_owned(),
+            limit_kib,
+            need_kib: MIN_LOCKED_KIB,
+        });
+    }
+    Ok(())
+}
+
+fn check_hugepages() -> Result<(), DmaError> {
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let free = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("HugePages_Free:"))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if free == 0 {
+        return Err(DmaError::NoHugepages {
+            len: crate::dma::HUGEPAGE_SIZE,
+        });
+    }
+    Ok(())
+}
+
+fn enable_bus_master(device: &VfioDevice) {
+    let mut command = [0u8; 2];
+    device.region_read(CONFIG_REGION, &mut command, PCI_COMMAND);
+    let value = u16::from_le_bytes(command)
+        | COMMAND_MEMORY_SPACE
+        | COMMAND_BUS_MASTER
+        | COMMAND_INTX_DISABLE;
+    device.region_write(CONFIG_REGION, &value.to_le_bytes(), PCI_COMMAND);
+}
+
+fn map_bar0(address: &str, device: &VfioDevice) -> Result<Mmio, VfioError> {
+    let bad = |reason: String| VfioError::BadBar {
+        address: address.to_owned(),
+        reason,
+    };
+    let size = device.get_region_size(BAR0_REGION) as usize;
+    if size < 0x2000 {
+        return Err(bad(format!("only {size} bytes; an NVMe BAR0 has at least 8 KiB")));
+    }
+    if device.get_region_flags(BAR0_REGION) & REGION_FLAG_MMAP == 0 {
+        return Err(bad("not mappable through VFIO".into()));
+    }
+    let map = memmap2::MmapOptions::new()
+        .offset(device.get_region_offset(BAR0_REGION))
+        .len(size)
+        .map_raw(device.as_raw_fd())
+        .map_err(|e| bad(format!("not mappable: {e}")))?;
+    let base = NonNull::new(map.as_mut_ptr()).ok_or_else(|| bad("mapped at null".into()))?;
+    // SAFETY: `map` is `size` bytes of the device's BAR0, kept alive by the `Arc` handed over;
+    // `Mmio` only does volatile word accesses.
+    Ok(unsafe { Mmio::new(base, size, Arc::new(map)) })
+}
+
+/// IOVA ranges from VFIO_IOMMU_GET_INFO's IOVA range capability; without one, the 39-bit space
+/// every Intel IOMMU accepts, minus the x86 MSI window.
+fn iova_ranges(address: &str, container_fd: i32) -> Result<Vec<std::ops::Range<u64>>, VfioError> {
+    const VFIO_IOMMU_GET_INFO: u64 = 0x3b70;
+    const INFO_FLAG_CAPS: u32 = 1 << 1;
+    const CAP_IOVA_RANGE: u16 = 1;
+    nix::ioctl_readwrite_bad!(vfio_iommu_get_info, VFIO_IOMMU_GET_INFO, u8);
+
+    let fallback = vec![0..0xfee0_0000, 0xfef0_0000..1 << 39];
+    let mut buffer = vec![0u64; 512];
+    let argsz = (buffer.len() * 8) as u32;
+    buffer[0] = u64::from(argsz);
+    // SAFETY: the buffer is `argsz` bytes, 8-aligned, and the kernel writes at most `argsz`.
+    unsafe { vfio_iommu_get_info(container_fd, buffer.as_mut_ptr().cast()) }.map_err(|e| {
+        VfioError::Io {
+            address: address.to_owned(),
+            operation: "VFIO_IOMMU_GET_INFO",
+            source: e.into(),
+        }
+    })?;
+    let bytes: Vec<u8> = buffer.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
+    if u32_at(4) & INFO_FLAG_CAPS == 0 {
+        return Ok(fallback);
+    }
+    let mut offset = u32_at(16) as usize;
+    while offset != 0 && offset + 16 <= bytes.len() {
+        let id = u16::from_le_bytes([bytes[offset], bytes[offset + 1]]);
+        let next = u32_at(offset + 4) as usize;
+        if id == CAP_IOVA_RANGE {
+            let count = u32_at(offset + 8) as usize;
+            let ranges = (0..count)
+                .map(|i| offset + 16 + i * 16)
+                .take_while(|o| o + 16 <= bytes.len())
+                .map(|o| u64_at(o)..u64_at(o + 8).saturating_add(1))
+                .collect();
+            return Ok(ranges);
+        }
+        offset = next;
+    }
+    Ok(fallback)
+}
