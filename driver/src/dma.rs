@@ -280,7 +280,7 @@ pub struct BufferPool {
 impl BufferPool {
     /// `count` buffers of `buffer_size` bytes each (a multiple of 4 KiB, so each starts on a page).
     pub fn new(space: &DmaSpace, buffer_size: usize, count: usize) -> Result<Self> {
-        if buffer_size == 0 || buffer_size % SMALL_PAGE_SIZE != 0 || count == 0 {
+        if buffer_size == 0 || !buffer_size.is_multiple_of(SMALL_PAGE_SIZE) || count == 0 {
             return Err(DmaError::BadPoolShape { buffer_size, count }.into());
         }
         let region = Arc::new(space.allocate(buffer_size * count)?);

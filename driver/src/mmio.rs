@@ -42,7 +42,7 @@ impl Mmio {
     fn word<T>(&self, offset: usize) -> *mut T {
         let size = std::mem::size_of::<T>();
         assert!(
-            offset % size == 0 && offset + size <= self.len,
+            offset.is_multiple_of(size) && offset + size <= self.len,
             "register offset {offset:#x} unaligned or outside BAR0 ({:#x} bytes)",
             self.len
         );

@@ -257,7 +257,7 @@ impl QueuePair {
                 max: self.max_transfer,
             });
         }
-        if data.iova % 4 != 0 {
+        if !data.iova.is_multiple_of(4) {
             return Err(SubmitError::Misaligned { iova: data.iova });
         }
         let page = PAGE_SIZE as u64;

@@ -613,7 +613,7 @@ impl DeviceState {
             // CAP.CQR: queues must be physically contiguous.
             return Err(generic_error(generic::INVALID_FIELD));
         }
-        if command.prp1 % PAGE_SIZE as u64 != 0 {
+        if !command.prp1.is_multiple_of(PAGE_SIZE as u64) {
             return Err(generic_error(generic::INVALID_PRP_OFFSET));
         }
         Ok((qid, entries as u16))
@@ -746,14 +746,14 @@ impl DeviceState {
             return Ok(());
         }
         if remaining <= PAGE_SIZE {
-            if command.prp2 % page != 0 {
+            if !command.prp2.is_multiple_of(page) {
                 return Err(generic_error(generic::INVALID_PRP_OFFSET));
             }
             self.segments.push((command.prp2, remaining));
             return Ok(());
         }
         let mut list = command.prp2;
-        if list % 8 != 0 {
+        if !list.is_multiple_of(8) {
             return Err(generic_error(generic::INVALID_PRP_OFFSET));
         }
         while remaining > 0 {

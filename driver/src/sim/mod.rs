@@ -27,6 +27,9 @@ use device::DeviceState;
 /// BAR0 of the simulated controller: registers plus doorbells for up to 1024 queues.
 const BAR_SIZE: usize = 0x1000 + 1024 * 2 * 4 * 4;
 
+/// The simulated IOMMU accepts any IOVA below this (48 bits, like most real ones).
+const SIM_IOVA_END: u64 = 1 << 48;
+
 /// A namespace of the simulated controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimNamespace {
@@ -160,7 +163,7 @@ impl SimController {
             .spawn(move || run(&worker_shared))?;
         Ok(Arc::new(Self {
             shared,
-            dma: DmaSpace::new(iommu, MemoryKind::Anonymous, vec![0..1 << 48]),
+            dma: DmaSpace::new(iommu, MemoryKind::Anonymous, std::iter::once(0..SIM_IOVA_END).collect()),
             worker: Some(worker),
         }))
     }
