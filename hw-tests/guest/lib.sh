@@ -40,7 +40,17 @@ capture() {
 	emit_capture "$cap_name"
 }
 
-# Prints a capture made by `capture` or by hand (for background jobs).
+# Like `capture` but prints nothing, for commands run in parallel (`capture_silent ... &`);
+# print the results afterwards with `emit_capture NAME`.
+capture_silent() {
+	cs_name=$1
+	shift
+	cs_rc=0
+	"$@" >"/tmp/capture/$cs_name.out" 2>"/tmp/capture/$cs_name.err" || cs_rc=$?
+	echo "$cs_rc" >"/tmp/capture/$cs_name.rc"
+}
+
+# Prints a capture made by `capture` or `capture_silent`.
 emit_capture() {
 	echo "VFNVME-CAPTURE-BEGIN $1 rc=$(cat "/tmp/capture/$1.rc")"
 	cat "/tmp/capture/$1.out"
