@@ -1,0 +1,23 @@
+# Hardware-in-the-loop targets (owned by hw-tests/), included by the top-level Makefile.
+# The hw tests also run as part of `cargo test --workspace`; these targets are shortcuts.
+
+CARGO ?= cargo
+
+.PHONY: release-bin guest hw-test bench-hw
+
+# The release binary the guest runs (the harness also builds it; this surfaces errors early).
+release-bin:
+	$(CARGO) build --release -p vfnvme-tools --bin vfnvme
+
+# Downloads the guest kernel into the cache and builds the guest image.
+guest: release-bin
+	$(CARGO) run -q -p vfnvme-hw-tests --bin vfnvme-hw-guest
+
+# Boots QEMU guests (emulated NVMe behind an emulated IOMMU) and runs every hw scenario.
+# Boots are serialized by the harness; one test thread keeps the output readable.
+hw-test: release-bin
+	$(CARGO) test -p vfnvme-hw-tests -- --test-threads=1
+
+# fio on the kernel nvme driver vs vfnvme perf, in one guest (prints the ratio).
+bench-hw: release-bin
+	$(CARGO) test --release -p vfnvme-hw-tests --test bench -- --ignored --nocapture --test-threads=1
