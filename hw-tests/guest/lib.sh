@@ -128,3 +128,10 @@ resolve_drives() {
 		rd_index=$((rd_index + 1))
 	done
 }
+
+# Asks the host to hot-remove drive K (which must be `behind_root_port`) through QMP
+# device_del; wait for /sys/bus/pci/devices/$DRIVE<K>_BDF to vanish afterwards.
+request_device_del() {
+	eval "rdd_id=\$DRIVE${1}_QEMU_ID"
+	echo "VFNVME-HOST-REQUEST: device_del $rdd_id"
+}

@@ -17,6 +17,7 @@ pub mod host;
 pub mod kernel;
 pub mod kmod;
 pub mod qemu;
+pub mod qmp;
 pub mod scenario;
 
 pub use error::{HarnessError, Result};

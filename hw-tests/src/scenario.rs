@@ -10,6 +10,11 @@ use crate::error::{HarnessError, Result};
 use crate::guest::GuestImage;
 use crate::host;
 use crate::qemu::{self, BootEnd, NvmeDevice, VmConfig};
+use crate::qmp::Qmp;
+
+/// A guest line asking the host to hot-remove a device: `VFNVME-HOST-REQUEST: device_del ID`
+/// (printed by `request_device_del` in guest/lib.sh).
+pub const DEVICE_DEL_REQUEST: &str = "VFNVME-HOST-REQUEST: device_del ";
 
 /// Console lines shown when a scenario fails.
 pub const FAILURE_TAIL_LINES: usize = 150;
@@ -138,7 +143,19 @@ impl Scenario {
         std::fs::create_dir_all(&logs).map_err(|e| HarnessError::io("creating", &logs, e))?;
         let console_log = logs.join(format!("{}.log", self.name));
         let _one_boot_at_a_time = BOOT_LOCK.lock().unwrap_or_else(|poison| poison.into_inner());
-        let boot = qemu::boot(&config, self.deadline, &console_log, on_line)?;
+        let qmp_socket = config.qmp_socket.clone().expect("every boot has a QMP socket");
+        let mut serve_guest_requests = |line: &str| {
+            if let Some(at) = line.find(DEVICE_DEL_REQUEST) {
+                let id = line[at + DEVICE_DEL_REQUEST.len()..].trim();
+                // The guest waits for the device to vanish; a failure shows up there.
+                let result = Qmp::connect(&qmp_socket).and_then(|mut qmp| qmp.device_del(id));
+                if let Err(error) = result {
+                    eprintln!("scenario {}: device_del {id} failed: {error}", self.name);
+                }
+            }
+            on_line(line);
+        };
+        let boot = qemu::boot(&config, self.deadline, &console_log, &mut serve_guest_requests)?;
         Ok(Outcome {
             name: self.name.clone(),
             end: boot.end,
@@ -186,6 +203,7 @@ impl Scenario {
         let mut env = format!("DRIVE_COUNT={}\n", self.drives.len());
         for (index, drive) in self.drives.iter().enumerate() {
             let _ = writeln!(env, "DRIVE{index}_SERIAL='{}'", drive.serial);
+            let _ = writeln!(env, "DRIVE{index}_QEMU_ID=nvme{index}");
             for (ns_index, bytes) in drive.namespace_bytes.iter().enumerate() {
                 let _ = writeln!(env, "DRIVE{index}_NS{}_BYTES={bytes}", ns_index + 1);
             }
