@@ -216,10 +216,16 @@ impl Controller {
     /// controller. This is also the admin passthrough for arbitrary commands.
     pub fn admin(&self, command: Command, data: AdminData<'_>, name: &'static str) -> Result<u32> {
         let mut admin = self.shared.lock_admin();
-        let result = self.shared.context().execute(&mut admin, command, data, name);
+        let result = self
+            .shared
+            .context()
+            .execute(&mut admin, command, data, name);
         if matches!(result, Err(Error::Timeout { .. })) {
             drop(admin);
-            log::warn!("{}: {name} timed out; resetting the controller", self.address());
+            log::warn!(
+                "{}: {name} timed out; resetting the controller",
+                self.address()
+            );
             self.reset()?;
         }
         result
@@ -232,7 +238,11 @@ impl Controller {
             cdw10: u32::from(cns::ACTIVE_NAMESPACE_LIST),
             ..Command::new(admin_opcode::IDENTIFY, 0)
         };
-        self.admin(command, AdminData::FromDevice(&mut list), "Identify Active Namespace List")?;
+        self.admin(
+            command,
+            AdminData::FromDevice(&mut list),
+            "Identify Active Namespace List",
+        )?;
         identify::parse_active_namespace_list(&list)
             .into_iter()
             .map(|nsid| self.identify_namespace(nsid))
@@ -259,7 +269,11 @@ impl Controller {
             cdw10: u32::from(cns::NAMESPACE),
             ..Command::new(admin_opcode::IDENTIFY, nsid)
         };
-        self.admin(command, AdminData::FromDevice(&mut data), "Identify Namespace")?;
+        self.admin(
+            command,
+            AdminData::FromDevice(&mut data),
+            "Identify Namespace",
+        )?;
         let identify = IdentifyNamespace::from_bytes(&data).map_err(|e| Error::Malformed {
             address: self.address().to_owned(),
             what: "Identify Namespace data",
@@ -293,7 +307,12 @@ impl Controller {
         admin
             .queue
             .reset_after_controller_reset(LOST_IN_RESET, |_| {});
-        let enabled = enable(&shared.address, &shared.registers, shared.cap, &mut admin.queue);
+        let enabled = enable(
+            &shared.address,
+            &shared.registers,
+            shared.cap,
+            &mut admin.queue,
+        );
         shared.generation.fetch_add(1, Ordering::AcqRel);
         enabled?;
         negotiate_queues(&shared.context(), &mut admin, shared.options.io_queues)?;
@@ -339,7 +358,9 @@ impl Controller {
 impl Shared {
     fn lock_admin(&self) -> MutexGuard<'_, AdminQueue> {
         // A panic while holding the admin queue leaves it in a state a reset recovers from.
-        self.admin.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.admin
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn context(&self) -> AdminContext<'_> {
@@ -386,7 +407,10 @@ impl Drop for Shared {
         if done {
             log::info!("{}: shut down", self.address);
         } else {
-            log::warn!("{}: shutdown did not complete within {timeout:?}", self.address);
+            log::warn!(
+                "{}: shutdown did not complete within {timeout:?}",
+                self.address
+            );
         }
     }
 }
@@ -414,7 +438,9 @@ impl AdminContext<'_> {
         if len > ADMIN_BOUNCE_BYTES {
             return Err(Error::Unsupported {
                 address: self.address.to_owned(),
-                what: format!("{name} moves {len} bytes; admin data is limited to {ADMIN_BOUNCE_BYTES}"),
+                what: format!(
+                    "{name} moves {len} bytes; admin data is limited to {ADMIN_BOUNCE_BYTES}"
+                ),
             });
         }
         if let AdminData::ToDevice(buffer) = &data {
@@ -520,14 +546,23 @@ fn enable(address: &str, registers: &Mmio, cap: Cap, admin: &mut QueuePair) -> R
 }
 
 /// Set Features Number of Queues; returns how many I/O queue pairs the controller granted.
-fn negotiate_queues(context: &AdminContext<'_>, admin: &mut AdminQueue, wanted: u16) -> Result<u16> {
+fn negotiate_queues(
+    context: &AdminContext<'_>,
+    admin: &mut AdminQueue,
+    wanted: u16,
+) -> Result<u16> {
     let wanted = u32::from(wanted.max(1) - 1);
     let command = Command {
         cdw10: u32::from(feature::NUMBER_OF_QUEUES),
         cdw11: wanted | (wanted << 16),
         ..Command::new(admin_opcode::SET_FEATURES, 0)
     };
-    let result = context.execute(admin, command, AdminData::None, "Set Features (Number of Queues)")?;
+    let result = context.execute(
+        admin,
+        command,
+        AdminData::None,
+        "Set Features (Number of Queues)",
+    )?;
     let submission = (result & 0xffff) as u16;
     let completion = (result >> 16) as u16;
     Ok(submission.min(completion).saturating_add(1))
@@ -597,13 +632,21 @@ impl IoQueuePair {
     /// Lets commands of this queue pair use buffers of `pool`; the pool's memory then stays
     /// mapped as long as this queue pair exists, whatever happens to the pool.
     pub fn register_pool(&mut self, pool: &BufferPool) {
-        if !self.pools.iter().any(|region| region.id() == pool.region().id()) {
+        if !self
+            .pools
+            .iter()
+            .any(|region| region.id() == pool.region().id())
+        {
             self.pools.push(Arc::clone(pool.region()));
         }
     }
 
     fn data_pointer(&self, buffer: &DmaBuffer, len: usize) -> Result<DataPointer, SubmitError> {
-        if !self.pools.iter().any(|region| region.id() == buffer.region_id()) {
+        if !self
+            .pools
+            .iter()
+            .any(|region| region.id() == buffer.region_id())
+        {
             return Err(SubmitError::UnregisteredBuffer);
         }
         if len > buffer.len() {
@@ -625,6 +668,9 @@ impl IoQueuePair {
         data: Option<(&DmaBuffer, usize)>,
         tag: u64,
     ) -> Result<u16, SubmitError> {
+        if self.controller.shared.generation.load(Ordering::Acquire) != self.generation {
+            return Err(SubmitError::ControllerReset);
+        }
         let pointer = match data {
             Some((buffer, len)) => Some(self.data_pointer(buffer, len)?),
             None => None,
@@ -641,7 +687,11 @@ impl IoQueuePair {
         tag: u64,
     ) -> Result<u16, SubmitError> {
         let command = Command::nvm_rw(nvm_opcode::READ, ns.nsid, lba, blocks);
-        self.submit(command, Some((buffer, blocks as usize * ns.block_size as usize)), tag)
+        self.submit(
+            command,
+            Some((buffer, blocks as usize * ns.block_size as usize)),
+            tag,
+        )
     }
 
     pub fn write(
@@ -653,7 +703,11 @@ impl IoQueuePair {
         tag: u64,
     ) -> Result<u16, SubmitError> {
         let command = Command::nvm_rw(nvm_opcode::WRITE, ns.nsid, lba, blocks);
-        self.submit(command, Some((buffer, blocks as usize * ns.block_size as usize)), tag)
+        self.submit(
+            command,
+            Some((buffer, blocks as usize * ns.block_size as usize)),
+            tag,
+        )
     }
 
     pub fn flush(&mut self, ns: &Namespace, tag: u64) -> Result<u16, SubmitError> {
@@ -715,10 +769,11 @@ impl IoQueuePair {
 
     fn recover(&mut self, on_complete: &mut impl FnMut(Completed)) -> usize {
         let mut lost = 0;
-        self.queue.reset_after_controller_reset(LOST_IN_RESET, |done| {
-            lost += 1;
-            on_complete(done)
-        });
+        self.queue
+            .reset_after_controller_reset(LOST_IN_RESET, |done| {
+                lost += 1;
+                on_complete(done)
+            });
         self.generation = self.controller.generation();
         self.live_on_device = false;
         if let Err(error) = self.create_on_device() {
@@ -737,7 +792,8 @@ impl IoQueuePair {
     pub fn check_timeouts(&mut self, timeout: Duration) -> Result<TimeoutReport> {
         let mut report = TimeoutReport::default();
         let mut overdue = Vec::new();
-        self.queue.overdue(Instant::now(), timeout, |found| overdue.push(found));
+        self.queue
+            .overdue(Instant::now(), timeout, |found| overdue.push(found));
         if overdue.is_empty() {
             return Ok(report);
         }
@@ -809,9 +865,9 @@ impl IoQueuePair {
             };
             // The CQ is unused; if deleting it fails too the controller reset that follows a
             // failed admin command has removed it.
-            let _ = self
-                .controller
-                .admin(delete_cq, AdminData::None, "Delete I/O Completion Queue");
+            let _ =
+                self.controller
+                    .admin(delete_cq, AdminData::None, "Delete I/O Completion Queue");
             return Err(error);
         }
         self.live_on_device = true;
@@ -821,9 +877,7 @@ impl IoQueuePair {
     /// Deletes SQ then CQ on the device. Returns whether the device is known to be done with
     /// this queue pair's memory.
     fn delete_on_device(&mut self) -> bool {
-        if !self.live_on_device
-            || self.controller.generation() != self.generation
-        {
+        if !self.live_on_device || self.controller.generation() != self.generation {
             return true;
         }
         let qid = u32::from(self.qid());

@@ -218,7 +218,11 @@ impl DmaRegion {
 
     /// Host address of `offset`. Only for raw-pointer access.
     pub fn ptr_at(&self, offset: usize) -> *mut u8 {
-        assert!(offset <= self.len, "offset {offset} outside a {} byte region", self.len);
+        assert!(
+            offset <= self.len,
+            "offset {offset} outside a {} byte region",
+            self.len
+        );
         // SAFETY: `offset <= len`, so the result is inside or one past the allocation.
         unsafe { self.base.as_ptr().add(offset) }
     }
@@ -318,7 +322,11 @@ impl BufferPool {
 
     /// Returns a buffer taken from this pool.
     pub fn give_back(&mut self, buffer: DmaBuffer) {
-        assert_eq!(buffer.region_id, self.region.id(), "buffer returned to the wrong pool");
+        assert_eq!(
+            buffer.region_id,
+            self.region.id(),
+            "buffer returned to the wrong pool"
+        );
         self.free.push(buffer.index);
     }
 }

@@ -120,10 +120,20 @@ pub enum DmaError {
     #[error("no IOVA range left for {len} bytes")]
     IovaExhausted { len: usize },
     #[error("mapping {len} bytes at IOVA {iova:#x} for DMA failed: {reason}")]
-    Map { iova: u64, len: usize, reason: String },
+    Map {
+        iova: u64,
+        len: usize,
+        reason: String,
+    },
     #[error("unmapping {len} bytes at IOVA {iova:#x} failed: {reason}")]
-    Unmap { iova: u64, len: usize, reason: String },
-    #[error("a buffer pool needs a non-zero count of 4 KiB multiples, not {count} x {buffer_size}")]
+    Unmap {
+        iova: u64,
+        len: usize,
+        reason: String,
+    },
+    #[error(
+        "a buffer pool needs a non-zero count of 4 KiB multiples, not {count} x {buffer_size}"
+    )]
     BadPoolShape { buffer_size: usize, count: usize },
     #[error("a DMA bookkeeping lock was poisoned by a panic")]
     Poisoned,

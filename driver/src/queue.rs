@@ -50,6 +50,8 @@ pub enum SubmitError {
     TooLarge { len: usize, max: usize },
     #[error("the data does not start on a 4-byte boundary (IOVA {iova:#x})")]
     Misaligned { iova: u64 },
+    #[error("the controller was reset; poll to collect the commands it lost, then resubmit")]
+    ControllerReset,
     #[error("the buffer comes from a pool not registered with this queue pair")]
     UnregisteredBuffer,
     #[error("{len} bytes do not fit the {buffer} byte buffer")]
@@ -408,7 +410,11 @@ impl QueuePair {
         let cq_len = self.layout.prp_offset - self.layout.cq_offset;
         // SAFETY: the CQ ring lies inside `memory`; the controller was reset, so it no longer
         // writes there.
-        unsafe { self.memory.ptr_at(self.layout.cq_offset).write_bytes(0, cq_len) };
+        unsafe {
+            self.memory
+                .ptr_at(self.layout.cq_offset)
+                .write_bytes(0, cq_len)
+        };
         self.sq_tail = 0;
         self.sq_head = 0;
         self.cq_head = 0;

@@ -264,7 +264,9 @@ fn map_bar0(address: &str, device: &VfioDevice) -> Result<Mmio, VfioError> {
     };
     let size = device.get_region_size(BAR0_REGION) as usize;
     if size < 0x2000 {
-        return Err(bad(format!("only {size} bytes; an NVMe BAR0 has at least 8 KiB")));
+        return Err(bad(format!(
+            "only {size} bytes; an NVMe BAR0 has at least 8 KiB"
+        )));
     }
     if device.get_region_flags(BAR0_REGION) & REGION_FLAG_MMAP == 0 {
         return Err(bad("not mappable through VFIO".into()));

@@ -181,7 +181,13 @@ impl DeviceState {
             return false;
         }
         // SAFETY: the range is inside the medium (checked above) and `out` is ordinary memory.
-        unsafe { std::ptr::copy_nonoverlapping(medium.ptr(offset, out.len()), out.as_mut_ptr(), out.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                medium.ptr(offset, out.len()),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
         true
     }
 
@@ -275,7 +281,9 @@ impl DeviceState {
             };
             let tail = bar.read32(regs::sq_tail_doorbell(qid, self.doorbell_stride));
             if tail >= u32::from(sq.entries) {
-                log::error!("simulated controller: SQ {qid} tail doorbell {tail} out of range; fatal");
+                log::error!(
+                    "simulated controller: SQ {qid} tail doorbell {tail} out of range; fatal"
+                );
                 self.fatal = true;
                 bar.write32(regs::CSTS, bar.read32(regs::CSTS) | csts::CFS);
                 return true;
@@ -304,9 +312,12 @@ impl DeviceState {
     fn dispatch(&mut self, qid: u16, command: Command, bar: &Mmio, iommu: &SimIommu) {
         let admin = qid == 0;
         if let Some(position) = self.faults.iter().position(|fault| match *fault {
-            Fault::FailCommand { admin: a, opcode, .. } | Fault::LoseCompletion { admin: a, opcode, .. } => {
-                a == admin && opcode == command.opcode()
+            Fault::FailCommand {
+                admin: a, opcode, ..
             }
+            | Fault::LoseCompletion {
+                admin: a, opcode, ..
+            } => a == admin && opcode == command.opcode(),
             _ => false,
         }) {
             let fault = self.faults[position];
@@ -376,7 +387,14 @@ impl DeviceState {
         busy
     }
 
-    fn post(&mut self, sqid: u16, cid: u16, outcome: Outcome, bar: &Mmio, iommu: &SimIommu) -> Posted {
+    fn post(
+        &mut self,
+        sqid: u16,
+        cid: u16,
+        outcome: Outcome,
+        bar: &Mmio,
+        iommu: &SimIommu,
+    ) -> Posted {
         let Some(sq) = self.sqs[usize::from(sqid)].as_ref() else {
             return Posted::QueueGone;
         };
@@ -407,7 +425,10 @@ impl DeviceState {
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), entry, CQE_SIZE - 2);
             fence(Ordering::Release);
-            entry.add(CQE_SIZE - 2).cast::<u16>().write_volatile(completion.status_phase);
+            entry
+                .add(CQE_SIZE - 2)
+                .cast::<u16>()
+                .write_volatile(completion.status_phase);
         }
         cq.tail += 1;
         if cq.tail == cq.entries {
@@ -427,7 +448,12 @@ enum Posted {
 /// Admin commands.
 impl DeviceState {
     /// `None` when the command completes later (Async Event Request).
-    fn execute_admin(&mut self, command: &Command, bar: &Mmio, iommu: &SimIommu) -> Option<Outcome> {
+    fn execute_admin(
+        &mut self,
+        command: &Command,
+        bar: &Mmio,
+        iommu: &SimIommu,
+    ) -> Option<Outcome> {
         let outcome = match command.opcode() {
             admin_opcode::IDENTIFY => self.identify(command, iommu),
             admin_opcode::GET_LOG_PAGE => self.get_log_page(command, iommu),
@@ -500,7 +526,10 @@ impl DeviceState {
                     let mut nguid = [0u8; 16];
                     nguid[..4].copy_from_slice(&medium.nsid.to_be_bytes());
                     nguid[4..].copy_from_slice(&self.serial_hash().to_be_bytes()[..12]);
-                    build_namespace_id_descriptors(&[NamespaceId::Nguid(nguid), NamespaceId::Csi(0)])
+                    build_namespace_id_descriptors(&[
+                        NamespaceId::Nguid(nguid),
+                        NamespaceId::Csi(0),
+                    ])
                 }
                 None => return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT),
             },
@@ -513,7 +542,9 @@ impl DeviceState {
         self.config
             .serial
             .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u128, |hash, byte| (hash ^ u128::from(byte)).wrapping_mul(0x100_0000_01b3))
+            .fold(0xcbf2_9ce4_8422_2325u128, |hash, byte| {
+                (hash ^ u128::from(byte)).wrapping_mul(0x100_0000_01b3)
+            })
     }
 
     fn get_log_page(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
@@ -545,7 +576,10 @@ impl DeviceState {
             }
             _ => return specific_error(cs::INVALID_LOG_PAGE),
         };
-        let Some(start) = usize::try_from(offset).ok().filter(|o| o % 4 == 0 && *o <= log.len()) else {
+        let Some(start) = usize::try_from(offset)
+            .ok()
+            .filter(|o| o % 4 == 0 && *o <= log.len())
+        else {
             return generic_error(generic::INVALID_FIELD);
         };
         let end = (start + dwords * 4).min(log.len());
@@ -627,7 +661,10 @@ impl DeviceState {
         if self.cqs[usize::from(qid)].is_some() {
             return specific_error(cs::INVALID_QUEUE_IDENTIFIER);
         }
-        if iommu.translate(command.prp1, usize::from(entries) * CQE_SIZE).is_none() {
+        if iommu
+            .translate(command.prp1, usize::from(entries) * CQE_SIZE)
+            .is_none()
+        {
             return generic_error(generic::DATA_TRANSFER_ERROR);
         }
         self.cqs[usize::from(qid)] = Some(CompletionQueue {
@@ -648,10 +685,18 @@ impl DeviceState {
         if self.sqs[usize::from(qid)].is_some() {
             return specific_error(cs::INVALID_QUEUE_IDENTIFIER);
         }
-        if cqid == 0 || self.cqs.get(usize::from(cqid)).is_none_or(|cq| cq.is_none()) {
+        if cqid == 0
+            || self
+                .cqs
+                .get(usize::from(cqid))
+                .is_none_or(|cq| cq.is_none())
+        {
             return specific_error(cs::COMPLETION_QUEUE_INVALID);
         }
-        if iommu.translate(command.prp1, usize::from(entries) * SQE_SIZE).is_none() {
+        if iommu
+            .translate(command.prp1, usize::from(entries) * SQE_SIZE)
+            .is_none()
+        {
             return generic_error(generic::DATA_TRANSFER_ERROR);
         }
         self.sqs[usize::from(qid)] = Some(SubmissionQueue {
@@ -736,7 +781,12 @@ impl DeviceState {
 
     /// Fills `self.segments` with the (IOVA, length) pieces of a `len` byte transfer described
     /// by the command's PRP1/PRP2. `Err` is the status to complete with.
-    fn walk_prps(&mut self, command: &Command, len: usize, iommu: &SimIommu) -> Result<(), Outcome> {
+    fn walk_prps(
+        &mut self,
+        command: &Command,
+        len: usize,
+        iommu: &SimIommu,
+    ) -> Result<(), Outcome> {
         self.segments.clear();
         let page = PAGE_SIZE as u64;
         let first = len.min((page - command.prp1 % page) as usize);
@@ -786,7 +836,14 @@ impl DeviceState {
 
     /// Moves `len` bytes between the command's data buffer and `local`: into host memory when
     /// `to_host`, else out of it.
-    fn transfer(&mut self, command: &Command, local: *mut u8, len: usize, to_host: bool, iommu: &SimIommu) -> Result<(), Outcome> {
+    fn transfer(
+        &mut self,
+        command: &Command,
+        local: *mut u8,
+        len: usize,
+        to_host: bool,
+        iommu: &SimIommu,
+    ) -> Result<(), Outcome> {
         self.walk_prps(command, len, iommu)?;
         let mut done = 0;
         for &(iova, piece) in &self.segments {
@@ -822,11 +879,19 @@ impl DeviceState {
         };
         let medium = &self.media[index];
         let blocks = u64::from(command.nlb());
-        if command.slba().checked_add(blocks).is_none_or(|end| end > medium.blocks) {
+        if command
+            .slba()
+            .checked_add(blocks)
+            .is_none_or(|end| end > medium.blocks)
+        {
             return Err(generic_error(generic::LBA_OUT_OF_RANGE));
         }
         let block_size = u64::from(medium.block_size);
-        Ok((index, command.slba() * block_size, (blocks * block_size) as usize))
+        Ok((
+            index,
+            command.slba() * block_size,
+            (blocks * block_size) as usize,
+        ))
     }
 
     fn max_transfer(&self) -> usize {
@@ -896,13 +961,21 @@ impl DeviceState {
             .map(|chunk| DsmRange::from_bytes(chunk.try_into().expect("16-byte chunks")))
             .collect();
         let medium = &self.media[index];
-        if ranges.iter().any(|r| r.slba.checked_add(u64::from(r.blocks)).is_none_or(|end| end > medium.blocks)) {
+        if ranges.iter().any(|r| {
+            r.slba
+                .checked_add(u64::from(r.blocks))
+                .is_none_or(|end| end > medium.blocks)
+        }) {
             return generic_error(generic::LBA_OUT_OF_RANGE);
         }
         if command.cdw11 & DSM_ATTR_DEALLOCATE != 0 {
             let block_size = u64::from(medium.block_size);
             for range in ranges {
-                self.zero(index, range.slba * block_size, (u64::from(range.blocks) * block_size) as usize);
+                self.zero(
+                    index,
+                    range.slba * block_size,
+                    (u64::from(range.blocks) * block_size) as usize,
+                );
             }
         }
         ok(0)

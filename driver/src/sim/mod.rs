@@ -163,7 +163,11 @@ impl SimController {
             .spawn(move || run(&worker_shared))?;
         Ok(Arc::new(Self {
             shared,
-            dma: DmaSpace::new(iommu, MemoryKind::Anonymous, std::iter::once(0..SIM_IOVA_END).collect()),
+            dma: DmaSpace::new(
+                iommu,
+                MemoryKind::Anonymous,
+                std::iter::once(0..SIM_IOVA_END).collect(),
+            ),
             worker: Some(worker),
         }))
     }

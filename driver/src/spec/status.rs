@@ -179,8 +179,14 @@ mod tests {
         assert!(status.dnr());
         assert!(status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)));
         assert!(!status.is_success());
-        let cs = Status::new(sct::COMMAND_SPECIFIC, command_specific::INVALID_QUEUE_IDENTIFIER);
+        let cs = Status::new(
+            sct::COMMAND_SPECIFIC,
+            command_specific::INVALID_QUEUE_IDENTIFIER,
+        );
         assert_eq!(cs.raw(), 0x0101);
-        assert_eq!(cs.to_string(), "invalid queue identifier (sct 0x1, sc 0x01)");
+        assert_eq!(
+            cs.to_string(),
+            "invalid queue identifier (sct 0x1, sc 0x01)"
+        );
     }
 }

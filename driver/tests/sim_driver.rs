@@ -1,0 +1,609 @@
+//! The whole driver against the simulated controller: bring-up, identify, every I/O command,
+//! PRP lists, wrap-around, full queues, timeouts, resets, fatal status and teardown. Data is
+//! compared byte for byte, statuses against the spec's values.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vfnvme_driver::controller::{TimeoutReport, LOST_IN_RESET};
+use vfnvme_driver::dma::{BufferPool, DmaBuffer};
+use vfnvme_driver::queue::{Completed, SubmitError};
+use vfnvme_driver::sim::{Fault, SimConfig, SimController, SimNamespace};
+use vfnvme_driver::spec::log_page::{log_id, SmartLog};
+use vfnvme_driver::spec::regs::{self, csts};
+use vfnvme_driver::spec::status::{generic, media, sct};
+use vfnvme_driver::spec::{admin_opcode, feature, nvm_opcode, Command, DsmRange, Status};
+use vfnvme_driver::{
+    AdminData, Controller, ControllerOptions, Error, IoQueuePair, Namespace, NvmeDevice,
+};
+
+struct Rig {
+    // Field order is drop order: queue pair, pool, controller, then the device.
+    qpair: IoQueuePair,
+    pool: BufferPool,
+    ns: Namespace,
+    controller: Controller,
+    sim: Arc<SimController>,
+}
+
+fn rig_with(config: SimConfig, entries: u16) -> Rig {
+    let sim = SimController::new(config).expect("simulator starts");
+    let controller = Controller::new(sim.clone(), ControllerOptions::default()).expect("bring-up");
+    let ns = controller.namespace(1).expect("namespace 1");
+    let mut qpair = controller.create_io_qpair(entries).expect("I/O queue pair");
+    let pool = BufferPool::new(sim.dma(), 2 << 20, 8).expect("buffer pool");
+    qpair.register_pool(&pool);
+    Rig {
+        qpair,
+        pool,
+        ns,
+        controller,
+        sim,
+    }
+}
+
+fn rig() -> Rig {
+    rig_with(SimConfig::default(), 64)
+}
+
+/// Waits for one completion (the simulator runs on its own thread).
+fn wait_one(qpair: &mut IoQueuePair) -> Completed {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut done = None;
+        qpair.poll(1, |c| done = Some(c));
+        if let Some(done) = done {
+            return done;
+        }
+        assert!(Instant::now() < deadline, "no completion within 10 s");
+        std::thread::yield_now();
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+fn write_read_back(rig: &mut Rig, lba: u64, blocks: u32, seed: u8) {
+    let len = blocks as usize * rig.ns.block_size as usize;
+    let data = pattern(len, seed);
+    let out = rig.pool.take().unwrap();
+    let back = rig.pool.take().unwrap();
+    out.write(0, &data);
+    rig.qpair.write(&rig.ns, lba, blocks, &out, 1).unwrap();
+    let done = wait_one(&mut rig.qpair);
+    assert_eq!((done.tag, done.status), (1, Status::SUCCESS));
+    rig.qpair.read(&rig.ns, lba, blocks, &back, 2).unwrap();
+    let done = wait_one(&mut rig.qpair);
+    assert_eq!((done.tag, done.status), (2, Status::SUCCESS));
+    let mut read = vec![0u8; len];
+    back.read(0, &mut read);
+    assert!(
+        read == data,
+        "data read back differs ({blocks} blocks at LBA {lba})"
+    );
+    let mut medium = vec![0u8; len];
+    assert!(rig
+        .sim
+        .read_medium(1, lba * u64::from(rig.ns.block_size), &mut medium));
+    assert!(
+        medium == data,
+        "the medium does not hold what was written at LBA {lba}"
+    );
+    rig.pool.give_back(out);
+    rig.pool.give_back(back);
+}
+
+#[test]
+fn bring_up_identifies_controller_and_namespaces() {
+    let config = SimConfig {
+        namespaces: vec![
+            SimNamespace {
+                nsid: 1,
+                blocks: 2048,
+                block_size: 512,
+            },
+            SimNamespace {
+                nsid: 3,
+                blocks: 1024,
+                block_size: 4096,
+            },
+        ],
+        ..SimConfig::default()
+    };
+    let sim = SimController::new(config).unwrap();
+    let controller = Controller::new(sim.clone(), ControllerOptions::default()).unwrap();
+    assert_eq!(controller.identify().serial, "VFNVME-SIM-0001");
+    assert_eq!(controller.identify().model, "vfnvme simulated controller");
+    assert_eq!(controller.identify().firmware, "1.0");
+    assert_eq!(
+        controller.max_transfer(),
+        128 * 1024,
+        "MDTS 5 = 32 pages of 4 KiB"
+    );
+    assert_eq!(controller.io_queues_granted(), 16);
+    assert_eq!(controller.capabilities().max_queue_entries(), 1024);
+    let namespaces = controller.namespaces().unwrap();
+    let shapes: Vec<_> = namespaces
+        .iter()
+        .map(|n| (n.nsid, n.block_size, n.blocks))
+        .collect();
+    assert_eq!(shapes, [(1, 512, 2048), (3, 4096, 1024)]);
+    match controller.namespace(2) {
+        Err(Error::NoSuchNamespace {
+            nsid: 2, active, ..
+        }) => assert_eq!(active, [1, 3]),
+        other => panic!("expected NoSuchNamespace, got {other:?}"),
+    }
+    assert_eq!(sim.registers().read32(regs::CSTS) & csts::RDY, csts::RDY);
+}
+
+#[test]
+fn reads_and_writes_across_page_boundaries_and_prp_lists() {
+    let mut rig = rig();
+    // 1 block, 1 page, 2 pages (PRP2 is a page), 3 pages and the most one command can carry
+    // (PRP2 points to a list), and odd sizes straddling page boundaries.
+    for (i, blocks) in [1u32, 7, 8, 9, 16, 17, 24, 100, 255, 256]
+        .into_iter()
+        .enumerate()
+    {
+        write_read_back(&mut rig, 3 + i as u64 * 300, blocks, i as u8);
+    }
+    let last = rig.ns.blocks - 256;
+    write_read_back(&mut rig, last, 256, 99);
+}
+
+#[test]
+fn unlimited_mdts_transfers_two_mebibytes_through_one_prp_list() {
+    let config = SimConfig {
+        mdts: 0,
+        namespaces: vec![SimNamespace {
+            nsid: 1,
+            blocks: 8192,
+            block_size: 4096,
+        }],
+        ..SimConfig::default()
+    };
+    let mut rig = rig_with(config, 8);
+    assert_eq!(rig.controller.max_transfer(), 2 << 20);
+    write_read_back(&mut rig, 0, 512, 5);
+    write_read_back(&mut rig, 4000, 511, 6);
+}
+
+#[test]
+fn transfers_beyond_max_transfer_are_refused_before_submission() {
+    let mut rig = rig();
+    let buffer = rig.pool.take().unwrap();
+    let blocks = (rig.controller.max_transfer() / 512) as u32 + 1;
+    let refused = rig.qpair.read(&rig.ns, 0, blocks, &buffer, 0);
+    assert_eq!(
+        refused,
+        Err(SubmitError::TooLarge {
+            len: blocks as usize * 512,
+            max: 128 * 1024
+        })
+    );
+    assert_eq!(rig.qpair.outstanding(), 0);
+    rig.pool.give_back(buffer);
+}
+
+#[test]
+fn flush_write_zeroes_and_deallocate() {
+    let mut rig = rig();
+    write_read_back(&mut rig, 100, 64, 1);
+    rig.qpair.flush(&rig.ns, 7).unwrap();
+    assert_eq!(wait_one(&mut rig.qpair).status, Status::SUCCESS);
+
+    rig.qpair.write_zeroes(&rig.ns, 100, 16, 8).unwrap();
+    assert_eq!(wait_one(&mut rig.qpair).status, Status::SUCCESS);
+    let mut medium = vec![0xffu8; 64 * 512];
+    rig.sim.read_medium(1, 100 * 512, &mut medium);
+    assert!(
+        medium[..16 * 512].iter().all(|&b| b == 0),
+        "write zeroes left data"
+    );
+    assert!(
+        medium[16 * 512..].iter().any(|&b| b != 0),
+        "write zeroes went too far"
+    );
+
+    let ranges = buffer_for_ranges(&mut rig);
+    let dsm = [
+        DsmRange {
+            attributes: 0,
+            blocks: 16,
+            slba: 116,
+        },
+        DsmRange {
+            attributes: 0,
+            blocks: 16,
+            slba: 148,
+        },
+    ];
+    rig.qpair.deallocate(&rig.ns, &dsm, &ranges, 9).unwrap();
+    assert_eq!(wait_one(&mut rig.qpair).status, Status::SUCCESS);
+    rig.sim.read_medium(1, 100 * 512, &mut medium);
+    assert!(medium[16 * 512..32 * 512].iter().all(|&b| b == 0));
+    assert!(
+        medium[32 * 512..48 * 512].iter().any(|&b| b != 0),
+        "a block outside the ranges changed"
+    );
+    assert!(medium[48 * 512..].iter().all(|&b| b == 0));
+    rig.pool.give_back(ranges);
+}
+
+fn buffer_for_ranges(rig: &mut Rig) -> DmaBuffer {
+    rig.pool.take().unwrap()
+}
+
+#[test]
+fn out_of_range_lba_and_unknown_namespace_get_the_spec_statuses() {
+    let mut rig = rig();
+    let buffer = rig.pool.take().unwrap();
+    rig.qpair
+        .read(&rig.ns, rig.ns.blocks - 1, 2, &buffer, 1)
+        .unwrap();
+    let done = wait_one(&mut rig.qpair);
+    assert!(
+        done.status
+            .same_code(Status::generic(generic::LBA_OUT_OF_RANGE)),
+        "{}",
+        done.status
+    );
+    assert_eq!(done.status.raw() & 0xff, 0x80);
+
+    let ghost = Namespace {
+        nsid: 9,
+        ..rig.ns.clone()
+    };
+    rig.qpair.read(&ghost, 0, 1, &buffer, 2).unwrap();
+    let done = wait_one(&mut rig.qpair);
+    assert_eq!(done.status.sct(), sct::GENERIC);
+    assert_eq!(done.status.sc(), 0x0b, "Invalid Namespace or Format");
+
+    rig.qpair.submit(Command::new(0x7e, 1), None, 3).unwrap();
+    assert!(wait_one(&mut rig.qpair)
+        .status
+        .same_code(Status::generic(generic::INVALID_OPCODE)));
+    rig.pool.give_back(buffer);
+}
+
+#[test]
+fn injected_media_error_is_reported_with_its_status() {
+    let mut rig = rig();
+    let unrecovered = Status::new(sct::MEDIA, media::UNRECOVERED_READ_ERROR);
+    rig.sim.inject(Fault::FailCommand {
+        admin: false,
+        opcode: nvm_opcode::READ,
+        status: unrecovered,
+        count: 1,
+    });
+    let buffer = rig.pool.take().unwrap();
+    rig.qpair.read(&rig.ns, 0, 1, &buffer, 1).unwrap();
+    assert_eq!(wait_one(&mut rig.qpair).status, unrecovered);
+    rig.qpair.read(&rig.ns, 0, 1, &buffer, 2).unwrap();
+    assert_eq!(
+        wait_one(&mut rig.qpair).status,
+        Status::SUCCESS,
+        "the fault was for one command"
+    );
+    rig.pool.give_back(buffer);
+}
+
+/// Stepping the simulator by hand: exactly `entries - 1` commands fit, the next one is refused,
+/// and rounds of full queues wrap the rings many times over.
+#[test]
+fn queues_fill_up_and_wrap_around_at_several_sizes() {
+    for entries in [2u16, 3, 16, 255, 1024] {
+        let mut rig = rig_with(SimConfig::default(), entries);
+        assert_eq!(rig.qpair.entries(), entries);
+        rig.sim.pause();
+        let depth = entries as usize - 1;
+        let block = rig.pool.take().unwrap();
+        for round in 0..5u64 {
+            for i in 0..depth {
+                let lba = (round * depth as u64 + i as u64) % rig.ns.blocks;
+                block.write(0, &[round as u8; 512]);
+                rig.qpair.write(&rig.ns, lba, 1, &block, i as u64).unwrap();
+            }
+            assert_eq!(
+                rig.qpair.write(&rig.ns, 0, 1, &block, 0),
+                Err(SubmitError::QueueFull),
+                "queue of {entries} entries took more than {depth} commands"
+            );
+            assert_eq!(
+                rig.qpair.poll(usize::MAX, |_| {}),
+                0,
+                "completion before the device ran"
+            );
+            rig.sim.step();
+            let mut tags = Vec::new();
+            let reaped = rig.qpair.poll(usize::MAX, |c| {
+                assert_eq!(c.status, Status::SUCCESS);
+                tags.push(c.tag)
+            });
+            assert_eq!(reaped, depth);
+            tags.sort_unstable();
+            assert_eq!(tags, (0..depth as u64).collect::<Vec<_>>());
+        }
+        rig.pool.give_back(block);
+        rig.sim.resume();
+        write_read_back(&mut rig, 1, 8, entries as u8);
+    }
+}
+
+#[test]
+fn lost_completion_is_aborted_after_its_timeout() {
+    let mut rig = rig();
+    rig.sim.inject(Fault::LoseCompletion {
+        admin: false,
+        opcode: nvm_opcode::READ,
+        count: 1,
+    });
+    let buffer = rig.pool.take().unwrap();
+    rig.qpair.read(&rig.ns, 0, 1, &buffer, 42).unwrap();
+    let timeout = Duration::from_millis(50);
+    assert_eq!(
+        rig.qpair.check_timeouts(timeout).unwrap(),
+        TimeoutReport::default()
+    );
+    // Wait until the command is overdue (polling, so an unexpected completion would show).
+    let start = Instant::now();
+    while start.elapsed() < timeout * 2 {
+        assert_eq!(rig.qpair.poll(usize::MAX, |_| {}), 0);
+    }
+    let report = rig.qpair.check_timeouts(timeout).unwrap();
+    assert_eq!(
+        report,
+        TimeoutReport {
+            aborts_sent: 1,
+            controller_reset: false
+        }
+    );
+    let done = wait_one(&mut rig.qpair);
+    assert_eq!(done.tag, 42);
+    assert!(
+        done.status
+            .same_code(Status::generic(generic::ABORT_REQUESTED)),
+        "{}",
+        done.status
+    );
+    rig.pool.give_back(buffer);
+}
+
+#[test]
+fn ignored_abort_leads_to_a_reset_and_the_queue_pair_recovers() {
+    let mut rig = rig();
+    rig.sim.inject(Fault::LoseCompletion {
+        admin: false,
+        opcode: nvm_opcode::WRITE,
+        count: 1,
+    });
+    rig.sim.inject(Fault::IgnoreAbort);
+    let buffer = rig.pool.take().unwrap();
+    rig.qpair.write(&rig.ns, 5, 1, &buffer, 7).unwrap();
+    let timeout = Duration::from_millis(30);
+    let mut resets = 0;
+    let mut aborts = 0;
+    let start = Instant::now();
+    while resets == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no reset");
+        std::thread::sleep(timeout);
+        let report = rig.qpair.check_timeouts(timeout).unwrap();
+        aborts += report.aborts_sent;
+        resets += usize::from(report.controller_reset);
+    }
+    assert_eq!(aborts, 1, "one abort before resetting");
+    assert_eq!(rig.controller.generation(), 1);
+    let done = wait_one(&mut rig.qpair);
+    assert_eq!((done.tag, done.status), (7, LOST_IN_RESET));
+    rig.pool.give_back(buffer);
+    write_read_back(&mut rig, 9, 8, 3);
+    assert_eq!(rig.sim.stats().io_queues, 1, "the queue pair was recreated");
+}
+
+#[test]
+fn fatal_status_is_detected_and_a_reset_recovers() {
+    let mut rig = rig();
+    rig.sim.inject(Fault::Fatal);
+    assert!(rig.controller.is_fatal());
+    let smart = Command {
+        cdw10: u32::from(log_id::SMART_HEALTH) | (127 << 16),
+        ..Command::new(admin_opcode::GET_LOG_PAGE, u32::MAX)
+    };
+    let mut log = vec![0u8; 512];
+    match rig
+        .controller
+        .admin(smart, AdminData::FromDevice(&mut log), "Get Log Page")
+    {
+        Err(Error::ControllerFatal { address }) => assert_eq!(address, "sim"),
+        other => panic!("expected ControllerFatal, got {other:?}"),
+    }
+    rig.controller.reset().unwrap();
+    assert!(!rig.controller.is_fatal());
+    let buffer = rig.pool.take().unwrap();
+    assert_eq!(
+        rig.qpair.read(&rig.ns, 0, 1, &buffer, 0),
+        Err(SubmitError::ControllerReset),
+        "a queue pair must be polled after a reset before it takes commands"
+    );
+    rig.pool.give_back(buffer);
+    assert_eq!(
+        rig.qpair.poll(usize::MAX, |_| {}),
+        0,
+        "nothing was in flight"
+    );
+    write_read_back(&mut rig, 0, 4, 4);
+}
+
+#[test]
+fn admin_passthrough_reads_smart_log_and_features() {
+    let mut rig = rig();
+    write_read_back(&mut rig, 0, 256, 1);
+    let smart = Command {
+        cdw10: u32::from(log_id::SMART_HEALTH) | (127 << 16),
+        ..Command::new(admin_opcode::GET_LOG_PAGE, u32::MAX)
+    };
+    let mut log = vec![0u8; 512];
+    rig.controller
+        .admin(smart, AdminData::FromDevice(&mut log), "Get Log Page")
+        .unwrap();
+    let smart = SmartLog::from_bytes(&log).unwrap();
+    assert_eq!(smart.temperature_kelvin, 310);
+    assert_eq!(smart.avail_spare, 100);
+
+    let set = Command {
+        cdw10: u32::from(feature::KEEP_ALIVE_TIMER),
+        cdw11: 15_000,
+        ..Command::new(admin_opcode::SET_FEATURES, 0)
+    };
+    rig.controller
+        .admin(set, AdminData::None, "Set Features")
+        .unwrap();
+    let get = Command {
+        cdw10: u32::from(feature::KEEP_ALIVE_TIMER),
+        ..Command::new(admin_opcode::GET_FEATURES, 0)
+    };
+    assert_eq!(
+        rig.controller
+            .admin(get, AdminData::None, "Get Features")
+            .unwrap(),
+        15_000
+    );
+
+    let bad_log = Command {
+        cdw10: 0xc5 | (127 << 16),
+        ..Command::new(admin_opcode::GET_LOG_PAGE, 0)
+    };
+    match rig
+        .controller
+        .admin(bad_log, AdminData::FromDevice(&mut log), "Get Log Page")
+    {
+        Err(Error::Command { status, .. }) => {
+            assert_eq!((status.sct(), status.sc()), (sct::COMMAND_SPECIFIC, 0x09))
+        }
+        other => panic!("expected Invalid Log Page, got {other:?}"),
+    }
+}
+
+#[test]
+fn doorbell_stride_from_cap_is_honoured() {
+    let config = SimConfig {
+        doorbell_stride_shift: 2,
+        ..SimConfig::default()
+    };
+    let mut rig = rig_with(config, 32);
+    assert_eq!(rig.controller.capabilities().doorbell_stride(), 16);
+    for i in 0..100 {
+        write_read_back(&mut rig, i * 8, 8, i as u8);
+    }
+}
+
+#[test]
+fn buffers_of_unregistered_pools_are_refused() {
+    let mut rig = rig();
+    let mut stranger = BufferPool::new(rig.sim.dma(), 4096, 1).unwrap();
+    let buffer = stranger.take().unwrap();
+    assert_eq!(
+        rig.qpair.read(&rig.ns, 0, 1, &buffer, 0),
+        Err(SubmitError::UnregisteredBuffer)
+    );
+    stranger.give_back(buffer);
+}
+
+#[test]
+fn queue_ids_are_released_at_once_so_an_immediate_recreate_gets_them() {
+    let rig = rig();
+    let first = rig.qpair.qid();
+    let second = rig.controller.create_io_qpair(16).unwrap();
+    assert_ne!(second.qid(), first);
+    let second_qid = second.qid();
+    drop(second);
+    assert_eq!(
+        rig.sim.stats().io_queues,
+        1,
+        "dropping a queue pair deletes it on the device"
+    );
+    let again = rig.controller.create_io_qpair(16).unwrap();
+    assert_eq!(again.qid(), second_qid);
+    assert_eq!(rig.sim.stats().io_queues, 2);
+}
+
+#[test]
+fn all_queue_ids_can_be_taken_and_the_next_is_refused() {
+    let config = SimConfig {
+        io_queues: 3,
+        ..SimConfig::default()
+    };
+    let rig = rig_with(config, 8);
+    let more: Vec<_> = (0..2)
+        .map(|_| rig.controller.create_io_qpair(8).unwrap())
+        .collect();
+    match rig.controller.create_io_qpair(8) {
+        Err(Error::NoQueueLeft { granted: 3, .. }) => {}
+        other => panic!("expected NoQueueLeft, got {:?}", other.map(|q| q.qid())),
+    }
+    drop(more);
+    rig.controller.create_io_qpair(8).unwrap();
+}
+
+/// Teardown with a command the device never completes: dropping the queue pair deletes its SQ
+/// (which aborts the command), the device never touches memory after it was unmapped, and
+/// every mapping is gone once the controller is.
+#[test]
+fn teardown_with_a_command_in_flight_unmaps_everything_without_iommu_faults() {
+    let rig = rig();
+    let sim = rig.sim.clone();
+    let Rig {
+        mut qpair,
+        mut pool,
+        ns,
+        controller,
+        sim: _,
+    } = rig;
+    sim.inject(Fault::LoseCompletion {
+        admin: false,
+        opcode: nvm_opcode::READ,
+        count: 1,
+    });
+    let buffer = pool.take().unwrap();
+    qpair.read(&ns, 0, 8, &buffer, 1).unwrap();
+    pool.give_back(buffer);
+    drop(pool);
+    drop(qpair);
+    assert_eq!(sim.stats().io_queues, 0);
+    assert_eq!(sim.stats().in_flight, 0);
+    drop(controller);
+    assert_eq!(
+        sim.mapped_bytes(),
+        0,
+        "DMA memory still mapped after teardown"
+    );
+    assert_eq!(sim.stats().iommu_faults, 0);
+    let status = sim.registers().read32(regs::CSTS);
+    assert_eq!(
+        status & csts::SHST_MASK,
+        csts::SHST_COMPLETE,
+        "controller was shut down"
+    );
+}
+
+#[test]
+fn completion_latency_is_simulated() {
+    let config = SimConfig {
+        latency: Duration::from_millis(20),
+        ..SimConfig::default()
+    };
+    let mut rig = rig_with(config, 8);
+    let buffer = rig.pool.take().unwrap();
+    let start = Instant::now();
+    rig.qpair.read(&rig.ns, 0, 1, &buffer, 1).unwrap();
+    assert_eq!(wait_one(&mut rig.qpair).status, Status::SUCCESS);
+    assert!(
+        start.elapsed() >= Duration::from_millis(20),
+        "completed before its latency"
+    );
+    rig.pool.give_back(buffer);
+}
