@@ -1,0 +1,36 @@
+# Thin wrappers over cargo and the hw-tests harness. `make test` is what CI runs.
+
+CARGO ?= cargo
+# Hardware-in-the-loop tests boot QEMU guests one at a time.
+HW_TEST_FLAGS ?= --test-threads=1
+
+.PHONY: all build test unit-test lint bench asan fmt
+
+all: build
+
+build:
+	$(CARGO) build --workspace --release
+
+# Everything: lint, unit and simulator tests, then the QEMU hardware-in-the-loop tests.
+test: lint unit-test hw-test
+
+unit-test:
+	$(CARGO) test --workspace --exclude vfnvme-hw-tests
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Driver software cost per 4 KiB I/O against the simulated controller (see BENCHMARKS.md).
+bench:
+	$(CARGO) bench -p vfnvme-driver --bench io_cost
+
+# The driver and simulator tests under AddressSanitizer (nightly toolchain).
+asan:
+	RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address" \
+		$(CARGO) +nightly test -p vfnvme-driver --target x86_64-unknown-linux-gnu
+
+fmt:
+	$(CARGO) fmt --all
+
+include hw-tests/hw.mk
