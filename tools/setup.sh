@@ -121,9 +121,12 @@ in_use_reason() {
 				echo "/dev/$iu_name is used as swap"
 				return 0
 			fi
-			iu_holders=$(ls "$iu_sys/holders" 2>/dev/null)
+			iu_holders=""
+			for iu_holder in "$iu_sys"/holders/*; do
+				[ -e "$iu_holder" ] && iu_holders="$iu_holders $(basename "$iu_holder")"
+			done
 			if [ -n "$iu_holders" ]; then
-				echo "/dev/$iu_name is held by $(echo $iu_holders) (md/dm)"
+				echo "/dev/$iu_name is held by${iu_holders} (md/dm)"
 				return 0
 			fi
 		done
@@ -264,8 +267,13 @@ release_hugepages() {
 }
 
 check_memlock() {
-	cm_limit=$(ulimit -l)
-	[ "$cm_limit" = unlimited ] && return 0
+	# `ulimit -l` is not POSIX, but bash, dash and busybox sh all have it; skip the check
+	# in a shell that lacks it.
+	# shellcheck disable=SC3045
+	cm_limit=$(ulimit -l 2>/dev/null) || return 0
+	case "$cm_limit" in
+	unlimited | '' | *[!0-9]*) return 0 ;;
+	esac
 	cm_needed_kb=$((HUGEMEM * 1024))
 	[ "$cm_limit" -ge "$cm_needed_kb" ] && return 0
 	if [ "$(id -u)" = 0 ]; then
@@ -371,7 +379,10 @@ cmd_status() {
 		cs_driver=$(driver_of "$cs_bdf")
 		case "$cs_driver" in
 		vfio-pci) cs_block=vfio ;;
-		*) cs_block=$(echo $(block_devices_of "$cs_bdf") | tr ' ' ,) ;;
+		*)
+			cs_block=$(block_devices_of "$cs_bdf" | tr '\n' ,)
+			cs_block=${cs_block%,}
+			;;
 		esac
 		printf '%-14s %-14s %-10s %-6s %s\n' "$cs_bdf" "$cs_ids" "$cs_driver" \
 			"$(iommu_group_of "$cs_bdf")" "${cs_block:--}"

@@ -118,7 +118,7 @@ resolve_drives() {
 		eval "rd_serial=\$DRIVE${rd_index}_SERIAL"
 		rd_bdf=""
 		for rd_ctrl in /sys/class/nvme/nvme*; do
-			if [ "$(cat "$rd_ctrl/serial" | tr -d ' ')" = "$rd_serial" ]; then
+			if [ "$(tr -d ' ' <"$rd_ctrl/serial")" = "$rd_serial" ]; then
 				rd_bdf=$(basename "$(readlink "$rd_ctrl/device")")
 			fi
 		done
