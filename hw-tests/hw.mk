@@ -2,6 +2,7 @@
 # The hw tests also run as part of `cargo test --workspace`; these targets are shortcuts.
 
 CARGO ?= cargo
+HW_TEST_FLAGS ?= --test-threads=1
 
 .PHONY: release-bin guest hw-test bench-hw
 
@@ -16,7 +17,7 @@ guest: release-bin
 # Boots QEMU guests (emulated NVMe behind an emulated IOMMU) and runs every hw scenario.
 # Boots are serialized by the harness; one test thread keeps the output readable.
 hw-test: release-bin
-	$(CARGO) test -p vfnvme-hw-tests -- --test-threads=1
+	$(CARGO) test -p vfnvme-hw-tests -- $(HW_TEST_FLAGS)
 
 # fio on the kernel nvme driver vs vfnvme perf, in one guest (prints the ratio).
 bench-hw: release-bin

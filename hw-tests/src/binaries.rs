@@ -18,7 +18,14 @@ pub fn vfnvme_release_binary() -> Result<PathBuf, String> {
     if std::env::var_os("VFNVME_HW_NO_BUILD").is_none() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let output = Command::new(cargo)
-            .args(["build", "--release", "-p", "vfnvme-tools", "--bin", "vfnvme"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "vfnvme-tools",
+                "--bin",
+                "vfnvme",
+            ])
             .current_dir(host::workspace_root())
             .output()
             .map_err(|error| format!("cannot run cargo to build vfnvme: {error}"))?;

@@ -107,7 +107,11 @@ impl CpioArchive {
     fn entry(&mut self, entry: Entry<'_>) {
         self.next_inode += 1;
         let name_size = entry.path.len() + 1;
-        let links = if entry.mode & MODE_DIRECTORY == MODE_DIRECTORY { 2 } else { 1 };
+        let links = if entry.mode & MODE_DIRECTORY == MODE_DIRECTORY {
+            2
+        } else {
+            1
+        };
         // newc: magic, then 13 fields of 8 hex digits: ino, mode, uid, gid, nlink, mtime,
         // filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check.
         let header = format!(

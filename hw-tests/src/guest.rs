@@ -107,7 +107,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn add_skeleton(archive: &mut CpioArchive) {
-    for dir in ["proc", "sys", "dev", "run", "tmp", "mnt", "root", "etc", "var/tmp"] {
+    for dir in [
+        "proc", "sys", "dev", "run", "tmp", "mnt", "root", "etc", "var/tmp",
+    ] {
         archive.directory(dir);
     }
     // The kernel opens /dev/console for init's stdio before init can mount devtmpfs.
@@ -154,7 +156,10 @@ fn add_program(archive: &mut CpioArchive, host_path: &Path, guest_path: &str) ->
         }
         let library = match line.split_once("=>") {
             Some((_, resolved)) => resolved.split_whitespace().next(),
-            None => line.split_whitespace().next().filter(|path| path.starts_with('/')),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|path| path.starts_with('/')),
         };
         if let Some(library) = library.filter(|path| path.starts_with('/')) {
             // Reading follows symlinks, so the guest gets a plain file at the reported path.

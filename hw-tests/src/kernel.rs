@@ -68,8 +68,8 @@ impl GuestKernel {
 }
 
 fn newest_cached(kernels_dir: &Path) -> Result<Option<PathBuf>> {
-    let entries = std::fs::read_dir(kernels_dir)
-        .map_err(|e| HarnessError::io("listing", kernels_dir, e))?;
+    let entries =
+        std::fs::read_dir(kernels_dir).map_err(|e| HarnessError::io("listing", kernels_dir, e))?;
     let mut complete: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|dir| dir.join(COMPLETE_MARKER).is_file())
@@ -141,7 +141,11 @@ fn download_and_unpack(package: &str, kernels_dir: &Path) -> Result<()> {
     if let Err(error) = std::fs::rename(&unpacked, &destination) {
         // Another test process may have won the race; its copy is as good as ours.
         if !destination.join(COMPLETE_MARKER).is_file() {
-            return Err(HarnessError::io("moving the kernel to", &destination, error));
+            return Err(HarnessError::io(
+                "moving the kernel to",
+                &destination,
+                error,
+            ));
         }
     }
     Ok(())

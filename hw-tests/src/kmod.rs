@@ -33,10 +33,11 @@ fn index_modules(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut index = BTreeMap::new();
     let mut pending = vec![modules_dir.join("kernel")];
     while let Some(dir) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| HarnessError::io("listing", &dir, e))?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| HarnessError::io("listing", &dir, e))?;
         for entry in entries {
-            let path = entry.map_err(|e| HarnessError::io("listing", &dir, e))?.path();
+            let path = entry
+                .map_err(|e| HarnessError::io("listing", &dir, e))?
+                .path();
             if path.is_dir() {
                 pending.push(path);
                 continue;
@@ -56,8 +57,7 @@ fn index_modules(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 /// Names of modules built into the kernel image, which need (and have) no file.
 fn builtin_modules(modules_dir: &Path) -> Result<HashSet<String>> {
     let path = modules_dir.join("modules.builtin");
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| HarnessError::io("reading", &path, e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::io("reading", &path, e))?;
     Ok(text
         .lines()
         .filter_map(|line| line.rsplit('/').next())
@@ -125,7 +125,14 @@ fn place(
     visiting.push(name.to_owned());
     for dependency in depends.iter().flat_map(|list| list.split(',')) {
         if !dependency.is_empty() {
-            place(&canonical_name(dependency), index, builtin, placed, visiting, ordered)?;
+            place(
+                &canonical_name(dependency),
+                index,
+                builtin,
+                placed,
+                visiting,
+                ordered,
+            )?;
         }
     }
     visiting.pop();
@@ -153,8 +160,7 @@ fn modinfo_section(elf: &[u8]) -> Result<&[u8], String> {
     const ELFCLASS64: u8 = 2;
     const ELFDATA2LSB: u8 = 1;
     const SECTION_HEADER_SIZE: usize = 64;
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != ELFCLASS64 || elf[5] != ELFDATA2LSB
-    {
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != ELFCLASS64 || elf[5] != ELFDATA2LSB {
         return Err("not a 64-bit little-endian ELF module".to_owned());
     }
     let u16_at = |offset: usize| -> Result<usize, String> {

@@ -54,8 +54,20 @@ impl VmConfig {
         command
             .args(["-accel", "tcg", "-machine", "q35,kernel-irqchip=split"])
             .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
-            .args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()])
-            .args(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"])
+            .args([
+                "-m",
+                &self.memory_mib.to_string(),
+                "-smp",
+                &self.cpus.to_string(),
+            ])
+            .args([
+                "-nodefaults",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+            ])
             .arg("-kernel")
             .arg(&self.kernel)
             .arg("-initrd")
@@ -159,7 +171,10 @@ pub fn boot(
         while matches!(stdout.read_until(b'\n', &mut raw), Ok(n) if n > 0) {
             let line = String::from_utf8_lossy(&raw).replace('\r', "");
             raw.clear();
-            if lines_tx.send(line.trim_end_matches('\n').to_owned()).is_err() {
+            if lines_tx
+                .send(line.trim_end_matches('\n').to_owned())
+                .is_err()
+            {
                 break;
             }
         }

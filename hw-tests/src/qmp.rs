@@ -34,7 +34,9 @@ impl Qmp {
         };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
-            return Err(HarnessError::Qemu(format!("unexpected QMP greeting: {greeting}")));
+            return Err(HarnessError::Qemu(format!(
+                "unexpected QMP greeting: {greeting}"
+            )));
         }
         qmp.execute("qmp_capabilities", json!({}))?;
         Ok(qmp)

@@ -142,8 +142,13 @@ impl Scenario {
         let logs = host::cache_dir()?.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| HarnessError::io("creating", &logs, e))?;
         let console_log = logs.join(format!("{}.log", self.name));
-        let _one_boot_at_a_time = BOOT_LOCK.lock().unwrap_or_else(|poison| poison.into_inner());
-        let qmp_socket = config.qmp_socket.clone().expect("every boot has a QMP socket");
+        let _one_boot_at_a_time = BOOT_LOCK
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let qmp_socket = config
+            .qmp_socket
+            .clone()
+            .expect("every boot has a QMP socket");
         let mut serve_guest_requests = |line: &str| {
             if let Some(at) = line.find(DEVICE_DEL_REQUEST) {
                 let id = line[at + DEVICE_DEL_REQUEST.len()..].trim();
@@ -155,7 +160,12 @@ impl Scenario {
             }
             on_line(line);
         };
-        let boot = qemu::boot(&config, self.deadline, &console_log, &mut serve_guest_requests)?;
+        let boot = qemu::boot(
+            &config,
+            self.deadline,
+            &console_log,
+            &mut serve_guest_requests,
+        )?;
         Ok(Outcome {
             name: self.name.clone(),
             end: boot.end,
@@ -292,7 +302,10 @@ impl Outcome {
             .console
             .iter()
             .rposition(|line| line.starts_with(&begin_prefix))?;
-        let exit_code = self.console[begin][begin_prefix.len()..].trim().parse().ok()?;
+        let exit_code = self.console[begin][begin_prefix.len()..]
+            .trim()
+            .parse()
+            .ok()?;
         let rest = &self.console[begin + 1..];
         let stderr_at = rest.iter().position(|line| *line == stderr_marker)?;
         let end_at = rest.iter().position(|line| *line == end_marker)?;

@@ -57,10 +57,16 @@ fn kernel_nvme_versus_vfnvme_randread_4k() {
         .needs_vfnvme()
         .run_expecting_pass();
     println!("randread 4 KiB, {SECONDS} s each, TCG-emulated NVMe (relative numbers only)");
-    println!("{:>6} {:>12} {:>12} {:>8}", "QD", "kernel IOPS", "vfnvme IOPS", "ratio");
+    println!(
+        "{:>6} {:>12} {:>12} {:>8}",
+        "QD", "kernel IOPS", "vfnvme IOPS", "ratio"
+    );
     for depth in QUEUE_DEPTHS {
         let kernel = iops(&outcome, &format!("fio_qd{depth}"), "/jobs/0/read/iops");
         let vfnvme = iops(&outcome, &format!("vfnvme_qd{depth}"), "/iops");
-        println!("{depth:>6} {kernel:>12.0} {vfnvme:>12.0} {:>8.2}", vfnvme / kernel);
+        println!(
+            "{depth:>6} {kernel:>12.0} {vfnvme:>12.0} {:>8.2}",
+            vfnvme / kernel
+        );
     }
 }

@@ -102,22 +102,34 @@ fn json(outcome: &Outcome, name: &str, capture: &Capture) -> Value {
 fn check_identify(outcome: &Outcome, name: &str, serial: &str, bytes: u64) {
     let capture = capture(outcome, name);
     if capture.exit_code != 0 {
-        outcome.fail(&format!("{name}: exit {}: {}", capture.exit_code, capture.stderr));
+        outcome.fail(&format!(
+            "{name}: exit {}: {}",
+            capture.exit_code, capture.stderr
+        ));
     }
     let identify = json(outcome, name, &capture);
     let problems = identify_problems(&identify, serial, bytes);
     if !problems.is_empty() {
-        outcome.fail(&format!("{name}: {}\nJSON: {identify:#}", problems.join("; ")));
+        outcome.fail(&format!(
+            "{name}: {}\nJSON: {identify:#}",
+            problems.join("; ")
+        ));
     }
 }
 
 fn identify_problems(identify: &Value, serial: &str, bytes: u64) -> Vec<String> {
     let mut problems = Vec::new();
     if identify["serial"].as_str().map(str::trim) != Some(serial) {
-        problems.push(format!("serial is {}, expected {serial}", identify["serial"]));
+        problems.push(format!(
+            "serial is {}, expected {serial}",
+            identify["serial"]
+        ));
     }
     if identify["model"].as_str().map(str::trim) != Some("QEMU NVMe Ctrl") {
-        problems.push(format!("model is {}, expected QEMU NVMe Ctrl", identify["model"]));
+        problems.push(format!(
+            "model is {}, expected QEMU NVMe Ctrl",
+            identify["model"]
+        ));
     }
     for key in ["firmware", "mdts_bytes"] {
         if identify[key].is_null() {
@@ -176,11 +188,17 @@ fn perf_verify_on_two_drives_at_once_finds_no_mismatch() {
         let summary = json(outcome, name, &capture);
         for (key, expected) in [("verify_mismatches", 0), ("errors", 0)] {
             if summary[key].as_u64() != Some(expected) {
-                outcome.fail(&format!("{name}: {key} is {}, expected {expected}", summary[key]));
+                outcome.fail(&format!(
+                    "{name}: {key} is {}, expected {expected}",
+                    summary[key]
+                ));
             }
         }
         if summary["iops"].as_f64().is_none_or(|iops| iops <= 0.0) {
-            outcome.fail(&format!("{name}: iops is {}, expected > 0", summary["iops"]));
+            outcome.fail(&format!(
+                "{name}: iops is {}, expected > 0",
+                summary["iops"]
+            ));
         }
         for key in ["mean", "p50", "p99", "p999", "max"] {
             if summary["lat_us"][key].as_f64().is_none() {
@@ -193,13 +211,22 @@ fn perf_verify_on_two_drives_at_once_finds_no_mismatch() {
 fn expect_clean_failure(outcome: &Outcome, name: &str, message_must_mention: &[&str]) {
     let capture = capture(outcome, name);
     if capture.exit_code == 0 {
-        outcome.fail(&format!("{name}: exit 0, expected a failure; stdout:\n{}", capture.stdout));
+        outcome.fail(&format!(
+            "{name}: exit 0, expected a failure; stdout:\n{}",
+            capture.stdout
+        ));
     }
     let stderr = capture.stderr.to_lowercase();
     if stderr.trim().is_empty() {
-        outcome.fail(&format!("{name}: exit {} but nothing on stderr", capture.exit_code));
+        outcome.fail(&format!(
+            "{name}: exit {} but nothing on stderr",
+            capture.exit_code
+        ));
     }
-    if !message_must_mention.iter().any(|word| stderr.contains(word)) {
+    if !message_must_mention
+        .iter()
+        .any(|word| stderr.contains(word))
+    {
         outcome.fail(&format!(
             "{name}: stderr does not mention any of {message_must_mention:?}:\n{}",
             capture.stderr
@@ -214,7 +241,11 @@ fn identify_on_a_drive_the_kernel_owns_points_to_setup_sh() {
 
 #[test]
 fn identify_on_a_missing_address_fails() {
-    expect_clean_failure(boot(), "identify_missing", &[MISSING_BDF, "not found", "no such"]);
+    expect_clean_failure(
+        boot(),
+        "identify_missing",
+        &[MISSING_BDF, "not found", "no such"],
+    );
 }
 
 #[test]
