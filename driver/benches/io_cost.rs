@@ -24,13 +24,19 @@ struct Run {
 
 fn main() {
     let config = SimConfig {
-        namespaces: vec![SimNamespace { nsid: 1, blocks: 4096, block_size: BLOCK_SIZE }],
+        namespaces: vec![SimNamespace {
+            nsid: 1,
+            blocks: 4096,
+            block_size: BLOCK_SIZE,
+        }],
         ..SimConfig::default()
     };
     let sim = SimController::new(config).expect("simulator");
     let controller = Controller::new(sim.clone(), ControllerOptions::default()).expect("bring-up");
     let ns = controller.namespace(1).expect("namespace 1");
-    let mut qpair = controller.create_io_qpair(DEPTH as u16 + 1).expect("queue pair");
+    let mut qpair = controller
+        .create_io_qpair(DEPTH as u16 + 1)
+        .expect("queue pair");
     let mut pool = BufferPool::new(sim.dma(), BLOCK_SIZE as usize, DEPTH).expect("pool");
     qpair.register_pool(&pool);
     let buffers: Vec<_> = (0..DEPTH).map(|_| pool.take().expect("buffer")).collect();
@@ -60,7 +66,10 @@ fn main() {
                 }) as u64;
             }
             assert_eq!(failures, 0, "reads failed");
-            Run { total: start.elapsed(), device }
+            Run {
+                total: start.elapsed(),
+                device,
+            }
         })
         .collect();
 

@@ -304,17 +304,17 @@ impl Controller {
         let shared = &self.shared;
         let mut admin = shared.lock_admin();
         log::warn!("{}: resetting the controller", shared.address);
+        // Announced first, so that queue pairs stop ringing doorbells of queues about to vanish.
+        shared.generation.fetch_add(1, Ordering::AcqRel);
         admin
             .queue
             .reset_after_controller_reset(LOST_IN_RESET, |_| {});
-        let enabled = enable(
+        enable(
             &shared.address,
             &shared.registers,
             shared.cap,
             &mut admin.queue,
-        );
-        shared.generation.fetch_add(1, Ordering::AcqRel);
-        enabled?;
+        )?;
         negotiate_queues(&shared.context(), &mut admin, shared.options.io_queues)?;
         Ok(())
     }

@@ -459,8 +459,8 @@ impl DeviceState {
             admin_opcode::GET_LOG_PAGE => self.get_log_page(command, iommu),
             admin_opcode::SET_FEATURES => self.set_features(command),
             admin_opcode::GET_FEATURES => self.get_features(command),
-            admin_opcode::CREATE_IO_CQ => self.create_cq(command, iommu),
-            admin_opcode::CREATE_IO_SQ => self.create_sq(command, iommu),
+            admin_opcode::CREATE_IO_CQ => self.create_cq(command, bar, iommu),
+            admin_opcode::CREATE_IO_SQ => self.create_sq(command, bar, iommu),
             admin_opcode::DELETE_IO_SQ => self.delete_sq(command, bar, iommu),
             admin_opcode::DELETE_IO_CQ => self.delete_cq(command, bar),
             admin_opcode::ABORT => self.abort(command),
@@ -653,7 +653,7 @@ impl DeviceState {
         Ok((qid, entries as u16))
     }
 
-    fn create_cq(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
+    fn create_cq(&mut self, command: &Command, bar: &Mmio, iommu: &SimIommu) -> Outcome {
         let (qid, entries) = match self.new_queue_shape(command) {
             Ok(shape) => shape,
             Err(outcome) => return outcome,
@@ -667,6 +667,8 @@ impl DeviceState {
         {
             return generic_error(generic::DATA_TRANSFER_ERROR);
         }
+        // Doorbell writes to a queue that did not exist are ignored, as the spec allows.
+        bar.write32(regs::cq_head_doorbell(qid, self.doorbell_stride), 0);
         self.cqs[usize::from(qid)] = Some(CompletionQueue {
             iova: command.prp1,
             entries,
@@ -676,7 +678,7 @@ impl DeviceState {
         ok(0)
     }
 
-    fn create_sq(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
+    fn create_sq(&mut self, command: &Command, bar: &Mmio, iommu: &SimIommu) -> Outcome {
         let (qid, entries) = match self.new_queue_shape(command) {
             Ok(shape) => shape,
             Err(outcome) => return outcome,
@@ -699,6 +701,7 @@ impl DeviceState {
         {
             return generic_error(generic::DATA_TRANSFER_ERROR);
         }
+        bar.write32(regs::sq_tail_doorbell(qid, self.doorbell_stride), 0);
         self.sqs[usize::from(qid)] = Some(SubmissionQueue {
             iova: command.prp1,
             entries,
