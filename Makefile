@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Hardware-in-the-loop tests boot QEMU guests one at a time.
 HW_TEST_FLAGS ?= --test-threads=1
 
-.PHONY: all build test unit-test lint bench asan fmt
+.PHONY: all build test unit-test lint bench asan fmt host-deps
 
 all: build
 
@@ -12,7 +12,11 @@ build:
 	$(CARGO) build --workspace --release
 
 # Everything: lint, unit and simulator tests, then the QEMU hardware-in-the-loop tests.
-test: lint unit-test hw-test
+test: host-deps lint unit-test hw-test
+
+# Debian packages for QEMU-based tests and the demo (installed only when missing).
+host-deps:
+	hw-tests/install-host-deps.sh
 
 unit-test:
 	$(CARGO) test --workspace --exclude vfnvme-hw-tests
