@@ -1,0 +1,24 @@
+//! The errors of the `vfnvme` command. `main` prints each as one line, `vfnvme: <message>`.
+
+use vfnvme_driver::queue::SubmitError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The driver's messages already name the device and, where possible, the fix.
+    #[error(transparent)]
+    Driver(#[from] vfnvme_driver::Error),
+    #[error("cannot start the simulated controller: {0}")]
+    Simulator(#[source] std::io::Error),
+    /// Arguments that parse but do not fit the device (I/O size, queue depth, namespace size).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("submitting an I/O failed: {0}")]
+    Submit(#[from] SubmitError),
+    #[error("writing to stdout failed: {0}")]
+    Output(#[source] std::io::Error),
+    /// The run finished but saw I/O errors or data mismatches.
+    #[error("{0}")]
+    RunFailed(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,105 @@
+//! `vfnvme`: identify NVMe drives and generate load on them through the user-space driver.
+//!
+//! Every failure is one line on stderr, `vfnvme: <message>`, and exit status 1; usage errors
+//! are clap's, with exit status 2.
+
+mod device;
+mod error;
+mod identify;
+mod perf;
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use error::{Error, Result};
+use perf::{pattern, PerfArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "vfnvme", version, about = "User-space NVMe driver tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a controller and its namespaces.
+    Identify {
+        /// PCI address of a drive bound to vfio-pci (e.g. 0000:01:00.0), or `sim`.
+        address: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate I/O load and report IOPS, bandwidth and latency.
+    Perf(PerfArgs),
+    /// Write the verify data pattern of some blocks to stdout (e.g. for `dd` to a drive).
+    Pattern {
+        /// Bytes per logical block (a multiple of 8).
+        #[arg(long, value_name = "BYTES")]
+        block_size: usize,
+        /// How many blocks to write.
+        #[arg(long, value_name = "COUNT")]
+        blocks: u64,
+        /// LBA of the first block.
+        #[arg(long, value_name = "LBA", default_value_t = 0)]
+        start_lba: u64,
+        /// Seed of the pattern (as perf's --seed).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vfnvme: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Identify { address, json } => identify::run(&address, json),
+        Command::Perf(args) => {
+            if let Some(problem) = args.usage_problem() {
+                PerfArgs::augment_args(clap::Command::new("vfnvme perf"))
+                    .error(clap::error::ErrorKind::ArgumentConflict, problem)
+                    .exit();
+            }
+            perf::run(&args)
+        }
+        Command::Pattern {
+            block_size,
+            blocks,
+            start_lba,
+            seed,
+        } => print_pattern(block_size, blocks, start_lba, seed),
+    }
+}
+
+/// Writes the pattern of `blocks` blocks from `start_lba` to stdout. A reader that stops early
+/// (`| head`) ends the output quietly.
+fn print_pattern(block_size: usize, blocks: u64, start_lba: u64, seed: u64) -> Result<()> {
+    if !pattern::fits_block_size(block_size) {
+        return Err(Error::Invalid(format!(
+            "block size {block_size} is not a positive multiple of 8 bytes"
+        )));
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut block = vec![0u8; block_size];
+    let written = (start_lba..start_lba.saturating_add(blocks)).try_for_each(|lba| {
+        pattern::fill(&mut block, lba, block_size, seed);
+        out.write_all(&block)
+    });
+    match written.and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
+        _ => Ok(()),
+    }
+}
