@@ -61,7 +61,11 @@ pub fn run(address: &str, json: bool) -> Result<()> {
         max_transfer_bytes: controller.max_transfer(),
         io_queues: controller.io_queues_granted(),
         max_queue_entries: cap.max_queue_entries(),
-        namespaces: controller.namespaces()?.iter().map(NamespaceReport::from).collect(),
+        namespaces: controller
+            .namespaces()?
+            .iter()
+            .map(NamespaceReport::from)
+            .collect(),
     };
     let text = if json {
         serde_json::to_string_pretty(&report).map_err(|e| Error::Output(e.into()))? + "\n"

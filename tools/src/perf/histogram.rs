@@ -53,12 +53,18 @@ impl Histogram {
     }
 
     /// The value below which `fraction` (0..=1) of the recorded values lie: the middle of the
-    /// bucket holding that rank, never above the exact maximum. 0 when nothing was recorded.
+    /// bucket holding that rank, never above the exact maximum, which is what the top rank
+    /// gives. 0 when nothing was recorded.
     pub fn quantile(&self, fraction: f64) -> f64 {
         if self.total == 0 {
             return 0.0;
         }
-        let rank = ((fraction.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
+        let exact = fraction.clamp(0.0, 1.0) * self.total as f64;
+        // Products like 0.99 * 1000 come out a rounding error above the integer they mean.
+        let rank = ((exact - exact * 4.0 * f64::EPSILON).ceil() as u64).max(1);
+        if rank >= self.total {
+            return self.max as f64;
+        }
         let mut seen = 0;
         for (bucket, &count) in self.counts.iter().enumerate() {
             seen += count;
@@ -102,7 +108,10 @@ mod tests {
         let samples = (0..2000).chain((0..40).map(|bit| (1u64 << bit) + 12345 % (1 << bit)));
         for nanos in samples.filter(|&n| n < 1 << TOP_BIT) {
             let (low, high) = bounds_of(bucket_of(nanos));
-            assert!(low <= nanos && nanos < high, "{nanos} not in [{low}, {high})");
+            assert!(
+                low <= nanos && nanos < high,
+                "{nanos} not in [{low}, {high})"
+            );
             assert!((high - low) as f64 <= (low as f64 / 128.0).max(1.0));
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
@@ -115,9 +124,21 @@ mod tests {
             histogram.record(micros * 1000);
         }
         let close = |value: f64, expected: f64| (value - expected).abs() <= expected * 0.01;
-        assert!(close(histogram.quantile(0.5), 5_000_000.0), "{}", histogram.quantile(0.5));
-        assert!(close(histogram.quantile(0.99), 9_900_000.0), "{}", histogram.quantile(0.99));
-        assert!(close(histogram.quantile(0.999), 9_990_000.0), "{}", histogram.quantile(0.999));
+        assert!(
+            close(histogram.quantile(0.5), 5_000_000.0),
+            "{}",
+            histogram.quantile(0.5)
+        );
+        assert!(
+            close(histogram.quantile(0.99), 9_900_000.0),
+            "{}",
+            histogram.quantile(0.99)
+        );
+        assert!(
+            close(histogram.quantile(0.999), 9_990_000.0),
+            "{}",
+            histogram.quantile(0.999)
+        );
         assert!(close(histogram.mean(), 5_000_500.0));
         assert_eq!(histogram.max(), 10_000_000);
         assert_eq!(histogram.count(), 10_000);
@@ -141,6 +162,9 @@ mod tests {
     #[test]
     fn empty_is_all_zero() {
         let histogram = Histogram::default();
-        assert_eq!((histogram.quantile(0.5), histogram.mean(), histogram.max()), (0.0, 0.0, 0));
+        assert_eq!(
+            (histogram.quantile(0.5), histogram.mean(), histogram.max()),
+            (0.0, 0.0, 0)
+        );
     }
 }

@@ -285,7 +285,11 @@ impl Engine<'_> {
         let stats = &mut self.stats;
         if !status.is_success() {
             stats.errors += 1;
-            stats.first_error.get_or_insert(IoFailure { kind, extent, status });
+            stats.first_error.get_or_insert(IoFailure {
+                kind,
+                extent,
+                status,
+            });
             return SlotState::Idle;
         }
         let len = self.plan.bytes_of(extent);
@@ -295,7 +299,8 @@ impl Engine<'_> {
             IoKind::CheckRead => {
                 let data = &mut self.scratch[..len];
                 buffer.read(0, data);
-                let check = pattern::check(data, extent.lba, self.plan.block_size(), self.plan.seed);
+                let check =
+                    pattern::check(data, extent.lba, self.plan.block_size(), self.plan.seed);
                 stats.verified_bytes += len as u64;
                 stats.mismatched_blocks += check.bad_blocks;
                 if let Some(mismatch) = check.first {
@@ -355,7 +360,8 @@ impl Queue {
     fn reap(&mut self, engine: &mut Engine<'_>) -> usize {
         let completions = &mut self.completions;
         completions.clear();
-        self.qpair.poll(self.slots.len(), |done| completions.push(done));
+        self.qpair
+            .poll(self.slots.len(), |done| completions.push(done));
         if self.completions.is_empty() {
             return 0;
         }
@@ -363,11 +369,17 @@ impl Queue {
         for done in &self.completions {
             let slot = &mut self.slots[done.tag as usize];
             let SlotState::InFlight(kind, extent, submitted) = slot.state else {
-                log::error!("completion for command slot {} which is not in flight", done.tag);
+                log::error!(
+                    "completion for command slot {} which is not in flight",
+                    done.tag
+                );
                 continue;
             };
             let nanos = now.duration_since(submitted).as_nanos();
-            engine.stats.latency.record(u64::try_from(nanos).unwrap_or(u64::MAX));
+            engine
+                .stats
+                .latency
+                .record(u64::try_from(nanos).unwrap_or(u64::MAX));
             slot.state = engine.complete(kind, extent, done.status, &slot.buffer);
             if let SlotState::Ready(next_kind, next_extent) = slot.state {
                 engine.prepare(next_kind, next_extent, &slot.buffer);
@@ -398,9 +410,11 @@ impl Queue {
             let ns = &plan.namespace;
             let tag_value = u64::from(tag);
             let submitted = if kind.is_write() {
-                self.qpair.write(ns, extent.lba, extent.blocks, &slot.buffer, tag_value)
+                self.qpair
+                    .write(ns, extent.lba, extent.blocks, &slot.buffer, tag_value)
             } else {
-                self.qpair.read(ns, extent.lba, extent.blocks, &slot.buffer, tag_value)
+                self.qpair
+                    .read(ns, extent.lba, extent.blocks, &slot.buffer, tag_value)
             };
             match submitted {
                 Ok(_) => slot.state = SlotState::InFlight(kind, extent, Instant::now()),
@@ -488,7 +502,12 @@ pub fn run(args: &PerfArgs) -> Result<()> {
 fn drive(plan: &Plan, mut queues: Vec<Queue>) -> Result<(Stats, Duration)> {
     let mut engine = Engine {
         plan,
-        offsets: Offsets::new(plan.workload, plan.io_blocks, plan.namespace.blocks, plan.seed),
+        offsets: Offsets::new(
+            plan.workload,
+            plan.io_blocks,
+            plan.namespace.blocks,
+            plan.seed,
+        ),
         taking_new_extents: true,
         stats: Stats {
             latency: Histogram::default(),
@@ -638,7 +657,11 @@ fn render(summary: &Summary) -> String {
         summary.errors,
     );
     if let (Some(verified), Some(complete)) = (summary.verified_bytes, summary.verify_complete) {
-        let coverage = if complete { "whole namespace" } else { "pass cut short by -t" };
+        let coverage = if complete {
+            "whole namespace"
+        } else {
+            "pass cut short by -t"
+        };
         text.push_str(&format!(
             "  Verified:   {verified} bytes ({coverage}), {} mismatched blocks\n",
             summary.verify_mismatches
@@ -651,7 +674,11 @@ fn render(summary: &Summary) -> String {
 fn failure_message(stats: &Stats) -> Option<String> {
     let mut problems = Vec::new();
     if let Some(failure) = stats.first_error {
-        let direction = if failure.kind.is_write() { "write" } else { "read" };
+        let direction = if failure.kind.is_write() {
+            "write"
+        } else {
+            "read"
+        };
         problems.push(format!(
             "{} I/O errors (first: {direction} of {} blocks at LBA {}: {})",
             stats.errors, failure.extent.blocks, failure.extent.lba, failure.status
@@ -661,7 +688,11 @@ fn failure_message(stats: &Stats) -> Option<String> {
         problems.push(format!(
             "{} blocks differ from the pattern (first: LBA {} byte {}: expected {:#018x}, \
              found {:#018x})",
-            stats.mismatched_blocks, mismatch.lba, mismatch.offset, mismatch.expected, mismatch.found
+            stats.mismatched_blocks,
+            mismatch.lba,
+            mismatch.offset,
+            mismatch.expected,
+            mismatch.found
         ));
     }
     (!problems.is_empty()).then(|| problems.join("; "))

@@ -16,7 +16,9 @@ const WORD_BYTES: usize = 8;
 
 /// Word `index` of block `lba`.
 pub fn word(lba: u64, seed: u64, index: usize) -> u64 {
-    lba.wrapping_mul(LBA_MULTIPLIER) ^ seed.rotate_left(17) ^ (index as u64).wrapping_mul(WORD_MULTIPLIER)
+    lba.wrapping_mul(LBA_MULTIPLIER)
+        ^ seed.rotate_left(17)
+        ^ (index as u64).wrapping_mul(WORD_MULTIPLIER)
 }
 
 /// Fills `out` (whole blocks of `block_size` bytes) with the pattern of the blocks starting at
@@ -53,19 +55,20 @@ pub fn check(data: &[u8], start_lba: u64, block_size: usize, seed: u64) -> Check
     let mut result = CheckResult::default();
     for (block, block_data) in data.chunks_exact(block_size).enumerate() {
         let lba = start_lba + block as u64;
-        let mismatch = block_data
-            .chunks_exact(WORD_BYTES)
-            .enumerate()
-            .find_map(|(index, bytes)| {
-                let found = u64::from_le_bytes(bytes.try_into().expect("chunks of 8 bytes"));
-                let expected = word(lba, seed, index);
-                (found != expected).then_some(Mismatch {
-                    lba,
-                    offset: index * WORD_BYTES,
-                    expected,
-                    found,
-                })
-            });
+        let mismatch =
+            block_data
+                .chunks_exact(WORD_BYTES)
+                .enumerate()
+                .find_map(|(index, bytes)| {
+                    let found = u64::from_le_bytes(bytes.try_into().expect("chunks of 8 bytes"));
+                    let expected = word(lba, seed, index);
+                    (found != expected).then_some(Mismatch {
+                        lba,
+                        offset: index * WORD_BYTES,
+                        expected,
+                        found,
+                    })
+                });
         if let Some(mismatch) = mismatch {
             result.bad_blocks += 1;
             result.first.get_or_insert(mismatch);

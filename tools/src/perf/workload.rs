@@ -39,42 +39,77 @@ pub struct Extent {
 /// at least one whole extent.
 pub enum Offsets {
     /// Wraps around at the end; an extent never crosses it.
-    Sequential { next: u64, io_blocks: u32, ns_blocks: u64 },
+    Sequential {
+        next: u64,
+        io_blocks: u32,
+        ns_blocks: u64,
+    },
     /// Uniform over the aligned extents.
-    Random { rng: XorShift, io_blocks: u32, extents: u64 },
+    Random {
+        rng: XorShift,
+        io_blocks: u32,
+        extents: u64,
+    },
     /// Once over the namespace; the last extent is cut short at its end.
-    SinglePass { next: u64, io_blocks: u32, ns_blocks: u64 },
+    SinglePass {
+        next: u64,
+        io_blocks: u32,
+        ns_blocks: u64,
+    },
 }
 
 impl Offsets {
     pub fn new(workload: Workload, io_blocks: u32, ns_blocks: u64, seed: u64) -> Self {
         match workload {
-            Workload::Read | Workload::Write => Self::Sequential { next: 0, io_blocks, ns_blocks },
+            Workload::Read | Workload::Write => Self::Sequential {
+                next: 0,
+                io_blocks,
+                ns_blocks,
+            },
             Workload::RandRead | Workload::RandWrite => Self::Random {
                 rng: XorShift::new(seed),
                 io_blocks,
                 extents: ns_blocks / u64::from(io_blocks),
             },
-            Workload::Verify => Self::SinglePass { next: 0, io_blocks, ns_blocks },
+            Workload::Verify => Self::SinglePass {
+                next: 0,
+                io_blocks,
+                ns_blocks,
+            },
         }
     }
 
     /// The next extent; `None` once a single pass is complete.
     pub fn next_extent(&mut self) -> Option<Extent> {
         match self {
-            Self::Sequential { next, io_blocks, ns_blocks } => {
+            Self::Sequential {
+                next,
+                io_blocks,
+                ns_blocks,
+            } => {
                 if *next + u64::from(*io_blocks) > *ns_blocks {
                     *next = 0;
                 }
                 let lba = *next;
                 *next += u64::from(*io_blocks);
-                Some(Extent { lba, blocks: *io_blocks })
+                Some(Extent {
+                    lba,
+                    blocks: *io_blocks,
+                })
             }
-            Self::Random { rng, io_blocks, extents } => Some(Extent {
+            Self::Random {
+                rng,
+                io_blocks,
+                extents,
+            } => Some(Extent {
                 lba: rng.below(*extents) * u64::from(*io_blocks),
                 blocks: *io_blocks,
             }),
-            Self::SinglePass { next, io_blocks, ns_blocks } => {
+            Self::SinglePass {
+                next,
+                io_blocks,
+                ns_blocks,
+            } => {
                 let remaining = ns_blocks.checked_sub(*next).filter(|&left| left > 0)?;
                 let blocks = remaining.min(u64::from(*io_blocks)) as u32;
                 let lba = *next;
@@ -116,7 +151,9 @@ mod tests {
     use super::*;
 
     fn take(offsets: &mut Offsets, count: usize) -> Vec<Extent> {
-        std::iter::from_fn(|| offsets.next_extent()).take(count).collect()
+        std::iter::from_fn(|| offsets.next_extent())
+            .take(count)
+            .collect()
     }
 
     #[test]
