@@ -37,4 +37,10 @@ asan:
 fmt:
 	$(CARGO) fmt --all
 
+# The first command of the README: boots the QEMU appliance with two emulated NVMe drives
+# (downloads Debian's kernel on first use), binds them to vfio-pci, runs vfnvme on them.
+.PHONY: demo
+demo: release-bin
+	$(CARGO) run --release -p vfnvme-hw-tests --bin vfnvme-demo
+
 include hw-tests/hw.mk

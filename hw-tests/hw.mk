@@ -19,6 +19,8 @@ guest: release-bin
 hw-test: release-bin
 	$(CARGO) test -p vfnvme-hw-tests -- $(HW_TEST_FLAGS)
 
-# fio on the kernel nvme driver vs vfnvme perf, in one guest (prints the ratio).
+# fio on the kernel nvme driver vs vfnvme perf on the same emulated drive model, in one guest
+# boot; prints a Markdown table (medians of 3 runs and the ratio) for BENCHMARKS.md.
 bench-hw: release-bin
-	$(CARGO) test --release -p vfnvme-hw-tests --test bench -- --ignored --nocapture --test-threads=1
+	$(CARGO) run --release -q -p vfnvme-hw-tests --bin vfnvme-hw-bench
+

@@ -48,6 +48,15 @@ impl GuestKernel {
         Self::from_unpacked(&kernels_dir.join(package))
     }
 
+    /// Whether [`GuestKernel::obtain`] would find a kernel in the cache without downloading.
+    pub fn is_cached(cache_dir: &Path) -> bool {
+        let kernels_dir = cache_dir.join("kernel");
+        match std::env::var("VFNVME_GUEST_KERNEL_PACKAGE") {
+            Ok(package) => kernels_dir.join(package).join(COMPLETE_MARKER).is_file(),
+            Err(_) => matches!(newest_cached(&kernels_dir), Ok(Some(_))),
+        }
+    }
+
     fn from_unpacked(dir: &Path) -> Result<Self> {
         let modules_root = dir.join("lib/modules");
         let release = single_entry_name(&modules_root)?;

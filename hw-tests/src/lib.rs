@@ -11,6 +11,7 @@
 
 pub mod binaries;
 pub mod cpio;
+pub mod demo;
 pub mod error;
 pub mod guest;
 pub mod host;

@@ -10,9 +10,10 @@ use serde_json::Value;
 use vfnvme_hw_tests::{Capture, Drive, Outcome, Scenario};
 
 const DRIVE0_SERIAL: &str = "VFNVMEDRV0";
-const DRIVE0_BYTES: u64 = 64 << 20;
+/// Small drives, so that a verify pass over the whole namespace takes seconds under TCG.
+const DRIVE0_BYTES: u64 = 32 << 20;
 const DRIVE1_SERIAL: &str = "VFNVMEDRV1";
-const DRIVE1_BYTES: u64 = 128 << 20;
+const DRIVE1_BYTES: u64 = 48 << 20;
 /// QEMU's emulated NVMe namespaces default to 512-byte logical blocks.
 const QEMU_BLOCK_SIZE: u64 = 512;
 /// A PCI address no drive has.
@@ -33,14 +34,27 @@ capture identify0 vfnvme identify "$B0" --json
 capture identify1 vfnvme identify "$B1" --json
 capture identify0_text vfnvme identify "$B0"
 
-step "perf verify on two drives in parallel"
-capture_silent perf_q1 vfnvme perf --device "$B0" -q 1 -o 4096 -w verify -t 3 --json &
-perf_q1_pid=$!
-capture_silent perf_q32 vfnvme perf --device "$B1" -q 32 --qpairs 2 -o 4096 -w verify -t 3 --json &
-perf_q32_pid=$!
-wait "$perf_q1_pid" "$perf_q32_pid"
-emit_capture perf_q1
-emit_capture perf_q32
+# Each verify run makes one whole pass over its namespace (-t is only a safety net); the two
+# rounds cover QD1 and QD32 with one and two queue pairs, two processes on two drives at once.
+step "perf verify on two drives in parallel: QD1 x 1 qpair, QD32 x 2 qpairs"
+capture_silent perf_q1_p1 vfnvme perf --device "$B0" -q 1 -o 4096 -w verify -t 120 --json &
+pid_a=$!
+capture_silent perf_q32_p2 vfnvme perf --device "$B1" -q 32 --qpairs 2 -o 4096 -w verify -t 120 --seed 7 --json &
+pid_b=$!
+wait "$pid_a" || true
+wait "$pid_b" || true
+emit_capture perf_q1_p1
+emit_capture perf_q32_p2
+
+step "perf verify on two drives in parallel: QD32 x 1 qpair, QD1 x 2 qpairs"
+capture_silent perf_q32_p1 vfnvme perf --device "$B0" -q 32 -o 4096 -w verify -t 120 --seed 3 --json &
+pid_a=$!
+capture_silent perf_q1_p2 vfnvme perf --device "$B1" -q 1 --qpairs 2 -o 4096 -w verify -t 120 --seed 5 --json &
+pid_b=$!
+wait "$pid_a" || true
+wait "$pid_b" || true
+emit_capture perf_q32_p1
+emit_capture perf_q1_p2
 
 step "error paths"
 capture identify_kernel_bound vfnvme identify "$B2" --json
@@ -177,7 +191,12 @@ fn identify_reports_what_qemu_was_given() {
 #[test]
 fn perf_verify_on_two_drives_at_once_finds_no_mismatch() {
     let outcome = boot();
-    for name in ["perf_q1", "perf_q32"] {
+    for (name, drive_bytes) in [
+        ("perf_q1_p1", DRIVE0_BYTES),
+        ("perf_q32_p2", DRIVE1_BYTES),
+        ("perf_q32_p1", DRIVE0_BYTES),
+        ("perf_q1_p2", DRIVE1_BYTES),
+    ] {
         let capture = capture(outcome, name);
         if capture.exit_code != 0 {
             outcome.fail(&format!(
@@ -193,6 +212,15 @@ fn perf_verify_on_two_drives_at_once_finds_no_mismatch() {
                     summary[key]
                 ));
             }
+        }
+        if summary["verified_bytes"].as_u64() != Some(drive_bytes)
+            || summary["verify_complete"].as_bool() != Some(true)
+        {
+            outcome.fail(&format!(
+                "{name}: verified_bytes is {} (verify_complete {}), expected the whole \
+                 {drive_bytes}-byte namespace",
+                summary["verified_bytes"], summary["verify_complete"]
+            ));
         }
         if summary["iops"].as_f64().is_none_or(|iops| iops <= 0.0) {
             outcome.fail(&format!(
