@@ -662,7 +662,7 @@ pub fn decode_header(header: &[u8], layout: &PduLayout) -> Result<PduHeader, Pdu
                     maxr2t: dword,
                 })
             } else {
-                if dword < MIN_MAXH2CDATA || dword % 4 != 0 {
+                if dword < MIN_MAXH2CDATA || dword & 3 != 0 {
                     return Err(invalid(
                         off::IC_MAXH2CDATA,
                         "MAXH2CDATA below 4096 or not a dword multiple",
@@ -1018,4 +1018,682 @@ pub fn encode_capsule_cmd(
 /// The data digest trailer of data spread over `slices`.
 pub fn data_digest(slices: &[&[u8]]) -> [u8; DIGEST_LEN] {
     digest::crc32c_of(slices).to_le_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vfnvme_driver::spec::nvm_opcode;
+
+    const MAX_IN_CAPSULE: u32 = 8192;
+    const MAX_DATA_PDU: u32 = 128 * 1024;
+
+    fn decode_config(local_role: Role, header_digest: bool, data_digest: bool) -> DecodeConfig {
+        DecodeConfig {
+            local_role,
+            header_digest,
+            data_digest,
+            pda: 0,
+            max_in_capsule_data: MAX_IN_CAPSULE,
+            max_data_pdu_len: MAX_DATA_PDU,
+        }
+    }
+
+    fn encode(header: PduHeader, config: &EncodeConfig, data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; 1 << 18];
+        let len = header.encode(config, &[data], &mut out).unwrap();
+        out.truncate(len);
+        out
+    }
+
+    /// Decodes one complete PDU from `bytes`; returns the header, its layout and its data.
+    fn decode(bytes: &[u8], config: &DecodeConfig) -> Result<(PduHeader, PduLayout), PduError> {
+        let ch = CommonHeader::parse(bytes[..COMMON_HEADER_LEN].try_into().unwrap());
+        let layout = validate_common_header(&ch, config)?;
+        let header = decode_header(bytes, &layout)?;
+        Ok((header, layout))
+    }
+
+    fn error_of(bytes: &[u8], config: &DecodeConfig) -> (u16, u32) {
+        let error = decode(bytes, config).expect_err("PDU should be rejected");
+        (error.fatal_error_status(), error.field_offset())
+    }
+
+    /// Recomputes the header digest after a field was patched, so that the check under test
+    /// is the one that fires.
+    fn reseal(bytes: &mut [u8]) {
+        if bytes[1] & flags::HDGSTF != 0 {
+            let hlen = usize::from(bytes[2]);
+            let hdgst = digest::crc32c(&bytes[..hlen]).to_le_bytes();
+            bytes[hlen..hlen + 4].copy_from_slice(&hdgst);
+        }
+    }
+
+    fn set_plen(bytes: &mut [u8], plen: u32) {
+        bytes[4..8].copy_from_slice(&plen.to_le_bytes());
+    }
+
+    fn sample_command() -> Command {
+        let mut command = Command::nvm_rw(nvm_opcode::WRITE, 1, 0x1234_5678_9abc, 8);
+        command.set_cid(0x42);
+        command.prp1 = 0xdead_beef_0000;
+        command
+    }
+
+    fn sample_completion() -> Completion {
+        Completion {
+            result: 0x1122_3344,
+            dw1: 7,
+            sq_head: 12,
+            sq_id: 3,
+            cid: 0x42,
+            status_phase: Status::generic(0x02).do_not_retry().raw() << 1,
+        }
+    }
+
+    fn all_headers() -> Vec<(PduHeader, Vec<u8>)> {
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 13) as u8).collect();
+        vec![
+            (
+                PduHeader::ICReq(ICReq {
+                    pfv: 0,
+                    hpda: 3,
+                    header_digest: true,
+                    data_digest: false,
+                    maxr2t: 15,
+                }),
+                vec![],
+            ),
+            (
+                PduHeader::ICResp(ICResp {
+                    pfv: 0,
+                    cpda: 31,
+                    header_digest: false,
+                    data_digest: true,
+                    maxh2cdata: 131_072,
+                }),
+                vec![],
+            ),
+            (
+                PduHeader::H2CTermReq(TermReq { fes: 2, fei: 0 }),
+                vec![0xab; 24],
+            ),
+            (
+                PduHeader::C2HTermReq(TermReq { fes: 1, fei: 16 }),
+                vec![0xcd; 128],
+            ),
+            (PduHeader::C2HTermReq(TermReq { fes: 3, fei: 0 }), vec![]),
+            (PduHeader::CapsuleCmd(sample_command()), vec![]),
+            (PduHeader::CapsuleCmd(sample_command()), data.clone()),
+            (PduHeader::CapsuleResp(sample_completion()), vec![]),
+            (
+                PduHeader::H2CData(H2CData {
+                    cccid: 9,
+                    ttag: 0x77,
+                    datao: 8192,
+                    datal: 4096,
+                    last: true,
+                }),
+                data.clone(),
+            ),
+            (
+                PduHeader::C2HData(C2HData {
+                    cccid: 9,
+                    datao: 0,
+                    datal: 4096,
+                    last: true,
+                    success: true,
+                }),
+                data.clone(),
+            ),
+            (
+                PduHeader::C2HData(C2HData {
+                    cccid: 10,
+                    datao: 4096,
+                    datal: 100,
+                    last: false,
+                    success: false,
+                }),
+                data[..100].to_vec(),
+            ),
+            (
+                PduHeader::R2T(R2T {
+                    cccid: 5,
+                    ttag: 1,
+                    r2to: 4096,
+                    r2tl: 65536,
+                }),
+                vec![],
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_pdu_type_round_trips() {
+        for header_digest in [false, true] {
+            for data_digest in [false, true] {
+                for pda in [0, 1, 7] {
+                    let encode_config = EncodeConfig {
+                        header_digest,
+                        data_digest,
+                        pda,
+                    };
+                    for (header, data) in all_headers() {
+                        let receiver = match header.pdu_type().sender() {
+                            Role::Host => Role::Controller,
+                            Role::Controller => Role::Host,
+                        };
+                        let mut config = decode_config(receiver, header_digest, data_digest);
+                        config.pda = pda;
+                        let bytes = encode(header, &encode_config, &data);
+                        let (decoded, layout) = decode(&bytes, &config)
+                            .unwrap_or_else(|e| panic!("{header:?} with {encode_config:?}: {e}"));
+                        assert_eq!(decoded, header);
+                        assert_eq!(layout.plen, bytes.len());
+                        assert_eq!(layout.data_len, data.len());
+                        let data_at = &bytes[layout.data_offset..][..layout.data_len];
+                        assert_eq!(data_at, &data[..]);
+                        if layout.data_digest {
+                            let trailer = &bytes[layout.data_offset + layout.data_len..];
+                            assert_eq!(trailer, super::data_digest(&[&data]));
+                        }
+                        if layout.data_len > 0 && header.pdu_type().may_carry_digests() {
+                            assert_eq!(layout.data_offset % ((usize::from(pda) + 1) * 4), 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bytes of a CapsuleResp with header digest, written out by hand: the common header,
+    /// the CQE, and the CRC32C of those 24 bytes little-endian, as Linux's `nvme_tcp_hdgst`
+    /// writes it (see the `digest` module).
+    #[test]
+    fn capsule_resp_wire_bytes() {
+        let config = EncodeConfig {
+            header_digest: true,
+            data_digest: true,
+            pda: 0,
+        };
+        let mut out = [0u8; 64];
+        let len = encode_capsule_resp(&config, &sample_completion(), &mut out).unwrap();
+        assert_eq!(len, 28);
+        assert_eq!(out[..8], [0x05, 0x01, 24, 0, 28, 0, 0, 0]);
+        assert_eq!(out[8..24], sample_completion().to_bytes());
+        let crc = digest::crc32c(&out[..24]);
+        assert_eq!(out[24..28], crc.to_le_bytes());
+    }
+
+    /// C2HData carrying "123456789" ends with the CRC32C check value 0xE3069283, least
+    /// significant byte first.
+    #[test]
+    fn data_digest_test_vector() {
+        let config = EncodeConfig {
+            header_digest: false,
+            data_digest: true,
+            pda: 0,
+        };
+        let c2h = PduHeader::C2HData(C2HData {
+            cccid: 1,
+            datao: 0,
+            datal: 9,
+            last: true,
+            success: false,
+        });
+        let bytes = encode(c2h, &config, b"123456789");
+        assert_eq!(bytes.len(), 24 + 9 + 4);
+        assert_eq!(bytes[..8], [0x07, 0x06, 24, 24, 37, 0, 0, 0]);
+        assert_eq!(bytes[33..], [0x83, 0x92, 0x06, 0xe3]);
+        assert_eq!(data_digest(&[b"1234", b"56789"]), [0x83, 0x92, 0x06, 0xe3]);
+    }
+
+    #[test]
+    fn split_header_encoding_matches_whole_encoding() {
+        let config = EncodeConfig {
+            header_digest: true,
+            data_digest: true,
+            pda: 3,
+        };
+        let data = [7u8; 600];
+        let c2h = C2HData {
+            cccid: 3,
+            datao: 0,
+            datal: 600,
+            last: true,
+            success: true,
+        };
+        let whole = encode(PduHeader::C2HData(c2h), &config, &data);
+        let mut header = [0u8; 64];
+        let layout = encode_c2h_data_header(&config, &c2h, &mut header).unwrap();
+        assert_eq!(layout.data_offset, 32, "24 + 4 digest, aligned to 16");
+        let mut assembled = header[..layout.data_offset].to_vec();
+        assembled.extend_from_slice(&data);
+        assembled.extend_from_slice(&data_digest(&[&data[..100], &data[100..]]));
+        assert_eq!(assembled, whole);
+    }
+
+    #[test]
+    fn encoders_refuse_short_buffers_and_bad_lengths() {
+        let config = EncodeConfig::default();
+        let mut small = [0u8; 20];
+        assert_eq!(
+            encode_capsule_resp(&config, &sample_completion(), &mut small),
+            Err(EncodeError::BufferTooSmall {
+                needed: 24,
+                available: 20
+            })
+        );
+        let mut out = [0u8; 256];
+        let h2c = H2CData {
+            datal: 10,
+            ..H2CData::default()
+        };
+        assert_eq!(
+            PduHeader::H2CData(h2c).encode(&config, &[&[0u8; 9]], &mut out),
+            Err(EncodeError::InvalidDataLength {
+                pdu_type: PduType::H2CData,
+                data_len: 9
+            })
+        );
+        assert!(PduHeader::R2T(R2T::default())
+            .encode(&config, &[&[1u8]], &mut out)
+            .is_err());
+        let term = TermReq { fes: 1, fei: 2 };
+        let len = encode_term_req(Role::Controller, &term, &[9u8; 200], &mut out).unwrap();
+        assert_eq!(len, 24 + 128, "offending header truncated to 128 bytes");
+    }
+
+    fn ctrl() -> DecodeConfig {
+        decode_config(Role::Controller, false, false)
+    }
+
+    fn ctrl_digests() -> DecodeConfig {
+        decode_config(Role::Controller, true, true)
+    }
+
+    fn host() -> DecodeConfig {
+        decode_config(Role::Host, false, false)
+    }
+
+    fn capsule_cmd(config: &EncodeConfig, data: &[u8]) -> Vec<u8> {
+        encode(PduHeader::CapsuleCmd(sample_command()), config, data)
+    }
+
+    fn digests_on() -> EncodeConfig {
+        EncodeConfig {
+            header_digest: true,
+            data_digest: true,
+            pda: 0,
+        }
+    }
+
+    #[test]
+    fn unknown_pdu_type() {
+        let mut bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        bytes[0] = 0x08;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 0));
+        bytes[0] = 0xff;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 0));
+    }
+
+    #[test]
+    fn pdu_type_from_the_wrong_direction() {
+        let bytes = encode(
+            PduHeader::CapsuleResp(sample_completion()),
+            &EncodeConfig::default(),
+            &[],
+        );
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 0));
+        let bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        assert_eq!(error_of(&bytes, &host()), (0x01, 0));
+    }
+
+    #[test]
+    fn wrong_hlen_for_type() {
+        let mut bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        bytes[2] = 24;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 2));
+        let mut bytes = encode_ic_req_vec(&ICReq::default());
+        bytes[2] = 127;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 2));
+    }
+
+    fn encode_ic_req_vec(ic_req: &ICReq) -> Vec<u8> {
+        let mut out = vec![0u8; IC_PDU_LEN];
+        assert_eq!(encode_ic_req(ic_req, &mut out), Ok(IC_PDU_LEN));
+        out
+    }
+
+    #[test]
+    fn plen_shorter_than_header() {
+        let mut bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        set_plen(&mut bytes, 71);
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 4));
+    }
+
+    #[test]
+    fn plen_shorter_than_header_and_digest() {
+        let mut bytes = capsule_cmd(&digests_on(), &[]);
+        assert_eq!(bytes.len(), 76);
+        set_plen(&mut bytes, 72);
+        assert_eq!(error_of(&bytes, &ctrl_digests()), (0x01, 4));
+    }
+
+    #[test]
+    fn plen_of_fixed_size_pdus() {
+        let mut bytes = encode_ic_req_vec(&ICReq::default());
+        set_plen(&mut bytes, 132);
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 4));
+        let mut bytes = encode(
+            PduHeader::R2T(R2T::default()),
+            &EncodeConfig::default(),
+            &[],
+        );
+        set_plen(&mut bytes, 28);
+        assert_eq!(error_of(&bytes, &host()), (0x01, 4));
+    }
+
+    #[test]
+    fn term_req_plen_bounds() {
+        let term = PduHeader::H2CTermReq(TermReq { fes: 1, fei: 0 });
+        let mut bytes = encode(term, &EncodeConfig::default(), &[0u8; 128]);
+        assert!(decode(&bytes, &ctrl()).is_ok());
+        set_plen(&mut bytes, 153);
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 4));
+        set_plen(&mut bytes, 23);
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 4));
+        set_plen(&mut bytes, 24);
+        bytes[3] = 7;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 3));
+    }
+
+    #[test]
+    fn in_capsule_data_over_the_limit() {
+        let mut config = ctrl();
+        let bytes = capsule_cmd(&EncodeConfig::default(), &[1u8; 4096]);
+        config.max_in_capsule_data = 4096;
+        assert!(decode(&bytes, &config).is_ok());
+        config.max_in_capsule_data = 4092;
+        assert_eq!(error_of(&bytes, &config), (0x05, 0));
+    }
+
+    #[test]
+    fn h2c_data_over_the_limit() {
+        let mut bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        // An H2CData claiming 4 GiB: rejected from its common header alone.
+        bytes[..8].copy_from_slice(&[0x06, 0x04, 24, 24, 0xff, 0xff, 0xff, 0xff]);
+        let error = decode(&bytes[..24], &ctrl()).unwrap_err();
+        assert_eq!(
+            error,
+            PduError::DataLimitExceeded {
+                len: u64::from(u32::MAX) - 24,
+                max: u64::from(MAX_DATA_PDU)
+            }
+        );
+        assert_eq!(
+            (error.fatal_error_status(), error.field_offset()),
+            (0x05, 0)
+        );
+    }
+
+    #[test]
+    fn pdo_without_data() {
+        let mut bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        bytes[3] = 72;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 3));
+        let mut bytes = encode(
+            PduHeader::CapsuleResp(sample_completion()),
+            &EncodeConfig::default(),
+            &[],
+        );
+        bytes[3] = 24;
+        assert_eq!(error_of(&bytes, &host()), (0x01, 3));
+    }
+
+    #[test]
+    fn pdo_inside_header_or_digest() {
+        let mut bytes = capsule_cmd(&digests_on(), &[5u8; 512]);
+        assert_eq!(bytes[3], 76);
+        bytes[3] = 72;
+        assert_eq!(error_of(&bytes, &ctrl_digests()), (0x01, 3));
+        bytes[3] = 8;
+        assert_eq!(error_of(&bytes, &ctrl_digests()), (0x01, 3));
+    }
+
+    #[test]
+    fn pdo_beyond_plen() {
+        let mut bytes = capsule_cmd(&EncodeConfig::default(), &[5u8; 16]);
+        set_plen(&mut bytes, 80);
+        bytes[3] = 84;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 3));
+        bytes[3] = 80;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 3), "PDO == PLEN: no data");
+    }
+
+    #[test]
+    fn pdo_misaligned() {
+        let mut config = ctrl();
+        config.pda = 3;
+        let mut bytes = capsule_cmd(
+            &EncodeConfig {
+                pda: 3,
+                ..EncodeConfig::default()
+            },
+            &[1u8; 64],
+        );
+        assert_eq!(bytes[3], 80);
+        assert!(decode(&bytes, &config).is_ok());
+        bytes[3] = 76;
+        set_plen(&mut bytes, 76 + 64);
+        assert_eq!(error_of(&bytes, &config), (0x01, 3));
+    }
+
+    #[test]
+    fn data_digest_flag_without_data() {
+        let mut bytes = encode(
+            PduHeader::CapsuleResp(sample_completion()),
+            &EncodeConfig::default(),
+            &[],
+        );
+        bytes[1] |= flags::DDGSTF;
+        assert_eq!(
+            error_of(&bytes, &decode_config(Role::Host, false, true)),
+            (0x01, 1)
+        );
+        let mut bytes = encode(
+            PduHeader::R2T(R2T::default()),
+            &EncodeConfig::default(),
+            &[],
+        );
+        bytes[1] |= flags::DDGSTF;
+        assert_eq!(error_of(&bytes, &host()), (0x01, 1));
+        let mut bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        bytes[1] |= flags::DDGSTF;
+        assert_eq!(
+            error_of(&bytes, &decode_config(Role::Controller, false, true)),
+            (0x01, 1)
+        );
+    }
+
+    #[test]
+    fn digest_flags_disagree_with_negotiation() {
+        let bytes = capsule_cmd(&EncodeConfig::default(), &[]);
+        assert_eq!(
+            error_of(&bytes, &ctrl_digests()),
+            (0x01, 1),
+            "HDGSTF missing"
+        );
+        let bytes = capsule_cmd(&digests_on(), &[]);
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 1), "HDGSTF unexpected");
+        let no_data_digest = EncodeConfig {
+            header_digest: true,
+            data_digest: false,
+            pda: 0,
+        };
+        let bytes = capsule_cmd(&no_data_digest, &[1u8; 8]);
+        assert_eq!(
+            error_of(&bytes, &ctrl_digests()),
+            (0x01, 1),
+            "DDGSTF missing"
+        );
+        let bytes = capsule_cmd(&digests_on(), &[1u8; 8]);
+        let header_digest_only = decode_config(Role::Controller, true, false);
+        assert_eq!(
+            error_of(&bytes, &header_digest_only),
+            (0x01, 1),
+            "DDGSTF unexpected"
+        );
+    }
+
+    #[test]
+    fn digest_flags_on_connection_pdus() {
+        let mut bytes = encode_ic_req_vec(&ICReq::default());
+        bytes[1] = flags::HDGSTF;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 1));
+        let term = PduHeader::H2CTermReq(TermReq::default());
+        let mut bytes = encode(term, &EncodeConfig::default(), &[]);
+        bytes[1] = flags::DDGSTF;
+        assert_eq!(error_of(&bytes, &ctrl_digests()), (0x01, 1));
+    }
+
+    #[test]
+    fn data_pdu_without_data() {
+        let h2c = PduHeader::H2CData(H2CData {
+            datal: 4,
+            ..H2CData::default()
+        });
+        let mut bytes = encode(h2c, &EncodeConfig::default(), &[1, 2, 3, 4]);
+        set_plen(&mut bytes, 24);
+        bytes[3] = 0;
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 4));
+    }
+
+    #[test]
+    fn plen_without_room_for_data_digest() {
+        let mut bytes = capsule_cmd(&digests_on(), &[1u8; 8]);
+        set_plen(&mut bytes, 76 + 3);
+        assert_eq!(error_of(&bytes, &ctrl_digests()), (0x01, 4));
+        set_plen(&mut bytes, 76 + 4);
+        assert_eq!(
+            error_of(&bytes, &ctrl_digests()),
+            (0x01, 4),
+            "digest but no data"
+        );
+    }
+
+    #[test]
+    fn datal_disagrees_with_plen() {
+        for digests in [false, true] {
+            let config = EncodeConfig {
+                header_digest: digests,
+                data_digest: digests,
+                pda: 0,
+            };
+            let h2c = PduHeader::H2CData(H2CData {
+                datal: 16,
+                last: true,
+                ..H2CData::default()
+            });
+            let mut bytes = encode(h2c, &config, &[3u8; 16]);
+            bytes[16] = 17;
+            reseal(&mut bytes);
+            let decode_config = decode_config(Role::Controller, digests, digests);
+            assert_eq!(error_of(&bytes, &decode_config), (0x01, 16));
+        }
+    }
+
+    #[test]
+    fn c2h_success_without_last() {
+        let c2h = PduHeader::C2HData(C2HData {
+            datal: 8,
+            last: true,
+            success: true,
+            ..C2HData::default()
+        });
+        let mut bytes = encode(c2h, &EncodeConfig::default(), &[0u8; 8]);
+        bytes[1] &= !flags::DATA_LAST;
+        assert_eq!(error_of(&bytes, &host()), (0x01, 1));
+    }
+
+    #[test]
+    fn bad_header_digest() {
+        let mut bytes = capsule_cmd(&digests_on(), &[]);
+        bytes[72] ^= 0x01;
+        let error = decode(&bytes, &ctrl_digests()).unwrap_err();
+        assert!(matches!(error, PduError::HeaderDigest { .. }));
+        assert_eq!(
+            (error.fatal_error_status(), error.field_offset()),
+            (0x03, 0)
+        );
+        let mut bytes = capsule_cmd(&digests_on(), &[]);
+        bytes[40] ^= 0x80;
+        assert_eq!(
+            error_of(&bytes, &ctrl_digests()),
+            (0x03, 0),
+            "corrupted SQE"
+        );
+    }
+
+    #[test]
+    fn ic_req_fields() {
+        let bytes = encode_ic_req_vec(&ICReq {
+            pfv: 1,
+            ..ICReq::default()
+        });
+        assert_eq!(error_of(&bytes, &ctrl()), (0x06, 8));
+        let bytes = encode_ic_req_vec(&ICReq {
+            hpda: 32,
+            ..ICReq::default()
+        });
+        assert_eq!(error_of(&bytes, &ctrl()), (0x01, 10));
+    }
+
+    #[test]
+    fn ic_resp_fields() {
+        let mut out = [0u8; IC_PDU_LEN];
+        for maxh2cdata in [0, 4092, 4098] {
+            let ic_resp = ICResp {
+                maxh2cdata,
+                ..ICResp::default()
+            };
+            encode_ic_resp(&ic_resp, &mut out).unwrap();
+            assert_eq!(
+                error_of(&out, &host()),
+                (0x01, 12),
+                "MAXH2CDATA {maxh2cdata}"
+            );
+        }
+        let ic_resp = ICResp {
+            cpda: 40,
+            maxh2cdata: 4096,
+            ..ICResp::default()
+        };
+        encode_ic_resp(&ic_resp, &mut out).unwrap();
+        assert_eq!(error_of(&out, &host()), (0x01, 10));
+    }
+
+    #[test]
+    fn data_digest_error_is_a_transient_transport_error() {
+        let mismatch = check_data_digest(Crc32c::new(), [1, 0, 0, 0]).unwrap_err();
+        assert_eq!(mismatch.received, 1);
+        let status = mismatch.completion_status();
+        assert_eq!((status.sct(), status.sc()), (0, 0x22));
+        assert!(!status.dnr(), "the host may retry");
+    }
+
+    #[test]
+    fn term_req_from_error() {
+        let error = invalid(field_offset::DATA_DATAL, "test");
+        assert_eq!(error.term_req(), TermReq { fes: 1, fei: 16 });
+        let mut out = [0u8; 200];
+        let offending = [0x06u8; 24];
+        let len =
+            encode_term_req(Role::Controller, &error.term_req(), &offending, &mut out).unwrap();
+        assert_eq!(len, 48);
+        assert_eq!(out[..12], [0x03, 0, 24, 0, 48, 0, 0, 0, 1, 0, 16, 0]);
+        let (header, layout) = decode(&out[..len], &host()).unwrap();
+        assert_eq!(header, PduHeader::C2HTermReq(error.term_req()));
+        assert_eq!(&out[layout.data_offset..len], &offending);
+    }
 }
