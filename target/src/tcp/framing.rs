@@ -283,3 +283,262 @@ impl PduReader {
         *remaining -= data.len();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::pdu::{
+        EncodeConfig, H2CData, ICReq, PduType, Role, TermReq, TRANSIENT_TRANSPORT_ERROR,
+    };
+    use vfnvme_driver::spec::Command;
+
+    fn config(digests: bool) -> DecodeConfig {
+        DecodeConfig {
+            header_digest: digests,
+            data_digest: digests,
+            pda: 0,
+            max_in_capsule_data: 8192,
+            max_data_pdu_len: 65536,
+            ..DecodeConfig::initial(Role::Controller)
+        }
+    }
+
+    fn encode_config(digests: bool, pda: u8) -> EncodeConfig {
+        EncodeConfig {
+            header_digest: digests,
+            data_digest: digests,
+            pda,
+        }
+    }
+
+    fn capsule_cmd(cid: u16, config: &EncodeConfig, data: &[u8]) -> Vec<u8> {
+        let mut command = Command::new(0x01, 1);
+        command.set_cid(cid);
+        let mut out = vec![0u8; 256 + data.len()];
+        let len = PduHeader::CapsuleCmd(command)
+            .encode(config, &[data], &mut out)
+            .unwrap();
+        out.truncate(len);
+        out
+    }
+
+    fn h2c_data(cccid: u16, config: &EncodeConfig, data: &[u8]) -> Vec<u8> {
+        let header = PduHeader::H2CData(H2CData {
+            cccid,
+            ttag: 1,
+            datao: 0,
+            datal: data.len() as u32,
+            last: true,
+        });
+        let mut out = vec![0u8; 256 + data.len()];
+        let len = header.encode(config, &[data], &mut out).unwrap();
+        out.truncate(len);
+        out
+    }
+
+    fn feed(reader: &mut PduReader, bytes: &[u8]) {
+        let space = reader.recv_buffer();
+        space[..bytes.len()].copy_from_slice(bytes);
+        reader.commit_received(bytes.len());
+    }
+
+    /// Feeds at most `chunk` bytes of `rest`, as much as the receive buffer takes; returns how many.
+    fn feed_some(reader: &mut PduReader, rest: &[u8], chunk: usize) -> usize {
+        let len = chunk.min(rest.len()).min(reader.recv_buffer().len());
+        feed(reader, &rest[..len]);
+        len
+    }
+
+    /// One PDU as the reader delivered it: header, data, data digest verdict.
+    type Received = (PduHeader, Vec<u8>, Option<Result<(), DataDigestMismatch>>);
+
+    /// Feeds `stream` `chunk` bytes at a time; data is copied out of the reader's buffer.
+    fn receive_all(reader: &mut PduReader, stream: &[u8], chunk: usize) -> Vec<Received> {
+        let mut received: Vec<Received> = Vec::new();
+        let mut at = 0;
+        loop {
+            match reader.poll().unwrap() {
+                ReadEvent::NeedMoreBytes => {
+                    if at == stream.len() {
+                        return received;
+                    }
+                    at += feed_some(reader, &stream[at..], chunk);
+                }
+                ReadEvent::Header { header, .. } => received.push((header, Vec::new(), None)),
+                ReadEvent::Data { remaining } => {
+                    let mut dst = vec![0u8; remaining];
+                    let copied = reader.copy_buffered_data(&mut dst);
+                    assert!(copied > 0 || reader.buffered_len() == 0);
+                    received
+                        .last_mut()
+                        .unwrap()
+                        .1
+                        .extend_from_slice(&dst[..copied]);
+                    if copied == 0 {
+                        at += feed_some(reader, &stream[at..], chunk);
+                    }
+                }
+                ReadEvent::DataComplete(digest) => received.last_mut().unwrap().2 = Some(digest),
+            }
+        }
+    }
+
+    #[test]
+    fn any_chunking_yields_the_same_pdus() {
+        for digests in [false, true] {
+            for pda in [0, 5] {
+                let encode = encode_config(digests, pda);
+                let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+                let mut stream = capsule_cmd(1, &encode, &[]);
+                stream.extend(capsule_cmd(2, &encode, &data));
+                stream.extend(h2c_data(2, &encode, &data[..777]));
+                stream.extend(capsule_cmd(3, &encode, &[]));
+                let mut decode = config(digests);
+                decode.pda = pda;
+                let expected =
+                    receive_all(&mut PduReader::new(decode, 4096), &stream, stream.len());
+                assert_eq!(expected.len(), 4);
+                assert_eq!(expected[1].1, data);
+                assert_eq!(expected[2].1, data[..777]);
+                assert_eq!(expected[1].2, Some(Ok(())));
+                for chunk in [1, 2, 3, 7, 8, 71, 72, 76, 100, 4096] {
+                    let mut reader = PduReader::new(decode, MIN_RECV_BUFFER_LEN);
+                    assert_eq!(
+                        receive_all(&mut reader, &stream, chunk),
+                        expected,
+                        "chunk {chunk}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The path the connection uses for large writes: exactly the header is buffered, the data
+    /// is read straight into the destination, the digest checked incrementally.
+    #[test]
+    fn data_lands_directly_in_the_destination() {
+        let encode = encode_config(true, 0);
+        let data: Vec<u8> = (0..16384u32).map(|i| (i * 31) as u8).collect();
+        let pdu = h2c_data(9, &encode, &data);
+        let mut reader = PduReader::new(config(true), MIN_RECV_BUFFER_LEN);
+        let mut wire = &pdu[..];
+
+        assert_eq!(reader.poll(), Ok(ReadEvent::NeedMoreBytes));
+        assert_eq!(reader.header_bytes_needed(), COMMON_HEADER_LEN);
+        feed(&mut reader, &wire[..8]);
+        wire = &wire[8..];
+        assert_eq!(reader.poll(), Ok(ReadEvent::NeedMoreBytes));
+        let rest = reader.header_bytes_needed();
+        assert_eq!(rest, 24 + 4 - 8);
+        feed(&mut reader, &wire[..rest]);
+        wire = &wire[rest..];
+        let ReadEvent::Header { header, layout } = reader.poll().unwrap() else {
+            panic!("expected a header");
+        };
+        assert!(matches!(header, PduHeader::H2CData(h) if h.cccid == 9));
+        assert_eq!(layout.data_len, data.len());
+
+        let mut dma = vec![0u8; data.len()];
+        assert_eq!(reader.poll(), Ok(ReadEvent::Data { remaining: 16384 }));
+        assert_eq!(reader.copy_buffered_data(&mut dma), 0);
+        let mut filled = 0;
+        for socket_read in [1000, 5000, 10384] {
+            let dst = &mut dma[filled..filled + socket_read];
+            dst.copy_from_slice(&wire[..socket_read]);
+            wire = &wire[socket_read..];
+            reader.data_received_directly(dst);
+            filled += socket_read;
+            assert_eq!(reader.data_remaining(), data.len() - filled);
+        }
+        assert_eq!(dma, data);
+        assert_eq!(reader.poll(), Ok(ReadEvent::NeedMoreBytes));
+        assert_eq!(reader.header_bytes_needed(), DIGEST_LEN);
+        feed(&mut reader, wire);
+        assert_eq!(reader.poll(), Ok(ReadEvent::DataComplete(Ok(()))));
+        assert_eq!(reader.poll(), Ok(ReadEvent::NeedMoreBytes));
+    }
+
+    #[test]
+    fn data_digest_mismatch_fails_only_the_command() {
+        let encode = encode_config(true, 0);
+        let mut stream = capsule_cmd(1, &encode, &[0x5a; 64]);
+        let corrupt_at = stream.len() - 10;
+        stream[corrupt_at] ^= 0xff;
+        stream.extend(capsule_cmd(2, &encode, &[]));
+        let received = receive_all(&mut PduReader::new(config(true), 1024), &stream, 13);
+        assert_eq!(
+            received.len(),
+            2,
+            "the stream goes on after a data digest error"
+        );
+        let mismatch = received[0].2.unwrap().unwrap_err();
+        let status = mismatch.completion_status();
+        assert_eq!(status.sc(), TRANSIENT_TRANSPORT_ERROR);
+        assert!(matches!(received[1].0, PduHeader::CapsuleCmd(c) if c.cid() == 2));
+    }
+
+    #[test]
+    fn fatal_errors_are_sticky() {
+        let encode = encode_config(true, 0);
+        let mut stream = capsule_cmd(1, &encode, &[]);
+        stream[20] ^= 1;
+        let mut reader = PduReader::new(config(true), 1024);
+        feed(&mut reader, &stream);
+        let error = reader.poll().unwrap_err();
+        assert_eq!(error.fatal_error_status(), 0x03);
+        feed(&mut reader, &capsule_cmd(2, &encode, &[]));
+        assert_eq!(reader.poll(), Err(error));
+        assert_eq!(reader.header_bytes_needed(), 0);
+    }
+
+    #[test]
+    fn common_header_is_rejected_before_the_rest_arrives() {
+        let mut reader = PduReader::new(config(false), 1024);
+        feed(&mut reader, &[0x04, 0, 72, 0, 0x10, 0, 0, 0]);
+        let error = reader.poll().unwrap_err();
+        assert_eq!(
+            (error.fatal_error_status(), error.field_offset()),
+            (0x01, 4)
+        );
+    }
+
+    #[test]
+    fn negotiation_then_digests() {
+        let mut reader = PduReader::new(DecodeConfig::initial(Role::Controller), 1024);
+        let ic_req = ICReq {
+            header_digest: true,
+            data_digest: true,
+            ..ICReq::default()
+        };
+        let mut stream = vec![0u8; 128];
+        crate::tcp::pdu::encode_ic_req(&ic_req, &mut stream).unwrap();
+        feed(&mut reader, &stream);
+        let ReadEvent::Header { header, .. } = reader.poll().unwrap() else {
+            panic!("expected ICReq");
+        };
+        assert_eq!(header, PduHeader::ICReq(ic_req));
+        reader.set_config(config(true));
+        feed(&mut reader, &capsule_cmd(1, &encode_config(true, 0), &[]));
+        let ReadEvent::Header { layout, .. } = reader.poll().unwrap() else {
+            panic!("expected CapsuleCmd");
+        };
+        assert_eq!(
+            (layout.pdu_type, layout.header_digest),
+            (PduType::CapsuleCmd, true)
+        );
+    }
+
+    #[test]
+    fn term_req_data_is_the_offending_header() {
+        let mut reader = PduReader::new(config(true), 1024);
+        let mut stream = vec![0u8; 200];
+        let term = TermReq { fes: 2, fei: 0 };
+        let len =
+            crate::tcp::pdu::encode_term_req(Role::Host, &term, &[7u8; 30], &mut stream).unwrap();
+        let received = receive_all(&mut reader, &stream[..len], 5);
+        assert_eq!(
+            received,
+            vec![(PduHeader::H2CTermReq(term), vec![7u8; 30], Some(Ok(())))]
+        );
+    }
+}
