@@ -39,7 +39,7 @@ fn main() {
         .expect("queue pair");
     let mut pool = BufferPool::new(sim.dma(), BLOCK_SIZE as usize, DEPTH).expect("pool");
     qpair.register_pool(&pool);
-    let buffers: Vec<_> = (0..DEPTH).map(|_| pool.take().expect("buffer")).collect();
+    let mut buffers: Vec<_> = (0..DEPTH).map(|_| pool.take().expect("buffer")).collect();
     sim.pause();
 
     let mut runs: Vec<Run> = (0..RUNS)
@@ -50,11 +50,11 @@ fn main() {
             let mut failures = 0u64;
             let start = Instant::now();
             while completed < IOS_PER_RUN {
-                while qpair.outstanding() < DEPTH && submitted < IOS_PER_RUN {
-                    let slot = (submitted % DEPTH as u64) as usize;
+                while submitted < IOS_PER_RUN {
+                    let Some(buffer) = buffers.pop() else { break };
                     let lba = submitted % ns.blocks;
                     qpair
-                        .read(&ns, lba, 1, &buffers[slot], submitted)
+                        .read(&ns, lba, 1, buffer, submitted)
                         .expect("queue has room");
                     submitted += 1;
                 }
@@ -62,7 +62,8 @@ fn main() {
                 sim.step();
                 device += device_start.elapsed();
                 completed += qpair.poll(usize::MAX, |done| {
-                    failures += u64::from(done.status != Status::SUCCESS)
+                    failures += u64::from(done.status != Status::SUCCESS);
+                    buffers.extend(done.buffer);
                 }) as u64;
             }
             assert_eq!(failures, 0, "reads failed");

@@ -13,7 +13,7 @@ use crate::device::NvmeDevice;
 use crate::dma::{BufferPool, DmaBuffer, DmaRegion};
 use crate::error::{Error, Result};
 use crate::mmio::Mmio;
-use crate::queue::{Completed, DataPointer, QueuePair, SubmitError, MAX_PRP_TRANSFER};
+use crate::queue::{Completed, DataPointer, QueuePair, Rejected, SubmitError, MAX_PRP_TRANSFER};
 use crate::spec::identify::{self, IdentifyController, IdentifyNamespace};
 use crate::spec::regs::{self, cc, csts, Cap};
 use crate::spec::status::generic;
@@ -452,10 +452,10 @@ impl AdminContext<'_> {
         });
         admin
             .queue
-            .submit(command, pointer, 0)
-            .map_err(|error| Error::Unsupported {
+            .submit(command, pointer, None, 0)
+            .map_err(|rejected| Error::Unsupported {
                 address: self.address.to_owned(),
-                what: format!("{name}: {error}"),
+                what: format!("{name}: {}", rejected.error),
             })?;
         let mut outcome = None;
         let deadline = Instant::now() + self.timeout;
@@ -661,21 +661,33 @@ impl IoQueuePair {
         })
     }
 
-    /// Submits any I/O command, with `len` bytes of `buffer` as its data.
+    /// Submits any I/O command, with the first `len` bytes of `buffer` as its data. The buffer
+    /// comes back in the command's [`Completed`] (or in [`Rejected`]).
     pub fn submit(
         &mut self,
         command: Command,
-        data: Option<(&DmaBuffer, usize)>,
+        data: Option<(DmaBuffer, usize)>,
         tag: u64,
-    ) -> Result<u16, SubmitError> {
-        if self.controller.shared.generation.load(Ordering::Acquire) != self.generation {
-            return Err(SubmitError::ControllerReset);
-        }
-        let pointer = match data {
-            Some((buffer, len)) => Some(self.data_pointer(buffer, len)?),
-            None => None,
+    ) -> Result<u16, Rejected> {
+        let (pointer, buffer) = match data {
+            Some((buffer, len)) => match self.data_pointer(&buffer, len) {
+                Ok(pointer) => (Some(pointer), Some(buffer)),
+                Err(error) => {
+                    return Err(Rejected {
+                        error,
+                        buffer: Some(buffer),
+                    })
+                }
+            },
+            None => (None, None),
         };
-        self.queue.submit(command, pointer, tag)
+        if self.controller.shared.generation.load(Ordering::Acquire) != self.generation {
+            return Err(Rejected {
+                error: SubmitError::ControllerReset,
+                buffer,
+            });
+        }
+        self.queue.submit(command, pointer, buffer, tag)
     }
 
     pub fn read(
@@ -683,15 +695,12 @@ impl IoQueuePair {
         ns: &Namespace,
         lba: u64,
         blocks: u32,
-        buffer: &DmaBuffer,
+        buffer: DmaBuffer,
         tag: u64,
-    ) -> Result<u16, SubmitError> {
+    ) -> Result<u16, Rejected> {
         let command = Command::nvm_rw(nvm_opcode::READ, ns.nsid, lba, blocks);
-        self.submit(
-            command,
-            Some((buffer, blocks as usize * ns.block_size as usize)),
-            tag,
-        )
+        let len = blocks as usize * ns.block_size as usize;
+        self.submit(command, Some((buffer, len)), tag)
     }
 
     pub fn write(
@@ -699,18 +708,15 @@ impl IoQueuePair {
         ns: &Namespace,
         lba: u64,
         blocks: u32,
-        buffer: &DmaBuffer,
+        buffer: DmaBuffer,
         tag: u64,
-    ) -> Result<u16, SubmitError> {
+    ) -> Result<u16, Rejected> {
         let command = Command::nvm_rw(nvm_opcode::WRITE, ns.nsid, lba, blocks);
-        self.submit(
-            command,
-            Some((buffer, blocks as usize * ns.block_size as usize)),
-            tag,
-        )
+        let len = blocks as usize * ns.block_size as usize;
+        self.submit(command, Some((buffer, len)), tag)
     }
 
-    pub fn flush(&mut self, ns: &Namespace, tag: u64) -> Result<u16, SubmitError> {
+    pub fn flush(&mut self, ns: &Namespace, tag: u64) -> Result<u16, Rejected> {
         self.submit(Command::new(nvm_opcode::FLUSH, ns.nsid), None, tag)
     }
 
@@ -720,35 +726,45 @@ impl IoQueuePair {
         lba: u64,
         blocks: u32,
         tag: u64,
-    ) -> Result<u16, SubmitError> {
+    ) -> Result<u16, Rejected> {
         let command = Command::nvm_rw(nvm_opcode::WRITE_ZEROES, ns.nsid, lba, blocks);
         self.submit(command, None, tag)
     }
 
-    /// Dataset Management with the deallocate attribute over `ranges` (at most 256), which are
+    /// Dataset Management with the deallocate attribute over `ranges` (1 to 256), which are
     /// written into `buffer` first.
     pub fn deallocate(
         &mut self,
         ns: &Namespace,
         ranges: &[DsmRange],
-        buffer: &DmaBuffer,
+        mut buffer: DmaBuffer,
         tag: u64,
-    ) -> Result<u16, SubmitError> {
-        if ranges.is_empty() || ranges.len() > 256 {
-            return Err(SubmitError::TooLarge {
+    ) -> Result<u16, Rejected> {
+        let len = ranges.len() * 16;
+        let error = if ranges.is_empty() || ranges.len() > 256 {
+            Some(SubmitError::TooLarge {
                 len: ranges.len(),
                 max: 256,
-            });
-        }
-        let len = ranges.len() * 16;
-        if len > buffer.len() {
-            return Err(SubmitError::BufferTooSmall {
+            })
+        } else if len > buffer.len() {
+            Some(SubmitError::BufferTooSmall {
                 len,
                 buffer: buffer.len(),
+            })
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return Err(Rejected {
+                error,
+                buffer: Some(buffer),
             });
         }
-        for (i, range) in ranges.iter().enumerate() {
-            buffer.write(i * 16, &range.to_bytes());
+        for (range, bytes) in ranges
+            .iter()
+            .zip(buffer.as_mut_slice().chunks_exact_mut(16))
+        {
+            bytes.copy_from_slice(&range.to_bytes());
         }
         let command = Command {
             cdw10: ranges.len() as u32 - 1,

@@ -346,7 +346,7 @@ impl Drop for BufferPool {
 }
 
 /// One buffer of a [`BufferPool`]. Not `Clone`: exactly one owner until it is given back.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct DmaBuffer {
     region_id: u64,
     index: u32,
@@ -376,26 +376,17 @@ impl DmaBuffer {
         self.len == 0
     }
 
-    /// Host address, for raw-pointer I/O such as `readv`/`writev` on a socket.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
+    /// The buffer's bytes. Safe because a buffer is outside a queue pair only while no command
+    /// uses it: submitting hands it to the queue pair, which gives it back with the completion.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` is this buffer's exclusive slice of a live region (kept alive
+        // by its pool or the queue pairs it is registered with), and the device does not access
+        // it while the buffer is out here (see above).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    fn volatile(&self, offset: usize, len: usize) -> VolatileSlice<'_> {
-        assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len),
-            "{len} bytes at {offset} outside a {} byte buffer",
-            self.len
-        );
-        // SAFETY: in bounds of the buffer, whose region outlives the pool that handed it out.
-        unsafe { VolatileSlice::new(self.ptr.add(offset), len) }
-    }
-
-    pub fn write(&self, offset: usize, data: &[u8]) {
-        self.volatile(offset, data.len()).copy_from(data);
-    }
-
-    pub fn read(&self, offset: usize, out: &mut [u8]) {
-        self.volatile(offset, out.len()).copy_to(out);
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }

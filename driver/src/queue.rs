@@ -8,7 +8,7 @@
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::dma::{DmaRegion, DmaSpace};
+use crate::dma::{DmaBuffer, DmaRegion, DmaSpace};
 use crate::error::Result;
 use crate::mmio::{Doorbell, Mmio};
 use crate::spec::{self, Command, Completion, Status, CQE_SIZE, PAGE_SIZE, SQE_SIZE};
@@ -31,7 +31,7 @@ pub struct DataPointer {
 }
 
 /// A command whose completion has been seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Completed {
     /// The caller's tag given at submission.
     pub tag: u64,
@@ -39,6 +39,15 @@ pub struct Completed {
     pub status: Status,
     /// Command specific result (CQE DW0).
     pub result: u32,
+    /// The data buffer handed over at submission, back now that the device is done with it.
+    pub buffer: Option<DmaBuffer>,
+}
+
+/// A command that was not submitted, with its buffer handed back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub error: SubmitError,
+    pub buffer: Option<DmaBuffer>,
 }
 
 /// Why a command was not submitted.
@@ -66,12 +75,14 @@ enum SlotState {
     AbortSent,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Slot {
     state: SlotState,
     tag: u64,
     /// The last timeout check before submission (no clock read on the I/O path).
     submitted: Instant,
+    /// Held while the device may use it: nobody else can touch it meanwhile.
+    buffer: Option<DmaBuffer>,
 }
 
 /// A command found overdue by [`QueuePair::overdue`].
@@ -156,14 +167,14 @@ impl QueuePair {
             sq_head: 0,
             cq_head: 0,
             phase: true,
-            slots: vec![
-                Slot {
+            slots: (0..commands)
+                .map(|_| Slot {
                     state: SlotState::Free,
                     tag: 0,
                     submitted: now,
-                };
-                commands as usize
-            ],
+                    buffer: None,
+                })
+                .collect(),
             free_cids: (0..commands).rev().collect(),
             last_check: now,
             sq_doorbell: registers.doorbell(spec::regs::sq_tail_doorbell(qid, doorbell_stride)),
@@ -207,21 +218,26 @@ impl QueuePair {
         (self.sq_tail + 1) % self.layout.entries == self.sq_head
     }
 
-    /// Writes the command into the SQ and rings the doorbell. `tag` comes back in [`Completed`].
+    /// Writes the command into the SQ and rings the doorbell. `tag` and `buffer` come back in
+    /// [`Completed`]; the queue holds the buffer while the device may use it.
     pub fn submit(
         &mut self,
         mut command: Command,
         data: Option<DataPointer>,
+        buffer: Option<DmaBuffer>,
         tag: u64,
-    ) -> Result<u16, SubmitError> {
+    ) -> Result<u16, Rejected> {
+        let reject = |error, buffer| Err(Rejected { error, buffer });
         if self.sq_full() {
-            return Err(SubmitError::QueueFull);
+            return reject(SubmitError::QueueFull, buffer);
         }
         let Some(&cid) = self.free_cids.last() else {
-            return Err(SubmitError::QueueFull);
+            return reject(SubmitError::QueueFull, buffer);
         };
         if let Some(data) = data {
-            self.set_prps(&mut command, cid, data)?;
+            if let Err(error) = self.set_prps(&mut command, cid, data) {
+                return reject(error, buffer);
+            }
         }
         self.free_cids.pop();
         command.set_cid(cid);
@@ -229,6 +245,7 @@ impl QueuePair {
             state: SlotState::InFlight,
             tag,
             submitted: self.last_check,
+            buffer,
         };
         let offset = self.sq_tail as usize * SQE_SIZE;
         // SAFETY: `sq_tail < entries`, so the 64-byte entry is inside the SQ ring of `memory`;
@@ -327,12 +344,14 @@ impl QueuePair {
             }
             slot.state = SlotState::Free;
             let tag = slot.tag;
+            let buffer = slot.buffer.take();
             self.free_cids.push(cqe.cid);
             on_complete(Completed {
                 tag,
                 cid: cqe.cid,
                 status: cqe.status(),
                 result: cqe.result,
+                buffer,
             });
         }
         if reaped > 0 {
@@ -386,6 +405,9 @@ impl QueuePair {
     /// stop using them.
     pub fn leak_memory(&mut self) {
         self.memory.leak();
+        for slot in &mut self.slots {
+            std::mem::forget(slot.buffer.take());
+        }
     }
 
     /// After the controller was reset (its queues are gone): every command still in flight is
@@ -404,6 +426,7 @@ impl QueuePair {
                     cid: cid as u16,
                     status,
                     result: 0,
+                    buffer: slot.buffer.take(),
                 });
             }
         }

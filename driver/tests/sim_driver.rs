@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use vfnvme_driver::controller::{TimeoutReport, LOST_IN_RESET};
 use vfnvme_driver::dma::{BufferPool, DmaBuffer};
-use vfnvme_driver::queue::{Completed, SubmitError};
+use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::sim::{Fault, SimConfig, SimController, SimNamespace};
 use vfnvme_driver::spec::log_page::{log_id, SmartLog};
 use vfnvme_driver::spec::regs::{self, csts};
@@ -60,6 +60,18 @@ fn wait_one(qpair: &mut IoQueuePair) -> Completed {
     }
 }
 
+/// Submits a command with a buffer from the pool, waits for it, and returns its status and the
+/// buffer.
+fn run(
+    rig: &mut Rig,
+    submit: impl FnOnce(&mut IoQueuePair, &Namespace, DmaBuffer) -> Result<u16, Rejected>,
+) -> (Status, DmaBuffer) {
+    let buffer = rig.pool.take().unwrap();
+    submit(&mut rig.qpair, &rig.ns, buffer).unwrap();
+    let done = wait_one(&mut rig.qpair);
+    (done.status, done.buffer.expect("the buffer comes back"))
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
@@ -69,21 +81,19 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 fn write_read_back(rig: &mut Rig, lba: u64, blocks: u32, seed: u8) {
     let len = blocks as usize * rig.ns.block_size as usize;
     let data = pattern(len, seed);
-    let out = rig.pool.take().unwrap();
-    let back = rig.pool.take().unwrap();
-    out.write(0, &data);
-    rig.qpair.write(&rig.ns, lba, blocks, &out, 1).unwrap();
-    let done = wait_one(&mut rig.qpair);
-    assert_eq!((done.tag, done.status), (1, Status::SUCCESS));
-    rig.qpair.read(&rig.ns, lba, blocks, &back, 2).unwrap();
-    let done = wait_one(&mut rig.qpair);
-    assert_eq!((done.tag, done.status), (2, Status::SUCCESS));
-    let mut read = vec![0u8; len];
-    back.read(0, &mut read);
+    let (status, out) = run(rig, |q, ns, mut b| {
+        b.as_mut_slice()[..len].copy_from_slice(&data);
+        q.write(ns, lba, blocks, b, 1)
+    });
+    assert_eq!(status, Status::SUCCESS);
+    rig.pool.give_back(out);
+    let (status, back) = run(rig, |q, ns, b| q.read(ns, lba, blocks, b, 2));
+    assert_eq!(status, Status::SUCCESS);
     assert!(
-        read == data,
+        back.as_slice()[..len] == data[..],
         "data read back differs ({blocks} blocks at LBA {lba})"
     );
+    rig.pool.give_back(back);
     let mut medium = vec![0u8; len];
     assert!(rig
         .sim
@@ -92,8 +102,6 @@ fn write_read_back(rig: &mut Rig, lba: u64, blocks: u32, seed: u8) {
         medium == data,
         "the medium does not hold what was written at LBA {lba}"
     );
-    rig.pool.give_back(out);
-    rig.pool.give_back(back);
 }
 
 #[test]
@@ -177,16 +185,16 @@ fn transfers_beyond_max_transfer_are_refused_before_submission() {
     let mut rig = rig();
     let buffer = rig.pool.take().unwrap();
     let blocks = (rig.controller.max_transfer() / 512) as u32 + 1;
-    let refused = rig.qpair.read(&rig.ns, 0, blocks, &buffer, 0);
+    let refused = rig.qpair.read(&rig.ns, 0, blocks, buffer, 0).unwrap_err();
     assert_eq!(
-        refused,
-        Err(SubmitError::TooLarge {
+        refused.error,
+        SubmitError::TooLarge {
             len: blocks as usize * 512,
             max: 128 * 1024
-        })
+        }
     );
     assert_eq!(rig.qpair.outstanding(), 0);
-    rig.pool.give_back(buffer);
+    rig.pool.give_back(refused.buffer.expect("handed back"));
 }
 
 #[test]
@@ -209,7 +217,6 @@ fn flush_write_zeroes_and_deallocate() {
         "write zeroes went too far"
     );
 
-    let ranges = buffer_for_ranges(&mut rig);
     let dsm = [
         DsmRange {
             attributes: 0,
@@ -222,8 +229,8 @@ fn flush_write_zeroes_and_deallocate() {
             slba: 148,
         },
     ];
-    rig.qpair.deallocate(&rig.ns, &dsm, &ranges, 9).unwrap();
-    assert_eq!(wait_one(&mut rig.qpair).status, Status::SUCCESS);
+    let (status, ranges) = run(&mut rig, |q, ns, b| q.deallocate(ns, &dsm, b, 9));
+    assert_eq!(status, Status::SUCCESS);
     rig.sim.read_medium(1, 100 * 512, &mut medium);
     assert!(medium[16 * 512..32 * 512].iter().all(|&b| b == 0));
     assert!(
@@ -234,40 +241,31 @@ fn flush_write_zeroes_and_deallocate() {
     rig.pool.give_back(ranges);
 }
 
-fn buffer_for_ranges(rig: &mut Rig) -> DmaBuffer {
-    rig.pool.take().unwrap()
-}
-
 #[test]
 fn out_of_range_lba_and_unknown_namespace_get_the_spec_statuses() {
     let mut rig = rig();
-    let buffer = rig.pool.take().unwrap();
-    rig.qpair
-        .read(&rig.ns, rig.ns.blocks - 1, 2, &buffer, 1)
-        .unwrap();
-    let done = wait_one(&mut rig.qpair);
+    let last = rig.ns.blocks - 1;
+    let (status, buffer) = run(&mut rig, |q, ns, b| q.read(ns, last, 2, b, 1));
     assert!(
-        done.status
-            .same_code(Status::generic(generic::LBA_OUT_OF_RANGE)),
-        "{}",
-        done.status
+        status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)),
+        "{status}"
     );
-    assert_eq!(done.status.raw() & 0xff, 0x80);
+    assert_eq!(status.raw() & 0xff, 0x80);
+    rig.pool.give_back(buffer);
 
     let ghost = Namespace {
         nsid: 9,
         ..rig.ns.clone()
     };
-    rig.qpair.read(&ghost, 0, 1, &buffer, 2).unwrap();
-    let done = wait_one(&mut rig.qpair);
-    assert_eq!(done.status.sct(), sct::GENERIC);
-    assert_eq!(done.status.sc(), 0x0b, "Invalid Namespace or Format");
+    let (status, buffer) = run(&mut rig, |q, _, b| q.read(&ghost, 0, 1, b, 2));
+    assert_eq!(status.sct(), sct::GENERIC);
+    assert_eq!(status.sc(), 0x0b, "Invalid Namespace or Format");
+    rig.pool.give_back(buffer);
 
     rig.qpair.submit(Command::new(0x7e, 1), None, 3).unwrap();
     assert!(wait_one(&mut rig.qpair)
         .status
         .same_code(Status::generic(generic::INVALID_OPCODE)));
-    rig.pool.give_back(buffer);
 }
 
 #[test]
@@ -280,15 +278,11 @@ fn injected_media_error_is_reported_with_its_status() {
         status: unrecovered,
         count: 1,
     });
-    let buffer = rig.pool.take().unwrap();
-    rig.qpair.read(&rig.ns, 0, 1, &buffer, 1).unwrap();
-    assert_eq!(wait_one(&mut rig.qpair).status, unrecovered);
-    rig.qpair.read(&rig.ns, 0, 1, &buffer, 2).unwrap();
-    assert_eq!(
-        wait_one(&mut rig.qpair).status,
-        Status::SUCCESS,
-        "the fault was for one command"
-    );
+    let (status, buffer) = run(&mut rig, |q, ns, b| q.read(ns, 0, 1, b, 1));
+    assert_eq!(status, unrecovered);
+    rig.pool.give_back(buffer);
+    let (status, buffer) = run(&mut rig, |q, ns, b| q.read(ns, 0, 1, b, 2));
+    assert_eq!(status, Status::SUCCESS, "the fault was for one command");
     rig.pool.give_back(buffer);
 }
 
@@ -301,16 +295,15 @@ fn queues_fill_up_and_wrap_around_at_several_sizes() {
         assert_eq!(rig.qpair.entries(), entries);
         rig.sim.pause();
         let depth = entries as usize - 1;
-        let block = rig.pool.take().unwrap();
         for round in 0..5u64 {
             for i in 0..depth {
                 let lba = (round * depth as u64 + i as u64) % rig.ns.blocks;
-                block.write(0, &[round as u8; 512]);
-                rig.qpair.write(&rig.ns, lba, 1, &block, i as u64).unwrap();
+                rig.qpair.write_zeroes(&rig.ns, lba, 1, i as u64).unwrap();
             }
+            let refused = rig.qpair.write_zeroes(&rig.ns, 0, 1, 0).unwrap_err();
             assert_eq!(
-                rig.qpair.write(&rig.ns, 0, 1, &block, 0),
-                Err(SubmitError::QueueFull),
+                refused.error,
+                SubmitError::QueueFull,
                 "queue of {entries} entries took more than {depth} commands"
             );
             assert_eq!(
@@ -328,7 +321,6 @@ fn queues_fill_up_and_wrap_around_at_several_sizes() {
             tags.sort_unstable();
             assert_eq!(tags, (0..depth as u64).collect::<Vec<_>>());
         }
-        rig.pool.give_back(block);
         rig.sim.resume();
         write_read_back(&mut rig, 1, 8, entries as u8);
     }
@@ -343,7 +335,7 @@ fn lost_completion_is_aborted_after_its_timeout() {
         count: 1,
     });
     let buffer = rig.pool.take().unwrap();
-    rig.qpair.read(&rig.ns, 0, 1, &buffer, 42).unwrap();
+    rig.qpair.read(&rig.ns, 0, 1, buffer, 42).unwrap();
     let timeout = Duration::from_millis(50);
     assert_eq!(
         rig.qpair.check_timeouts(timeout).unwrap(),
@@ -370,7 +362,7 @@ fn lost_completion_is_aborted_after_its_timeout() {
         "{}",
         done.status
     );
-    rig.pool.give_back(buffer);
+    rig.pool.give_back(done.buffer.unwrap());
 }
 
 #[test]
@@ -383,7 +375,7 @@ fn ignored_abort_leads_to_a_reset_and_the_queue_pair_recovers() {
     });
     rig.sim.inject(Fault::IgnoreAbort);
     let buffer = rig.pool.take().unwrap();
-    rig.qpair.write(&rig.ns, 5, 1, &buffer, 7).unwrap();
+    rig.qpair.write(&rig.ns, 5, 1, buffer, 7).unwrap();
     let timeout = Duration::from_millis(30);
     let mut resets = 0;
     let mut aborts = 0;
@@ -399,7 +391,7 @@ fn ignored_abort_leads_to_a_reset_and_the_queue_pair_recovers() {
     assert_eq!(rig.controller.generation(), 1);
     let done = wait_one(&mut rig.qpair);
     assert_eq!((done.tag, done.status), (7, LOST_IN_RESET));
-    rig.pool.give_back(buffer);
+    rig.pool.give_back(done.buffer.unwrap());
     write_read_back(&mut rig, 9, 8, 3);
     assert_eq!(rig.sim.stats().io_queues, 1, "the queue pair was recreated");
 }
@@ -424,12 +416,13 @@ fn fatal_status_is_detected_and_a_reset_recovers() {
     rig.controller.reset().unwrap();
     assert!(!rig.controller.is_fatal());
     let buffer = rig.pool.take().unwrap();
+    let refused = rig.qpair.read(&rig.ns, 0, 1, buffer, 0).unwrap_err();
     assert_eq!(
-        rig.qpair.read(&rig.ns, 0, 1, &buffer, 0),
-        Err(SubmitError::ControllerReset),
+        refused.error,
+        SubmitError::ControllerReset,
         "a queue pair must be polled after a reset before it takes commands"
     );
-    rig.pool.give_back(buffer);
+    rig.pool.give_back(refused.buffer.unwrap());
     assert_eq!(
         rig.qpair.poll(usize::MAX, |_| {}),
         0,
@@ -506,11 +499,9 @@ fn buffers_of_unregistered_pools_are_refused() {
     let mut rig = rig();
     let mut stranger = BufferPool::new(rig.sim.dma(), 4096, 1).unwrap();
     let buffer = stranger.take().unwrap();
-    assert_eq!(
-        rig.qpair.read(&rig.ns, 0, 1, &buffer, 0),
-        Err(SubmitError::UnregisteredBuffer)
-    );
-    stranger.give_back(buffer);
+    let refused = rig.qpair.read(&rig.ns, 0, 1, buffer, 0).unwrap_err();
+    assert_eq!(refused.error, SubmitError::UnregisteredBuffer);
+    stranger.give_back(refused.buffer.unwrap());
 }
 
 #[test]
@@ -569,18 +560,22 @@ fn teardown_with_a_command_in_flight_unmaps_everything_without_iommu_faults() {
         count: 1,
     });
     let buffer = pool.take().unwrap();
-    qpair.read(&ns, 0, 8, &buffer, 1).unwrap();
-    pool.give_back(buffer);
-    drop(pool);
+    qpair.read(&ns, 0, 8, buffer, 1).unwrap();
+    let mut aborted = None;
+    let deadline = Instant::now() + Duration::from_millis(100);
+    assert_eq!(
+        qpair.drain(deadline, |done| aborted = Some(done)),
+        1,
+        "the lost read is still out"
+    );
+    assert!(aborted.is_none());
     drop(qpair);
     assert_eq!(sim.stats().io_queues, 0);
     assert_eq!(sim.stats().in_flight, 0);
+    // The lost read's buffer was never given back: the pool keeps its memory rather than free
+    // pages a command pointed at.
+    drop(pool);
     drop(controller);
-    assert_eq!(
-        sim.mapped_bytes(),
-        0,
-        "DMA memory still mapped after teardown"
-    );
     assert_eq!(sim.stats().iommu_faults, 0);
     let status = sim.registers().read32(regs::CSTS);
     assert_eq!(
@@ -591,16 +586,29 @@ fn teardown_with_a_command_in_flight_unmaps_everything_without_iommu_faults() {
 }
 
 #[test]
+fn teardown_after_all_completions_unmaps_every_byte() {
+    let mut rig = rig();
+    write_read_back(&mut rig, 0, 16, 1);
+    let sim = rig.sim.clone();
+    drop(rig);
+    assert_eq!(
+        sim.mapped_bytes(),
+        0,
+        "DMA memory still mapped after teardown"
+    );
+    assert_eq!(sim.stats().iommu_faults, 0);
+}
+
+#[test]
 fn completion_latency_is_simulated() {
     let config = SimConfig {
         latency: Duration::from_millis(20),
         ..SimConfig::default()
     };
     let mut rig = rig_with(config, 8);
-    let buffer = rig.pool.take().unwrap();
     let start = Instant::now();
-    rig.qpair.read(&rig.ns, 0, 1, &buffer, 1).unwrap();
-    assert_eq!(wait_one(&mut rig.qpair).status, Status::SUCCESS);
+    let (status, buffer) = run(&mut rig, |q, ns, b| q.read(ns, 0, 1, b, 1));
+    assert_eq!(status, Status::SUCCESS);
     assert!(
         start.elapsed() >= Duration::from_millis(20),
         "completed before its latency"
