@@ -405,9 +405,6 @@ impl QueuePair {
     /// stop using them.
     pub fn leak_memory(&mut self) {
         self.memory.leak();
-        for slot in &mut self.slots {
-            std::mem::forget(slot.buffer.take());
-        }
     }
 
     /// After the controller was reset (its queues are gone): every command still in flight is
