@@ -1,8 +1,8 @@
 //! `vfnvme perf`: a load generator in the style of `spdk_nvme_perf`.
 //!
 //! One thread drives every queue pair round-robin: each pair keeps `-q` commands in flight,
-//! each command slot owning one DMA buffer for the whole run, so the submit/poll loop allocates
-//! nothing. Latency is measured from submission to the poll that reaped the completion.
+//! each command slot owning one DMA buffer for the whole run (lent to the queue pair while its
+//! command is in flight), so the submit/poll loop allocates nothing. Latency is measured from submission to the poll that reaped the completion.
 //!
 //! Workloads: `read`/`write` walk the namespace sequentially and wrap around; `randread`/
 //! `randwrite` pick `-o`-aligned offsets uniformly; writes send whatever the buffers hold.
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use vfnvme_driver::dma::{BufferPool, DmaBuffer};
-use vfnvme_driver::queue::{Completed, SubmitError};
+use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::spec::Status;
 use vfnvme_driver::{Controller, IoQueuePair, Namespace, NvmeDevice};
 
@@ -227,7 +227,8 @@ enum SlotState {
 /// One command's worth of state; its index is the command's tag.
 struct Slot {
     state: SlotState,
-    buffer: DmaBuffer,
+    /// `None` only while the queue pair holds it for the command in flight.
+    buffer: Option<DmaBuffer>,
 }
 
 /// The first failed command, for the final message.
@@ -249,29 +250,24 @@ struct Stats {
     verified_bytes: u64,
 }
 
-/// What every queue pair shares: where the next I/O goes, the counters, and the scratch memory
-/// for generating and checking the pattern.
+/// What every queue pair shares: where the next I/O goes, and the counters.
 struct Engine<'a> {
     plan: &'a Plan,
     offsets: Offsets,
     /// Cleared when `-t` expires: chunks already started still finish.
     taking_new_extents: bool,
     stats: Stats,
-    scratch: Vec<u8>,
-    poison: Vec<u8>,
 }
 
 impl Engine<'_> {
     /// Fills `buffer` as `kind` needs it before submission.
-    fn prepare(&mut self, kind: IoKind, extent: Extent, buffer: &DmaBuffer) {
-        let len = self.plan.bytes_of(extent);
+    fn prepare(&self, kind: IoKind, extent: Extent, buffer: &mut DmaBuffer) {
+        let data = &mut buffer.as_mut_slice()[..self.plan.bytes_of(extent)];
         match kind {
             IoKind::PatternWrite => {
-                let data = &mut self.scratch[..len];
-                pattern::fill(data, extent.lba, self.plan.block_size(), self.plan.seed);
-                buffer.write(0, data);
+                pattern::fill(data, extent.lba, self.plan.block_size(), self.plan.seed)
             }
-            IoKind::CheckRead => buffer.write(0, &self.poison[..len]),
+            IoKind::CheckRead => data.fill(POISON_BYTE),
             IoKind::Read | IoKind::Write => {}
         }
     }
@@ -299,8 +295,7 @@ impl Engine<'_> {
         match kind {
             IoKind::PatternWrite => SlotState::Ready(IoKind::CheckRead, extent),
             IoKind::CheckRead => {
-                let data = &mut self.scratch[..len];
-                buffer.read(0, data);
+                let data = &buffer.as_slice()[..len];
                 let check =
                     pattern::check(data, extent.lba, self.plan.block_size(), self.plan.seed);
                 stats.verified_bytes += len as u64;
@@ -339,7 +334,7 @@ impl Queue {
         let slots = std::iter::from_fn(|| pool.take())
             .map(|buffer| Slot {
                 state: SlotState::Idle,
-                buffer,
+                buffer: Some(buffer),
             })
             .collect();
         Ok(Self {
@@ -361,16 +356,18 @@ impl Queue {
     /// Reaps completions; returns how many.
     fn reap(&mut self, engine: &mut Engine<'_>) -> usize {
         let completions = &mut self.completions;
-        completions.clear();
         self.qpair
             .poll(self.slots.len(), |done| completions.push(done));
-        if self.completions.is_empty() {
+        let reaped = self.completions.len();
+        if reaped == 0 {
             return 0;
         }
         let now = Instant::now();
-        for done in &self.completions {
+        for done in self.completions.drain(..) {
             let slot = &mut self.slots[done.tag as usize];
-            let SlotState::InFlight(kind, extent, submitted) = slot.state else {
+            let (SlotState::InFlight(kind, extent, submitted), Some(mut buffer)) =
+                (slot.state, done.buffer)
+            else {
                 log::error!(
                     "completion for command slot {} which is not in flight",
                     done.tag
@@ -382,13 +379,14 @@ impl Queue {
                 .stats
                 .latency
                 .record(u64::try_from(nanos).unwrap_or(u64::MAX));
-            slot.state = engine.complete(kind, extent, done.status, &slot.buffer);
+            slot.state = engine.complete(kind, extent, done.status, &buffer);
             if let SlotState::Ready(next_kind, next_extent) = slot.state {
-                engine.prepare(next_kind, next_extent, &slot.buffer);
+                engine.prepare(next_kind, next_extent, &mut buffer);
             }
+            slot.buffer = Some(buffer);
             self.ready.push_back(done.tag as u16);
         }
-        self.completions.len()
+        reaped
     }
 
     /// Submits what the ready slots have, giving idle ones new extents while the run lasts.
@@ -396,35 +394,45 @@ impl Queue {
         let plan = engine.plan;
         while let Some(tag) = self.ready.pop_front() {
             let slot = &mut self.slots[usize::from(tag)];
+            let Some(mut buffer) = slot.buffer.take() else {
+                continue;
+            };
             let (kind, extent) = match slot.state {
                 SlotState::Ready(kind, extent) => (kind, extent),
                 SlotState::Idle if engine.taking_new_extents => {
                     let Some(extent) = engine.offsets.next_extent() else {
+                        slot.buffer = Some(buffer);
                         continue;
                     };
                     let kind = plan.first_kind();
-                    engine.prepare(kind, extent, &slot.buffer);
+                    engine.prepare(kind, extent, &mut buffer);
                     slot.state = SlotState::Ready(kind, extent);
                     (kind, extent)
                 }
-                SlotState::Idle | SlotState::InFlight(..) => continue,
+                SlotState::Idle | SlotState::InFlight(..) => {
+                    slot.buffer = Some(buffer);
+                    continue;
+                }
             };
             let ns = &plan.namespace;
-            let tag_value = u64::from(tag);
+            let (lba, blocks, tag_value) = (extent.lba, extent.blocks, u64::from(tag));
             let submitted = if kind.is_write() {
-                self.qpair
-                    .write(ns, extent.lba, extent.blocks, &slot.buffer, tag_value)
+                self.qpair.write(ns, lba, blocks, buffer, tag_value)
             } else {
-                self.qpair
-                    .read(ns, extent.lba, extent.blocks, &slot.buffer, tag_value)
+                self.qpair.read(ns, lba, blocks, buffer, tag_value)
             };
             match submitted {
                 Ok(_) => slot.state = SlotState::InFlight(kind, extent, Instant::now()),
-                Err(SubmitError::QueueFull) => {
-                    self.ready.push_front(tag);
-                    return Ok(());
+                Err(Rejected { error, buffer }) => {
+                    slot.buffer = buffer;
+                    // After a controller reset the next poll hands back what was lost and
+                    // recreates the queues; until then, as when full, retry later.
+                    if matches!(error, SubmitError::QueueFull | SubmitError::ControllerReset) {
+                        self.ready.push_front(tag);
+                        return Ok(());
+                    }
+                    return Err(error.into());
                 }
-                Err(error) => return Err(error.into()),
             }
         }
         Ok(())
@@ -432,22 +440,21 @@ impl Queue {
 }
 
 impl Drop for Queue {
-    /// Waits for commands still in flight (after an error), then returns every buffer the
-    /// device is done with. A buffer whose command never completed stays out, which makes the
-    /// pool keep its memory mapped rather than free pages the device may still write.
+    /// Waits for commands still in flight (after an error), then returns every buffer to the
+    /// pool. A command that never completed keeps its buffer inside the queue pair, which makes
+    /// the pool keep its memory mapped rather than free pages the device may still write.
     fn drop(&mut self) {
         let slots = &mut self.slots;
-        self.qpair.drain(Instant::now() + DRAIN_TIMEOUT, |done| {
+        let lost = self.qpair.drain(Instant::now() + DRAIN_TIMEOUT, |done| {
             if let Some(slot) = slots.get_mut(done.tag as usize) {
-                slot.state = SlotState::Idle;
+                slot.buffer = done.buffer;
             }
         });
-        for slot in self.slots.drain(..) {
-            if matches!(slot.state, SlotState::InFlight(..)) {
-                log::warn!("a command never completed; its buffer memory stays mapped");
-            } else {
-                self.pool.give_back(slot.buffer);
-            }
+        if lost > 0 {
+            log::warn!("{lost} commands never completed; their buffer memory stays mapped");
+        }
+        for buffer in self.slots.drain(..).filter_map(|slot| slot.buffer) {
+            self.pool.give_back(buffer);
         }
     }
 }
@@ -520,8 +527,6 @@ fn drive(plan: &Plan, mut queues: Vec<Queue>) -> Result<(Stats, Duration)> {
             first_mismatch: None,
             verified_bytes: 0,
         },
-        scratch: vec![0; plan.io_bytes],
-        poison: vec![POISON_BYTE; plan.io_bytes],
     };
     let start = Instant::now();
     let deadline = start + plan.duration;
