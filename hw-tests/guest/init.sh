@@ -5,6 +5,8 @@
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
+# The console is a terminal to env_logger; its colour codes would only clutter the host's logs.
+export RUST_LOG_STYLE=never
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev

@@ -280,3 +280,36 @@ fn identify_on_a_missing_address_fails() {
 fn identify_without_hugepages_says_so() {
     expect_clean_failure(boot(), "identify_no_hugepages", &["hugepage"]);
 }
+
+/// Every vfnvme command in this boot, with what it printed on stderr.
+const VFNVME_CAPTURES: &[&str] = &[
+    "identify0",
+    "identify1",
+    "identify0_text",
+    "perf_q1_p1",
+    "perf_q32_p2",
+    "perf_q32_p1",
+    "perf_q1_p2",
+];
+
+/// A successful run logs no error: in particular the driver must not report (and leak) DMA
+/// buffer pools dropped with buffers "still out" when perf exits normally.
+#[test]
+fn successful_commands_log_no_errors_and_leak_no_dma_buffer_pools() {
+    let outcome = boot();
+    let mut problems = Vec::new();
+    for name in VFNVME_CAPTURES {
+        let capture = capture(outcome, name);
+        for line in capture.stderr.lines() {
+            if line.contains("ERROR") || line.contains("buffer pool dropped") {
+                problems.push(format!("{name}: {line}"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        outcome.fail(&format!(
+            "successful commands logged errors:\n{}",
+            problems.join("\n")
+        ));
+    }
+}
