@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{fence, Ordering};
 use std::time::Instant;
 
-use super::{Fault, SimConfig, SimIommu, SimStats, BAR_SIZE};
+use super::{Fault, RamDisk, SimConfig, SimIommu, SimStats, BAR_SIZE};
 use crate::mmio::Mmio;
 use crate::spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
@@ -58,19 +58,17 @@ struct PendingCompletion {
     outcome: Outcome,
 }
 
-/// A namespace's medium: anonymous memory, zero until written.
+/// A namespace and its medium.
 struct Medium {
     nsid: u32,
     blocks: u64,
     block_size: u32,
-    bytes: memmap2::MmapRaw,
+    disk: RamDisk,
 }
 
 impl Medium {
     fn ptr(&self, offset: u64, len: usize) -> *mut u8 {
-        assert!(offset + len as u64 <= self.bytes.len() as u64);
-        // SAFETY: checked to be inside the mapping just above.
-        unsafe { self.bytes.as_mut_ptr().add(offset as usize) }
+        self.disk.ptr(offset, len)
     }
 }
 
@@ -109,13 +107,11 @@ impl DeviceState {
             .namespaces
             .iter()
             .map(|ns| {
-                let len = (ns.blocks * u64::from(ns.block_size)) as usize;
-                let map = memmap2::MmapOptions::new().len(len.max(1)).map_anon()?;
                 Ok(Medium {
                     nsid: ns.nsid,
                     blocks: ns.blocks,
                     block_size: ns.block_size,
-                    bytes: map.into(),
+                    disk: RamDisk::new(ns.blocks, ns.block_size)?,
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -180,14 +176,7 @@ impl DeviceState {
         if offset + out.len() as u64 > medium.blocks * u64::from(medium.block_size) {
             return false;
         }
-        // SAFETY: the range is inside the medium (checked above) and `out` is ordinary memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                medium.ptr(offset, out.len()),
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        };
+        medium.disk.read(offset, out);
         true
     }
 
@@ -946,8 +935,7 @@ impl DeviceState {
     }
 
     fn zero(&self, index: usize, offset: u64, len: usize) {
-        // SAFETY: `lba_range` checked the byte range against the medium.
-        unsafe { self.media[index].ptr(offset, len).write_bytes(0, len) };
+        self.media[index].disk.zero(offset, len);
     }
 
     fn dataset_management(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
@@ -963,23 +951,17 @@ impl DeviceState {
             .chunks_exact(16)
             .map(|chunk| DsmRange::from_bytes(chunk.try_into().expect("16-byte chunks")))
             .collect();
-        let medium = &self.media[index];
-        if ranges.iter().any(|r| {
-            r.slba
-                .checked_add(u64::from(r.blocks))
-                .is_none_or(|end| end > medium.blocks)
-        }) {
-            return generic_error(generic::LBA_OUT_OF_RANGE);
-        }
         if command.cdw11 & DSM_ATTR_DEALLOCATE != 0 {
-            let block_size = u64::from(medium.block_size);
-            for range in ranges {
-                self.zero(
-                    index,
-                    range.slba * block_size,
-                    (u64::from(range.blocks) * block_size) as usize,
-                );
+            if let Err(status) = self.media[index].disk.deallocate(&ranges) {
+                return fail(status);
             }
+        } else if let Err(status) = ranges.iter().try_for_each(|r| {
+            self.media[index]
+                .disk
+                .byte_range(r.slba, u64::from(r.blocks))
+                .map(|_| ())
+        }) {
+            return fail(status);
         }
         ok(0)
     }

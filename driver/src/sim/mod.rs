@@ -8,6 +8,7 @@
 
 mod device;
 mod iommu;
+mod ram;
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,7 @@ use crate::spec::Status;
 use crate::NvmeDevice;
 
 pub use iommu::SimIommu;
+pub use ram::RamDisk;
 
 use device::DeviceState;
 
