@@ -185,6 +185,11 @@ impl Controller {
         &self.shared.address
     }
 
+    /// The device this controller drives (its DMA space serves buffer pools).
+    pub fn device(&self) -> &Arc<dyn NvmeDevice> {
+        &self.shared.device
+    }
+
     pub fn identify(&self) -> &IdentifyController {
         &self.shared.identify
     }

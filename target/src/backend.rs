@@ -1,0 +1,172 @@
+//! What namespaces are backed by, and the per-poll-group queues that reach them.
+//!
+//! A [`Drive`] is opened once for the whole target: a controller bound to vfio-pci, or a
+//! [`RamDisk`]. Each poll group then owns one [`BackendQueue`] per drive: for a controller its own
+//! I/O queue pair and DMA buffer pool, for RAM a buffer pool and a queue of completions, so the
+//! I/O path is the same for both and takes no lock.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace, MemoryKind};
+use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
+use vfnvme_driver::sim::{RamDisk, SimIommu};
+use vfnvme_driver::spec::{Command, Status};
+use vfnvme_driver::vfio::VfioNvme;
+use vfnvme_driver::{Controller, ControllerOptions};
+
+/// A drive whose namespaces the target exports.
+pub enum Drive {
+    Nvme(Controller),
+    Ram(RamMemory),
+}
+
+/// A RAM drive: its disk, and memory for buffers (RAM needs no IOMMU, but shares the buffer
+/// type with real drives).
+pub struct RamMemory {
+    pub disk: Arc<RamDisk>,
+    space: DmaSpace,
+}
+
+impl Drive {
+    /// Opens the vfio-bound controller at `address`.
+    pub fn open_pci(address: &str) -> vfnvme_driver::Result<Self> {
+        let device = VfioNvme::open(address)?;
+        Ok(Self::Nvme(Controller::new(device, ControllerOptions::default())?))
+    }
+
+    /// A RAM drive of `blocks` blocks.
+    pub fn ram(blocks: u64, block_size: u32) -> std::io::Result<Self> {
+        let space = DmaSpace::new(
+            Arc::new(SimIommu::default()),
+            MemoryKind::Anonymous,
+            std::iter::once(0..1 << 40).collect(),
+        );
+        Ok(Self::Ram(RamMemory {
+            disk: Arc::new(RamDisk::new(blocks, block_size)?),
+            space,
+        }))
+    }
+
+    /// The largest transfer one command may carry.
+    pub fn max_transfer(&self) -> usize {
+        match self {
+            Self::Nvme(controller) => controller.max_transfer(),
+            Self::Ram(_) => vfnvme_driver::queue::MAX_PRP_TRANSFER,
+        }
+    }
+
+    fn dma(&self) -> &DmaSpace {
+        match self {
+            Self::Nvme(controller) => controller.device().dma(),
+            Self::Ram(ram) => &ram.space,
+        }
+    }
+
+    /// A queue for one poll group: `depth` commands in flight, buffers of `buffer_size` bytes.
+    pub fn open_queue(&self, depth: u16, buffer_size: usize) -> vfnvme_driver::Result<BackendQueue> {
+        let pool = BufferPool::new(self.dma(), buffer_size, usize::from(depth))?;
+        Ok(match self {
+            Self::Nvme(controller) => {
+                let mut qpair = controller.create_io_qpair(depth.saturating_add(1))?;
+                qpair.register_pool(&pool);
+                BackendQueue::Nvme { qpair, pool }
+            }
+            Self::Ram(ram) => BackendQueue::Ram {
+                disk: Arc::clone(&ram.disk),
+                completed: VecDeque::with_capacity(usize::from(depth)),
+                pool,
+            },
+        })
+    }
+}
+
+/// One poll group's way to a drive. Field order is drop order: the queue pair (which drains and
+/// deletes its queues) before the pool.
+pub enum BackendQueue {
+    Nvme {
+        qpair: vfnvme_driver::IoQueuePair,
+        pool: BufferPool,
+    },
+    Ram {
+        disk: Arc<RamDisk>,
+        /// Commands executed at submission, handed out by the next poll.
+        completed: VecDeque<Completed>,
+        pool: BufferPool,
+    },
+}
+
+impl BackendQueue {
+    pub fn take_buffer(&mut self) -> Option<DmaBuffer> {
+        match self {
+            Self::Nvme { pool, .. } | Self::Ram { pool, .. } => pool.take(),
+        }
+    }
+
+    pub fn give_back(&mut self, buffer: DmaBuffer) {
+        match self {
+            Self::Nvme { pool, .. } | Self::Ram { pool, .. } => pool.give_back(buffer),
+        }
+    }
+
+    /// Commands submitted and not yet polled.
+    pub fn outstanding(&self) -> usize {
+        match self {
+            Self::Nvme { qpair, .. } => qpair.outstanding(),
+            Self::Ram { completed, .. } => completed.len(),
+        }
+    }
+
+    /// Submits `command` (already addressed to the drive's namespace) with the first `len`
+    /// bytes of `buffer` as its data.
+    pub fn submit(
+        &mut self,
+        command: Command,
+        data: Option<(DmaBuffer, usize)>,
+        tag: u64,
+    ) -> Result<(), Rejected> {
+        match self {
+            Self::Nvme { qpair, .. } => qpair.submit(command, data, tag).map(|_| ()),
+            Self::Ram { disk, completed, .. } => {
+                if completed.len() == completed.capacity() {
+                    return Err(Rejected {
+                        error: SubmitError::QueueFull,
+                        buffer: data.map(|(buffer, _)| buffer),
+                    });
+                }
+                let (status, buffer) = match data {
+                    Some((mut buffer, len)) => {
+                        let status = disk.execute(&command, &mut buffer.as_mut_slice()[..len]);
+                        (status, Some(buffer))
+                    }
+                    None => (disk.execute(&command, &mut []), None),
+                };
+                completed.push_back(Completed {
+                    tag,
+                    cid: 0,
+                    status,
+                    result: 0,
+                    buffer,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves up to `max` completions into `out`.
+    pub fn poll(&mut self, max: usize, out: &mut Vec<Completed>) -> usize {
+        match self {
+            Self::Nvme { qpair, .. } => qpair.poll(max, |done| out.push(done)),
+            Self::Ram { completed, .. } => {
+                let count = completed.len().min(max);
+                out.extend(completed.drain(..count));
+                count
+            }
+        }
+    }
+
+    /// Status for commands a queue could not take because the drive is gone or reset.
+    pub fn unavailable() -> Status {
+        Status::generic(vfnvme_driver::spec::status::generic::NAMESPACE_NOT_READY)
+    }
+}
