@@ -15,9 +15,10 @@ guest: release-bin
 	$(CARGO) run -q -p vfnvme-hw-tests --bin vfnvme-hw-guest
 
 # Boots QEMU guests (emulated NVMe behind an emulated IOMMU) and runs every hw scenario.
-# Boots are serialized by the harness; one test thread keeps the output readable.
+# Boots are serialized by the harness; one test thread keeps the output readable;
+# --no-fail-fast runs every scenario even when an earlier one fails.
 hw-test: release-bin
-	$(CARGO) test -p vfnvme-hw-tests -- $(HW_TEST_FLAGS)
+	$(CARGO) test --no-fail-fast -p vfnvme-hw-tests -- $(HW_TEST_FLAGS)
 
 # fio on the kernel nvme driver vs vfnvme perf on the same emulated drive model, in one guest
 # boot; prints a Markdown table (medians of 3 runs and the ratio) for BENCHMARKS.md.
