@@ -1,0 +1,955 @@
+//! The TOML configuration of `vfnvme serve`; `deploy/vfnvme.toml` is the commented example.
+//!
+//! Parsing happens in two steps: serde reads the text into raw structures that keep the byte
+//! span of every value a later check may complain about, then validation turns them into a
+//! [`Config`]. Every error names the file and the line, so that a user can go straight to it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::subsystem::DISCOVERY_NQN;
+
+/// Longest NVMe Qualified Name, in bytes (NVMe Base Specification, "NVMe Qualified Names").
+pub const MAX_NQN_BYTES: usize = 223;
+/// Length of the Serial Number field of Identify Controller.
+pub const MAX_SERIAL_BYTES: usize = 20;
+/// Length of the Model Number field of Identify Controller.
+pub const MAX_MODEL_BYTES: usize = 40;
+
+const DEFAULT_IN_CAPSULE_DATA_SIZE: u32 = 8192;
+const DEFAULT_MAX_QUEUE_DEPTH: u16 = 128;
+const DEFAULT_MAX_IO_QUEUES: u16 = 64;
+const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 120_000;
+const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
+const DEFAULT_RAM_BLOCK_SIZE: u32 = 512;
+/// In-capsule data beyond this is pointless: the host then sends the data in H2CData PDUs.
+const MAX_IN_CAPSULE_DATA_SIZE: u32 = 128 * 1024;
+
+/// A configuration that failed to load.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the configuration: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    /// A problem at one place of the file.
+    #[error("{file}:{line}: {reason}")]
+    Invalid {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    /// Something the file as a whole lacks.
+    #[error("{file}: {reason}")]
+    Incomplete { file: String, reason: String },
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub target: TargetConfig,
+    pub listeners: Vec<ListenerConfig>,
+    pub subsystems: Vec<SubsystemConfig>,
+}
+
+/// `[target]`: settings of the whole target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Poll groups, one thread each.
+    pub cores: usize,
+    /// Bytes of write data a host may send inside a command capsule.
+    pub in_capsule_data_size: u32,
+    /// Entries of an I/O queue (CAP.MQES + 1).
+    pub max_queue_depth: u16,
+    /// I/O queues a host may create per controller.
+    pub max_io_queues: u16,
+    /// Cap on the data of one command in bytes; `None`: the backing drives' limit.
+    pub max_io_size: Option<u32>,
+    /// Keep-alive timeout of discovery controllers whose host asked for none: such hosts often
+    /// just go away, and their controllers must not live forever.
+    pub keep_alive_timeout: Duration,
+    /// How long shutdown waits for outstanding commands before aborting them.
+    pub shutdown_deadline: Duration,
+}
+
+/// `[[listener]]`: an address accepting NVMe/TCP connections, to both the I/O subsystems and
+/// the discovery subsystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+}
+
+/// `[[subsystem]]`: an NVM subsystem exported to hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubsystemConfig {
+    pub nqn: String,
+    pub allow_any_host: bool,
+    /// Host NQNs allowed to connect when `allow_any_host` is false.
+    pub hosts: Vec<String>,
+    /// Serial Number reported to hosts; `None`: derived from the backing drive.
+    pub serial: Option<String>,
+    /// Model Number reported to hosts; `None`: derived from the backing drive.
+    pub model: Option<String>,
+    /// Sorted by NSID.
+    pub namespaces: Vec<NamespaceConfig>,
+}
+
+/// `[[subsystem.namespace]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceConfig {
+    pub nsid: u32,
+    pub backing: BackingConfig,
+}
+
+/// What a configured namespace is backed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackingConfig {
+    /// Namespace `device_nsid` of the vfio-bound drive at PCI address `pci`.
+    Passthrough { pci: String, device_nsid: u32 },
+    /// Memory of `bytes` bytes in blocks of `block_size` bytes.
+    Ram { bytes: u64, block_size: u32 },
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            cores: 1,
+            in_capsule_data_size: DEFAULT_IN_CAPSULE_DATA_SIZE,
+            max_queue_depth: DEFAULT_MAX_QUEUE_DEPTH,
+            max_io_queues: DEFAULT_MAX_IO_QUEUES,
+            max_io_size: None,
+            keep_alive_timeout: Duration::from_millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
+            shutdown_deadline: Duration::from_millis(DEFAULT_SHUTDOWN_DEADLINE_MS),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    target: RawTarget,
+    #[serde(default)]
+    listener: Vec<RawListener>,
+    #[serde(default)]
+    subsystem: Vec<RawSubsystem>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    cores: Option<Spanned<u64>>,
+    in_capsule_data_size: Option<Spanned<u64>>,
+    max_queue_depth: Option<Spanned<u64>>,
+    max_io_queues: Option<Spanned<u64>>,
+    max_io_size: Option<Spanned<u64>>,
+    keep_alive_timeout_ms: Option<Spanned<u64>>,
+    shutdown_deadline_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    address: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubsystem {
+    nqn: Spanned<String>,
+    allow_any_host: Option<Spanned<bool>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+    serial: Option<Spanned<String>>,
+    model: Option<Spanned<String>>,
+    #[serde(default)]
+    namespace: Vec<RawNamespace>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamespace {
+    nsid: Spanned<u64>,
+    pci: Option<Spanned<String>>,
+    device_nsid: Option<Spanned<u64>>,
+    ram_mib: Option<Spanned<u64>>,
+    block_size: Option<Spanned<u64>>,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Validates configuration `text`; errors name `file` as where the text came from.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let checker = Checker { text, file };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |span| checker.line_of(&span));
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                line,
+                reason: e.message().trim_end().to_owned(),
+            }
+        })?;
+        checker.config(raw)
+    }
+}
+
+/// Validation of the raw structures, with the text for turning spans into line numbers.
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        let start = span.start.min(self.text.len());
+        self.text[..start].matches('\n').count() + 1
+    }
+
+    fn invalid<T>(&self, span: Range<usize>, reason: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line_of(&span),
+            reason: reason.into(),
+        })
+    }
+
+    fn incomplete<T>(&self, reason: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::Incomplete {
+            file: self.file.to_owned(),
+            reason: reason.into(),
+        })
+    }
+
+    /// An integer key checked against `range`, or its default when absent.
+    fn integer<T: TryFrom<u64>>(
+        &self,
+        value: Option<Spanned<u64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<u64>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let number = *value.get_ref();
+        if !range.contains(&number) {
+            return self.invalid(
+                value.span(),
+                format!(
+                    "{key} = {number} is out of range; give {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+        match T::try_from(number) {
+            Ok(converted) => Ok(converted),
+            Err(_) => self.invalid(value.span(), format!("{key} = {number} is too large")),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let target = self.target(raw.target)?;
+        if raw.listener.is_empty() {
+            return self.incomplete(
+                "no [[listener]]; add one, e.g. [[listener]] address = \"0.0.0.0:4420\"",
+            );
+        }
+        let mut listeners = Vec::with_capacity(raw.listener.len());
+        let mut listener_lines: HashMap<SocketAddr, usize> = HashMap::new();
+        for listener in raw.listener {
+            let span = listener.address.span();
+            let text = listener.address.into_inner();
+            let Ok(address) = text.parse::<SocketAddr>() else {
+                return self.invalid(
+                    span,
+                    format!(
+                        "listener address \"{text}\" is not an IP address with a port; \
+                         write e.g. \"192.0.2.1:4420\" or \"[2001:db8::1]:4420\""
+                    ),
+                );
+            };
+            if let Some(first) = listener_lines.insert(address, self.line_of(&span)) {
+                return self.invalid(
+                    span,
+                    format!("listener {address} is already configured at line {first}"),
+                );
+            }
+            listeners.push(ListenerConfig { address });
+        }
+        if raw.subsystem.is_empty() {
+            return self.incomplete("no [[subsystem]]; add one with at least one namespace");
+        }
+        let mut subsystems = Vec::with_capacity(raw.subsystem.len());
+        let mut nqn_lines: HashMap<String, usize> = HashMap::new();
+        let mut exported: HashMap<(String, u32), (String, usize)> = HashMap::new();
+        for raw_subsystem in raw.subsystem {
+            let nqn_span = raw_subsystem.nqn.span();
+            let subsystem = self.subsystem(raw_subsystem, &mut exported)?;
+            if let Some(first) = nqn_lines.insert(subsystem.nqn.clone(), self.line_of(&nqn_span)) {
+                return self.invalid(
+                    nqn_span,
+                    format!(
+                        "subsystem {} is already configured at line {first}; NQNs must be unique",
+                        subsystem.nqn
+                    ),
+                );
+            }
+            subsystems.push(subsystem);
+        }
+        Ok(Config {
+            target,
+            listeners,
+            subsystems,
+        })
+    }
+
+    fn target(&self, raw: RawTarget) -> Result<TargetConfig, ConfigError> {
+        let defaults = TargetConfig::default();
+        if let Some(size) = &raw.in_capsule_data_size {
+            let bytes = *size.get_ref();
+            if bytes % 16 != 0 {
+                return self.invalid(
+                    size.span(),
+                    format!(
+                        "in_capsule_data_size = {bytes} is not a multiple of 16 bytes, \
+                         the unit hosts are told capsule sizes in"
+                    ),
+                );
+            }
+        }
+        let max_io_size = match raw.max_io_size {
+            None => None,
+            Some(size) if *size.get_ref() == 0 => None,
+            Some(size) => {
+                let bytes = *size.get_ref();
+                if !bytes.is_power_of_two() || !(8192..=1 << 30).contains(&bytes) {
+                    return self.invalid(
+                        size.span(),
+                        format!(
+                            "max_io_size = {bytes} cannot be reported to hosts (MDTS is a power \
+                             of two of 4 KiB pages, at least 2); give 0 for the drives' limit \
+                             or a power of two from 8192"
+                        ),
+                    );
+                }
+                Some(bytes as u32)
+            }
+        };
+        Ok(TargetConfig {
+            cores: self.integer(raw.cores, "cores", 1..=1024, defaults.cores)?,
+            in_capsule_data_size: self.integer(
+                raw.in_capsule_data_size,
+                "in_capsule_data_size",
+                0..=u64::from(MAX_IN_CAPSULE_DATA_SIZE),
+                defaults.in_capsule_data_size,
+            )?,
+            max_queue_depth: self.integer(
+                raw.max_queue_depth,
+                "max_queue_depth",
+                2..=u64::from(u16::MAX),
+                defaults.max_queue_depth,
+            )?,
+            max_io_queues: self.integer(
+                raw.max_io_queues,
+                "max_io_queues",
+                1..=u64::from(u16::MAX - 1),
+                defaults.max_io_queues,
+            )?,
+            max_io_size,
+            keep_alive_timeout: Duration::from_millis(self.integer(
+                raw.keep_alive_timeout_ms,
+                "keep_alive_timeout_ms",
+                1000..=3_600_000,
+                DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+            )?),
+            shutdown_deadline: Duration::from_millis(self.integer(
+                raw.shutdown_deadline_ms,
+                "shutdown_deadline_ms",
+                1..=3_600_000,
+                DEFAULT_SHUTDOWN_DEADLINE_MS,
+            )?),
+        })
+    }
+
+    fn nqn(&self, nqn: Spanned<String>, what: &str) -> Result<String, ConfigError> {
+        let span = nqn.span();
+        let nqn = nqn.into_inner();
+        if !nqn.starts_with("nqn.") {
+            return self.invalid(
+                span,
+                format!(
+                    "{what} \"{nqn}\" is not an NQN; NQNs start with \"nqn.\", \
+                     e.g. \"nqn.2026-11.io.vfnvme:ssd0\""
+                ),
+            );
+        }
+        if nqn.len() > MAX_NQN_BYTES {
+            return self.invalid(
+                span,
+                format!(
+                    "{what} \"{nqn}\" is {} bytes long; NQNs have at most {MAX_NQN_BYTES}",
+                    nqn.len()
+                ),
+            );
+        }
+        Ok(nqn)
+    }
+
+    fn identify_string(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        max: usize,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let span = value.span();
+        let text = value.into_inner();
+        if text.is_empty() || text.len() > max || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return self.invalid(
+                span,
+                format!("{key} \"{text}\" must be 1 to {max} printable ASCII characters"),
+            );
+        }
+        Ok(Some(text))
+    }
+
+    fn subsystem(
+        &self,
+        raw: RawSubsystem,
+        exported: &mut HashMap<(String, u32), (String, usize)>,
+    ) -> Result<SubsystemConfig, ConfigError> {
+        let nqn_span = raw.nqn.span();
+        let nqn = self.nqn(raw.nqn, "subsystem nqn")?;
+        if nqn == DISCOVERY_NQN {
+            return self.invalid(
+                nqn_span,
+                format!("{DISCOVERY_NQN} is the discovery subsystem, which vfnvme provides by itself; give your subsystem another NQN"),
+            );
+        }
+        let allow_any_host = raw.allow_any_host.as_ref().is_some_and(|a| *a.get_ref());
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        for host in raw.hosts {
+            let span = host.span();
+            let host = self.nqn(host, "host")?;
+            if hosts.contains(&host) {
+                return self.invalid(span, format!("host {host} is listed twice"));
+            }
+            hosts.push(host);
+        }
+        match (&raw.allow_any_host, hosts.is_empty()) {
+            (Some(allow), false) if *allow.get_ref() => {
+                return self.invalid(
+                    allow.span(),
+                    format!(
+                        "subsystem {nqn} has both allow_any_host = true and a hosts list; \
+                         remove one"
+                    ),
+                )
+            }
+            (_, true) if !allow_any_host => {
+                return self.invalid(
+                    nqn_span,
+                    format!(
+                        "subsystem {nqn} admits no host; set allow_any_host = true \
+                         or list host NQNs in hosts = [...]"
+                    ),
+                )
+            }
+            _ => {}
+        }
+        let serial = self.identify_string(raw.serial, "serial", MAX_SERIAL_BYTES)?;
+        let model = self.identify_string(raw.model, "model", MAX_MODEL_BYTES)?;
+        if raw.namespace.is_empty() {
+            return self.invalid(
+                nqn_span,
+                format!("subsystem {nqn} has no namespace; add a [[subsystem.namespace]]"),
+            );
+        }
+        let mut namespaces: Vec<NamespaceConfig> = Vec::with_capacity(raw.namespace.len());
+        let mut nsid_lines: HashMap<u32, usize> = HashMap::new();
+        for raw_namespace in raw.namespace {
+            let nsid_span = raw_namespace.nsid.span();
+            let namespace = self.namespace(raw_namespace, &nqn, exported)?;
+            if let Some(first) = nsid_lines.insert(namespace.nsid, self.line_of(&nsid_span)) {
+                return self.invalid(
+                    nsid_span,
+                    format!(
+                        "namespace {} of subsystem {nqn} is already configured at line {first}",
+                        namespace.nsid
+                    ),
+                );
+            }
+            namespaces.push(namespace);
+        }
+        namespaces.sort_by_key(|namespace| namespace.nsid);
+        Ok(SubsystemConfig {
+            nqn,
+            allow_any_host,
+            hosts,
+            serial,
+            model,
+            namespaces,
+        })
+    }
+
+    fn namespace(
+        &self,
+        raw: RawNamespace,
+        subsystem_nqn: &str,
+        exported: &mut HashMap<(String, u32), (String, usize)>,
+    ) -> Result<NamespaceConfig, ConfigError> {
+        let nsid_span = raw.nsid.span();
+        let nsid: u32 = self.integer(Some(raw.nsid), "nsid", 1..=0xffff_fffe, 1)?;
+        let backing = match (raw.pci, raw.ram_mib) {
+            (Some(_), Some(ram)) => {
+                return self.invalid(
+                    ram.span(),
+                    format!("namespace {nsid} has both pci and ram_mib; give one"),
+                )
+            }
+            (None, None) => {
+                return self.invalid(
+                    nsid_span,
+                    format!(
+                        "namespace {nsid} has no backing; give pci = \"0000:01:00.0\" \
+                         (a vfio-bound drive) or ram_mib = 256"
+                    ),
+                )
+            }
+            (Some(pci), None) => {
+                if let Some(block_size) = raw.block_size {
+                    return self.invalid(
+                        block_size.span(),
+                        format!(
+                            "namespace {nsid}: block_size applies to ram_mib namespaces; \
+                             a pci namespace has the drive's block size"
+                        ),
+                    );
+                }
+                let pci_span = pci.span();
+                let pci = pci.into_inner();
+                if !is_pci_address(&pci) {
+                    return self.invalid(
+                        pci_span,
+                        format!(
+                            "namespace {nsid}: pci = \"{pci}\" is not a PCI address; write \
+                             domain:bus:device.function, e.g. \"0000:01:00.0\" (see lspci -D)"
+                        ),
+                    );
+                }
+                let device_nsid: u32 =
+                    self.integer(raw.device_nsid, "device_nsid", 1..=0xffff_fffe, 1)?;
+                let line = self.line_of(&pci_span);
+                if let Some((other, first)) =
+                    exported.insert((pci.clone(), device_nsid), (subsystem_nqn.to_owned(), line))
+                {
+                    return self.invalid(
+                        pci_span,
+                        format!(
+                            "namespace {device_nsid} of drive {pci} is already exported by \
+                             subsystem {other} at line {first}; a drive namespace can be \
+                             exported once"
+                        ),
+                    );
+                }
+                BackingConfig::Passthrough { pci, device_nsid }
+            }
+            (None, Some(ram)) => {
+                if let Some(device_nsid) = raw.device_nsid {
+                    return self.invalid(
+                        device_nsid.span(),
+                        format!("namespace {nsid}: device_nsid applies to pci namespaces only"),
+                    );
+                }
+                let mib: u64 = self.integer(Some(ram), "ram_mib", 1..=1 << 24, 1)?;
+                let block_size: u32 = self.integer(
+                    raw.block_size.clone(),
+                    "block_size",
+                    512..=65536,
+                    DEFAULT_RAM_BLOCK_SIZE,
+                )?;
+                if !block_size.is_power_of_two() {
+                    let span = raw.block_size.map_or(nsid_span, |b| b.span());
+                    return self.invalid(
+                        span,
+                        format!("block_size = {block_size} is not a power of two"),
+                    );
+                }
+                BackingConfig::Ram {
+                    bytes: mib << 20,
+                    block_size,
+                }
+            }
+        };
+        Ok(NamespaceConfig { nsid, backing })
+    }
+}
+
+/// Whether `text` is a full PCI address, `dddd:bb:dd.f` in hexadecimal.
+fn is_pci_address(text: &str) -> bool {
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut parts = text.split(':');
+    let (Some(domain), Some(bus), Some(device_function), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Some((device, function)) = device_function.split_once('.') else {
+        return false;
+    };
+    hex(domain, 4)
+        && hex(bus, 2)
+        && hex(device, 2)
+        && function.len() == 1
+        && matches!(function.as_bytes()[0], b'0'..=b'7')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"[target]
+cores = 2                       # poll groups
+
+[[listener]]
+address = "127.0.0.1:4420"
+
+[[subsystem]]
+nqn = "nqn.2026-11.io.vfnvme:ssd0"
+allow_any_host = true           # or: hosts = ["nqn.2014-08.org.nvmexpress:uuid:..."]
+
+[[subsystem.namespace]]
+nsid = 1
+pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (device_nsid = N for another)
+# ram_mib = 256                 # or a RAM namespace instead of pci
+"#;
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, "vfnvme.toml").unwrap_err().to_string()
+    }
+
+    /// The minimal configuration with `extra` appended (new tables or namespace keys).
+    fn with(extra: &str) -> String {
+        format!("{MINIMAL}{extra}")
+    }
+
+    #[test]
+    fn minimal_form_is_accepted_with_defaults() {
+        let config = Config::parse(MINIMAL, "vfnvme.toml").unwrap();
+        assert_eq!(
+            config.target,
+            TargetConfig {
+                cores: 2,
+                ..TargetConfig::default()
+            }
+        );
+        assert_eq!(config.target.in_capsule_data_size, 8192);
+        assert_eq!(config.target.max_queue_depth, 128);
+        assert_eq!(config.target.max_io_size, None);
+        assert_eq!(config.target.keep_alive_timeout, Duration::from_secs(120));
+        assert_eq!(config.target.shutdown_deadline, Duration::from_secs(10));
+        assert_eq!(
+            config.listeners,
+            vec![ListenerConfig {
+                address: "127.0.0.1:4420".parse().unwrap()
+            }]
+        );
+        assert_eq!(
+            config.subsystems,
+            vec![SubsystemConfig {
+                nqn: "nqn.2026-11.io.vfnvme:ssd0".into(),
+                allow_any_host: true,
+                hosts: vec![],
+                serial: None,
+                model: None,
+                namespaces: vec![NamespaceConfig {
+                    nsid: 1,
+                    backing: BackingConfig::Passthrough {
+                        pci: "0000:01:00.0".into(),
+                        device_nsid: 1
+                    }
+                }]
+            }]
+        );
+    }
+
+    #[test]
+    fn deployed_example_parses() {
+        let text = include_str!("../../deploy/vfnvme.toml");
+        let config = Config::parse(text, "deploy/vfnvme.toml").unwrap();
+        assert!(!config.subsystems.is_empty());
+        assert!(!config.listeners.is_empty());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let text = r#"
+[target]
+cores = 4
+in_capsule_data_size = 4096
+max_queue_depth = 256
+max_io_queues = 8
+max_io_size = 131072
+keep_alive_timeout_ms = 5000
+shutdown_deadline_ms = 2500
+
+[[listener]]
+address = "[::1]:4420"
+
+[[subsystem]]
+nqn = "nqn.2026-11.io.vfnvme:mixed"
+hosts = ["nqn.2014-08.org.nvmexpress:uuid:1", "nqn.2014-08.org.nvmexpress:uuid:2"]
+serial = "SN123"
+model = "vfnvme test"
+
+[[subsystem.namespace]]
+nsid = 7
+ram_mib = 16
+block_size = 4096
+
+[[subsystem.namespace]]
+nsid = 2
+pci = "0000:af:00.1"
+device_nsid = 3
+"#;
+        let config = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(
+            config.target,
+            TargetConfig {
+                cores: 4,
+                in_capsule_data_size: 4096,
+                max_queue_depth: 256,
+                max_io_queues: 8,
+                max_io_size: Some(131072),
+                keep_alive_timeout: Duration::from_secs(5),
+                shutdown_deadline: Duration::from_millis(2500),
+            }
+        );
+        let subsystem = &config.subsystems[0];
+        assert!(!subsystem.allow_any_host);
+        assert_eq!(subsystem.hosts.len(), 2);
+        assert_eq!(subsystem.serial.as_deref(), Some("SN123"));
+        assert_eq!(subsystem.model.as_deref(), Some("vfnvme test"));
+        assert_eq!(
+            subsystem.namespaces,
+            vec![
+                NamespaceConfig {
+                    nsid: 2,
+                    backing: BackingConfig::Passthrough {
+                        pci: "0000:af:00.1".into(),
+                        device_nsid: 3
+                    }
+                },
+                NamespaceConfig {
+                    nsid: 7,
+                    backing: BackingConfig::Ram {
+                        bytes: 16 << 20,
+                        block_size: 4096
+                    }
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_are_reported_with_their_line() {
+        assert!(error_of("[target]\ncores = \n").starts_with("vfnvme.toml:2: "));
+        let unknown = error_of("[target]\ncores = 1\ncorse = 2\n");
+        assert!(unknown.starts_with("vfnvme.toml:3: "), "{unknown}");
+        assert!(unknown.contains("corse"), "{unknown}");
+        let wrong_type = error_of(&MINIMAL.replace("cores = 2", "cores = \"two\""));
+        assert!(wrong_type.starts_with("vfnvme.toml:2: "), "{wrong_type}");
+    }
+
+    #[test]
+    fn target_values_are_range_checked() {
+        assert_eq!(
+            error_of(&MINIMAL.replace("cores = 2", "cores = 0")),
+            "vfnvme.toml:2: cores = 0 is out of range; give 1 to 1024"
+        );
+        let icd = error_of(&MINIMAL.replace("cores = 2", "in_capsule_data_size = 100"));
+        assert!(
+            icd.starts_with("vfnvme.toml:2: in_capsule_data_size = 100"),
+            "{icd}"
+        );
+        let mdts = error_of(&MINIMAL.replace("cores = 2", "max_io_size = 100000"));
+        assert!(
+            mdts.starts_with("vfnvme.toml:2: max_io_size = 100000"),
+            "{mdts}"
+        );
+        let depth = error_of(&MINIMAL.replace("cores = 2", "max_queue_depth = 1"));
+        assert!(
+            depth.starts_with("vfnvme.toml:2: max_queue_depth = 1"),
+            "{depth}"
+        );
+        let zero = Config::parse(&MINIMAL.replace("cores = 2", "max_io_size = 0"), "f").unwrap();
+        assert_eq!(zero.target.max_io_size, None);
+    }
+
+    #[test]
+    fn listener_errors_point_at_the_address() {
+        let bad = error_of(&MINIMAL.replace("127.0.0.1:4420", "localhost"));
+        assert!(
+            bad.starts_with("vfnvme.toml:5: listener address \"localhost\""),
+            "{bad}"
+        );
+        let duplicate = error_of(&with("\n[[listener]]\naddress = \"127.0.0.1:4420\"\n"));
+        assert!(
+            duplicate.starts_with(
+                "vfnvme.toml:17: listener 127.0.0.1:4420 is already configured at line 5"
+            ),
+            "{duplicate}"
+        );
+        let none = error_of(&MINIMAL.replace("[[listener]]\naddress = \"127.0.0.1:4420\"", ""));
+        assert!(none.starts_with("vfnvme.toml: no [[listener]]"), "{none}");
+    }
+
+    #[test]
+    fn subsystem_errors_point_at_their_line() {
+        let not_nqn = error_of(&MINIMAL.replace("nqn.2026-11.io.vfnvme:ssd0", "ssd0"));
+        assert!(
+            not_nqn.starts_with("vfnvme.toml:8: subsystem nqn \"ssd0\" is not an NQN"),
+            "{not_nqn}"
+        );
+        let long = format!("nqn.{}", "x".repeat(220));
+        let too_long = error_of(&MINIMAL.replace("nqn.2026-11.io.vfnvme:ssd0", &long));
+        assert!(
+            too_long.starts_with("vfnvme.toml:8: ") && too_long.contains("224 bytes"),
+            "{too_long}"
+        );
+        let discovery = error_of(&MINIMAL.replace("nqn.2026-11.io.vfnvme:ssd0", DISCOVERY_NQN));
+        assert!(discovery.starts_with("vfnvme.toml:8: "), "{discovery}");
+        let duplicate = error_of(&with(
+            "\n[[subsystem]]\nnqn = \"nqn.2026-11.io.vfnvme:ssd0\"\nallow_any_host = true\n\
+             [[subsystem.namespace]]\nnsid = 1\nram_mib = 1\n",
+        ));
+        assert!(
+            duplicate.starts_with("vfnvme.toml:17: subsystem nqn.2026-11.io.vfnvme:ssd0 is already configured at line 8"),
+            "{duplicate}"
+        );
+        let nobody = error_of(&MINIMAL.replace("allow_any_host = true", "allow_any_host = false"));
+        assert!(
+            nobody
+                .starts_with("vfnvme.toml:8: subsystem nqn.2026-11.io.vfnvme:ssd0 admits no host"),
+            "{nobody}"
+        );
+        let both = error_of(&MINIMAL.replace(
+            "allow_any_host = true",
+            "allow_any_host = true\nhosts = [\"nqn.2014-08.org.nvmexpress:uuid:1\"]",
+        ));
+        assert!(
+            both.starts_with("vfnvme.toml:9: ") && both.contains("remove one"),
+            "{both}"
+        );
+        let bad_host = error_of(&MINIMAL.replace("allow_any_host = true", "hosts = [\"me\"]"));
+        assert!(
+            bad_host.starts_with("vfnvme.toml:9: host \"me\" is not an NQN"),
+            "{bad_host}"
+        );
+        let serial = error_of(&MINIMAL.replace(
+            "allow_any_host = true",
+            "allow_any_host = true\nserial = \"012345678901234567890\"",
+        ));
+        assert!(serial.starts_with("vfnvme.toml:10: serial"), "{serial}");
+    }
+
+    #[test]
+    fn namespace_errors_point_at_their_line() {
+        assert_eq!(
+            error_of(&MINIMAL.replace("# ram_mib = 256", "ram_mib = 256")),
+            "vfnvme.toml:14: namespace 1 has both pci and ram_mib; give one"
+        );
+        let neither = error_of(&MINIMAL.replace("pci = \"0000:01:00.0\"", ""));
+        assert!(
+            neither.starts_with("vfnvme.toml:12: namespace 1 has no backing"),
+            "{neither}"
+        );
+        let duplicate = error_of(&with("\n[[subsystem.namespace]]\nnsid = 1\nram_mib = 1\n"));
+        assert!(
+            duplicate.starts_with("vfnvme.toml:17: namespace 1 of subsystem nqn.2026-11.io.vfnvme:ssd0 is already configured at line 12"),
+            "{duplicate}"
+        );
+        let zero = error_of(&MINIMAL.replace("nsid = 1", "nsid = 0"));
+        assert!(
+            zero.starts_with("vfnvme.toml:12: nsid = 0 is out of range"),
+            "{zero}"
+        );
+        let bdf = error_of(&MINIMAL.replace("0000:01:00.0", "01:00.0"));
+        assert!(
+            bdf.starts_with("vfnvme.toml:13: namespace 1: pci = \"01:00.0\" is not a PCI address"),
+            "{bdf}"
+        );
+        let twice = error_of(&with(
+            "\n[[subsystem.namespace]]\nnsid = 2\npci = \"0000:01:00.0\"\n",
+        ));
+        assert!(
+            twice.starts_with(
+                "vfnvme.toml:18: namespace 1 of drive 0000:01:00.0 is already exported"
+            ),
+            "{twice}"
+        );
+        let other_ns =
+            with("\n[[subsystem.namespace]]\nnsid = 2\npci = \"0000:01:00.0\"\ndevice_nsid = 2\n");
+        assert!(Config::parse(&other_ns, "f").is_ok());
+        let ram_nsid = error_of(&with(
+            "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 1\ndevice_nsid = 2\n",
+        ));
+        assert!(
+            ram_nsid.starts_with("vfnvme.toml:19: namespace 2: device_nsid applies to pci"),
+            "{ram_nsid}"
+        );
+        let pci_block = error_of(&MINIMAL.replace("nsid = 1\n", "nsid = 1\nblock_size = 4096\n"));
+        assert!(
+            pci_block.starts_with("vfnvme.toml:13: namespace 1: block_size applies to ram_mib"),
+            "{pci_block}"
+        );
+        let odd_block = error_of(&with(
+            "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 1\nblock_size = 1000\n",
+        ));
+        assert!(
+            odd_block.starts_with("vfnvme.toml:19: block_size = 1000 is not a power of two"),
+            "{odd_block}"
+        );
+        let missing = error_of(&with("\n[[subsystem.namespace]]\nram_mib = 1\n"));
+        assert!(missing.contains("nsid"), "{missing}");
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let error = Config::load(Path::new("/nonexistent/vfnvme.toml")).unwrap_err();
+        assert!(error
+            .to_string()
+            .starts_with("/nonexistent/vfnvme.toml: cannot read the configuration"));
+    }
+
+    #[test]
+    fn pci_addresses_are_recognised() {
+        assert!(is_pci_address("0000:01:00.0"));
+        assert!(is_pci_address("10de:AF:1f.7"));
+        assert!(!is_pci_address("0000:01:00.8"));
+        assert!(!is_pci_address("0000:01:00"));
+        assert!(!is_pci_address("0000:01:00.0:1"));
+        assert!(!is_pci_address("000g:01:00.0"));
+    }
+}

@@ -1,0 +1,546 @@
+//! The Fabrics command set (NVMe over Fabrics 1.1, "Fabrics Command Set"): Connect, Property
+//! Get/Set and Disconnect, decoded from and encoded to submission queue entries.
+//!
+//! Fabrics commands use opcode 7Fh; the command type (FCTYPE) is byte 4 of the entry, where
+//! other commands have the low byte of the NSID (Linux `struct nvmf_common_command`).
+
+use std::fmt;
+
+use vfnvme_driver::spec::status::{generic, sct};
+use vfnvme_driver::spec::{Command, Status};
+
+use crate::config::MAX_NQN_BYTES;
+
+/// Opcode of every Fabrics command.
+pub const FABRICS_OPCODE: u8 = 0x7f;
+
+/// Fabrics command types.
+pub mod fctype {
+    pub const PROPERTY_SET: u8 = 0x00;
+    pub const CONNECT: u8 = 0x01;
+    pub const PROPERTY_GET: u8 = 0x04;
+    pub const AUTHENTICATION_SEND: u8 = 0x05;
+    pub const AUTHENTICATION_RECEIVE: u8 = 0x06;
+    pub const DISCONNECT: u8 = 0x08;
+}
+
+/// Command specific status codes of Connect (SCT 1; Linux `NVME_SC_CONNECT_*`).
+pub mod connect_status {
+    pub const INCOMPATIBLE_FORMAT: u8 = 0x80;
+    pub const CONTROLLER_BUSY: u8 = 0x81;
+    pub const INVALID_PARAMETERS: u8 = 0x82;
+    pub const RESTART_DISCOVERY: u8 = 0x83;
+    pub const INVALID_HOST: u8 = 0x84;
+}
+
+/// Byte offsets of Connect fields, as reported in IPO when one of them is invalid.
+pub mod connect_offset {
+    /// In the submission queue entry.
+    pub const RECFMT: u16 = 40;
+    pub const QID: u16 = 42;
+    pub const SQSIZE: u16 = 44;
+    pub const CATTR: u16 = 46;
+    pub const KATO: u16 = 48;
+    /// In the 1024 bytes of Connect data.
+    pub const HOSTID: u16 = 0;
+    pub const CNTLID: u16 = 16;
+    pub const SUBNQN: u16 = 256;
+    pub const HOSTNQN: u16 = 512;
+}
+
+/// Size of the data of a Connect command.
+pub const CONNECT_DATA_SIZE: usize = 1024;
+/// Controller ID asking for (or advertising) the dynamic controller model.
+pub const CNTLID_DYNAMIC: u16 = 0xffff;
+/// Lowest controller ID a fabrics controller may have (0 is not valid on fabrics).
+pub const CNTLID_MIN: u16 = 1;
+/// Highest controller ID; FFF0h and above are reserved.
+pub const CNTLID_MAX: u16 = 0xffef;
+/// Entries of an admin queue the target accepts (Connect SQSIZE + 1 at most), as Linux
+/// `NVME_AQ_DEPTH`.
+pub const MAX_ADMIN_QUEUE_ENTRIES: u16 = 32;
+/// Connect attribute: the host disables SQ flow control, so SQHD in completions is unused.
+pub const CATTR_DISABLE_SQ_FLOW_CONTROL: u8 = 1 << 2;
+
+const LEN_NQN_FIELD: usize = 256;
+
+/// Connect (FCTYPE 01h): creates the admin queue (QID 0) and a controller, or an I/O queue of
+/// an existing controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectCommand {
+    /// Record Format; 0 is the only one defined.
+    pub recfmt: u16,
+    /// Queue ID: 0 for the admin queue.
+    pub qid: u16,
+    /// Submission queue size, 0's based.
+    pub sqsize: u16,
+    /// Connect Attributes.
+    pub cattr: u8,
+    /// Keep Alive Timeout in milliseconds (admin queue only; 0: none).
+    pub kato_ms: u32,
+}
+
+impl ConnectCommand {
+    /// Entries of the queue being connected.
+    pub fn queue_entries(&self) -> u32 {
+        u32::from(self.sqsize) + 1
+    }
+
+    pub fn sq_flow_control_disabled(&self) -> bool {
+        self.cattr & CATTR_DISABLE_SQ_FLOW_CONTROL != 0
+    }
+}
+
+/// The 1024 bytes of data of a Connect command (Linux `struct nvmf_connect_data`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectData {
+    pub host_id: [u8; 16],
+    /// FFFFh for an admin queue (dynamic model); the controller's ID for an I/O queue.
+    pub cntlid: u16,
+    pub subsystem_nqn: String,
+    pub host_nqn: String,
+}
+
+impl ConnectData {
+    /// Decodes Connect data; a malformed NQN is refused naming its offset.
+    pub fn from_bytes(data: &[u8]) -> Result<ConnectData, ConnectRejection> {
+        if data.len() < CONNECT_DATA_SIZE {
+            return Err(ConnectRejection::invalid_command_field(
+                connect_offset::RECFMT,
+            ));
+        }
+        let mut host_id = [0u8; 16];
+        host_id.copy_from_slice(&data[0..16]);
+        Ok(ConnectData {
+            host_id,
+            cntlid: u16::from_le_bytes([data[16], data[17]]),
+            subsystem_nqn: read_nqn(data, connect_offset::SUBNQN)?,
+            host_nqn: read_nqn(data, connect_offset::HOSTNQN)?,
+        })
+    }
+
+    /// The 1024-byte Connect data; NQNs are NUL padded.
+    pub fn to_bytes(&self) -> [u8; CONNECT_DATA_SIZE] {
+        let mut data = [0u8; CONNECT_DATA_SIZE];
+        data[0..16].copy_from_slice(&self.host_id);
+        data[16..18].copy_from_slice(&self.cntlid.to_le_bytes());
+        write_nqn(&mut data, connect_offset::SUBNQN, &self.subsystem_nqn);
+        write_nqn(&mut data, connect_offset::HOSTNQN, &self.host_nqn);
+        data
+    }
+}
+
+/// A NUL terminated NQN of at most 223 bytes in the 256-byte field at `offset`.
+fn read_nqn(data: &[u8], offset: u16) -> Result<String, ConnectRejection> {
+    let start = usize::from(offset);
+    let field = &data[start..start + LEN_NQN_FIELD];
+    let invalid = || ConnectRejection::invalid_data_field(offset);
+    let len = field.iter().position(|&b| b == 0).ok_or_else(invalid)?;
+    if len == 0 || len > MAX_NQN_BYTES {
+        return Err(invalid());
+    }
+    std::str::from_utf8(&field[..len])
+        .map(str::to_owned)
+        .map_err(|_| invalid())
+}
+
+fn write_nqn(data: &mut [u8], offset: u16, nqn: &str) {
+    let start = usize::from(offset);
+    // One byte stays NUL, so that the field is always terminated.
+    let len = nqn.len().min(LEN_NQN_FIELD - 1);
+    data[start..start + len].copy_from_slice(&nqn.as_bytes()[..len]);
+}
+
+/// Access width of a property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PropertySize {
+    Four,
+    Eight,
+}
+
+impl PropertySize {
+    /// ATTRIB bits 2:0: 0 for 4 bytes, 1 for 8 bytes.
+    fn from_attrib(attrib: u32) -> Option<PropertySize> {
+        match attrib & 0x7 {
+            0 => Some(PropertySize::Four),
+            1 => Some(PropertySize::Eight),
+            _ => None,
+        }
+    }
+
+    fn attrib(self) -> u32 {
+        match self {
+            PropertySize::Four => 0,
+            PropertySize::Eight => 1,
+        }
+    }
+}
+
+/// Property Get (FCTYPE 04h): reads a controller register; the value is returned in CQE DW0
+/// (and DW1 for 8 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PropertyGet {
+    pub size: PropertySize,
+    pub offset: u32,
+}
+
+/// Property Set (FCTYPE 00h): writes a controller register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PropertySet {
+    pub size: PropertySize,
+    pub offset: u32,
+    pub value: u64,
+}
+
+/// A decoded Fabrics command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FabricsCommand {
+    Connect(ConnectCommand),
+    PropertyGet(PropertyGet),
+    PropertySet(PropertySet),
+    /// Disconnect (FCTYPE 08h): deletes the I/O queue it is submitted on.
+    Disconnect,
+}
+
+/// The Fabrics command type of a Fabrics command (byte 4 of the entry).
+pub fn fctype_of(command: &Command) -> u8 {
+    command.nsid as u8
+}
+
+fn property_size(attrib: u32) -> Result<PropertySize, Status> {
+    PropertySize::from_attrib(attrib).ok_or(Status::generic(generic::INVALID_FIELD).do_not_retry())
+}
+
+impl FabricsCommand {
+    /// Decodes a command with opcode 7Fh. Unknown or unsupported command types (including
+    /// authentication) give Invalid Command Opcode, as Linux nvmet does.
+    pub fn parse(command: &Command) -> Result<FabricsCommand, Status> {
+        let invalid_opcode = Status::generic(generic::INVALID_OPCODE).do_not_retry();
+        if command.opcode() != FABRICS_OPCODE {
+            return Err(invalid_opcode);
+        }
+        match fctype_of(command) {
+            fctype::CONNECT => Ok(FabricsCommand::Connect(ConnectCommand {
+                recfmt: command.cdw10 as u16,
+                qid: (command.cdw10 >> 16) as u16,
+                sqsize: command.cdw11 as u16,
+                cattr: (command.cdw11 >> 16) as u8,
+                kato_ms: command.cdw12,
+            })),
+            fctype::PROPERTY_GET => Ok(FabricsCommand::PropertyGet(PropertyGet {
+                size: property_size(command.cdw10)?,
+                offset: command.cdw11,
+            })),
+            fctype::PROPERTY_SET => Ok(FabricsCommand::PropertySet(PropertySet {
+                size: property_size(command.cdw10)?,
+                offset: command.cdw11,
+                value: u64::from(command.cdw12) | (u64::from(command.cdw13) << 32),
+            })),
+            fctype::DISCONNECT => Ok(FabricsCommand::Disconnect),
+            _ => Err(invalid_opcode),
+        }
+    }
+
+    /// The submission queue entry of this command with command identifier `cid`. The data
+    /// pointer (the SGL of Connect's data) is the transport's to fill in.
+    pub fn to_command(&self, cid: u16) -> Command {
+        let (fctype, cdw10, cdw11, cdw12, cdw13) = match *self {
+            FabricsCommand::Connect(c) => (
+                fctype::CONNECT,
+                u32::from(c.recfmt) | (u32::from(c.qid) << 16),
+                u32::from(c.sqsize) | (u32::from(c.cattr) << 16),
+                c.kato_ms,
+                0,
+            ),
+            FabricsCommand::PropertyGet(p) => {
+                (fctype::PROPERTY_GET, p.size.attrib(), p.offset, 0, 0)
+            }
+            FabricsCommand::PropertySet(p) => (
+                fctype::PROPERTY_SET,
+                p.size.attrib(),
+                p.offset,
+                p.value as u32,
+                (p.value >> 32) as u32,
+            ),
+            FabricsCommand::Disconnect => (fctype::DISCONNECT, 0, 0, 0, 0),
+        };
+        let mut command = Command {
+            cdw10,
+            cdw11,
+            cdw12,
+            cdw13,
+            ..Command::new(FABRICS_OPCODE, u32::from(fctype))
+        };
+        command.set_cid(cid);
+        command
+    }
+}
+
+/// A refused Connect: the status, and the completion's DW0, which for Connect Invalid
+/// Parameters names the offending field (IATTR in bits 23:16: 0 for the entry, 1 for the
+/// data; IPO in bits 15:0: its byte offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectRejection {
+    pub status: Status,
+    pub result: u32,
+}
+
+fn connect_failure(sc: u8) -> Status {
+    Status::new(sct::COMMAND_SPECIFIC, sc).do_not_retry()
+}
+
+const IATTR_DATA: u32 = 1 << 16;
+
+impl ConnectRejection {
+    /// Connect Invalid Parameters for the field at byte `offset` of the command.
+    pub fn invalid_command_field(offset: u16) -> Self {
+        Self {
+            status: connect_failure(connect_status::INVALID_PARAMETERS),
+            result: u32::from(offset),
+        }
+    }
+
+    /// Connect Invalid Parameters for the field at byte `offset` of the Connect data.
+    pub fn invalid_data_field(offset: u16) -> Self {
+        Self {
+            status: connect_failure(connect_status::INVALID_PARAMETERS),
+            result: IATTR_DATA | u32::from(offset),
+        }
+    }
+
+    /// Connect Invalid Host: the host is not on the subsystem's allow list (DW0 points at the
+    /// host NQN, as Linux nvmet does).
+    pub fn invalid_host() -> Self {
+        Self {
+            status: connect_failure(connect_status::INVALID_HOST),
+            result: IATTR_DATA | u32::from(connect_offset::HOSTNQN),
+        }
+    }
+
+    /// Connect Incompatible Format: a record format other than 0.
+    pub fn incompatible_format() -> Self {
+        Self {
+            status: connect_failure(connect_status::INCOMPATIBLE_FORMAT),
+            result: 0,
+        }
+    }
+
+    /// Connect Controller Busy: no controller ID is free.
+    pub fn controller_busy() -> Self {
+        Self {
+            status: connect_failure(connect_status::CONTROLLER_BUSY),
+            result: 0,
+        }
+    }
+
+    /// Whether the offending field is in the Connect data rather than the command.
+    pub fn in_data(&self) -> bool {
+        self.result & IATTR_DATA != 0
+    }
+
+    /// Byte offset of the offending field (IPO).
+    pub fn parameter_offset(&self) -> u16 {
+        self.result as u16
+    }
+}
+
+impl fmt::Display for ConnectRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.status)?;
+        if self
+            .status
+            .same_code(connect_failure(connect_status::INVALID_PARAMETERS))
+        {
+            let place = if self.in_data() { "data" } else { "command" };
+            write!(f, " at {place} byte {}", self.parameter_offset())?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `status` is one of the Connect command specific codes with code `sc`.
+pub fn is_connect_status(status: Status, sc: u8) -> bool {
+    status.sct() == sct::COMMAND_SPECIFIC && status.sc() == sc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_round_trips_at_linux_offsets() {
+        let connect = FabricsCommand::Connect(ConnectCommand {
+            recfmt: 0,
+            qid: 3,
+            sqsize: 127,
+            cattr: CATTR_DISABLE_SQ_FLOW_CONTROL,
+            kato_ms: 0,
+        });
+        let command = connect.to_command(0x1234);
+        let bytes = command.to_bytes();
+        assert_eq!(bytes[0], 0x7f);
+        assert_eq!(&bytes[2..4], &[0x34, 0x12]);
+        assert_eq!(bytes[4], fctype::CONNECT);
+        assert_eq!(&bytes[40..42], &[0, 0], "recfmt");
+        assert_eq!(&bytes[42..44], &[3, 0], "qid");
+        assert_eq!(&bytes[44..46], &[127, 0], "sqsize");
+        assert_eq!(bytes[46], 4, "cattr");
+        assert_eq!(&bytes[48..52], &[0, 0, 0, 0], "kato");
+        let parsed = FabricsCommand::parse(&Command::from_bytes(&bytes)).unwrap();
+        assert_eq!(parsed, connect);
+
+        let admin = ConnectCommand {
+            recfmt: 0,
+            qid: 0,
+            sqsize: 31,
+            cattr: 0,
+            kato_ms: 120_000,
+        };
+        let bytes = FabricsCommand::Connect(admin).to_command(1).to_bytes();
+        assert_eq!(&bytes[48..52], &120_000u32.to_le_bytes());
+        let FabricsCommand::Connect(back) =
+            FabricsCommand::parse(&Command::from_bytes(&bytes)).unwrap()
+        else {
+            panic!("not a connect");
+        };
+        assert_eq!(back, admin);
+        assert_eq!(back.queue_entries(), 32);
+        assert!(!back.sq_flow_control_disabled());
+    }
+
+    #[test]
+    fn connect_data_round_trips_at_linux_offsets() {
+        let data = ConnectData {
+            host_id: *b"0123456789abcdef",
+            cntlid: 0xffff,
+            subsystem_nqn: "nqn.2026-11.io.vfnvme:ssd0".into(),
+            host_nqn: "nqn.2014-08.org.nvmexpress:uuid:1".into(),
+        };
+        let bytes = data.to_bytes();
+        assert_eq!(&bytes[0..16], b"0123456789abcdef");
+        assert_eq!(&bytes[16..18], &[0xff, 0xff]);
+        assert!(bytes[18..256].iter().all(|&b| b == 0));
+        assert_eq!(&bytes[256..282], b"nqn.2026-11.io.vfnvme:ssd0");
+        assert_eq!(bytes[282], 0);
+        assert_eq!(&bytes[512..545], b"nqn.2014-08.org.nvmexpress:uuid:1");
+        assert!(bytes[545..].iter().all(|&b| b == 0));
+        assert_eq!(ConnectData::from_bytes(&bytes).unwrap(), data);
+    }
+
+    #[test]
+    fn malformed_connect_data_names_the_field() {
+        let good = ConnectData {
+            host_id: [1; 16],
+            cntlid: 1,
+            subsystem_nqn: "nqn.s".into(),
+            host_nqn: "nqn.h".into(),
+        }
+        .to_bytes();
+        let mut unterminated = good;
+        unterminated[512..768].fill(b'a');
+        let rejection = ConnectData::from_bytes(&unterminated).unwrap_err();
+        assert!(is_connect_status(
+            rejection.status,
+            connect_status::INVALID_PARAMETERS
+        ));
+        assert!(rejection.status.dnr());
+        assert!(rejection.in_data());
+        assert_eq!(rejection.parameter_offset(), 512);
+        assert_eq!(rejection.result, 0x0001_0200);
+
+        let mut empty_subnqn = good;
+        empty_subnqn[256..512].fill(0);
+        assert_eq!(
+            ConnectData::from_bytes(&empty_subnqn).unwrap_err().result,
+            0x0001_0100
+        );
+        let mut not_utf8 = good;
+        not_utf8[256] = 0xff;
+        assert_eq!(
+            ConnectData::from_bytes(&not_utf8)
+                .unwrap_err()
+                .parameter_offset(),
+            256
+        );
+        assert!(ConnectData::from_bytes(&good[..1000]).is_err());
+    }
+
+    #[test]
+    fn properties_round_trip() {
+        let get = FabricsCommand::PropertyGet(PropertyGet {
+            size: PropertySize::Eight,
+            offset: 0,
+        });
+        let bytes = get.to_command(7).to_bytes();
+        assert_eq!((bytes[0], bytes[4], bytes[40]), (0x7f, 0x04, 1));
+        assert_eq!(&bytes[44..48], &[0, 0, 0, 0]);
+        assert_eq!(
+            FabricsCommand::parse(&Command::from_bytes(&bytes)).unwrap(),
+            get
+        );
+
+        let set = FabricsCommand::PropertySet(PropertySet {
+            size: PropertySize::Four,
+            offset: 0x14,
+            value: 0x0046_0001,
+        });
+        let bytes = set.to_command(8).to_bytes();
+        assert_eq!((bytes[4], bytes[40]), (0x00, 0));
+        assert_eq!(&bytes[44..48], &[0x14, 0, 0, 0]);
+        assert_eq!(&bytes[48..56], &[1, 0, 0x46, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            FabricsCommand::parse(&Command::from_bytes(&bytes)).unwrap(),
+            set
+        );
+
+        let disconnect = FabricsCommand::Disconnect.to_command(9);
+        assert_eq!(disconnect.to_bytes()[4], 0x08);
+        assert_eq!(
+            FabricsCommand::parse(&disconnect).unwrap(),
+            FabricsCommand::Disconnect
+        );
+    }
+
+    #[test]
+    fn unknown_commands_are_refused() {
+        let mut auth = Command::new(FABRICS_OPCODE, u32::from(fctype::AUTHENTICATION_SEND));
+        assert_eq!(
+            FabricsCommand::parse(&auth).unwrap_err().sc(),
+            generic::INVALID_OPCODE
+        );
+        auth.nsid = u32::from(fctype::PROPERTY_GET);
+        auth.cdw10 = 2;
+        assert_eq!(
+            FabricsCommand::parse(&auth).unwrap_err().sc(),
+            generic::INVALID_FIELD
+        );
+        let identify = Command::new(0x06, 0);
+        assert_eq!(
+            FabricsCommand::parse(&identify).unwrap_err().sc(),
+            generic::INVALID_OPCODE
+        );
+    }
+
+    #[test]
+    fn connect_status_values_match_the_spec() {
+        let codes = [
+            (ConnectRejection::incompatible_format(), 0x180),
+            (ConnectRejection::controller_busy(), 0x181),
+            (
+                ConnectRejection::invalid_command_field(connect_offset::QID),
+                0x182,
+            ),
+            (ConnectRejection::invalid_host(), 0x184),
+        ];
+        for (rejection, raw) in codes {
+            assert_eq!(rejection.status.raw() & 0x7ff, raw);
+            assert!(rejection.status.dnr());
+        }
+        assert_eq!(ConnectRejection::invalid_command_field(42).result, 42);
+        assert_eq!(connect_status::RESTART_DISCOVERY, 0x83);
+        assert_eq!(
+            ConnectRejection::invalid_data_field(16).to_string(),
+            "unknown status (sct 0x1, sc 0x82, dnr) at data byte 16"
+        );
+    }
+}

@@ -1,0 +1,651 @@
+//! Subsystems as hosts see them: NQN, identity strings, allowed hosts and namespaces; and the
+//! discovery subsystem's log page, which lists them.
+//!
+//! A [`Subsystem`] is immutable once built, so the I/O path shares it as an `Arc` and looks up
+//! namespaces without a lock.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::config::{
+    BackingConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
+};
+use crate::fabrics::{CNTLID_DYNAMIC, MAX_ADMIN_QUEUE_ENTRIES};
+
+/// The well-known NQN of the discovery subsystem.
+pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
+
+/// Largest command of a subsystem backed by memory only, in bytes.
+pub const RAM_MAX_IO_SIZE: u32 = 128 * 1024;
+/// Smallest transfer size MDTS can express (2 pages of 4 KiB; MDTS 0 means unlimited).
+const MIN_MAX_IO_SIZE: u32 = 8192;
+
+/// Size of the Discovery Log Page header; entries follow it.
+pub const DISCOVERY_LOG_HEADER_SIZE: usize = 1024;
+/// Size of one Discovery Log Page entry (Linux `struct nvmf_disc_rsp_page_entry`).
+pub const DISCOVERY_LOG_ENTRY_SIZE: usize = 1024;
+
+/// Discovery Log Page entry fields (NVMe over Fabrics, "Discovery Log Page Entry").
+pub mod discovery_entry {
+    /// Transport Type: TCP.
+    pub const TRTYPE_TCP: u8 = 3;
+    /// Address Family: IPv4.
+    pub const ADRFAM_IPV4: u8 = 1;
+    /// Address Family: IPv6.
+    pub const ADRFAM_IPV6: u8 = 2;
+    /// Subsystem Type: an NVM subsystem.
+    pub const SUBTYPE_NVME: u8 = 2;
+    /// Subsystem Type: the discovery subsystem that returned the log page.
+    pub const SUBTYPE_CURRENT_DISCOVERY: u8 = 3;
+    /// Transport Requirements: a secure channel is not required (what SPDK reports for TCP).
+    pub const TREQ_SECURE_CHANNEL_NOT_REQUIRED: u8 = 2;
+    /// Entry Flags: every listener returns the same log page (Duplicate Returned Information).
+    pub const EFLAGS_DUPRETINFO: u16 = 1 << 0;
+    /// Entry Flags: explicit persistent connections (keep-alive, AER) are supported.
+    pub const EFLAGS_EPCSD: u16 = 1 << 1;
+
+    pub const OFFSET_TRTYPE: usize = 0;
+    pub const OFFSET_ADRFAM: usize = 1;
+    pub const OFFSET_SUBTYPE: usize = 2;
+    pub const OFFSET_TREQ: usize = 3;
+    pub const OFFSET_PORTID: usize = 4;
+    pub const OFFSET_CNTLID: usize = 6;
+    pub const OFFSET_ASQSZ: usize = 8;
+    pub const OFFSET_EFLAGS: usize = 10;
+    pub const OFFSET_TRSVCID: usize = 32;
+    pub const TRSVCID_LEN: usize = 32;
+    pub const OFFSET_SUBNQN: usize = 256;
+    pub const SUBNQN_LEN: usize = 256;
+    pub const OFFSET_TRADDR: usize = 512;
+    pub const TRADDR_LEN: usize = 256;
+    /// TCP: Security Type (0: none) is the first byte of TSAS.
+    pub const OFFSET_TSAS: usize = 768;
+}
+
+/// What a namespace is backed by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceBacking {
+    /// Memory of `bytes` bytes.
+    Ram { bytes: u64 },
+    /// Namespace `device_nsid` of drive `device_index` in the target's list of opened drives.
+    Passthrough {
+        device_index: usize,
+        device_nsid: u32,
+    },
+}
+
+/// A namespace of a subsystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    pub nsid: u32,
+    pub block_size: u32,
+    pub blocks: u64,
+    /// Namespace Globally Unique Identifier, derived from the subsystem NQN and the NSID so
+    /// that hosts see the same namespace identity after a restart.
+    pub nguid: [u8; 16],
+    pub backend: NamespaceBacking,
+}
+
+/// What the caller knows about one namespace of an opened drive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriveNamespace {
+    /// Index of the drive in the target's list of opened drives.
+    pub device_index: usize,
+    pub block_size: u32,
+    pub blocks: u64,
+    pub serial: String,
+    pub model: String,
+    pub firmware: String,
+    /// Whether the drive has a volatile write cache (Identify Controller VWC bit 0).
+    pub volatile_write_cache: bool,
+    /// Largest transfer of one command to the drive, in bytes.
+    pub max_transfer: usize,
+}
+
+/// An NVM subsystem exported to hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subsystem {
+    pub nqn: String,
+    pub serial: String,
+    pub model: String,
+    pub firmware: String,
+    pub allow_any_host: bool,
+    pub hosts: Vec<String>,
+    /// Sorted by NSID.
+    pub namespaces: Vec<NamespaceInfo>,
+    /// Largest data transfer of one command, in bytes: a power of two of at least 8 KiB.
+    pub max_io_size: u32,
+    /// Whether hosts are told about a volatile write cache (and so send Flush).
+    pub volatile_write_cache: bool,
+}
+
+impl Subsystem {
+    /// Builds a subsystem from its configuration; `drive_namespace(pci, device_nsid)` tells what
+    /// the opened drive at `pci` offers as namespace `device_nsid`, or why it cannot.
+    pub fn from_config<E>(
+        config: &SubsystemConfig,
+        target: &TargetConfig,
+        mut drive_namespace: impl FnMut(&str, u32) -> Result<DriveNamespace, E>,
+    ) -> Result<Subsystem, E> {
+        let mut namespaces = Vec::with_capacity(config.namespaces.len());
+        let mut drives: Vec<DriveNamespace> = Vec::new();
+        let mut has_ram = false;
+        for namespace in &config.namespaces {
+            let nguid = derive_nguid(&config.nqn, namespace.nsid);
+            let info = match &namespace.backing {
+                BackingConfig::Ram { bytes, block_size } => {
+                    has_ram = true;
+                    NamespaceInfo {
+                        nsid: namespace.nsid,
+                        block_size: *block_size,
+                        blocks: bytes / u64::from(*block_size),
+                        nguid,
+                        backend: NamespaceBacking::Ram { bytes: *bytes },
+                    }
+                }
+                BackingConfig::Passthrough { pci, device_nsid } => {
+                    let drive = drive_namespace(pci, *device_nsid)?;
+                    let info = NamespaceInfo {
+                        nsid: namespace.nsid,
+                        block_size: drive.block_size,
+                        blocks: drive.blocks,
+                        nguid,
+                        backend: NamespaceBacking::Passthrough {
+                            device_index: drive.device_index,
+                            device_nsid: *device_nsid,
+                        },
+                    };
+                    drives.push(drive);
+                    info
+                }
+            };
+            namespaces.push(info);
+        }
+        namespaces.sort_by_key(|namespace| namespace.nsid);
+
+        let drive_limit = drives
+            .iter()
+            .map(|drive| u32::try_from(drive.max_transfer).unwrap_or(u32::MAX))
+            .min();
+        let max_io_size = match (drive_limit, target.max_io_size) {
+            (Some(drive), Some(cap)) => drive.min(cap),
+            (Some(drive), None) => drive,
+            (None, Some(cap)) => cap,
+            (None, None) => RAM_MAX_IO_SIZE,
+        };
+        let max_io_size = prev_power_of_two(max_io_size).max(MIN_MAX_IO_SIZE);
+
+        // Identity strings come from the drive when the subsystem is just that one drive, so
+        // that `nvme list` on the host shows what is behind it.
+        let single_drive = match drives.split_first() {
+            Some((first, rest))
+                if !has_ram && rest.iter().all(|d| d.device_index == first.device_index) =>
+            {
+                Some(first)
+            }
+            _ => None,
+        };
+        let serial = config.serial.clone().unwrap_or_else(|| match single_drive {
+            Some(drive) => truncate(&drive.serial, MAX_SERIAL_BYTES),
+            None => generated_serial(&config.nqn),
+        });
+        let model = config.model.clone().unwrap_or_else(|| match single_drive {
+            Some(drive) => truncate(&drive.model, MAX_MODEL_BYTES),
+            None => "vfnvme".to_owned(),
+        });
+        let firmware = match single_drive {
+            Some(drive) => truncate(&drive.firmware, 8),
+            None => truncate(env!("CARGO_PKG_VERSION"), 8),
+        };
+        Ok(Subsystem {
+            nqn: config.nqn.clone(),
+            serial,
+            model,
+            firmware,
+            allow_any_host: config.allow_any_host,
+            hosts: config.hosts.clone(),
+            namespaces,
+            max_io_size,
+            volatile_write_cache: has_ram || drives.iter().any(|d| d.volatile_write_cache),
+        })
+    }
+
+    /// Whether host `host_nqn` may connect to this subsystem and see it in discovery.
+    pub fn allows(&self, host_nqn: &str) -> bool {
+        self.allow_any_host || self.hosts.iter().any(|host| host == host_nqn)
+    }
+
+    /// The namespace `nsid`, if active. No allocation: the I/O path calls this per command.
+    pub fn namespace(&self, nsid: u32) -> Option<&NamespaceInfo> {
+        self.namespaces
+            .binary_search_by_key(&nsid, |namespace| namespace.nsid)
+            .ok()
+            .map(|index| &self.namespaces[index])
+    }
+
+    /// The largest active NSID (Identify Controller NN).
+    pub fn max_nsid(&self) -> u32 {
+        self.namespaces.last().map_or(0, |namespace| namespace.nsid)
+    }
+
+    /// The discovery subsystem: no namespaces, open to every host.
+    pub fn discovery() -> Subsystem {
+        Subsystem {
+            nqn: DISCOVERY_NQN.to_owned(),
+            serial: generated_serial(DISCOVERY_NQN),
+            model: "vfnvme discovery".to_owned(),
+            firmware: truncate(env!("CARGO_PKG_VERSION"), 8),
+            allow_any_host: true,
+            hosts: Vec::new(),
+            namespaces: Vec::new(),
+            max_io_size: MIN_MAX_IO_SIZE,
+            volatile_write_cache: false,
+        }
+    }
+}
+
+/// The Discovery Log Page (log 70h) for host `host_nqn`: one entry for this discovery subsystem
+/// per listener, then one per listener for each subsystem the host may connect to. Listeners on
+/// a wildcard address are reported with `local_address`, the address the host reached us on.
+/// `generation` is the Generation Counter: change it when the subsystems or listeners change.
+pub fn discovery_log_page(
+    subsystems: &[Arc<Subsystem>],
+    listeners: &[SocketAddr],
+    local_address: IpAddr,
+    host_nqn: &str,
+    generation: u64,
+) -> Vec<u8> {
+    let allowed: Vec<&Subsystem> = subsystems
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|subsystem| subsystem.allows(host_nqn))
+        .collect();
+    let records = listeners.len() * (1 + allowed.len());
+    let mut page = vec![0u8; DISCOVERY_LOG_HEADER_SIZE + records * DISCOVERY_LOG_ENTRY_SIZE];
+    page[0..8].copy_from_slice(&generation.to_le_bytes());
+    page[8..16].copy_from_slice(&(records as u64).to_le_bytes());
+    // Record format 0 (bytes 16-17) is already zero.
+    let entries = page[DISCOVERY_LOG_HEADER_SIZE..].chunks_exact_mut(DISCOVERY_LOG_ENTRY_SIZE);
+    let discovery = std::iter::repeat(DISCOVERY_NQN).zip(listeners.iter().enumerate());
+    let nvm = allowed.iter().flat_map(|subsystem| {
+        std::iter::repeat(subsystem.nqn.as_str()).zip(listeners.iter().enumerate())
+    });
+    for (entry, (nqn, (port, listener))) in entries.zip(discovery.chain(nvm)) {
+        write_discovery_entry(entry, nqn, port as u16, *listener, local_address);
+    }
+    page
+}
+
+fn write_discovery_entry(
+    entry: &mut [u8],
+    nqn: &str,
+    port_id: u16,
+    listener: SocketAddr,
+    local_address: IpAddr,
+) {
+    use discovery_entry::*;
+    let address = if listener.ip().is_unspecified() {
+        local_address.to_canonical()
+    } else {
+        listener.ip()
+    };
+    let current = nqn == DISCOVERY_NQN;
+    entry[OFFSET_TRTYPE] = TRTYPE_TCP;
+    entry[OFFSET_ADRFAM] = if address.is_ipv4() {
+        ADRFAM_IPV4
+    } else {
+        ADRFAM_IPV6
+    };
+    entry[OFFSET_SUBTYPE] = if current {
+        SUBTYPE_CURRENT_DISCOVERY
+    } else {
+        SUBTYPE_NVME
+    };
+    entry[OFFSET_TREQ] = TREQ_SECURE_CHANNEL_NOT_REQUIRED;
+    entry[OFFSET_PORTID..OFFSET_PORTID + 2].copy_from_slice(&port_id.to_le_bytes());
+    entry[OFFSET_CNTLID..OFFSET_CNTLID + 2].copy_from_slice(&CNTLID_DYNAMIC.to_le_bytes());
+    entry[OFFSET_ASQSZ..OFFSET_ASQSZ + 2].copy_from_slice(&MAX_ADMIN_QUEUE_ENTRIES.to_le_bytes());
+    let eflags = if current {
+        EFLAGS_DUPRETINFO | EFLAGS_EPCSD
+    } else {
+        0
+    };
+    entry[OFFSET_EFLAGS..OFFSET_EFLAGS + 2].copy_from_slice(&eflags.to_le_bytes());
+    pad_into(
+        &mut entry[OFFSET_TRSVCID..OFFSET_TRSVCID + TRSVCID_LEN],
+        &listener.port().to_string(),
+        b' ',
+    );
+    pad_into(
+        &mut entry[OFFSET_SUBNQN..OFFSET_SUBNQN + SUBNQN_LEN],
+        nqn,
+        0,
+    );
+    pad_into(
+        &mut entry[OFFSET_TRADDR..OFFSET_TRADDR + TRADDR_LEN],
+        &address.to_string(),
+        b' ',
+    );
+    // TSAS: Security Type 0 (no security) is already zero.
+}
+
+/// Copies `text` into `field`, truncated to fit, and fills the rest with `pad`.
+fn pad_into(field: &mut [u8], text: &str, pad: u8) {
+    field.fill(pad);
+    let len = text.len().min(field.len());
+    field[..len].copy_from_slice(&text.as_bytes()[..len]);
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+fn prev_power_of_two(value: u32) -> u32 {
+    if value == 0 {
+        0
+    } else {
+        1 << (31 - value.leading_zeros())
+    }
+}
+
+/// FNV-1a: stable across Rust versions, unlike `DefaultHasher`, because the results are
+/// identities hosts remember.
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// "VFNVME" and 14 hex digits derived from the NQN: 20 characters, the Serial Number length.
+fn generated_serial(nqn: &str) -> String {
+    let hash = fnv1a(FNV_OFFSET_BASIS, nqn.as_bytes());
+    format!("VFNVME{:014X}", hash >> 8)
+}
+
+fn derive_nguid(nqn: &str, nsid: u32) -> [u8; 16] {
+    let first = fnv1a(FNV_OFFSET_BASIS, nqn.as_bytes());
+    let second = fnv1a(first, &nsid.to_le_bytes());
+    let mut nguid = [0u8; 16];
+    nguid[..8].copy_from_slice(&first.to_be_bytes());
+    nguid[8..].copy_from_slice(&second.to_be_bytes());
+    nguid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, NamespaceConfig};
+
+    fn drive(device_index: usize) -> DriveNamespace {
+        DriveNamespace {
+            device_index,
+            block_size: 4096,
+            blocks: 1 << 20,
+            serial: format!("SERIAL{device_index}"),
+            model: "QEMU NVMe Ctrl".into(),
+            firmware: "8.2.0".into(),
+            volatile_write_cache: false,
+            max_transfer: 512 * 1024,
+        }
+    }
+
+    fn subsystem_config(namespaces: Vec<NamespaceConfig>) -> SubsystemConfig {
+        SubsystemConfig {
+            nqn: "nqn.2026-11.io.vfnvme:test".into(),
+            allow_any_host: false,
+            hosts: vec!["nqn.host:a".into()],
+            serial: None,
+            model: None,
+            namespaces,
+        }
+    }
+
+    fn passthrough(nsid: u32, pci: &str, device_nsid: u32) -> NamespaceConfig {
+        NamespaceConfig {
+            nsid,
+            backing: BackingConfig::Passthrough {
+                pci: pci.into(),
+                device_nsid,
+            },
+        }
+    }
+
+    fn ram(nsid: u32) -> NamespaceConfig {
+        NamespaceConfig {
+            nsid,
+            backing: BackingConfig::Ram {
+                bytes: 64 << 20,
+                block_size: 512,
+            },
+        }
+    }
+
+    fn open(pci: &str, _device_nsid: u32) -> Result<DriveNamespace, String> {
+        match pci {
+            "0000:01:00.0" => Ok(drive(0)),
+            "0000:02:00.0" => Ok(drive(1)),
+            other => Err(format!("{other} is not bound to vfio-pci")),
+        }
+    }
+
+    #[test]
+    fn single_drive_subsystem_takes_the_drive_identity() {
+        let config = subsystem_config(vec![
+            passthrough(3, "0000:01:00.0", 1),
+            passthrough(1, "0000:01:00.0", 2),
+        ]);
+        let subsystem = Subsystem::from_config(&config, &TargetConfig::default(), open).unwrap();
+        assert_eq!(subsystem.serial, "SERIAL0");
+        assert_eq!(subsystem.model, "QEMU NVMe Ctrl");
+        assert_eq!(subsystem.firmware, "8.2.0");
+        assert_eq!(subsystem.max_io_size, 512 * 1024);
+        assert!(!subsystem.volatile_write_cache);
+        assert_eq!(
+            subsystem
+                .namespaces
+                .iter()
+                .map(|n| n.nsid)
+                .collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        assert_eq!(
+            subsystem.namespace(3).unwrap().backend,
+            NamespaceBacking::Passthrough {
+                device_index: 0,
+                device_nsid: 1
+            }
+        );
+        assert_eq!(subsystem.namespace(3).unwrap().blocks, 1 << 20);
+        assert!(subsystem.namespace(2).is_none());
+        assert_eq!(subsystem.max_nsid(), 3);
+        assert_ne!(
+            subsystem.namespace(1).unwrap().nguid,
+            subsystem.namespace(3).unwrap().nguid
+        );
+    }
+
+    #[test]
+    fn mixed_subsystem_gets_a_generated_identity() {
+        let config = subsystem_config(vec![
+            passthrough(1, "0000:01:00.0", 1),
+            passthrough(2, "0000:02:00.0", 1),
+        ]);
+        let target = TargetConfig {
+            max_io_size: Some(65536),
+            ..TargetConfig::default()
+        };
+        let subsystem = Subsystem::from_config(&config, &target, open).unwrap();
+        assert_eq!(subsystem.serial.len(), 20);
+        assert!(subsystem.serial.starts_with("VFNVME"));
+        assert_eq!(subsystem.model, "vfnvme");
+        assert_eq!(subsystem.max_io_size, 65536);
+        let again = Subsystem::from_config(&config, &target, open).unwrap();
+        assert_eq!(again, subsystem, "identities are stable");
+
+        let ram_only = Subsystem::from_config(
+            &subsystem_config(vec![ram(1)]),
+            &TargetConfig::default(),
+            open,
+        )
+        .unwrap();
+        assert_eq!(ram_only.max_io_size, RAM_MAX_IO_SIZE);
+        assert!(ram_only.volatile_write_cache);
+        assert_eq!(ram_only.namespace(1).unwrap().blocks, (64 << 20) / 512);
+        assert_eq!(
+            ram_only.namespace(1).unwrap().backend,
+            NamespaceBacking::Ram { bytes: 64 << 20 }
+        );
+    }
+
+    #[test]
+    fn configured_identity_wins_and_drive_errors_pass_through() {
+        let mut config = subsystem_config(vec![passthrough(1, "0000:01:00.0", 1)]);
+        config.serial = Some("MINE".into());
+        config.model = Some("My Model".into());
+        let subsystem = Subsystem::from_config(&config, &TargetConfig::default(), open).unwrap();
+        assert_eq!(
+            (subsystem.serial.as_str(), subsystem.model.as_str()),
+            ("MINE", "My Model")
+        );
+        let missing = subsystem_config(vec![passthrough(1, "0000:09:00.0", 1)]);
+        assert_eq!(
+            Subsystem::from_config(&missing, &TargetConfig::default(), open).unwrap_err(),
+            "0000:09:00.0 is not bound to vfio-pci"
+        );
+    }
+
+    #[test]
+    fn odd_drive_limits_round_down_to_what_mdts_expresses() {
+        let config = subsystem_config(vec![passthrough(1, "0000:01:00.0", 1)]);
+        let odd = |_: &str, _: u32| -> Result<DriveNamespace, ()> {
+            Ok(DriveNamespace {
+                max_transfer: 100_000,
+                ..drive(0)
+            })
+        };
+        let subsystem = Subsystem::from_config(&config, &TargetConfig::default(), odd).unwrap();
+        assert_eq!(subsystem.max_io_size, 65536);
+    }
+
+    #[test]
+    fn allow_list_is_checked() {
+        let subsystem = Subsystem::from_config(
+            &subsystem_config(vec![ram(1)]),
+            &TargetConfig::default(),
+            open,
+        )
+        .unwrap();
+        assert!(subsystem.allows("nqn.host:a"));
+        assert!(!subsystem.allows("nqn.host:b"));
+        assert!(Subsystem::discovery().allows("nqn.host:b"));
+    }
+
+    fn field(entry: &[u8], offset: usize, len: usize) -> &[u8] {
+        &entry[offset..offset + len]
+    }
+
+    #[test]
+    fn discovery_log_lists_only_allowed_subsystems_at_spec_offsets() {
+        use discovery_entry::*;
+        let text = r#"
+[[listener]]
+address = "192.0.2.7:4420"
+[[listener]]
+address = "0.0.0.0:8009"
+[[subsystem]]
+nqn = "nqn.2026-11.io.vfnvme:open"
+allow_any_host = true
+[[subsystem.namespace]]
+nsid = 1
+ram_mib = 1
+[[subsystem]]
+nqn = "nqn.2026-11.io.vfnvme:closed"
+hosts = ["nqn.host:other"]
+[[subsystem.namespace]]
+nsid = 1
+ram_mib = 1
+"#;
+        let config = Config::parse(text, "t.toml").unwrap();
+        let subsystems: Vec<Arc<Subsystem>> = config
+            .subsystems
+            .iter()
+            .map(|s| Arc::new(Subsystem::from_config(s, &config.target, open).unwrap()))
+            .collect();
+        let listeners: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
+        let local: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
+        let page = discovery_log_page(&subsystems, &listeners, local, "nqn.host:me", 5);
+
+        assert_eq!(page.len(), 1024 + 4 * 1024);
+        assert_eq!(&page[0..8], &5u64.to_le_bytes());
+        assert_eq!(&page[8..16], &4u64.to_le_bytes());
+        assert_eq!(&page[16..18], &[0, 0]);
+        let entries: Vec<&[u8]> = page[1024..].chunks(1024).collect();
+
+        let current = entries[0];
+        assert_eq!(current[OFFSET_TRTYPE], 3);
+        assert_eq!(current[OFFSET_ADRFAM], 1);
+        assert_eq!(current[OFFSET_SUBTYPE], 3);
+        assert_eq!(current[OFFSET_TREQ], 2);
+        assert_eq!(field(current, OFFSET_PORTID, 2), &[0, 0]);
+        assert_eq!(field(current, OFFSET_CNTLID, 2), &[0xff, 0xff]);
+        assert_eq!(field(current, OFFSET_ASQSZ, 2), &[32, 0]);
+        assert_eq!(field(current, OFFSET_EFLAGS, 2), &[3, 0]);
+        assert!(current[12..32].iter().all(|&b| b == 0));
+        let mut trsvcid = *b"4420                            ";
+        assert_eq!(field(current, 32, 32), &trsvcid);
+        assert!(current[64..256].iter().all(|&b| b == 0));
+        assert_eq!(
+            &current[256..256 + DISCOVERY_NQN.len()],
+            DISCOVERY_NQN.as_bytes()
+        );
+        assert!(current[256 + DISCOVERY_NQN.len()..512]
+            .iter()
+            .all(|&b| b == 0));
+        assert_eq!(&current[512..522], b"192.0.2.7 ");
+        assert!(current[521..768].iter().all(|&b| b == b' '));
+        assert!(current[768..].iter().all(|&b| b == 0));
+
+        let wildcard = entries[1];
+        assert_eq!(wildcard[OFFSET_SUBTYPE], 3);
+        assert_eq!(field(wildcard, OFFSET_PORTID, 2), &[1, 0]);
+        trsvcid[..4].copy_from_slice(b"8009");
+        assert_eq!(field(wildcard, 32, 32), &trsvcid);
+        assert_eq!(
+            &wildcard[512..525],
+            b"198.51.100.9 ",
+            "wildcard reported as the local address"
+        );
+
+        for (entry, port) in entries[2..].iter().zip([0u8, 1]) {
+            assert_eq!(entry[OFFSET_SUBTYPE], 2);
+            assert_eq!(field(entry, OFFSET_EFLAGS, 2), &[0, 0]);
+            assert_eq!(field(entry, OFFSET_PORTID, 2), &[port, 0]);
+            let nqn = b"nqn.2026-11.io.vfnvme:open";
+            assert_eq!(&entry[256..256 + nqn.len()], nqn);
+            assert_eq!(entry[256 + nqn.len()], 0);
+        }
+
+        let other = discovery_log_page(&subsystems, &listeners, local, "nqn.host:other", 5);
+        assert_eq!(u64::from_le_bytes(other[8..16].try_into().unwrap()), 6);
+    }
+
+    #[test]
+    fn ipv6_listeners_are_reported_as_ipv6() {
+        let page = discovery_log_page(
+            &[],
+            &["[2001:db8::1]:4420".parse().unwrap()],
+            "::1".parse().unwrap(),
+            "nqn.h",
+            1,
+        );
+        let entry = &page[1024..];
+        assert_eq!(entry[discovery_entry::OFFSET_ADRFAM], 2);
+        assert_eq!(&entry[512..524], b"2001:db8::1 ");
+    }
+}
