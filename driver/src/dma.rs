@@ -278,6 +278,8 @@ impl Drop for DmaRegion {
 pub struct BufferPool {
     region: Arc<DmaRegion>,
     buffer_size: usize,
+    /// Buffers in the pool (the region may be larger: it is rounded up to whole pages).
+    count: usize,
     free: Vec<u32>,
 }
 
@@ -291,6 +293,7 @@ impl BufferPool {
         Ok(Self {
             region,
             buffer_size,
+            count,
             free: (0..count as u32).rev().collect(),
         })
     }
@@ -333,7 +336,7 @@ impl BufferPool {
 
 impl Drop for BufferPool {
     fn drop(&mut self) {
-        let total = self.region.len() / self.buffer_size;
+        let total = self.count;
         if self.free.len() != total {
             log::error!(
                 "buffer pool dropped with {} of {total} buffers still out; leaking its memory so \
