@@ -1114,3 +1114,881 @@ fn merge_smart(a: SmartLog, b: SmartLog) -> SmartLog {
         ..a
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fabrics::connect_status;
+    use crate::subsystem::{NamespaceInfo, DISCOVERY_NQN};
+    use std::sync::atomic::AtomicUsize;
+
+    const SUBSYSTEM_NQN: &str = "nqn.2026-11.io.vfnvme:test";
+    const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:host-a";
+    const HOST_ID: [u8; 16] = *b"host-a-id-16byte";
+    const ENABLE: u32 = cc::EN | (6 << cc::IOSQES_SHIFT) | (4 << cc::IOCQES_SHIFT);
+
+    const _: () = {
+        const fn shared_across_threads<T: Send + Sync>() {}
+        shared_across_threads::<FabricController>();
+        shared_across_threads::<ControllerRegistry>();
+        shared_across_threads::<IoQueueAttachment>();
+    };
+
+    #[derive(Default)]
+    struct FakeDrives {
+        smart_calls: AtomicUsize,
+        cache_enabled: AtomicBool,
+    }
+
+    impl AdminForwarder for FakeDrives {
+        fn smart_log(&self, device_index: usize) -> Result<Vec<u8>, Status> {
+            self.smart_calls.fetch_add(1, Ordering::Relaxed);
+            Ok(SmartLog {
+                temperature_kelvin: 300 + device_index as u16,
+                avail_spare: 90,
+                host_reads: 10,
+                ..SmartLog::default()
+            }
+            .to_bytes())
+        }
+
+        fn volatile_write_cache(&self, _: usize, enable: Option<bool>) -> Result<bool, Status> {
+            if let Some(enable) = enable {
+                self.cache_enabled.store(enable, Ordering::Relaxed);
+            }
+            Ok(self.cache_enabled.load(Ordering::Relaxed))
+        }
+    }
+
+    fn subsystem() -> Subsystem {
+        Subsystem {
+            nqn: SUBSYSTEM_NQN.into(),
+            serial: "SN-0042".into(),
+            model: "QEMU NVMe Ctrl".into(),
+            firmware: "8.2.0".into(),
+            allow_any_host: false,
+            hosts: vec![HOST_NQN.into()],
+            namespaces: vec![
+                NamespaceInfo {
+                    nsid: 1,
+                    block_size: 4096,
+                    blocks: 1000,
+                    nguid: [0x11; 16],
+                    backend: NamespaceBacking::Passthrough {
+                        device_index: 0,
+                        device_nsid: 1,
+                    },
+                },
+                NamespaceInfo {
+                    nsid: 3,
+                    block_size: 512,
+                    blocks: 2048,
+                    nguid: [0x33; 16],
+                    backend: NamespaceBacking::Ram { bytes: 2048 * 512 },
+                },
+            ],
+            max_io_size: 128 * 1024,
+            volatile_write_cache: true,
+        }
+    }
+
+    fn settings() -> ControllerSettings {
+        ControllerSettings::from_config(&TargetConfig::default())
+    }
+
+    fn registry_with(drives: Arc<FakeDrives>) -> Arc<ControllerRegistry> {
+        ControllerRegistry::for_subsystem(Arc::new(subsystem()), settings(), drives)
+    }
+
+    fn registry() -> Arc<ControllerRegistry> {
+        registry_with(Arc::default())
+    }
+
+    fn local() -> SocketAddr {
+        "192.0.2.1:4420".parse().unwrap()
+    }
+
+    fn admin_connect(kato_ms: u32) -> ConnectCommand {
+        ConnectCommand {
+            recfmt: 0,
+            qid: 0,
+            sqsize: 31,
+            cattr: 0,
+            kato_ms,
+        }
+    }
+
+    fn io_connect(qid: u16) -> ConnectCommand {
+        ConnectCommand {
+            qid,
+            sqsize: 127,
+            kato_ms: 0,
+            ..admin_connect(0)
+        }
+    }
+
+    fn data(cntlid: u16) -> ConnectData {
+        ConnectData {
+            host_id: HOST_ID,
+            cntlid,
+            subsystem_nqn: SUBSYSTEM_NQN.into(),
+            host_nqn: HOST_NQN.into(),
+        }
+    }
+
+    fn connect(registry: &Arc<ControllerRegistry>) -> Arc<FabricController> {
+        registry
+            .connect_admin(
+                &admin_connect(0),
+                &data(CNTLID_DYNAMIC),
+                local(),
+                Instant::now(),
+            )
+            .unwrap()
+    }
+
+    fn respond(controller: &FabricController, command: Command) -> AdminResponse {
+        match controller.execute_admin(&command, Instant::now()) {
+            AdminOutcome::Respond(response) => response,
+            AdminOutcome::Held => panic!("command held"),
+        }
+    }
+
+    fn property_set(controller: &FabricController, offset: usize, value: u32) -> AdminResponse {
+        let set = FabricsCommand::PropertySet(PropertySet {
+            size: PropertySize::Four,
+            offset: offset as u32,
+            value: u64::from(value),
+        });
+        respond(controller, set.to_command(1))
+    }
+
+    fn property_get(
+        controller: &FabricController,
+        offset: usize,
+        size: PropertySize,
+    ) -> AdminResponse {
+        let get = FabricsCommand::PropertyGet(PropertyGet {
+            size,
+            offset: offset as u32,
+        });
+        respond(controller, get.to_command(1))
+    }
+
+    fn enabled(registry: &Arc<ControllerRegistry>) -> Arc<FabricController> {
+        let controller = connect(registry);
+        assert!(property_set(&controller, regs::CC, ENABLE)
+            .status
+            .is_success());
+        controller
+    }
+
+    fn identify(controller: &FabricController, cns: u8, nsid: u32) -> AdminResponse {
+        let command = Command {
+            cdw10: u32::from(cns),
+            ..Command::new(admin_opcode::IDENTIFY, nsid)
+        };
+        respond(controller, command)
+    }
+
+    fn get_log(controller: &FabricController, lid: u8, len: u32, offset: u64) -> AdminResponse {
+        let numd = len / 4 - 1;
+        let command = Command {
+            cdw10: u32::from(lid) | (numd & 0xffff) << 16,
+            cdw11: numd >> 16,
+            cdw12: offset as u32,
+            cdw13: (offset >> 32) as u32,
+            ..Command::new(admin_opcode::GET_LOG_PAGE, 0xffff_ffff)
+        };
+        respond(controller, command)
+    }
+
+    fn features(opcode: u8, fid: u8, cdw11: u32) -> Command {
+        Command {
+            cdw10: u32::from(fid),
+            cdw11,
+            ..Command::new(opcode, 0)
+        }
+    }
+
+    fn assert_rejection(result: Result<impl Sized, ConnectRejection>, sc: u8, dw0: u32) {
+        let Err(rejection) = result.map(|_| ()) else {
+            panic!("connect accepted");
+        };
+        assert_eq!(rejection.status.sct(), sct::COMMAND_SPECIFIC);
+        assert_eq!(rejection.status.sc(), sc);
+        assert!(rejection.status.dnr());
+        assert_eq!(rejection.result, dw0);
+    }
+
+    #[test]
+    fn enabling_through_cc_sets_csts_ready() {
+        let registry = registry();
+        let controller = connect(&registry);
+        assert_eq!(controller.connect_response(), AdminResponse::success(1));
+        assert!(!controller.is_enabled());
+        assert_eq!(
+            property_get(&controller, regs::CSTS, PropertySize::Four).result,
+            0
+        );
+        let early = identify(&controller, cns::CONTROLLER, 0);
+        assert_eq!(early.status.sc(), generic::COMMAND_SEQUENCE_ERROR);
+
+        let cap = property_get(&controller, regs::CAP, PropertySize::Eight);
+        let cap = Cap(u64::from(cap.result) | u64::from(cap.dw1) << 32);
+        assert_eq!(cap.max_queue_entries(), 128);
+        assert!(cap.contiguous_queues_required());
+        assert!(cap.nvm_command_set());
+        assert_eq!(cap.timeout_ms(), 7500);
+        let high = property_get(&controller, regs::CAP + 4, PropertySize::Four);
+        assert_eq!(u64::from(high.result), cap.0 >> 32);
+        assert_eq!(
+            property_get(&controller, regs::VS, PropertySize::Four).result,
+            0x0001_0300
+        );
+
+        assert!(property_set(&controller, regs::CC, ENABLE)
+            .status
+            .is_success());
+        assert_eq!(
+            property_get(&controller, regs::CC, PropertySize::Four).result,
+            ENABLE
+        );
+        assert_eq!(
+            property_get(&controller, regs::CSTS, PropertySize::Four).result,
+            csts::RDY
+        );
+        assert!(controller.is_enabled());
+        assert!(identify(&controller, cns::CONTROLLER, 0)
+            .status
+            .is_success());
+
+        let shutdown = ENABLE | cc::SHN_NORMAL;
+        assert!(property_set(&controller, regs::CC, shutdown)
+            .status
+            .is_success());
+        let status = property_get(&controller, regs::CSTS, PropertySize::Four).result;
+        assert_eq!(status & csts::SHST_MASK, csts::SHST_COMPLETE);
+        assert_eq!(status & csts::RDY, 0);
+        assert!(!controller.is_enabled());
+
+        for bad in [
+            property_get(&controller, 0x20, PropertySize::Four),
+            property_get(&controller, regs::CC, PropertySize::Eight),
+            property_set(&controller, regs::CSTS, 1),
+        ] {
+            assert_eq!(bad.status.sc(), generic::INVALID_FIELD);
+        }
+    }
+
+    #[test]
+    fn unusable_cc_reports_fatal_status() {
+        let controller = connect(&registry());
+        property_set(&controller, regs::CC, cc::EN);
+        assert_eq!(
+            property_get(&controller, regs::CSTS, PropertySize::Four).result,
+            csts::CFS
+        );
+        assert!(!controller.is_enabled());
+        property_set(&controller, regs::CC, 0);
+        property_set(&controller, regs::CC, ENABLE);
+        assert_eq!(
+            property_get(&controller, regs::CSTS, PropertySize::Four).result,
+            csts::RDY
+        );
+    }
+
+    #[test]
+    fn identify_controller_describes_the_subsystem() {
+        let registry = registry();
+        let _first = connect(&registry);
+        let controller = enabled(&registry);
+        let response = identify(&controller, cns::CONTROLLER, 0);
+        assert_eq!(response.data.len(), IDENTIFY_DATA_SIZE);
+        let id = IdentifyController::from_bytes(&response.data).unwrap();
+        assert_eq!(id.serial, "SN-0042");
+        assert_eq!(id.model, "QEMU NVMe Ctrl");
+        assert_eq!(id.firmware, "8.2.0");
+        assert_eq!(id.subnqn, SUBSYSTEM_NQN);
+        assert_eq!(id.cntlid, 2);
+        assert_eq!(id.ver, 0x0001_0300);
+        assert_eq!(id.mdts, 5, "128 KiB is 2^5 pages of 4 KiB");
+        assert_eq!(id.ioccsz, (64 + 8192) / 16);
+        assert_eq!(id.iorcsz, 1);
+        assert_eq!(id.icdoff, 0);
+        assert_eq!(id.msdbd, 1);
+        assert_eq!(id.sgls & 1, 1, "the Linux host requires SGL support");
+        assert_eq!((id.sqes, id.cqes), (0x66, 0x44));
+        assert_eq!(id.nn, 3);
+        assert_eq!(id.oncs, 0b1100);
+        assert_eq!(id.vwc, 1);
+        assert_eq!(id.kas, 10);
+        assert_eq!(id.aerl, 3);
+        assert_eq!(id.maxcmd, 128);
+        assert_eq!(id.cntrltype, 1);
+        assert_eq!(id.oaes, 1 << 8);
+        assert_eq!(id.ctratt & 1, 1);
+    }
+
+    #[test]
+    fn identify_namespace_lists_and_descriptors() {
+        let controller = enabled(&registry());
+        let ns =
+            IdentifyNamespace::from_bytes(&identify(&controller, cns::NAMESPACE, 1).data).unwrap();
+        assert_eq!((ns.nsze, ns.ncap, ns.nuse), (1000, 1000, 1000));
+        assert_eq!(ns.block_size(), 4096);
+        assert_eq!(ns.nguid, [0x11; 16]);
+        assert_eq!(ns.nmic, 1);
+        let ram =
+            IdentifyNamespace::from_bytes(&identify(&controller, cns::NAMESPACE, 3).data).unwrap();
+        assert_eq!((ram.nsze, ram.block_size()), (2048, 512));
+        let inactive = identify(&controller, cns::NAMESPACE, 2);
+        assert!(inactive.status.is_success());
+        assert!(inactive.data.iter().all(|&b| b == 0));
+        for nsid in [0, 4, 0xffff_ffff] {
+            let out_of_range = identify(&controller, cns::NAMESPACE, nsid);
+            assert_eq!(
+                out_of_range.status.sc(),
+                generic::INVALID_NAMESPACE_OR_FORMAT
+            );
+        }
+
+        let list = identify(&controller, cns::ACTIVE_NAMESPACE_LIST, 0).data;
+        assert_eq!(&list[..12], &[1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+        let after_one = identify(&controller, cns::ACTIVE_NAMESPACE_LIST, 1).data;
+        assert_eq!(&after_one[..8], &[3, 0, 0, 0, 0, 0, 0, 0]);
+
+        let descriptors = identify(&controller, cns::NAMESPACE_ID_DESCRIPTORS, 3).data;
+        assert_eq!(
+            vfnvme_driver::spec::identify::parse_namespace_id_descriptors(&descriptors).unwrap(),
+            vec![NamespaceId::Nguid([0x33; 16]), NamespaceId::Csi(0)]
+        );
+        let missing = identify(&controller, cns::NAMESPACE_ID_DESCRIPTORS, 2);
+        assert_eq!(missing.status.sc(), generic::INVALID_NAMESPACE_OR_FORMAT);
+        assert_eq!(
+            identify(&controller, 0x10, 0).status.sc(),
+            generic::INVALID_FIELD
+        );
+    }
+
+    #[test]
+    fn hosts_outside_the_allow_list_get_connect_invalid_host() {
+        let registry = registry();
+        let stranger = ConnectData {
+            host_nqn: "nqn.2014-08.org.nvmexpress:uuid:stranger".into(),
+            ..data(CNTLID_DYNAMIC)
+        };
+        let result = registry.connect_admin(&admin_connect(0), &stranger, local(), Instant::now());
+        assert_rejection(result, connect_status::INVALID_HOST, 0x0001_0200);
+        assert_eq!(
+            AdminResponse::from(ConnectRejection::invalid_host())
+                .status
+                .raw()
+                & 0x7ff,
+            0x184
+        );
+    }
+
+    #[test]
+    fn bad_admin_connects_name_the_field() {
+        let registry = registry();
+        let now = Instant::now();
+        let wrong_format = ConnectCommand {
+            recfmt: 1,
+            ..admin_connect(0)
+        };
+        assert_rejection(
+            registry.connect_admin(&wrong_format, &data(0xffff), local(), now),
+            connect_status::INCOMPATIBLE_FORMAT,
+            0,
+        );
+        for sqsize in [0, 32] {
+            let size = ConnectCommand {
+                sqsize,
+                ..admin_connect(0)
+            };
+            assert_rejection(
+                registry.connect_admin(&size, &data(0xffff), local(), now),
+                connect_status::INVALID_PARAMETERS,
+                44,
+            );
+        }
+        assert_rejection(
+            registry.connect_admin(&admin_connect(0), &data(5), local(), now),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0010,
+        );
+        let other_subsystem = ConnectData {
+            subsystem_nqn: "nqn.other".into(),
+            ..data(0xffff)
+        };
+        assert_rejection(
+            registry.connect_admin(&admin_connect(0), &other_subsystem, local(), now),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0100,
+        );
+    }
+
+    #[test]
+    fn io_connect_to_an_unknown_controller_points_at_cntlid() {
+        let registry = registry();
+        let _controller = enabled(&registry);
+        assert_rejection(
+            registry.connect_io(&io_connect(1), &data(7)),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0010,
+        );
+        let wrong_host_id = ConnectData {
+            host_id: [0; 16],
+            ..data(1)
+        };
+        assert_rejection(
+            registry.connect_io(&io_connect(1), &wrong_host_id),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0000,
+        );
+    }
+
+    #[test]
+    fn io_connect_checks_queue_id_size_and_state() {
+        let registry = registry();
+        let controller = connect(&registry);
+        assert_rejection(
+            registry.connect_io(&io_connect(1), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        property_set(&controller, regs::CC, ENABLE);
+        assert_rejection(
+            registry.connect_io(&io_connect(0), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        assert_rejection(
+            registry.connect_io(&io_connect(65), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        let too_deep = ConnectCommand {
+            sqsize: 128,
+            ..io_connect(1)
+        };
+        assert_rejection(
+            registry.connect_io(&too_deep, &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            44,
+        );
+        let queue = registry.connect_io(&io_connect(64), &data(1)).unwrap();
+        assert_eq!((queue.qid(), queue.entries()), (64, 128));
+        assert_eq!(queue.controller().cntlid(), 1);
+    }
+
+    #[test]
+    fn duplicate_qid_is_refused_until_the_queue_detaches() {
+        let registry = registry();
+        let _controller = enabled(&registry);
+        let first = registry.connect_io(&io_connect(3), &data(1)).unwrap();
+        assert_rejection(
+            registry.connect_io(&io_connect(3), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        let other = registry.connect_io(&io_connect(4), &data(1)).unwrap();
+        drop(first);
+        let again = registry.connect_io(&io_connect(3), &data(1)).unwrap();
+        assert_eq!(again.qid(), 3);
+        drop(other);
+    }
+
+    #[test]
+    fn controller_ids_are_unique_and_reused_once_free() {
+        let registry = registry();
+        let first = connect(&registry);
+        let second = connect(&registry);
+        assert_eq!((first.cntlid(), second.cntlid()), (1, 2));
+        assert_eq!(registry.controller_count(), 2);
+        drop(first);
+        assert_eq!(registry.controller_count(), 1);
+        let third = enabled(&registry);
+        assert_eq!(third.cntlid(), 1);
+
+        // A terminated controller keeps its ID while an I/O queue still holds it, but takes
+        // no more queues.
+        let queue = registry.connect_io(&io_connect(1), &data(1)).unwrap();
+        third.terminate();
+        assert!(!third.is_enabled());
+        drop(third);
+        assert_rejection(
+            registry.connect_io(&io_connect(2), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0010,
+        );
+        assert_eq!(connect(&registry).cntlid(), 3);
+        drop(queue);
+        assert_eq!(connect(&registry).cntlid(), 1);
+    }
+
+    #[test]
+    fn keep_alive_expires_after_kato_without_admin_commands() {
+        let registry = registry();
+        let start = Instant::now();
+        let controller = registry
+            .connect_admin(&admin_connect(4500), &data(0xffff), local(), start)
+            .unwrap();
+        assert_eq!(
+            controller.keep_alive_timeout(),
+            Some(Duration::from_secs(5))
+        );
+        assert!(!controller.keep_alive_expired(start + Duration::from_secs(4)));
+        let keep_alive = Command::new(admin_opcode::KEEP_ALIVE, 0);
+        controller.execute_admin(&keep_alive, start + Duration::from_secs(4));
+        assert!(!controller.keep_alive_expired(start + Duration::from_secs(8)));
+        assert!(controller.keep_alive_expired(start + Duration::from_secs(9)));
+
+        let no_timer = registry
+            .connect_admin(&admin_connect(0), &data(0xffff), local(), start)
+            .unwrap();
+        assert_eq!(no_timer.keep_alive_timeout(), None);
+        assert!(!no_timer.keep_alive_expired(start + Duration::from_secs(100_000)));
+    }
+
+    #[test]
+    fn keep_alive_timer_feature_changes_the_timeout() {
+        let controller = enabled(&registry());
+        let set = respond(
+            &controller,
+            features(
+                admin_opcode::SET_FEATURES,
+                feature::KEEP_ALIVE_TIMER,
+                15_000,
+            ),
+        );
+        assert!(set.status.is_success());
+        assert_eq!(
+            controller.keep_alive_timeout(),
+            Some(Duration::from_secs(15))
+        );
+        let get = respond(
+            &controller,
+            features(admin_opcode::GET_FEATURES, feature::KEEP_ALIVE_TIMER, 0),
+        );
+        assert_eq!(get.result, 15_000);
+    }
+
+    fn aer(cid: u16) -> Command {
+        let mut command = Command::new(admin_opcode::ASYNC_EVENT_REQUEST, 0);
+        command.set_cid(cid);
+        command
+    }
+
+    #[test]
+    fn aers_are_held_up_to_the_limit_and_complete_on_namespace_change() {
+        let controller = enabled(&registry());
+        for cid in 10..14 {
+            assert_eq!(
+                controller.execute_admin(&aer(cid), Instant::now()),
+                AdminOutcome::Held
+            );
+        }
+        let over = respond(&controller, aer(14));
+        assert_eq!(over.status.sct(), sct::COMMAND_SPECIFIC);
+        assert_eq!(
+            over.status.sc(),
+            command_specific::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED
+        );
+
+        assert_eq!(
+            controller.notify_namespace_changed(1),
+            None,
+            "notices not enabled yet"
+        );
+        let enable = features(
+            admin_opcode::SET_FEATURES,
+            feature::ASYNC_EVENT_CONFIG,
+            1 << 8,
+        );
+        assert!(respond(&controller, enable).status.is_success());
+        let completion = controller.notify_namespace_changed(3).unwrap();
+        assert_eq!(completion.cid, 10);
+        assert_eq!(completion.response.result, 0x0004_0002);
+        assert_eq!(
+            controller.notify_namespace_changed(1),
+            None,
+            "masked until the log is read"
+        );
+
+        let log = get_log(&controller, log_id::CHANGED_NAMESPACE_LIST, 4096, 0);
+        assert_eq!(&log.data[..12], &[1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+        let empty = get_log(&controller, log_id::CHANGED_NAMESPACE_LIST, 4096, 0);
+        assert!(empty.data.iter().all(|&b| b == 0));
+        assert_eq!(controller.notify_namespace_changed(3).unwrap().cid, 11);
+        assert_eq!(controller.take_pending_aers(), vec![12, 13]);
+        assert!(controller.take_pending_aers().is_empty());
+    }
+
+    #[test]
+    fn events_wait_for_the_next_aer() {
+        let controller = enabled(&registry());
+        respond(
+            &controller,
+            features(
+                admin_opcode::SET_FEATURES,
+                feature::ASYNC_EVENT_CONFIG,
+                1 << 8,
+            ),
+        );
+        assert_eq!(controller.notify_namespace_changed(1), None);
+        assert_eq!(respond(&controller, aer(5)).result, 0x0004_0002);
+    }
+
+    #[test]
+    fn features_are_granted_stored_and_forwarded() {
+        let drives = Arc::new(FakeDrives::default());
+        let registry = registry_with(Arc::clone(&drives));
+        let controller = enabled(&registry);
+        let queues = respond(
+            &controller,
+            features(
+                admin_opcode::SET_FEATURES,
+                feature::NUMBER_OF_QUEUES,
+                0x0007_0007,
+            ),
+        );
+        assert_eq!(queues.result, 0x0007_0007);
+        let get = respond(
+            &controller,
+            features(admin_opcode::GET_FEATURES, feature::NUMBER_OF_QUEUES, 0),
+        );
+        assert_eq!(get.result, 0x0007_0007);
+        assert_rejection(
+            registry.connect_io(&io_connect(9), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        let many = respond(
+            &controller,
+            features(
+                admin_opcode::SET_FEATURES,
+                feature::NUMBER_OF_QUEUES,
+                0x00ff_00ff,
+            ),
+        );
+        assert_eq!(many.result, 0x003f_003f, "capped at max_io_queues");
+        let _queue = registry.connect_io(&io_connect(1), &data(1)).unwrap();
+        let late = respond(
+            &controller,
+            features(admin_opcode::SET_FEATURES, feature::NUMBER_OF_QUEUES, 0),
+        );
+        assert_eq!(late.status.sc(), generic::COMMAND_SEQUENCE_ERROR);
+        let all_ones = respond(
+            &controller,
+            features(
+                admin_opcode::SET_FEATURES,
+                feature::NUMBER_OF_QUEUES,
+                0xffff,
+            ),
+        );
+        assert_eq!(all_ones.status.sc(), generic::INVALID_FIELD);
+
+        let cache_on = respond(
+            &controller,
+            features(admin_opcode::SET_FEATURES, feature::VOLATILE_WRITE_CACHE, 1),
+        );
+        assert!(cache_on.status.is_success());
+        assert!(drives.cache_enabled.load(Ordering::Relaxed));
+        let cache = respond(
+            &controller,
+            features(admin_opcode::GET_FEATURES, feature::VOLATILE_WRITE_CACHE, 0),
+        );
+        assert_eq!(cache.result, 1);
+
+        respond(
+            &controller,
+            features(admin_opcode::SET_FEATURES, feature::ARBITRATION, 0x0303),
+        );
+        assert_eq!(
+            respond(
+                &controller,
+                features(admin_opcode::GET_FEATURES, feature::ARBITRATION, 0)
+            )
+            .result,
+            0x0303
+        );
+        respond(
+            &controller,
+            features(admin_opcode::SET_FEATURES, feature::POWER_MANAGEMENT, 0),
+        );
+        let saved = Command {
+            cdw10: u32::from(feature::ARBITRATION) | 1 << 31,
+            ..Command::new(admin_opcode::SET_FEATURES, 0)
+        };
+        assert_eq!(
+            respond(&controller, saved).status.sc(),
+            command_specific::FEATURE_NOT_SAVEABLE
+        );
+        let unknown = respond(&controller, features(admin_opcode::GET_FEATURES, 0x0e, 0));
+        assert_eq!(unknown.status.sc(), generic::INVALID_FIELD);
+    }
+
+    #[test]
+    fn log_pages_have_the_requested_length() {
+        let drives = Arc::new(FakeDrives::default());
+        let controller = enabled(&registry_with(Arc::clone(&drives)));
+        let smart = get_log(&controller, log_id::SMART_HEALTH, 512, 0);
+        let smart = SmartLog::from_bytes(&smart.data).unwrap();
+        assert_eq!(
+            (
+                smart.temperature_kelvin,
+                smart.avail_spare,
+                smart.host_reads
+            ),
+            (300, 90, 10)
+        );
+        assert_eq!(
+            drives.smart_calls.load(Ordering::Relaxed),
+            1,
+            "the RAM namespace adds no drive"
+        );
+        let error = get_log(&controller, log_id::ERROR, 64, 0);
+        assert_eq!(error.data, vec![0; 64]);
+        let firmware = get_log(&controller, log_id::FIRMWARE_SLOT, 64, 0);
+        assert_eq!(firmware.data.len(), 64);
+        assert_eq!(
+            (firmware.data[0], &firmware.data[8..16]),
+            (1, &b"8.2.0   "[..])
+        );
+        let partial = get_log(&controller, log_id::FIRMWARE_SLOT, 8, 8);
+        assert_eq!(partial.data, b"8.2.0   ");
+        let beyond = get_log(&controller, log_id::FIRMWARE_SLOT, 8, 1024);
+        assert_eq!(beyond.status.sc(), generic::INVALID_FIELD);
+        let discovery = get_log(&controller, log_id::DISCOVERY, 1024, 0);
+        assert_eq!(discovery.status.sc(), command_specific::INVALID_LOG_PAGE);
+    }
+
+    #[test]
+    fn other_admin_commands() {
+        let controller = enabled(&registry());
+        assert_eq!(
+            respond(&controller, Command::new(admin_opcode::ABORT, 0)).result,
+            1
+        );
+        let create_queue = respond(&controller, Command::new(admin_opcode::CREATE_IO_SQ, 0));
+        assert_eq!(create_queue.status.sc(), generic::INVALID_OPCODE);
+        assert!(create_queue.status.dnr());
+        let connect_again = respond(
+            &controller,
+            FabricsCommand::Connect(admin_connect(0)).to_command(1),
+        );
+        assert_eq!(connect_again.status.sc(), generic::COMMAND_SEQUENCE_ERROR);
+    }
+
+    #[test]
+    fn discovery_controllers_serve_the_discovery_log() {
+        let open = Arc::new(Subsystem {
+            allow_any_host: true,
+            ..subsystem()
+        });
+        let target = TargetSubsystems::new(
+            vec![open],
+            vec!["0.0.0.0:4420".parse().unwrap()],
+            settings(),
+            Arc::new(FakeDrives::default()),
+        );
+        assert_eq!(target.registries().len(), 2);
+        let discovery_data = ConnectData {
+            subsystem_nqn: DISCOVERY_NQN.into(),
+            ..data(0xffff)
+        };
+        let now = Instant::now();
+        let Ok(Association::Admin(controller)) =
+            target.connect(&admin_connect(0), &discovery_data, local(), now)
+        else {
+            panic!("discovery connect refused");
+        };
+        assert!(controller.is_discovery());
+        assert_eq!(
+            controller.keep_alive_timeout(),
+            Some(Duration::from_secs(120))
+        );
+        property_set(&controller, regs::CC, ENABLE);
+        let id = IdentifyController::from_bytes(&identify(&controller, cns::CONTROLLER, 0).data)
+            .unwrap();
+        assert_eq!((id.cntrltype, id.nn, id.mdts), (2, 0, 0));
+        assert_eq!(id.subnqn, DISCOVERY_NQN);
+        assert_eq!(
+            identify(&controller, cns::NAMESPACE, 1).status.sc(),
+            generic::INVALID_FIELD
+        );
+
+        let header = get_log(&controller, log_id::DISCOVERY, 1024, 0);
+        assert_eq!(
+            u64::from_le_bytes(header.data[8..16].try_into().unwrap()),
+            2
+        );
+        let entries = get_log(&controller, log_id::DISCOVERY, 2048, 1024).data;
+        assert_eq!(entries[2], 3);
+        assert_eq!(entries[1024 + 2], 2);
+        assert_eq!(&entries[1024 + 512..1024 + 522], b"192.0.2.1 ");
+        assert_eq!(
+            get_log(&controller, log_id::SMART_HEALTH, 512, 0)
+                .status
+                .sc(),
+            command_specific::INVALID_LOG_PAGE
+        );
+        assert_eq!(
+            respond(&controller, Command::new(admin_opcode::ABORT, 0))
+                .status
+                .sc(),
+            generic::INVALID_OPCODE
+        );
+        let queues = respond(
+            &controller,
+            features(admin_opcode::SET_FEATURES, feature::NUMBER_OF_QUEUES, 0),
+        );
+        assert_eq!(queues.status.sc(), generic::INVALID_FIELD);
+
+        let io = ConnectData {
+            cntlid: controller.cntlid(),
+            ..discovery_data
+        };
+        let refused = target
+            .connect(&io_connect(1), &io, local(), now)
+            .map(|_| ());
+        assert_rejection(refused, connect_status::INVALID_PARAMETERS, 42);
+    }
+
+    #[test]
+    fn connects_are_routed_by_subsystem_nqn() {
+        let target = TargetSubsystems::new(
+            vec![Arc::new(subsystem())],
+            vec![local()],
+            settings(),
+            Arc::new(FakeDrives::default()),
+        );
+        let now = Instant::now();
+        let unknown = ConnectData {
+            subsystem_nqn: "nqn.2026-11.io.vfnvme:absent".into(),
+            ..data(0xffff)
+        };
+        assert_rejection(
+            target
+                .connect(&admin_connect(0), &unknown, local(), now)
+                .map(|_| ()),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0100,
+        );
+        let Ok(Association::Admin(controller)) =
+            target.connect(&admin_connect(0), &data(0xffff), local(), now)
+        else {
+            panic!("admin connect refused");
+        };
+        property_set(&controller, regs::CC, ENABLE);
+        let Ok(Association::Io(queue)) = target.connect(&io_connect(2), &data(1), local(), now)
+        else {
+            panic!("I/O connect refused");
+        };
+        assert!(Arc::ptr_eq(queue.controller(), &controller));
+        assert_eq!(controller.max_io_size(), 128 * 1024);
+        assert_eq!(controller.subsystem().namespace(3).unwrap().block_size, 512);
+    }
+}
