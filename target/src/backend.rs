@@ -15,6 +15,9 @@ use vfnvme_driver::spec::{Command, Status};
 use vfnvme_driver::vfio::VfioNvme;
 use vfnvme_driver::{Controller, ControllerOptions};
 
+/// How long a drive may take for one command before it is aborted (then reset).
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A drive whose namespaces the target exports.
 pub enum Drive {
     Nvme(Controller),
@@ -32,7 +35,10 @@ impl Drive {
     /// Opens the vfio-bound controller at `address`.
     pub fn open_pci(address: &str) -> vfnvme_driver::Result<Self> {
         let device = VfioNvme::open(address)?;
-        Ok(Self::Nvme(Controller::new(device, ControllerOptions::default())?))
+        Ok(Self::Nvme(Controller::new(
+            device,
+            ControllerOptions::default(),
+        )?))
     }
 
     /// A RAM drive of `blocks` blocks.
@@ -64,13 +70,20 @@ impl Drive {
     }
 
     /// A queue for one poll group: `depth` commands in flight, buffers of `buffer_size` bytes.
-    pub fn open_queue(&self, depth: u16, buffer_size: usize) -> vfnvme_driver::Result<BackendQueue> {
+    pub fn open_queue(
+        &self,
+        depth: u16,
+        buffer_size: usize,
+    ) -> vfnvme_driver::Result<BackendQueue> {
         let pool = BufferPool::new(self.dma(), buffer_size, usize::from(depth))?;
         Ok(match self {
             Self::Nvme(controller) => {
                 let mut qpair = controller.create_io_qpair(depth.saturating_add(1))?;
                 qpair.register_pool(&pool);
-                BackendQueue::Nvme { qpair, pool }
+                BackendQueue::Nvme {
+                    qpair: Box::new(qpair),
+                    pool,
+                }
             }
             Self::Ram(ram) => BackendQueue::Ram {
                 disk: Arc::clone(&ram.disk),
@@ -85,7 +98,8 @@ impl Drive {
 /// deletes its queues) before the pool.
 pub enum BackendQueue {
     Nvme {
-        qpair: vfnvme_driver::IoQueuePair,
+        /// Boxed: a queue pair is large, and the RAM variant should not pay for it.
+        qpair: Box<vfnvme_driver::IoQueuePair>,
         pool: BufferPool,
     },
     Ram {
@@ -127,7 +141,9 @@ impl BackendQueue {
     ) -> Result<(), Rejected> {
         match self {
             Self::Nvme { qpair, .. } => qpair.submit(command, data, tag).map(|_| ()),
-            Self::Ram { disk, completed, .. } => {
+            Self::Ram {
+                disk, completed, ..
+            } => {
                 if completed.len() == completed.capacity() {
                     return Err(Rejected {
                         error: SubmitError::QueueFull,
@@ -161,6 +177,15 @@ impl BackendQueue {
                 let count = completed.len().min(max);
                 out.extend(completed.drain(..count));
                 count
+            }
+        }
+    }
+
+    /// Aborts commands a drive has held too long and resets it if that does not help.
+    pub fn check_timeouts(&mut self) {
+        if let Self::Nvme { qpair, .. } = self {
+            if let Err(error) = qpair.check_timeouts(COMMAND_TIMEOUT) {
+                log::error!("{}: {error}", qpair.controller().address());
             }
         }
     }

@@ -1,0 +1,737 @@
+//! Our own NVMe/TCP initiator, sharing the target's PDU code: what the tests and
+//! `vfnvme perf --connect` use to talk to a target (ours or any other).
+//!
+//! A [`HostQueue`] is one connection, one fabric queue. Commands are pipelined: `submit` sends
+//! the capsule (with in-capsule data when it fits), `poll` receives C2HData into the command's
+//! slot, answers R2Ts with H2CData, and reports completions. Slots and their data buffers are
+//! allocated once, at connection time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use vfnvme_driver::spec::identify::{IdentifyController, IdentifyNamespace, IDENTIFY_DATA_SIZE};
+use vfnvme_driver::spec::regs::{self, cc, csts};
+use vfnvme_driver::spec::{admin_opcode, cns, Command, Status};
+
+use crate::fabrics::{
+    ConnectCommand, ConnectData, FabricsCommand, PropertyGet, PropertySet, PropertySize,
+    CATTR_DISABLE_SQ_FLOW_CONTROL, CNTLID_DYNAMIC, MAX_ADMIN_QUEUE_ENTRIES,
+};
+use crate::tcp::pdu::{self, H2CData, ICReq, PduError};
+use crate::tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
+
+/// SGL identifiers of the command's data pointer: data in the capsule, or moved by the
+/// transport.
+const SGL_IN_CAPSULE: u64 = 0x01 << 56;
+const SGL_TRANSPORT: u64 = 0x5a << 56;
+const RECV_BUFFER_LEN: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{address}: {operation}: {source}")]
+    Io {
+        address: SocketAddr,
+        operation: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{address}: protocol error from the target: {error}")]
+    Protocol {
+        address: SocketAddr,
+        error: PduError,
+    },
+    #[error("{address}: the target terminated the connection (FES {fes:#x}, FEI {fei:#x})")]
+    Terminated {
+        address: SocketAddr,
+        fes: u16,
+        fei: u32,
+    },
+    #[error("{address}: {what} failed: {status}")]
+    Command {
+        address: SocketAddr,
+        what: &'static str,
+        status: Status,
+    },
+    #[error("{address}: {what} did not complete within {timeout:?}")]
+    Timeout {
+        address: SocketAddr,
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("{address}: the target closed the connection")]
+    Closed { address: SocketAddr },
+    #[error("{address}: no free command slot (queue of {entries} entries)")]
+    QueueFull { address: SocketAddr, entries: u16 },
+}
+
+/// How a host connects.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    pub host_nqn: String,
+    pub host_id: [u8; 16],
+    pub header_digest: bool,
+    pub data_digest: bool,
+    pub keep_alive_timeout_ms: u32,
+    /// Lets the target answer reads with C2HData alone (SUCCESS flag).
+    pub disable_sq_flow_control: bool,
+    /// Largest data of one command this host will submit.
+    pub max_data_len: usize,
+    /// How long a blocking wait may take.
+    pub timeout: Duration,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        Self {
+            host_nqn: "nqn.2014-08.org.nvmexpress:uuid:5f0c3a36-7a5e-4b8a-9d6e-vfnvme-host".into(),
+            host_id: *b"vfnvme-host-0001",
+            header_digest: false,
+            data_digest: false,
+            keep_alive_timeout_ms: 0,
+            disable_sq_flow_control: false,
+            max_data_len: 128 * 1024,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A completed command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostCompletion {
+    pub tag: u64,
+    pub cid: u16,
+    pub status: Status,
+    pub result: u32,
+}
+
+struct Slot {
+    busy: bool,
+    tag: u64,
+    /// Data to send after an R2T.
+    write: Vec<u8>,
+    write_len: usize,
+    /// Data received by C2HData.
+    read: Vec<u8>,
+    read_len: usize,
+}
+
+/// One connection: one fabric queue.
+pub struct HostQueue {
+    socket: TcpStream,
+    address: SocketAddr,
+    qid: u16,
+    entries: u16,
+    reader: PduReader,
+    encode: EncodeConfig,
+    in_capsule_max: usize,
+    max_h2c_data: usize,
+    slots: Vec<Slot>,
+    free: Vec<u16>,
+    /// The C2HData being received: slot and offset.
+    receiving: Option<(u16, usize)>,
+    send_buffer: Vec<u8>,
+    timeout: Duration,
+}
+
+impl HostQueue {
+    /// Connects the socket and exchanges ICReq/ICResp.
+    fn open(address: SocketAddr, entries: u16, options: &HostOptions) -> Result<Self, HostError> {
+        let io = |operation| {
+            move |source| HostError::Io {
+                address,
+                operation,
+                source,
+            }
+        };
+        let socket =
+            TcpStream::connect_timeout(&address, options.timeout).map_err(io("connect"))?;
+        socket.set_nodelay(true).map_err(io("setsockopt"))?;
+        let mut queue = Self {
+            socket,
+            address,
+            qid: 0,
+            entries,
+            reader: PduReader::new(DecodeConfig::initial(Role::Host), RECV_BUFFER_LEN),
+            encode: EncodeConfig::default(),
+            in_capsule_max: 0,
+            max_h2c_data: 0,
+            slots: (0..entries)
+                .map(|_| Slot {
+                    busy: false,
+                    tag: 0,
+                    write: vec![0; options.max_data_len],
+                    write_len: 0,
+                    read: vec![0; options.max_data_len],
+                    read_len: 0,
+                })
+                .collect(),
+            free: (0..entries).rev().collect(),
+            receiving: None,
+            send_buffer: vec![0; 256 + options.max_data_len.min(16 * 1024)],
+            timeout: options.timeout,
+        };
+        let request = ICReq {
+            pfv: pdu::PFV_1_0,
+            hpda: 0,
+            header_digest: options.header_digest,
+            data_digest: options.data_digest,
+            maxr2t: 0,
+        };
+        let len = pdu::encode_ic_req(&request, &mut queue.send_buffer).expect("ICReq fits");
+        queue.send(len)?;
+        let response = loop {
+            match queue.next_event()? {
+                ReadEvent::Header {
+                    header: PduHeader::ICResp(response),
+                    ..
+                } => break response,
+                ReadEvent::Header {
+                    header: PduHeader::C2HTermReq(term),
+                    ..
+                } => {
+                    return Err(HostError::Terminated {
+                        address,
+                        fes: term.fes,
+                        fei: term.fei,
+                    })
+                }
+                ReadEvent::NeedMoreBytes => queue.receive()?,
+                _ => {
+                    return Err(HostError::Protocol {
+                        address,
+                        error: PduError::SequenceError("expected ICResp"),
+                    })
+                }
+            }
+        };
+        queue.encode = EncodeConfig {
+            header_digest: response.header_digest,
+            data_digest: response.data_digest,
+            pda: response.cpda,
+        };
+        queue.max_h2c_data = response.maxh2cdata as usize;
+        queue.reader.set_config(DecodeConfig {
+            local_role: Role::Host,
+            header_digest: response.header_digest,
+            data_digest: response.data_digest,
+            pda: 0,
+            max_in_capsule_data: 0,
+            max_data_pdu_len: options.max_data_len.max(64 * 1024) as u32,
+        });
+        Ok(queue)
+    }
+
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// Commands submitted and not completed.
+    pub fn outstanding(&self) -> usize {
+        usize::from(self.entries) - self.free.len()
+    }
+
+    /// The data a completed read brought, until the slot is reused.
+    pub fn read_data(&self, cid: u16) -> &[u8] {
+        let slot = &self.slots[usize::from(cid)];
+        &slot.read[..slot.read_len]
+    }
+
+    fn io_error(&self, operation: &'static str) -> impl FnOnce(std::io::Error) -> HostError {
+        let address = self.address;
+        move |source| HostError::Io {
+            address,
+            operation,
+            source,
+        }
+    }
+
+    fn send(&mut self, len: usize) -> Result<(), HostError> {
+        let error = self.io_error("send");
+        self.socket
+            .write_all(&self.send_buffer[..len])
+            .map_err(error)
+    }
+
+    fn receive(&mut self) -> Result<(), HostError> {
+        let error = self.io_error("receive");
+        let n = self.socket.read(self.reader.recv_buffer()).map_err(error)?;
+        if n == 0 {
+            return Err(HostError::Closed {
+                address: self.address,
+            });
+        }
+        self.reader.commit_received(n);
+        Ok(())
+    }
+
+    fn next_event(&mut self) -> Result<ReadEvent, HostError> {
+        self.reader.poll().map_err(|error| HostError::Protocol {
+            address: self.address,
+            error,
+        })
+    }
+
+    /// Sends `command` with `write` as its data (in the capsule when it fits, else after R2T),
+    /// or expecting `read_len` bytes back. Returns the command id.
+    pub fn submit(
+        &mut self,
+        mut command: Command,
+        write: &[u8],
+        read_len: usize,
+        tag: u64,
+    ) -> Result<u16, HostError> {
+        let Some(cid) = self.free.pop() else {
+            return Err(HostError::QueueFull {
+                address: self.address,
+                entries: self.entries,
+            });
+        };
+        command.set_cid(cid);
+        // PSDT 01b: the data pointer is an SGL.
+        command.cdw0 = (command.cdw0 & !(3 << 14)) | (1 << 14);
+        let slot = &mut self.slots[usize::from(cid)];
+        slot.busy = true;
+        slot.tag = tag;
+        slot.read_len = 0;
+        slot.write_len = 0;
+        let in_capsule = !write.is_empty() && write.len() <= self.in_capsule_max;
+        let data_len = write.len().max(read_len);
+        command.prp1 = 0;
+        command.prp2 = if data_len == 0 {
+            0
+        } else if in_capsule {
+            SGL_IN_CAPSULE | data_len as u64
+        } else {
+            SGL_TRANSPORT | data_len as u64
+        };
+        if !write.is_empty() && !in_capsule {
+            slot.write[..write.len()].copy_from_slice(write);
+            slot.write_len = write.len();
+        }
+        let capsule_data: &[u8] = if in_capsule { write } else { &[] };
+        let encoded =
+            pdu::encode_capsule_cmd(&self.encode, &command, capsule_data, &mut self.send_buffer);
+        let len = encoded.map_err(|_| HostError::Protocol {
+            address: self.address,
+            error: PduError::DataLimitExceeded {
+                len: write.len() as u64,
+                max: self.send_buffer.len() as u64,
+            },
+        })?;
+        self.send(len)?;
+        Ok(cid)
+    }
+
+    /// Receives and handles PDUs; reports completions to `on_complete`. With `wait`, blocks
+    /// until at least one completion arrived.
+    pub fn poll(
+        &mut self,
+        wait: bool,
+        mut on_complete: impl FnMut(HostCompletion, &[u8]),
+    ) -> Result<usize, HostError> {
+        let mut completed = 0;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.next_event()? {
+                ReadEvent::NeedMoreBytes => {
+                    if completed > 0 || !wait {
+                        if !wait {
+                            self.socket
+                                .set_nonblocking(true)
+                                .map_err(self.io_error("fcntl"))?;
+                            let received = self.receive();
+                            self.socket
+                                .set_nonblocking(false)
+                                .map_err(self.io_error("fcntl"))?;
+                            match received {
+                                Ok(()) => continue,
+                                Err(HostError::Io { source, .. })
+                                    if source.kind() == std::io::ErrorKind::WouldBlock =>
+                                {
+                                    return Ok(completed)
+                                }
+                                Err(error) => return Err(error),
+                            }
+                        }
+                        return Ok(completed);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(HostError::Timeout {
+                            address: self.address,
+                            what: "a completion",
+                            timeout: self.timeout,
+                        });
+                    }
+                    self.socket
+                        .set_read_timeout(Some(self.timeout))
+                        .map_err(self.io_error("setsockopt"))?;
+                    self.receive()?;
+                }
+                ReadEvent::Header { header, .. } => match header {
+                    PduHeader::CapsuleResp(cqe) => {
+                        completed += 1;
+                        self.complete(cqe.cid, cqe.status(), cqe.result, &mut on_complete);
+                    }
+                    PduHeader::C2HData(data) => {
+                        let slot = self.slots.get(usize::from(data.cccid));
+                        if slot.is_none_or(|s| {
+                            !s.busy || data.datao as usize + data.datal as usize > s.read.len()
+                        }) {
+                            return Err(HostError::Protocol {
+                                address: self.address,
+                                error: PduError::DataOutOfRange("C2HData for no command"),
+                            });
+                        }
+                        self.receiving = Some((data.cccid, data.datao as usize));
+                        if data.success {
+                            // Completed once the data is in; remembered by the flag below.
+                            self.slots[usize::from(data.cccid)].read_len = usize::MAX;
+                        }
+                    }
+                    PduHeader::R2T(r2t) => self.answer_r2t(r2t)?,
+                    PduHeader::C2HTermReq(term) => {
+                        return Err(HostError::Terminated {
+                            address: self.address,
+                            fes: term.fes,
+                            fei: term.fei,
+                        })
+                    }
+                    _ => {
+                        return Err(HostError::Protocol {
+                            address: self.address,
+                            error: PduError::SequenceError("unexpected PDU"),
+                        })
+                    }
+                },
+                ReadEvent::Data { remaining } => {
+                    let (cid, offset) = self.receiving.expect("data follows a C2HData header");
+                    let slot = &mut self.slots[usize::from(cid)];
+                    let window = &mut slot.read[offset..offset + remaining];
+                    let copied = self.reader.copy_buffered_data(window);
+                    let rest = &mut window[copied..];
+                    let mut received = copied;
+                    if !rest.is_empty() {
+                        let n = self.socket.read(rest).map_err(|source| HostError::Io {
+                            address: self.address,
+                            operation: "receive",
+                            source,
+                        })?;
+                        if n == 0 {
+                            return Err(HostError::Closed {
+                                address: self.address,
+                            });
+                        }
+                        self.reader.data_received_directly(&rest[..n]);
+                        received += n;
+                    }
+                    self.receiving = Some((cid, offset + received));
+                }
+                ReadEvent::DataComplete(digest) => {
+                    let (cid, end) = self.receiving.take().expect("data was being received");
+                    let slot = &mut self.slots[usize::from(cid)];
+                    let success_flag = slot.read_len == usize::MAX;
+                    slot.read_len = end;
+                    if let Err(mismatch) = digest {
+                        completed += 1;
+                        self.complete(cid, mismatch.completion_status(), 0, &mut on_complete);
+                    } else if success_flag {
+                        completed += 1;
+                        self.complete(cid, Status::SUCCESS, 0, &mut on_complete);
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete(
+        &mut self,
+        cid: u16,
+        status: Status,
+        result: u32,
+        on_complete: &mut impl FnMut(HostCompletion, &[u8]),
+    ) {
+        let Some(slot) = self.slots.get_mut(usize::from(cid)).filter(|s| s.busy) else {
+            log::warn!("{}: completion for unknown command id {cid}", self.address);
+            return;
+        };
+        slot.busy = false;
+        let read_len = if slot.read_len == usize::MAX {
+            0
+        } else {
+            slot.read_len
+        };
+        let completion = HostCompletion {
+            tag: slot.tag,
+            cid,
+            status,
+            result,
+        };
+        on_complete(completion, &slot.read[..read_len]);
+        self.free.push(cid);
+    }
+
+    fn answer_r2t(&mut self, r2t: pdu::R2T) -> Result<(), HostError> {
+        let Some(slot) = self.slots.get(usize::from(r2t.cccid)).filter(|s| s.busy) else {
+            return Err(HostError::Protocol {
+                address: self.address,
+                error: PduError::SequenceError("R2T for no command"),
+            });
+        };
+        let end = r2t.r2to as usize + r2t.r2tl as usize;
+        if end > slot.write_len {
+            return Err(HostError::Protocol {
+                address: self.address,
+                error: PduError::DataOutOfRange("R2T beyond the command's data"),
+            });
+        }
+        let chunk = self.max_h2c_data.max(4096);
+        let mut offset = r2t.r2to as usize;
+        while offset < end {
+            let len = chunk.min(end - offset);
+            let header = H2CData {
+                cccid: r2t.cccid,
+                ttag: r2t.ttag,
+                datao: offset as u32,
+                datal: len as u32,
+                last: offset + len == end,
+            };
+            let data = &self.slots[usize::from(r2t.cccid)].write[offset..offset + len];
+            let layout = pdu::encode_h2c_data_header(&self.encode, &header, &mut self.send_buffer)
+                .expect("a data header fits");
+            let digest = pdu::data_digest(&[data]);
+            let mut parts = vec![&self.send_buffer[..layout.data_offset], data];
+            if layout.data_digest {
+                parts.push(&digest);
+            }
+            let error = self.io_error("send");
+            write_all_vectored(&mut self.socket, &parts).map_err(error)?;
+            offset += len;
+        }
+        Ok(())
+    }
+
+    /// Submits and waits for one command (the admin path).
+    pub fn execute(
+        &mut self,
+        command: Command,
+        write: &[u8],
+        read_len: usize,
+        what: &'static str,
+    ) -> Result<(u32, Vec<u8>), HostError> {
+        let cid = self.submit(command, write, read_len, 0)?;
+        let mut outcome = None;
+        while outcome.is_none() {
+            self.poll(true, |done, data| {
+                if done.cid == cid {
+                    outcome = Some((done.status, done.result, data.to_vec()));
+                }
+            })?;
+        }
+        let (status, result, data) = outcome.expect("loop ends with an outcome");
+        if !status.is_success() {
+            return Err(HostError::Command {
+                address: self.address,
+                what,
+                status,
+            });
+        }
+        Ok((result, data))
+    }
+
+    /// Fabrics Connect on this connection.
+    fn connect(
+        &mut self,
+        qid: u16,
+        cntlid: u16,
+        subsystem_nqn: &str,
+        options: &HostOptions,
+    ) -> Result<u16, HostError> {
+        let command = FabricsCommand::Connect(ConnectCommand {
+            recfmt: 0,
+            qid,
+            sqsize: self.entries - 1,
+            cattr: if options.disable_sq_flow_control {
+                CATTR_DISABLE_SQ_FLOW_CONTROL
+            } else {
+                0
+            },
+            kato_ms: if qid == 0 {
+                options.keep_alive_timeout_ms
+            } else {
+                0
+            },
+        })
+        .to_command(0);
+        let data = ConnectData {
+            host_id: options.host_id,
+            cntlid,
+            subsystem_nqn: subsystem_nqn.to_owned(),
+            host_nqn: options.host_nqn.clone(),
+        }
+        .to_bytes();
+        // Connect's data always travels in the capsule (8 KiB are always accepted for it).
+        self.in_capsule_max = self.in_capsule_max.max(data.len());
+        let (result, _) = self.execute(command, &data, 0, "Connect")?;
+        self.qid = qid;
+        Ok(result as u16)
+    }
+}
+
+fn write_all_vectored(socket: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut skip = 0usize;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    while skip < total {
+        let mut slices = Vec::with_capacity(parts.len());
+        let mut offset = skip;
+        for part in parts {
+            if offset >= part.len() {
+                offset -= part.len();
+                continue;
+            }
+            slices.push(std::io::IoSlice::new(&part[offset..]));
+            offset = 0;
+        }
+        let written = socket.write_vectored(&slices)?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        skip += written;
+    }
+    Ok(())
+}
+
+/// A fabric controller, reached through its admin queue.
+pub struct Host {
+    admin: HostQueue,
+    address: SocketAddr,
+    subsystem_nqn: String,
+    cntlid: u16,
+    options: HostOptions,
+}
+
+impl Host {
+    /// Connects the admin queue to `subsystem_nqn` at `address`.
+    pub fn connect(
+        address: SocketAddr,
+        subsystem_nqn: &str,
+        options: HostOptions,
+    ) -> Result<Self, HostError> {
+        let mut admin = HostQueue::open(address, MAX_ADMIN_QUEUE_ENTRIES, &options)?;
+        admin.in_capsule_max = 8192;
+        let cntlid = admin.connect(0, CNTLID_DYNAMIC, subsystem_nqn, &options)?;
+        Ok(Self {
+            admin,
+            address,
+            subsystem_nqn: subsystem_nqn.to_owned(),
+            cntlid,
+            options,
+        })
+    }
+
+    pub fn cntlid(&self) -> u16 {
+        self.cntlid
+    }
+
+    pub fn admin_queue(&mut self) -> &mut HostQueue {
+        &mut self.admin
+    }
+
+    pub fn property_get(&mut self, offset: u32, eight_bytes: bool) -> Result<u64, HostError> {
+        let size = if eight_bytes {
+            PropertySize::Eight
+        } else {
+            PropertySize::Four
+        };
+        let command = FabricsCommand::PropertyGet(PropertyGet { size, offset }).to_command(0);
+        let (result, _) = self.admin.execute(command, &[], 0, "Property Get")?;
+        Ok(u64::from(result))
+    }
+
+    pub fn property_set(&mut self, offset: u32, value: u32) -> Result<(), HostError> {
+        let command = FabricsCommand::PropertySet(PropertySet {
+            size: PropertySize::Four,
+            offset,
+            value: u64::from(value),
+        })
+        .to_command(0);
+        self.admin
+            .execute(command, &[], 0, "Property Set")
+            .map(|_| ())
+    }
+
+    /// CC.EN = 1 and wait for CSTS.RDY, as a host does after connecting.
+    pub fn enable(&mut self) -> Result<(), HostError> {
+        let config = cc::EN | (6 << cc::IOSQES_SHIFT) | (4 << cc::IOCQES_SHIFT);
+        self.property_set(regs::CC as u32, config)?;
+        let deadline = Instant::now() + self.options.timeout;
+        while self.property_get(regs::CSTS as u32, false)? as u32 & csts::RDY == 0 {
+            if Instant::now() > deadline {
+                return Err(HostError::Timeout {
+                    address: self.address,
+                    what: "CSTS.RDY",
+                    timeout: self.options.timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    pub fn identify_controller(&mut self) -> Result<IdentifyController, HostError> {
+        let command = Command {
+            cdw10: u32::from(cns::CONTROLLER),
+            ..Command::new(admin_opcode::IDENTIFY, 0)
+        };
+        let (_, data) = self
+            .admin
+            .execute(command, &[], IDENTIFY_DATA_SIZE, "Identify")?;
+        IdentifyController::from_bytes(&data).map_err(|_| HostError::Protocol {
+            address: self.address,
+            error: PduError::DataOutOfRange("short Identify data"),
+        })
+    }
+
+    pub fn identify_namespace(&mut self, nsid: u32) -> Result<IdentifyNamespace, HostError> {
+        let command = Command {
+            cdw10: u32::from(cns::NAMESPACE),
+            ..Command::new(admin_opcode::IDENTIFY, nsid)
+        };
+        let (_, data) =
+            self.admin
+                .execute(command, &[], IDENTIFY_DATA_SIZE, "Identify Namespace")?;
+        IdentifyNamespace::from_bytes(&data).map_err(|_| HostError::Protocol {
+            address: self.address,
+            error: PduError::DataOutOfRange("short Identify data"),
+        })
+    }
+
+    /// Get Log Page `lid`, `len` bytes (a multiple of 4).
+    pub fn log_page(&mut self, lid: u8, len: usize) -> Result<Vec<u8>, HostError> {
+        let dwords = (len / 4) as u32 - 1;
+        let command = Command {
+            cdw10: u32::from(lid) | ((dwords & 0xffff) << 16),
+            cdw11: dwords >> 16,
+            ..Command::new(admin_opcode::GET_LOG_PAGE, 0)
+        };
+        self.admin
+            .execute(command, &[], len, "Get Log Page")
+            .map(|(_, data)| data)
+    }
+
+    pub fn keep_alive(&mut self) -> Result<(), HostError> {
+        let command = Command::new(admin_opcode::KEEP_ALIVE, 0);
+        self.admin
+            .execute(command, &[], 0, "Keep Alive")
+            .map(|_| ())
+    }
+
+    /// Opens I/O queue `qid` with `entries` entries.
+    pub fn connect_io_queue(&mut self, qid: u16, entries: u16) -> Result<HostQueue, HostError> {
+        let mut queue = HostQueue::open(self.address, entries, &self.options)?;
+        let identify_icd = 8192;
+        queue.in_capsule_max = identify_icd;
+        queue.connect(qid, self.cntlid, &self.subsystem_nqn, &self.options)?;
+        Ok(queue)
+    }
+}

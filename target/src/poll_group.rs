@@ -1,0 +1,339 @@
+//! A poll group: one thread that owns, exclusively, its connections (fabric queues), one
+//! backend queue per drive (its own hardware I/O queue pair and DMA buffer pool), and the
+//! receiving end of the ring the acceptor hands it connections through.
+//!
+//! It busy-polls while it has work (commands in flight, output pending) and parks in
+//! `epoll_wait` when idle, so an idle target does not burn cores.
+//!
+//! Teardown is the order of ownership: when told to stop (or when the acceptor's end of the
+//! ring is gone) it takes no new connections and no new commands, polls its backend queues until
+//! every command id has completed (bounded by the shutdown deadline, after which the queue
+//! pairs abort and reset as their `Drop` does), sends the last responses, closes the sockets,
+//! and only then drops its backend queues: queue pairs first (deleting their queues on the
+//! drive), buffer pools after.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::backend::BackendQueue;
+use crate::conn::{Connection, IoContext};
+use crate::tgt::TargetShared;
+use vfnvme_driver::queue::Completed;
+
+/// Messages from the acceptor to a poll group.
+pub enum Message {
+    Connection(std::net::TcpStream),
+    /// Finish in-flight work, close everything, exit.
+    Shutdown,
+}
+
+/// How many connections one ring holds before the acceptor has to wait.
+const RING_CAPACITY: usize = 64;
+/// Epoll events taken per wait.
+const EVENTS_PER_WAIT: usize = 64;
+/// Completions reaped per backend queue per round.
+const COMPLETIONS_PER_ROUND: usize = 64;
+/// How long an idle poll group sleeps before looking at timers again.
+const IDLE_WAIT_MS: u16 = 100;
+/// Timer work (keep-alive, command timeouts) runs this often.
+const TICK: Duration = Duration::from_millis(100);
+/// The epoll token of the wake-up eventfd; connections use their slot index.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// What the acceptor keeps of a poll group: its ring endpoint, its wake-up eventfd and its
+/// thread. Nothing else of the group is reachable from outside.
+pub struct PollGroupHandle {
+    inbox: rtrb::Producer<Message>,
+    wake: Arc<EventFd>,
+    thread: Option<JoinHandle<PollGroupSummary>>,
+}
+
+/// What a poll group reports when it exits.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PollGroupSummary {
+    /// Commands still in flight on a drive when the shutdown deadline passed.
+    pub abandoned_commands: usize,
+    pub connections_served: u64,
+}
+
+impl PollGroupHandle {
+    /// Starts poll group `index`. `backends` are its queues, one per drive, created by the
+    /// caller on this thread so that a failure is reported before anything runs.
+    pub fn spawn(
+        index: usize,
+        shared: Arc<TargetShared>,
+        backends: Vec<BackendQueue>,
+    ) -> std::io::Result<Self> {
+        let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
+        let wake = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK)?);
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
+        )?;
+        let group = PollGroup {
+            index,
+            epoll,
+            wake: Arc::clone(&wake),
+            inbox: consumer,
+            connections: Vec::new(),
+            backends,
+            completions: Vec::with_capacity(COMPLETIONS_PER_ROUND),
+            shared,
+            summary: PollGroupSummary::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("poll-group-{index}"))
+            .spawn(move || group.run())?;
+        Ok(Self {
+            inbox: producer,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a connection over. Gives it back if the ring is full or the group is gone.
+    pub fn hand_over(&mut self, stream: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
+        match self.inbox.push(Message::Connection(stream)) {
+            Ok(()) => {
+                self.wake();
+                Ok(())
+            }
+            Err(rtrb::PushError::Full(Message::Connection(stream))) => Err(stream),
+            Err(rtrb::PushError::Full(Message::Shutdown)) => unreachable!("pushed a connection"),
+        }
+    }
+
+    /// How many connections are waiting in the ring: the acceptor's measure of load.
+    pub fn backlog(&self) -> usize {
+        RING_CAPACITY - self.inbox.slots()
+    }
+
+    fn wake(&self) {
+        // A full eventfd counter already means "wake up".
+        let _ = self.wake.write(1);
+    }
+
+    /// Tells the group to shut down and waits for it.
+    pub fn shut_down(mut self) -> PollGroupSummary {
+        while self.inbox.push(Message::Shutdown).is_err() {
+            self.wake();
+            std::thread::yield_now();
+        }
+        self.wake();
+        self.thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PollGroupHandle {
+    fn drop(&mut self) {
+        // Dropping the producer also tells the group to stop (it sees the ring abandoned).
+        self.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct PollGroup {
+    index: usize,
+    epoll: Epoll,
+    wake: Arc<EventFd>,
+    inbox: rtrb::Consumer<Message>,
+    /// Slot index = epoll token = the upper half of backend command tags. A closed connection
+    /// stays in its slot until the drives have completed all of its commands.
+    connections: Vec<Option<Connection>>,
+    completions: Vec<Completed>,
+    /// Dropped last: after every connection, so nothing can still want its buffers.
+    backends: Vec<BackendQueue>,
+    shared: Arc<TargetShared>,
+    summary: PollGroupSummary,
+}
+
+impl PollGroup {
+    fn run(mut self) -> PollGroupSummary {
+        log::debug!("poll group {} started", self.index);
+        let mut events = [EpollEvent::empty(); EVENTS_PER_WAIT];
+        let mut next_tick = Instant::now() + TICK;
+        let mut stopping = false;
+        loop {
+            if !stopping {
+                stopping = self.take_messages();
+                if stopping {
+                    self.stop_taking_commands();
+                }
+            }
+            let busy = self.backends.iter().any(|b| b.outstanding() > 0)
+                || self
+                    .connections
+                    .iter()
+                    .flatten()
+                    .any(Connection::has_output);
+            if stopping && !busy {
+                break;
+            }
+            let timeout = if busy { 0u16 } else { IDLE_WAIT_MS };
+            let ready = self.epoll.wait(&mut events, timeout).unwrap_or(0);
+            for event in &events[..ready] {
+                let token = event.data();
+                if token == WAKE_TOKEN {
+                    let _ = self.wake.read();
+                } else {
+                    self.on_readable(token as usize);
+                }
+            }
+            self.reap_completions();
+            self.flush_all();
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.tick(now);
+                if stopping && now >= self.shared.shutdown_deadline() {
+                    self.summary.abandoned_commands =
+                        self.backends.iter().map(BackendQueue::outstanding).sum();
+                    log::warn!(
+                        "poll group {}: shutdown deadline passed with {} commands in flight; \
+                         the queue pairs abort them",
+                        self.index,
+                        self.summary.abandoned_commands
+                    );
+                    break;
+                }
+            }
+            self.release_closed();
+        }
+        self.connections.clear();
+        self.backends.clear();
+        log::debug!("poll group {} stopped", self.index);
+        self.summary
+    }
+
+    /// Returns whether a shutdown was asked for (or the acceptor is gone).
+    fn take_messages(&mut self) -> bool {
+        while let Ok(message) = self.inbox.pop() {
+            match message {
+                Message::Connection(stream) => self.adopt(stream),
+                Message::Shutdown => return true,
+            }
+        }
+        self.inbox.is_abandoned()
+    }
+
+    fn adopt(&mut self, stream: std::net::TcpStream) {
+        let slot = match self.connections.iter().position(Option::is_none) {
+            Some(slot) => slot,
+            None => {
+                self.connections.push(None);
+                self.connections.len() - 1
+            }
+        };
+        match Connection::new(stream, Arc::clone(&self.shared), slot as u32) {
+            Ok(connection) => {
+                let event = EpollEvent::new(EpollFlags::EPOLLIN, slot as u64);
+                if let Err(error) = self.epoll.add(connection.socket(), event) {
+                    log::error!(
+                        "poll group {}: cannot watch a connection: {error}",
+                        self.index
+                    );
+                    return;
+                }
+                self.summary.connections_served += 1;
+                self.connections[slot] = Some(connection);
+            }
+            Err(error) => log::warn!("poll group {}: refused a connection: {error}", self.index),
+        }
+    }
+
+    fn context(&mut self) -> (&mut Vec<Option<Connection>>, IoContext<'_>) {
+        (
+            &mut self.connections,
+            IoContext {
+                backends: &mut self.backends,
+            },
+        )
+    }
+
+    fn on_readable(&mut self, slot: usize) {
+        let (connections, mut context) = self.context();
+        if let Some(Some(connection)) = connections.get_mut(slot) {
+            connection.on_readable(&mut context);
+        }
+    }
+
+    /// Hands each backend completion to the connection whose command it was, or, for a
+    /// connection that is gone, just returns the buffer.
+    fn reap_completions(&mut self) {
+        for drive in 0..self.backends.len() {
+            self.completions.clear();
+            self.backends[drive].poll(COMPLETIONS_PER_ROUND, &mut self.completions);
+            for index in 0..self.completions.len() {
+                let done = std::mem::replace(
+                    &mut self.completions[index],
+                    Completed {
+                        tag: 0,
+                        cid: 0,
+                        status: vfnvme_driver::spec::Status::SUCCESS,
+                        result: 0,
+                        buffer: None,
+                    },
+                );
+                let slot = (done.tag >> 16) as usize;
+                let request = done.tag as u16;
+                let (connections, mut context) = self.context();
+                match connections.get_mut(slot) {
+                    Some(Some(connection)) => {
+                        connection.on_completion(drive, request, done, &mut context)
+                    }
+                    _ => {
+                        if let Some(buffer) = done.buffer {
+                            self.backends[drive].give_back(buffer);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let (connections, mut context) = self.context();
+        for connection in connections.iter_mut().flatten() {
+            connection.flush(&mut context);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let (connections, mut context) = self.context();
+        for connection in connections.iter_mut().flatten() {
+            connection.tick(now, &mut context);
+        }
+        for backend in &mut self.backends {
+            backend.check_timeouts();
+        }
+    }
+
+    fn stop_taking_commands(&mut self) {
+        let (connections, mut context) = self.context();
+        for connection in connections.iter_mut().flatten() {
+            connection.stop_taking_commands(&mut context);
+        }
+    }
+
+    /// Frees the slots of connections that are closed and have nothing left on any drive.
+    fn release_closed(&mut self) {
+        for slot in self.connections.iter_mut() {
+            if slot.as_ref().is_some_and(Connection::is_finished) {
+                if let Some(connection) = slot.take() {
+                    let _ = self.epoll.delete(connection.socket());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! What a connection is bound to once its Connect succeeded: the admin queue of a new fabric
+//! controller, or an I/O queue of an existing one; and the target-wide registry Connects go to.
+//!
+//! This is the seam between the transport (`conn`) and the fabric controller logic (`ctrlr`):
+//! the I/O path asks a binding only lock-free questions (enabled? which drive serves this
+//! namespace?).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use vfnvme_driver::spec::log_page::log_id;
+use vfnvme_driver::spec::status::generic;
+use vfnvme_driver::spec::{admin_opcode, feature, Command, Status};
+use vfnvme_driver::{AdminData, Controller};
+
+use crate::backend::Drive;
+use crate::config::Config;
+use crate::ctrlr::{
+    AdminForwarder, AdminResponse, Association, ControllerSettings, FabricController,
+    IoQueueAttachment, TargetSubsystems,
+};
+use crate::fabrics::{ConnectData, FabricsCommand};
+use crate::subsystem::{DriveNamespace, NamespaceBacking, Subsystem};
+
+pub use crate::ctrlr::AdminOutcome;
+
+/// Where the commands for one namespace go: a drive (index into the target's drives and the
+/// poll group's backend queues) and the drive's own namespace id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamespaceRoute {
+    pub nsid: u32,
+    pub drive: usize,
+    pub device_nsid: u32,
+    pub block_size: u32,
+}
+
+/// Every subsystem's controllers, and how each namespace reaches its drive.
+pub struct Registry {
+    subsystems: TargetSubsystems,
+    /// Per subsystem NQN, its namespaces' routes sorted by NSID.
+    routes: Vec<(String, Arc<[NamespaceRoute]>)>,
+}
+
+/// Where each configured namespace's drive sits in the target's list of drives.
+pub struct DrivePlacement {
+    /// PCI address → drive index, for passthrough namespaces.
+    pub pci: Vec<(String, usize)>,
+    /// (subsystem NQN, NSID) → drive index, for RAM namespaces.
+    pub ram: Vec<(String, u32, usize)>,
+}
+
+impl Registry {
+    pub fn build(
+        config: &Config,
+        drives: &[Drive],
+        placement: &DrivePlacement,
+        listeners: Vec<SocketAddr>,
+    ) -> Result<Self, String> {
+        let mut subsystems = Vec::new();
+        let mut routes = Vec::new();
+        for subsystem_config in &config.subsystems {
+            let subsystem =
+                Subsystem::from_config(subsystem_config, &config.target, |pci, nsid| {
+                    describe_drive_namespace(drives, placement, pci, nsid)
+                })?;
+            let mut table: Vec<NamespaceRoute> = subsystem
+                .namespaces
+                .iter()
+                .map(|namespace| {
+                    let (drive, device_nsid) = match namespace.backend {
+                        NamespaceBacking::Passthrough {
+                            device_index,
+                            device_nsid,
+                        } => (device_index, device_nsid),
+                        NamespaceBacking::Ram { .. } => {
+                            let drive = placement
+                                .ram
+                                .iter()
+                                .find(|(nqn, nsid, _)| {
+                                    *nqn == subsystem.nqn && *nsid == namespace.nsid
+                                })
+                                .map(|(_, _, drive)| *drive)
+                                .expect("every RAM namespace was given a drive");
+                            (drive, 1)
+                        }
+                    };
+                    NamespaceRoute {
+                        nsid: namespace.nsid,
+                        drive,
+                        device_nsid,
+                        block_size: namespace.block_size,
+                    }
+                })
+                .collect();
+            table.sort_by_key(|route| route.nsid);
+            routes.push((subsystem.nqn.clone(), table.into()));
+            subsystems.push(Arc::new(subsystem));
+        }
+        let forwarder = Arc::new(DriveForwarder {
+            controllers: drives
+                .iter()
+                .map(|drive| match drive {
+                    Drive::Nvme(controller) => Some(controller.clone()),
+                    Drive::Ram(_) => None,
+                })
+                .collect(),
+        });
+        let settings = ControllerSettings::from_config(&config.target);
+        Ok(Self {
+            subsystems: TargetSubsystems::new(subsystems, listeners, settings, forwarder),
+            routes,
+        })
+    }
+
+    fn routes_of(&self, nqn: &str) -> Arc<[NamespaceRoute]> {
+        self.routes
+            .iter()
+            .find(|(name, _)| name == nqn)
+            .map_or_else(|| Arc::from(Vec::new()), |(_, table)| Arc::clone(table))
+    }
+}
+
+fn describe_drive_namespace(
+    drives: &[Drive],
+    placement: &DrivePlacement,
+    pci: &str,
+    device_nsid: u32,
+) -> Result<DriveNamespace, String> {
+    let index = placement
+        .pci
+        .iter()
+        .find(|(address, _)| address == pci)
+        .map(|(_, index)| *index)
+        .ok_or_else(|| format!("{pci} was not opened"))?;
+    let Drive::Nvme(controller) = &drives[index] else {
+        return Err(format!("{pci} is not an NVMe drive"));
+    };
+    let namespace = controller
+        .namespace(device_nsid)
+        .map_err(|e| e.to_string())?;
+    let identify = controller.identify();
+    Ok(DriveNamespace {
+        device_index: index,
+        block_size: namespace.block_size,
+        blocks: namespace.blocks,
+        serial: identify.serial.clone(),
+        model: identify.model.clone(),
+        firmware: identify.firmware.clone(),
+        volatile_write_cache: identify.vwc & 1 != 0,
+        max_transfer: controller.max_transfer(),
+    })
+}
+
+/// Forwards the admin commands the fabric controller cannot answer itself to the drives.
+struct DriveForwarder {
+    controllers: Vec<Option<Controller>>,
+}
+
+impl DriveForwarder {
+    fn controller(&self, index: usize) -> Result<&Controller, Status> {
+        self.controllers
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or(Status::generic(generic::INVALID_FIELD).do_not_retry())
+    }
+}
+
+fn internal_error(error: vfnvme_driver::Error) -> Status {
+    match error {
+        vfnvme_driver::Error::Command { status, .. } => status,
+        other => {
+            log::error!("forwarding an admin command: {other}");
+            Status::generic(generic::INTERNAL_ERROR)
+        }
+    }
+}
+
+impl AdminForwarder for DriveForwarder {
+    fn smart_log(&self, device_index: usize) -> Result<Vec<u8>, Status> {
+        let controller = self.controller(device_index)?;
+        let mut log = vec![0u8; 512];
+        let command = Command {
+            cdw10: u32::from(log_id::SMART_HEALTH) | (127 << 16),
+            ..Command::new(admin_opcode::GET_LOG_PAGE, u32::MAX)
+        };
+        controller
+            .admin(
+                command,
+                AdminData::FromDevice(&mut log),
+                "Get Log Page (SMART)",
+            )
+            .map_err(internal_error)?;
+        Ok(log)
+    }
+
+    fn volatile_write_cache(
+        &self,
+        device_index: usize,
+        enable: Option<bool>,
+    ) -> Result<bool, Status> {
+        let controller = self.controller(device_index)?;
+        if let Some(enable) = enable {
+            let set = Command {
+                cdw10: u32::from(feature::VOLATILE_WRITE_CACHE),
+                cdw11: u32::from(enable),
+                ..Command::new(admin_opcode::SET_FEATURES, 0)
+            };
+            controller
+                .admin(set, AdminData::None, "Set Features (Volatile Write Cache)")
+                .map_err(internal_error)?;
+        }
+        let get = Command {
+            cdw10: u32::from(feature::VOLATILE_WRITE_CACHE),
+            ..Command::new(admin_opcode::GET_FEATURES, 0)
+        };
+        let result = controller
+            .admin(get, AdminData::None, "Get Features (Volatile Write Cache)")
+            .map_err(internal_error)?;
+        Ok(result & 1 != 0)
+    }
+}
+
+enum Queue {
+    Admin(Arc<FabricController>),
+    Io(IoQueueAttachment),
+}
+
+/// A connection's fabric queue.
+pub struct QueueBinding {
+    queue: Queue,
+    entries: u16,
+    sq_flow_control_disabled: bool,
+    routes: Arc<[NamespaceRoute]>,
+}
+
+/// Handles a Connect: returns the binding and the completion's DW0 (the controller ID), or the
+/// status and DW0 to refuse it with.
+pub fn connect(
+    registry: &Registry,
+    command: &Command,
+    data: &[u8],
+    local_address: SocketAddr,
+) -> Result<(QueueBinding, u32), (Status, u32)> {
+    let connect = match FabricsCommand::parse(command) {
+        Ok(FabricsCommand::Connect(connect)) => connect,
+        Ok(_) => {
+            return Err((
+                Status::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry(),
+                0,
+            ))
+        }
+        Err(status) => return Err((status, 0)),
+    };
+    let data = ConnectData::from_bytes(data).map_err(|r| (r.status, r.result))?;
+    let association = registry
+        .subsystems
+        .connect(&connect, &data, local_address, Instant::now())
+        .map_err(|r| (r.status, r.result))?;
+    let (queue, controller) = match association {
+        Association::Admin(controller) => (Queue::Admin(Arc::clone(&controller)), controller),
+        Association::Io(attachment) => {
+            let controller = Arc::clone(attachment.controller());
+            (Queue::Io(attachment), controller)
+        }
+    };
+    let response = controller.connect_response();
+    let binding = QueueBinding {
+        queue,
+        entries: connect.queue_entries().min(u32::from(u16::MAX)) as u16,
+        sq_flow_control_disabled: connect.sq_flow_control_disabled(),
+        routes: registry.routes_of(&controller.subsystem().nqn),
+    };
+    Ok((binding, response.result))
+}
+
+impl QueueBinding {
+    fn controller(&self) -> &Arc<FabricController> {
+        match &self.queue {
+            Queue::Admin(controller) => controller,
+            Queue::Io(attachment) => attachment.controller(),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self.queue, Queue::Admin(_))
+    }
+
+    pub fn qid(&self) -> u16 {
+        match &self.queue {
+            Queue::Admin(_) => 0,
+            Queue::Io(attachment) => attachment.qid(),
+        }
+    }
+
+    /// Entries of the submission queue (SQHD wraps at this).
+    pub fn sq_entries(&self) -> u16 {
+        self.entries
+    }
+
+    pub fn sq_flow_control_disabled(&self) -> bool {
+        self.sq_flow_control_disabled
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.controller().is_enabled()
+    }
+
+    pub fn max_io_size(&self) -> usize {
+        self.controller().max_io_size() as usize
+    }
+
+    /// The route of namespace `nsid`; no allocation, no lock.
+    pub fn namespace(&self, nsid: u32) -> Option<NamespaceRoute> {
+        self.routes
+            .binary_search_by_key(&nsid, |route| route.nsid)
+            .ok()
+            .map(|index| self.routes[index])
+    }
+
+    /// An admin queue command (Fabrics Property Get/Set included) with its data.
+    pub fn execute_admin(&self, command: &Command, data: &[u8]) -> AdminOutcome {
+        let controller = self.controller();
+        if !self.is_admin() {
+            return match FabricsCommand::parse(command) {
+                // Disconnect of an I/O queue: the host closes the connection next.
+                Ok(FabricsCommand::Disconnect) => AdminOutcome::Respond(AdminResponse::success(0)),
+                _ => AdminOutcome::Respond(AdminResponse::failure(
+                    Status::generic(generic::INVALID_OPCODE).do_not_retry(),
+                )),
+            };
+        }
+        let _ = data;
+        controller.execute_admin(command, Instant::now())
+    }
+
+    /// Why this queue must close now, if it must: keep-alive expired (admin queue), or the
+    /// controller ended (I/O queues).
+    pub fn expired(&self, now: Instant) -> Option<&'static str> {
+        let controller = self.controller();
+        if self.is_admin() && controller.keep_alive_expired(now) {
+            log::warn!(
+                "controller {} of {}: keep-alive timeout expired",
+                controller.cntlid(),
+                controller.host_nqn()
+            );
+            return Some("keep-alive timeout expired");
+        }
+        (!self.is_admin() && controller.is_terminated()).then_some("its controller is gone")
+    }
+
+    /// Ends the binding: an admin queue ends its controller (its I/O queues then stop); an I/O
+    /// queue detaches at once, so an immediate reconnect of its QID succeeds.
+    pub fn release(self) {
+        if let Queue::Admin(controller) = &self.queue {
+            controller.terminate();
+        }
+    }
+}

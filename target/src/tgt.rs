@@ -1,0 +1,329 @@
+//! The target: drives, subsystems, listeners, the acceptor and the poll groups, and the order
+//! in which they go away.
+//!
+//! Shutdown order, by ownership: the listeners close first (no new connections); the acceptor
+//! then tells each poll group to stop, which stops taking commands, drains its drives' queues,
+//! answers, closes its sockets and deletes its hardware queues, and joins its thread; the
+//! acceptor's handles are the only way to reach a poll group, so once they are gone no one can
+//! hand a connection to a stopped group (the SPDK #3273 failure). The drives, shared by all, go
+//! last: controllers shut down (CC.SHN) when the last poll group has let go of them.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+use crate::backend::Drive;
+use crate::config::{BackingConfig, Config, TargetConfig};
+use crate::poll_group::{PollGroupHandle, PollGroupSummary};
+use crate::session::{DrivePlacement, Registry};
+
+/// Why the target could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    Drive(#[from] vfnvme_driver::Error),
+    #[error("RAM namespace of {bytes} bytes: {source}")]
+    Ram {
+        bytes: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {address}: {source} (is another target running?)")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Subsystem(String),
+    #[error("starting poll group {index}: {source}")]
+    PollGroup {
+        index: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the acceptor failed: {0}")]
+    Acceptor(#[source] std::io::Error),
+}
+
+/// Everything the poll groups share, read-only on the I/O path.
+pub struct TargetShared {
+    config: TargetConfig,
+    /// Largest data of one command: the configured cap, the drives' limit and the buffer size.
+    max_io_size: usize,
+    registry: Registry,
+    listeners: Vec<SocketAddr>,
+    /// Set once when shutdown starts.
+    shutdown_deadline: Mutex<Option<Instant>>,
+    /// Dropped last: controllers shut down when the last poll group is gone.
+    drives: Vec<Drive>,
+}
+
+impl TargetShared {
+    pub fn settings(&self) -> &TargetConfig {
+        &self.config
+    }
+
+    pub fn max_io_size(&self) -> usize {
+        self.max_io_size
+    }
+
+    /// MAXH2CDATA: one H2CData PDU may carry a whole command's data.
+    pub fn max_h2c_data(&self) -> u32 {
+        self.max_io_size as u32
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn drives(&self) -> &[Drive] {
+        &self.drives
+    }
+
+    pub fn listeners(&self) -> &[SocketAddr] {
+        &self.listeners
+    }
+
+    /// When a stopping poll group gives up waiting for its drives (far future while running).
+    pub fn shutdown_deadline(&self) -> Instant {
+        self.shutdown_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+}
+
+/// A running target.
+pub struct Target {
+    listeners: Vec<TcpListener>,
+    epoll: Epoll,
+    /// Declared after the listeners: they close first.
+    groups: Vec<PollGroupHandle>,
+    next_group: usize,
+    shared: Arc<TargetShared>,
+}
+
+/// What shutdown did.
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    pub abandoned_commands: usize,
+    pub connections_served: u64,
+}
+
+impl Target {
+    /// Opens the drives, builds the subsystems, listens, and starts the poll groups.
+    pub fn start(config: Config) -> Result<Self, TargetError> {
+        let mut drives: Vec<Drive> = Vec::new();
+        let mut placement = DrivePlacement {
+            pci: Vec::new(),
+            ram: Vec::new(),
+        };
+        for subsystem in &config.subsystems {
+            for namespace in &subsystem.namespaces {
+                match &namespace.backing {
+                    BackingConfig::Passthrough { pci, .. } => {
+                        if !placement.pci.iter().any(|(address, _)| address == pci) {
+                            drives.push(Drive::open_pci(pci)?);
+                            placement.pci.push((pci.clone(), drives.len() - 1));
+                        }
+                    }
+                    BackingConfig::Ram { bytes, block_size } => {
+                        let blocks = bytes / u64::from(*block_size);
+                        let drive =
+                            Drive::ram(blocks, *block_size).map_err(|source| TargetError::Ram {
+                                bytes: *bytes,
+                                source,
+                            })?;
+                        drives.push(drive);
+                        placement.ram.push((
+                            subsystem.nqn.clone(),
+                            namespace.nsid,
+                            drives.len() - 1,
+                        ));
+                    }
+                }
+            }
+        }
+        let drive_limit = drives
+            .iter()
+            .map(Drive::max_transfer)
+            .min()
+            .unwrap_or(128 * 1024);
+        let max_io_size = config
+            .target
+            .max_io_size
+            .map_or(drive_limit, |cap| (cap as usize).min(drive_limit))
+            .next_multiple_of(4096);
+
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io)?;
+        let mut listeners = Vec::new();
+        let mut addresses = Vec::new();
+        for listener in &config.listeners {
+            let socket =
+                TcpListener::bind(listener.address).map_err(|source| TargetError::Listen {
+                    address: listener.address,
+                    source,
+                })?;
+            socket
+                .set_nonblocking(true)
+                .map_err(TargetError::Acceptor)?;
+            let token = listeners.len() as u64;
+            epoll
+                .add(socket.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+                .map_err(io)?;
+            addresses.push(socket.local_addr().map_err(TargetError::Acceptor)?);
+            listeners.push(socket);
+        }
+        let registry = Registry::build(&config, &drives, &placement, addresses.clone())
+            .map_err(TargetError::Subsystem)?;
+        let depth = config.target.max_queue_depth;
+        let shared = Arc::new(TargetShared {
+            config: config.target.clone(),
+            max_io_size,
+            registry,
+            listeners: addresses,
+            shutdown_deadline: Mutex::new(None),
+            drives,
+        });
+        let mut groups = Vec::new();
+        for index in 0..config.target.cores {
+            let backends = shared
+                .drives
+                .iter()
+                .map(|drive| drive.open_queue(depth, max_io_size))
+                .collect::<Result<Vec<_>, _>>()?;
+            let group = PollGroupHandle::spawn(index, Arc::clone(&shared), backends)
+                .map_err(|source| TargetError::PollGroup { index, source })?;
+            groups.push(group);
+        }
+        log::info!(
+            "target started: {} poll groups, {} drives, listening on {:?}",
+            groups.len(),
+            shared.drives.len(),
+            shared.listeners
+        );
+        Ok(Self {
+            listeners,
+            epoll,
+            groups,
+            next_group: 0,
+            shared,
+        })
+    }
+
+    /// The addresses listened on (with the port the system chose for port 0).
+    pub fn local_addresses(&self) -> &[SocketAddr] {
+        self.shared.listeners()
+    }
+
+    /// Accepts connections and hands them to poll groups until `stop` becomes readable.
+    pub fn run_until(&mut self, stop: impl AsFd) -> Result<(), TargetError> {
+        const STOP_TOKEN: u64 = u64::MAX;
+        self.epoll
+            .add(
+                stop.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN),
+            )
+            .map_err(io)?;
+        let mut events = [EpollEvent::empty(); 16];
+        loop {
+            let ready = match self.epoll.wait(&mut events, 1000u16) {
+                Ok(ready) => ready,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(error) => return Err(io(error)),
+            };
+            for event in &events[..ready] {
+                if event.data() == STOP_TOKEN {
+                    let _ = self.epoll.delete(stop.as_fd());
+                    return Ok(());
+                }
+                self.accept(event.data() as usize);
+            }
+        }
+    }
+
+    fn accept(&mut self, listener: usize) {
+        loop {
+            match self.listeners[listener].accept() {
+                Ok((stream, peer)) => {
+                    log::debug!("connection from {peer}");
+                    self.hand_over(stream);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Round robin, skipping a group whose ring is fuller than the others'.
+    fn hand_over(&mut self, mut stream: std::net::TcpStream) {
+        let count = self.groups.len();
+        let least = self
+            .groups
+            .iter()
+            .map(PollGroupHandle::backlog)
+            .min()
+            .unwrap_or(0);
+        for attempt in 0..count * 2 {
+            let index = (self.next_group + attempt) % count;
+            if attempt < count && self.groups[index].backlog() > least {
+                continue;
+            }
+            match self.groups[index].hand_over(stream) {
+                Ok(()) => {
+                    self.next_group = (index + 1) % count;
+                    return;
+                }
+                Err(back) => stream = back,
+            }
+        }
+        log::warn!("every poll group is saturated; refusing a connection");
+    }
+
+    /// Stops in order: listeners, then each poll group (drain, answer, close, delete queues),
+    /// then the drives.
+    pub fn shut_down(self) -> ShutdownReport {
+        let Self {
+            listeners,
+            groups,
+            shared,
+            ..
+        } = self;
+        drop(listeners);
+        *shared
+            .shutdown_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + shared.config.shutdown_deadline);
+        let mut report = ShutdownReport::default();
+        for group in groups {
+            let PollGroupSummary {
+                abandoned_commands,
+                connections_served,
+            } = group.shut_down();
+            report.abandoned_commands += abandoned_commands;
+            report.connections_served += connections_served;
+        }
+        if report.abandoned_commands > 0 {
+            log::warn!(
+                "shutdown: {} commands did not complete within {:?} and were aborted",
+                report.abandoned_commands,
+                shared.config.shutdown_deadline
+            );
+        }
+        drop(shared);
+        log::info!("target stopped");
+        report
+    }
+}
+
+fn io(errno: nix::errno::Errno) -> TargetError {
+    TargetError::Acceptor(errno.into())
+}
