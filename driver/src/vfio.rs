@@ -100,12 +100,10 @@ impl VfioNvme {
     /// an operator could have left undone.
     pub fn open(address: &str) -> Result<Arc<Self>> {
         let address = normalize_address(address)?;
-        let sysfs = PathBuf::from("/sys/bus/pci/devices").join(&address);
-        check_bound_to_vfio(&address, &sysfs)?;
-        let group = iommu_group(&address, &sysfs)?;
-        check_group_viable(&address, group)?;
+        let group = check_device(Path::new("/sys"), &address)?;
         check_memlock(&address)?;
         check_hugepages()?;
+        let sysfs = PathBuf::from("/sys/bus/pci/devices").join(&address);
 
         let container = VfioContainer::new(None).map_err(|e| match e {
             vfio_ioctls::VfioError::OpenContainer(source) => VfioError::NoVfio { source },
@@ -153,6 +151,17 @@ impl NvmeDevice for VfioNvme {
     }
 }
 
+/// Everything an operator could have left undone, checked from sysfs (rooted at `sys` so that
+/// tests can build one): the device exists, is an NVMe controller bound to vfio-pci, and sits in
+/// a viable IOMMU group. Returns the group.
+fn check_device(sys: &Path, address: &str) -> Result<u32, VfioError> {
+    let device = sys.join("bus/pci/devices").join(address);
+    check_bound_to_vfio(address, &device)?;
+    let group = iommu_group(address, &device)?;
+    check_group_viable(sys, address, group)?;
+    Ok(group)
+}
+
 fn check_bound_to_vfio(address: &str, sysfs: &Path) -> Result<(), VfioError> {
     if !sysfs.exists() {
         return Err(VfioError::NoSuchDevice {
@@ -187,8 +196,8 @@ fn iommu_group(address: &str, sysfs: &Path) -> Result<u32, VfioError> {
         })
 }
 
-fn check_group_viable(address: &str, group: u32) -> Result<(), VfioError> {
-    let devices = PathBuf::from(format!("/sys/kernel/iommu_groups/{group}/devices"));
+fn check_group_viable(sys: &Path, address: &str, group: u32) -> Result<(), VfioError> {
+    let devices = sys.join(format!("kernel/iommu_groups/{group}/devices"));
     let others: Vec<String> = fs::read_dir(&devices)
         .map_err(|source| VfioError::Io {
             address: address.to_owned(),
@@ -215,14 +224,18 @@ fn check_group_viable(address: &str, group: u32) -> Result<(), VfioError> {
 }
 
 fn check_memlock(address: &str) -> Result<(), VfioError> {
-    if nix::unistd::geteuid().is_root() {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+        .unwrap_or((0, 0));
+    memlock_sufficient(address, nix::unistd::geteuid().is_root(), soft)
+}
+
+fn memlock_sufficient(address: &str, root: bool, soft_limit: u64) -> Result<(), VfioError> {
+    if root {
         // CAP_IPC_LOCK: VFIO does not charge root's pinned pages against the limit.
         return Ok(());
     }
-    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
-        .unwrap_or((0, 0));
-    let limit_kib = soft / 1024;
-    if soft != nix::sys::resource::RLIM_INFINITY && limit_kib < MIN_LOCKED_KIB {
+    let limit_kib = soft_limit / 1024;
+    if soft_limit != nix::sys::resource::RLIM_INFINITY && limit_kib < MIN_LOCKED_KIB {
         return Err(VfioError::MemlockTooLow {
             address: address.to_owned(),
             limit_kib,
@@ -324,4 +337,133 @@ fn iova_ranges(address: &str, container_fd: i32) -> Result<Vec<std::ops::Range<u
         offset = next;
     }
     Ok(fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A fake /sys with one PCI device: its class, driver and IOMMU group (with `others` in the
+    /// same group, each with its driver).
+    struct FakeSys {
+        root: PathBuf,
+    }
+
+    impl FakeSys {
+        fn new(name: &str) -> Self {
+            let root =
+                std::env::temp_dir().join(format!("vfnvme-sys-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir_all(root.join("bus/pci/devices")).unwrap();
+            fs::create_dir_all(root.join("bus/pci/drivers")).unwrap();
+            Self { root }
+        }
+
+        fn device(&self, address: &str, class: &str, driver: Option<&str>, group: Option<u32>) {
+            let device = self.root.join("sys-devices").join(address);
+            fs::create_dir_all(&device).unwrap();
+            fs::write(device.join("class"), format!("{class}\n")).unwrap();
+            if let Some(driver) = driver {
+                let path = self.root.join("bus/pci/drivers").join(driver);
+                fs::create_dir_all(&path).unwrap();
+                symlink(&path, device.join("driver")).unwrap();
+            }
+            if let Some(group) = group {
+                let members = self
+                    .root
+                    .join(format!("kernel/iommu_groups/{group}/devices"));
+                fs::create_dir_all(&members).unwrap();
+                symlink(&device, members.join(address)).unwrap();
+                symlink(
+                    self.root.join(format!("kernel/iommu_groups/{group}")),
+                    device.join("iommu_group"),
+                )
+                .unwrap();
+            }
+            symlink(&device, self.root.join("bus/pci/devices").join(address)).unwrap();
+        }
+    }
+
+    impl Drop for FakeSys {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+
+    const DRIVE: &str = "0000:01:00.0";
+
+    #[test]
+    fn a_ready_drive_passes_and_reports_its_group() {
+        let sys = FakeSys::new("ready");
+        sys.device(DRIVE, NVME_CLASS, Some("vfio-pci"), Some(7));
+        sys.device("0000:00:1c.0", "0x060400", Some("pcieport"), Some(7));
+        assert_eq!(check_device(&sys.root, DRIVE).unwrap(), 7);
+    }
+
+    #[test]
+    fn each_operator_mistake_gets_its_own_error() {
+        let sys = FakeSys::new("mistakes");
+        assert!(matches!(
+            check_device(&sys.root, DRIVE),
+            Err(VfioError::NoSuchDevice { .. })
+        ));
+
+        sys.device("0000:02:00.0", NVME_CLASS, Some("nvme"), Some(2));
+        let error = check_device(&sys.root, "0000:02:00.0").unwrap_err();
+        assert!(matches!(&error, VfioError::BoundToOtherDriver { driver, .. } if driver == "nvme"));
+        assert!(error.to_string().contains("tools/setup.sh"), "{error}");
+
+        sys.device("0000:03:00.0", NVME_CLASS, None, Some(3));
+        assert!(matches!(
+            check_device(&sys.root, "0000:03:00.0"),
+            Err(VfioError::Unbound { .. })
+        ));
+
+        sys.device("0000:04:00.0", "0x020000", Some("vfio-pci"), Some(4));
+        assert!(matches!(
+            check_device(&sys.root, "0000:04:00.0"),
+            Err(VfioError::NotNvme { .. })
+        ));
+
+        sys.device("0000:05:00.0", NVME_CLASS, Some("vfio-pci"), None);
+        let error = check_device(&sys.root, "0000:05:00.0").unwrap_err();
+        assert!(matches!(error, VfioError::NoIommuGroup { .. }));
+        assert!(error.to_string().contains("intel_iommu=on"));
+
+        sys.device("0000:06:00.0", NVME_CLASS, Some("vfio-pci"), Some(6));
+        sys.device("0000:06:00.1", "0x020000", Some("e1000e"), Some(6));
+        let error = check_device(&sys.root, "0000:06:00.0").unwrap_err();
+        assert!(
+            matches!(&error, VfioError::GroupNotViable { group: 6, others, .. } if others == "0000:06:00.1 (e1000e)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn memlock_limit_matters_only_without_root() {
+        assert!(memlock_sufficient(DRIVE, true, 64 * 1024).is_ok());
+        assert!(memlock_sufficient(DRIVE, false, nix::sys::resource::RLIM_INFINITY).is_ok());
+        let error = memlock_sufficient(DRIVE, false, 8192 * 1024).unwrap_err();
+        assert!(matches!(
+            error,
+            VfioError::MemlockTooLow {
+                limit_kib: 8192,
+                ..
+            }
+        ));
+        assert!(error.to_string().contains("ulimit -l unlimited"));
+    }
+
+    #[test]
+    fn addresses_are_normalised_or_refused() {
+        assert_eq!(normalize_address("01:00.0").unwrap(), DRIVE);
+        assert_eq!(normalize_address("0000:AB:1f.7").unwrap(), "0000:ab:1f.7");
+        for bad in ["sim", "0000:01:00", "1:00.0", "0000:01:00.00", "zz:00.0"] {
+            assert!(
+                matches!(normalize_address(bad), Err(VfioError::BadAddress { .. })),
+                "{bad}"
+            );
+        }
+    }
 }
