@@ -703,9 +703,7 @@ impl IoQueuePair {
         buffer: DmaBuffer,
         tag: u64,
     ) -> Result<u16, Rejected> {
-        let command = Command::nvm_rw(nvm_opcode::READ, ns.nsid, lba, blocks);
-        let len = blocks as usize * ns.block_size as usize;
-        self.submit(command, Some((buffer, len)), tag)
+        self.transfer(nvm_opcode::READ, ns, lba, blocks, buffer, tag)
     }
 
     pub fn write(
@@ -716,7 +714,19 @@ impl IoQueuePair {
         buffer: DmaBuffer,
         tag: u64,
     ) -> Result<u16, Rejected> {
-        let command = Command::nvm_rw(nvm_opcode::WRITE, ns.nsid, lba, blocks);
+        self.transfer(nvm_opcode::WRITE, ns, lba, blocks, buffer, tag)
+    }
+
+    fn transfer(
+        &mut self,
+        opcode: u8,
+        ns: &Namespace,
+        lba: u64,
+        blocks: u32,
+        buffer: DmaBuffer,
+        tag: u64,
+    ) -> Result<u16, Rejected> {
+        let command = Command::nvm_rw(opcode, ns.nsid, lba, blocks);
         let len = blocks as usize * ns.block_size as usize;
         self.submit(command, Some((buffer, len)), tag)
     }
