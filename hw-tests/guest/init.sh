@@ -12,6 +12,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 mkdir -p /dev/pts /tmp/capture
+# NVMe/TCP scenarios connect to 127.0.0.1, which needs the loopback interface up.
+ip link set lo up
 
 report() {
 	echo "VFNVME-SCENARIO-RESULT: $*"

@@ -10,6 +10,11 @@ step() {
 
 fail() {
 	echo "VFNVME-CHECK-FAILED: [$(cat /tmp/vfnvme-step)] $*"
+	# A running `vfnvme serve` (serve_start) explains many failures of the fabric steps.
+	if [ -n "${SERVE_NAME:-}" ] && [ -f "/tmp/capture/$SERVE_NAME.err" ]; then
+		echo "--- last lines of vfnvme serve's log ($SERVE_NAME) ---"
+		tail -n 40 "/tmp/capture/$SERVE_NAME.err"
+	fi
 	exit 1
 }
 
@@ -134,4 +139,162 @@ resolve_drives() {
 request_device_del() {
 	eval "rdd_id=\$DRIVE${1}_QEMU_ID"
 	echo "VFNVME-HOST-REQUEST: device_del $rdd_id"
+}
+
+# Whether process $1 runs (a zombie that was not reaped yet does not).
+alive() {
+	al_state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$al_state" ] && [ "$al_state" != Z ]
+}
+
+# --- NVMe/TCP: vfnvme serve, the kernel initiator (nvme-cli), the kernel target (nvmet) ------
+
+# What `vfnvme serve` prints on stderr once every listener accepts connections.
+SERVE_READY_PATTERN=${SERVE_READY_PATTERN:-"ready"}
+# How long serve may take to get ready (controller init under TCG) and to stop on SIGTERM.
+SERVE_READY_SECONDS=${SERVE_READY_SECONDS:-60}
+SERVE_STOP_SECONDS=${SERVE_STOP_SECONDS:-30}
+
+# write_serve_config FILE CORES NQN=BDF...: a configuration exporting each vfio-bound drive BDF
+# as its own subsystem NQN (namespace 1), open to any host, on 127.0.0.1:4420, plus the
+# discovery listener 127.0.0.1:8009.
+write_serve_config() {
+	wsc_file=$1
+	wsc_cores=$2
+	shift 2
+	{
+		printf '[target]\ncores = %s\n\n' "$wsc_cores"
+		printf '[[listener]]\naddress = "127.0.0.1:4420"\n\n'
+		printf '[[listener]]\naddress = "127.0.0.1:8009"\n'
+		for wsc_export in "$@"; do
+			printf '\n[[subsystem]]\nnqn = "%s"\nallow_any_host = true\n' "${wsc_export%%=*}"
+			printf '\n[[subsystem.namespace]]\nnsid = 1\npci = "%s"\n' "${wsc_export#*=}"
+		done
+	} >"$wsc_file"
+	echo "--- $wsc_file ---"
+	cat "$wsc_file"
+}
+
+# serve_start NAME CONFIG: starts `vfnvme serve --config CONFIG` in the background (stdout and
+# stderr in /tmp/capture/NAME.{out,err}, RUST_LOG=info unless SERVE_RUST_LOG says otherwise)
+# and waits, bounded, for its ready line. Sets SERVE_PID and SERVE_NAME; `serve_stop` ends it.
+serve_start() {
+	SERVE_NAME=$1
+	echo "+ vfnvme serve --config $2 &"
+	RUST_LOG=${SERVE_RUST_LOG:-info} vfnvme serve --config "$2" \
+		>"/tmp/capture/$1.out" 2>"/tmp/capture/$1.err" &
+	SERVE_PID=$!
+	ss_deadline=$(($(date +%s) + SERVE_READY_SECONDS))
+	until grep -q -e "$SERVE_READY_PATTERN" "/tmp/capture/$1.err"; do
+		if ! alive "$SERVE_PID"; then
+			ss_rc=0
+			wait "$SERVE_PID" || ss_rc=$?
+			SERVE_PID=""
+			fail "vfnvme serve exited with status $ss_rc before its ready line"
+		fi
+		[ "$(date +%s)" -lt "$ss_deadline" ] ||
+			fail "vfnvme serve printed no ready line ('$SERVE_READY_PATTERN') within ${SERVE_READY_SECONDS} s"
+		sleep 0.1
+	done
+	echo "vfnvme serve (pid $SERVE_PID) is ready: $(grep -e "$SERVE_READY_PATTERN" "/tmp/capture/$1.err" | head -n 1)"
+}
+
+# serve_stop: SIGTERM to the serve started by serve_start, waits (bounded; SIGKILL and a
+# failure after SERVE_STOP_SECONDS), and prints its exit status and log as capture SERVE_NAME.
+# Does not fail on a non-zero exit: check `capture_rc $SERVE_NAME`.
+serve_stop() {
+	echo "+ kill -TERM $SERVE_PID   # vfnvme serve"
+	kill -TERM "$SERVE_PID" || fail "vfnvme serve (pid $SERVE_PID) is gone before SIGTERM"
+	sst_deadline=$(($(date +%s) + SERVE_STOP_SECONDS))
+	while alive "$SERVE_PID"; do
+		if [ "$(date +%s)" -ge "$sst_deadline" ]; then
+			kill -KILL "$SERVE_PID"
+			fail "vfnvme serve did not exit within ${SERVE_STOP_SECONDS} s of SIGTERM (killed)"
+		fi
+		sleep 0.1
+	done
+	sst_rc=0
+	wait "$SERVE_PID" || sst_rc=$?
+	echo "$sst_rc" >"/tmp/capture/$SERVE_NAME.rc"
+	emit_capture "$SERVE_NAME"
+	echo "vfnvme serve exited with status $sst_rc"
+	SERVE_PID=""
+	SERVE_NAME=""
+}
+
+# The connected fabric controller (nvmeN, transport tcp) of subsystem NQN, or nothing.
+fabric_ctrl() {
+	for fc_ctrl in /sys/class/nvme/nvme*; do
+		[ "$(cat "$fc_ctrl/transport" 2>/dev/null)" = tcp ] || continue
+		[ "$(cat "$fc_ctrl/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+		basename "$fc_ctrl"
+		return 0
+	done
+	return 0
+}
+
+# fabric_block NQN [NSID]: the block device (nvmeXnY) of namespace NSID (default 1) of the
+# connected subsystem NQN, or nothing. With native multipath the disk hangs off the
+# subsystem, otherwise off the controller.
+fabric_block() {
+	fb_nsid=${2:-1}
+	for fb_dir in /sys/class/nvme-subsystem/nvme-subsys* "/sys/class/nvme/$(fabric_ctrl "$1")"; do
+		[ "$(cat "$fb_dir/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+		for fb_disk in "$fb_dir"/nvme*n*; do
+			case "$(basename "$fb_disk")" in *c*) continue ;; esac
+			[ "$(cat "$fb_disk/nsid" 2>/dev/null)" = "$fb_nsid" ] || continue
+			[ -b "/dev/$(basename "$fb_disk")" ] || continue
+			basename "$fb_disk"
+			return 0
+		done
+	done
+	return 0
+}
+
+has_fabric_block() { [ -n "$(fabric_block "$@")" ]; }
+no_fabric_ctrl() { [ -z "$(fabric_ctrl "$1")" ]; }
+
+# The kernel initiator's host NQN: nvme-cli takes /etc/nvme/hostnqn when it exists.
+ensure_hostnqn() {
+	mkdir -p /etc/nvme
+	[ -s /etc/nvme/hostnqn ] ||
+		echo "nqn.2014-08.org.nvmexpress:uuid:5f3c1e2a-7b4d-4c8e-9a61-0d2b3c4e5f60" >/etc/nvme/hostnqn
+	[ -s /etc/nvme/hostid ] || echo "5f3c1e2a-7b4d-4c8e-9a61-0d2b3c4e5f60" >/etc/nvme/hostid
+}
+
+# connect_tcp NQN PORT: `nvme connect` over NVMe/TCP on 127.0.0.1 and waits (bounded) for the
+# namespace's block device; prints it as `VFNVME-FABRIC: NQN ctrl=nvmeN block=nvmeXnY`.
+connect_tcp() {
+	ensure_hostnqn
+	run nvme connect -t tcp -a 127.0.0.1 -s "$2" -n "$1"
+	wait_until 30 has_fabric_block "$1"
+	echo "VFNVME-FABRIC: $1 ctrl=$(fabric_ctrl "$1") block=$(fabric_block "$1")"
+}
+
+# disconnect_tcp NQN: `nvme disconnect` and waits (bounded) until the controller is gone.
+disconnect_tcp() {
+	run nvme disconnect -n "$1"
+	wait_until 30 no_fabric_ctrl "$1"
+}
+
+# nvmet_export NQN BLOCKDEV PORT: the kernel target (nvmet-tcp) exports /dev/BLOCKDEV as
+# namespace 1 of subsystem NQN, open to any host, on 127.0.0.1:PORT (its own nvmet port).
+nvmet_export() {
+	grep -q " /sys/kernel/config configfs" /proc/mounts ||
+		run mount -t configfs configfs /sys/kernel/config
+	[ -d /sys/kernel/config/nvmet ] || fail "no /sys/kernel/config/nvmet: is nvmet loaded?"
+	ne_subsys=/sys/kernel/config/nvmet/subsystems/$1
+	run mkdir "$ne_subsys"
+	echo 1 >"$ne_subsys/attr_allow_any_host"
+	run mkdir "$ne_subsys/namespaces/1"
+	printf '%s' "/dev/$2" >"$ne_subsys/namespaces/1/device_path"
+	echo 1 >"$ne_subsys/namespaces/1/enable"
+	ne_port=/sys/kernel/config/nvmet/ports/$3
+	run mkdir "$ne_port"
+	echo tcp >"$ne_port/addr_trtype"
+	echo ipv4 >"$ne_port/addr_adrfam"
+	echo 127.0.0.1 >"$ne_port/addr_traddr"
+	echo "$3" >"$ne_port/addr_trsvcid"
+	run ln -s "$ne_subsys" "$ne_port/subsystems/$1"
+	echo "nvmet: /dev/$2 exported as $1 on 127.0.0.1:$3"
 }
