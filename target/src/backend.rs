@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace, MemoryKind};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
-use vfnvme_driver::sim::{RamDisk, SimIommu};
+use vfnvme_driver::sim::{RamDisk, SimConfig, SimController, SimIommu, SimNamespace};
 use vfnvme_driver::spec::{Command, Status};
 use vfnvme_driver::vfio::VfioNvme;
 use vfnvme_driver::{Controller, ControllerOptions};
@@ -35,6 +35,32 @@ impl Drive {
     /// Opens the vfio-bound controller at `address`.
     pub fn open_pci(address: &str) -> vfnvme_driver::Result<Self> {
         let device = VfioNvme::open(address)?;
+        Ok(Self::Nvme(Controller::new(
+            device,
+            ControllerOptions::default(),
+        )?))
+    }
+
+    /// A simulated NVMe controller with one namespace: the full driver path without a drive.
+    pub fn simulated(
+        blocks: u64,
+        block_size: u32,
+        latency: std::time::Duration,
+    ) -> vfnvme_driver::Result<Self> {
+        let config = SimConfig {
+            namespaces: vec![SimNamespace {
+                nsid: 1,
+                blocks,
+                block_size,
+            }],
+            io_queues: 64,
+            latency,
+            ..SimConfig::default()
+        };
+        let device = SimController::new(config).map_err(|e| vfnvme_driver::Error::Unsupported {
+            address: "sim".into(),
+            what: format!("cannot start the simulated controller: {e}"),
+        })?;
         Ok(Self::Nvme(Controller::new(
             device,
             ControllerOptions::default(),

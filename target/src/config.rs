@@ -116,6 +116,14 @@ pub enum BackingConfig {
     Passthrough { pci: String, device_nsid: u32 },
     /// Memory of `bytes` bytes in blocks of `block_size` bytes.
     Ram { bytes: u64, block_size: u32 },
+    /// A simulated NVMe controller (the driver's simulator) with one namespace of `bytes`
+    /// bytes: the whole passthrough path (queue pairs, PRPs, DMA buffers) without a drive, for
+    /// tests and demos. Completions take `latency_us` microseconds.
+    Simulated {
+        bytes: u64,
+        block_size: u32,
+        latency_us: u64,
+    },
 }
 
 impl Default for TargetConfig {
@@ -181,6 +189,8 @@ struct RawNamespace {
     pci: Option<Spanned<String>>,
     device_nsid: Option<Spanned<u64>>,
     ram_mib: Option<Spanned<u64>>,
+    sim_mib: Option<Spanned<u64>>,
+    sim_latency_us: Option<Spanned<u64>>,
     block_size: Option<Spanned<u64>>,
 }
 
@@ -520,6 +530,32 @@ impl Checker<'_> {
     ) -> Result<NamespaceConfig, ConfigError> {
         let nsid_span = raw.nsid.span();
         let nsid: u32 = self.integer(Some(raw.nsid), "nsid", 1..=0xffff_fffe, 1)?;
+        if let Some(sim) = raw.sim_mib.clone() {
+            if raw.pci.is_some() || raw.ram_mib.is_some() || raw.device_nsid.is_some() {
+                return self.invalid(
+                    sim.span(),
+                    format!(
+                        "namespace {nsid}: sim_mib stands alone; drop pci, ram_mib, device_nsid"
+                    ),
+                );
+            }
+            let mib: u64 = self.integer(Some(sim), "sim_mib", 1..=1 << 20, 1)?;
+            let block_size = self.block_size(raw.block_size.clone(), nsid_span.clone())?;
+            let latency_us: u64 =
+                self.integer(raw.sim_latency_us, "sim_latency_us", 0..=10_000_000, 0)?;
+            let backing = BackingConfig::Simulated {
+                bytes: mib << 20,
+                block_size,
+                latency_us,
+            };
+            return Ok(NamespaceConfig { nsid, backing });
+        }
+        if let Some(latency) = raw.sim_latency_us {
+            return self.invalid(
+                latency.span(),
+                format!("namespace {nsid}: sim_latency_us applies to sim_mib namespaces only"),
+            );
+        }
         let backing = match (raw.pci, raw.ram_mib) {
             (Some(_), Some(ram)) => {
                 return self.invalid(
@@ -582,19 +618,7 @@ impl Checker<'_> {
                     );
                 }
                 let mib: u64 = self.integer(Some(ram), "ram_mib", 1..=1 << 24, 1)?;
-                let block_size: u32 = self.integer(
-                    raw.block_size.clone(),
-                    "block_size",
-                    512..=65536,
-                    DEFAULT_RAM_BLOCK_SIZE,
-                )?;
-                if !block_size.is_power_of_two() {
-                    let span = raw.block_size.map_or(nsid_span, |b| b.span());
-                    return self.invalid(
-                        span,
-                        format!("block_size = {block_size} is not a power of two"),
-                    );
-                }
+                let block_size = self.block_size(raw.block_size, nsid_span)?;
                 BackingConfig::Ram {
                     bytes: mib << 20,
                     block_size,
@@ -602,6 +626,28 @@ impl Checker<'_> {
             }
         };
         Ok(NamespaceConfig { nsid, backing })
+    }
+
+    /// `block_size` of a RAM or simulated namespace: a power of two from 512 to 64 KiB.
+    fn block_size(
+        &self,
+        raw: Option<Spanned<u64>>,
+        nsid_span: std::ops::Range<usize>,
+    ) -> Result<u32, ConfigError> {
+        let block_size: u32 = self.integer(
+            raw.clone(),
+            "block_size",
+            512..=65536,
+            DEFAULT_RAM_BLOCK_SIZE,
+        )?;
+        if !block_size.is_power_of_two() {
+            let span = raw.map_or(nsid_span, |b| b.span());
+            return self.invalid(
+                span,
+                format!("block_size = {block_size} is not a power of two"),
+            );
+        }
+        Ok(block_size)
     }
 }
 
@@ -652,6 +698,32 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
     /// The minimal configuration with `extra` appended (new tables or namespace keys).
     fn with(extra: &str) -> String {
         format!("{MINIMAL}{extra}")
+    }
+
+    #[test]
+    fn simulated_namespaces_take_size_block_size_and_latency() {
+        let text = with("\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nblock_size = 4096\nsim_latency_us = 50\n");
+        let config = Config::parse(&text, "vfnvme.toml").unwrap();
+        assert_eq!(
+            config.subsystems[0].namespaces[1].backing,
+            BackingConfig::Simulated {
+                bytes: 8 << 20,
+                block_size: 4096,
+                latency_us: 50
+            }
+        );
+        assert_eq!(
+            error_of(&with(
+                "\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nram_mib = 8\n"
+            )),
+            "vfnvme.toml:18: namespace 2: sim_mib stands alone; drop pci, ram_mib, device_nsid"
+        );
+        assert_eq!(
+            error_of(&with(
+                "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_latency_us = 5\n"
+            )),
+            "vfnvme.toml:19: namespace 2: sim_latency_us applies to sim_mib namespaces only"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::config::{
-    BackingConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
+    BackingConfig, NamespaceConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
+    MAX_SERIAL_BYTES,
 };
 use crate::fabrics::{CNTLID_DYNAMIC, MAX_ADMIN_QUEUE_ENTRIES};
 
@@ -60,6 +61,16 @@ pub mod discovery_entry {
     pub const TRADDR_LEN: usize = 256;
     /// TCP: Security Type (0: none) is the first byte of TSAS.
     pub const OFFSET_TSAS: usize = 768;
+}
+
+/// How the target names the drive behind a passthrough or simulated namespace, and which of the
+/// drive's namespaces it is: a PCI address (shared by the namespaces of one drive), or for a
+/// simulated controller (one per namespace) `sim:<subsystem NQN>:<nsid>`.
+pub fn drive_key(subsystem_nqn: &str, namespace: &NamespaceConfig) -> (String, u32) {
+    match &namespace.backing {
+        BackingConfig::Passthrough { pci, device_nsid } => (pci.clone(), *device_nsid),
+        _ => (format!("sim:{subsystem_nqn}:{}", namespace.nsid), 1),
+    }
 }
 
 /// What a namespace is backed by.
@@ -120,8 +131,9 @@ pub struct Subsystem {
 }
 
 impl Subsystem {
-    /// Builds a subsystem from its configuration; `drive_namespace(pci, device_nsid)` tells what
-    /// the opened drive at `pci` offers as namespace `device_nsid`, or why it cannot.
+    /// Builds a subsystem from its configuration; `drive_namespace(key, device_nsid)` tells what
+    /// the opened drive known by `key` (see [`drive_key`]) offers as namespace `device_nsid`, or
+    /// why it cannot.
     pub fn from_config<E>(
         config: &SubsystemConfig,
         target: &TargetConfig,
@@ -143,8 +155,10 @@ impl Subsystem {
                         backend: NamespaceBacking::Ram { bytes: *bytes },
                     }
                 }
-                BackingConfig::Passthrough { pci, device_nsid } => {
-                    let drive = drive_namespace(pci, *device_nsid)?;
+                BackingConfig::Passthrough { .. } | BackingConfig::Simulated { .. } => {
+                    let (key, device_nsid) = drive_key(&config.nqn, namespace);
+                    let device_nsid = &device_nsid;
+                    let drive = drive_namespace(&key, *device_nsid)?;
                     let info = NamespaceInfo {
                         nsid: namespace.nsid,
                         block_size: drive.block_size,

@@ -19,6 +19,7 @@ use crate::backend::Drive;
 use crate::config::{BackingConfig, Config, TargetConfig};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::session::{DrivePlacement, Registry};
+use crate::subsystem::drive_key;
 
 /// Why the target could not start.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +131,17 @@ impl Target {
                             drives.push(Drive::open_pci(pci)?);
                             placement.pci.push((pci.clone(), drives.len() - 1));
                         }
+                    }
+                    BackingConfig::Simulated {
+                        bytes,
+                        block_size,
+                        latency_us,
+                    } => {
+                        let latency = Duration::from_micros(*latency_us);
+                        let blocks = bytes / u64::from(*block_size);
+                        drives.push(Drive::simulated(blocks, *block_size, latency)?);
+                        let (key, _) = drive_key(&subsystem.nqn, namespace);
+                        placement.pci.push((key, drives.len() - 1));
                     }
                     BackingConfig::Ram { bytes, block_size } => {
                         let blocks = bytes / u64::from(*block_size);
