@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io::{IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vfnvme_driver::dma::DmaBuffer;
 use vfnvme_driver::queue::Completed;
@@ -23,7 +23,9 @@ use vfnvme_driver::spec::{nvm_opcode, Command, Completion, Status};
 
 use crate::backend::BackendQueue;
 use crate::ctrlr::AdminResponse;
-use crate::fabrics::FABRICS_OPCODE;
+use crate::fabrics::{
+    connect_offset, connect_status, FabricsCommand, FABRICS_OPCODE, MAX_ADMIN_QUEUE_ENTRIES,
+};
 use crate::session::{AdminOutcome, NamespaceRoute, QueueBinding};
 use crate::tcp::digest::DIGEST_LEN;
 use crate::tcp::pdu::{
@@ -52,6 +54,15 @@ const SGL_TRANSPORT: u8 = 0x5a;
 
 /// Generic status: SGL data block length invalid.
 const SGL_LENGTH_INVALID: u8 = 0x0f;
+/// Admin queues always accept this much in-capsule data (NVMe/TCP: 8 KiB, as Linux hosts send).
+const ADMIN_IN_CAPSULE_DATA: usize = 8192;
+/// How long a connection that is terminating (or disconnecting) may take to hand its last
+/// PDUs to a peer that does not read, before it is closed anyway.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
+/// How long an I/O queue Connect whose QID is still attached waits for the previous connection
+/// of that queue to be seen closing (a host that reconnects right after closing the socket; the
+/// old connection may live on another poll group that has not read its EOF yet).
+const QID_REUSE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -130,8 +141,8 @@ enum Outgoing {
     AdminData(Vec<u8>),
     /// Everything before has been sent: the request is done.
     Release(u16),
-    /// Everything before has been sent: close the connection.
-    Close,
+    /// Everything before has been sent: close the connection (for this reason).
+    Close(&'static str),
 }
 
 impl Outgoing {
@@ -140,7 +151,7 @@ impl Outgoing {
             Self::Header { len, .. } => *len,
             Self::RequestData { len, digest, .. } => len + digest.map_or(0, |d| d.len()),
             Self::AdminData(bytes) => bytes.len(),
-            Self::Release(_) | Self::Close => 0,
+            Self::Release(_) | Self::Close(_) => 0,
         }
     }
 }
@@ -165,6 +176,20 @@ pub struct Connection {
     sent_of_first: usize,
     sq_head: u16,
     accepting_commands: bool,
+    /// Terminating or disconnecting: closed at this time even if the peer never reads.
+    closing_deadline: Option<Instant>,
+    /// The last write found the socket's send buffer full.
+    write_blocked: bool,
+    /// An I/O queue Connect waiting for its QID to be released by the previous connection.
+    pending_connect: Option<PendingConnect>,
+}
+
+/// A Connect parked until its QID is free (see [`QID_REUSE_WAIT`]).
+struct PendingConnect {
+    index: u16,
+    /// The Connect data: `scratch` may be reused meanwhile.
+    data: Vec<u8>,
+    deadline: Instant,
 }
 
 impl Connection {
@@ -175,7 +200,10 @@ impl Connection {
             .peer_addr()
             .map_or_else(|_| "?".into(), |a| a.to_string());
         let depth = usize::from(shared.settings().max_queue_depth);
-        let scratch_len = shared.settings().in_capsule_data_size.max(8192) as usize;
+        // Admin queues take up to 32 entries whatever the I/O queue depth.
+        let depth = depth.max(usize::from(MAX_ADMIN_QUEUE_ENTRIES));
+        let scratch_len =
+            (shared.settings().in_capsule_data_size as usize).max(ADMIN_IN_CAPSULE_DATA);
         Ok(Self {
             socket,
             peer,
@@ -193,6 +221,9 @@ impl Connection {
             sent_of_first: 0,
             sq_head: 0,
             accepting_commands: true,
+            closing_deadline: None,
+            write_blocked: false,
+            pending_connect: None,
             shared,
         })
     }
@@ -203,6 +234,12 @@ impl Connection {
 
     pub fn has_output(&self) -> bool {
         !self.outgoing.is_empty() && self.phase != Phase::Closed
+    }
+
+    /// Whether the connection waits for a peer that has not read what was sent: then only
+    /// writability (EPOLLOUT) is worth waking up for, not a busy poll.
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked && self.has_output()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -341,7 +378,6 @@ impl Connection {
     }
 
     fn on_ic_req(&mut self, request: pdu::ICReq) {
-        let settings = self.shared.settings();
         let response = ICResp {
             pfv: pdu::PFV_1_0,
             cpda: 0,
@@ -359,7 +395,9 @@ impl Connection {
             header_digest: request.header_digest,
             data_digest: request.data_digest,
             pda: 0,
-            max_in_capsule_data: settings.in_capsule_data_size.max(1024),
+            // Whatever queue this becomes (the Connect says): the admin queue's 8 KiB or the
+            // configured size; an I/O command's in-capsule data is checked against its buffer.
+            max_in_capsule_data: self.scratch.len() as u32,
             max_data_pdu_len: response.maxh2cdata,
         });
         let mut bytes = [0u8; MAX_SENT_HEADER];
@@ -373,11 +411,28 @@ impl Connection {
     }
 
     fn on_command(&mut self, command: Command, layout: PduLayout, context: &mut IoContext<'_>) {
-        let Some(index) = self.free_requests.pop() else {
-            self.terminate(PduError::SequenceError(
-                "more commands outstanding than the queue size allows",
-            ));
-            return;
+        // A host may have as many commands outstanding as its queue has entries (SQSIZE + 1:
+        // Linux hosts keep one fewer, nvmet tolerates more); one more is a protocol violation
+        // that no status can report, since there is no slot to answer from. Like Linux nvmet
+        // and SPDK the connection ends; unlike them, a C2HTermReq (PDU Sequence Error) says why.
+        let outstanding = self.requests.len() - self.free_requests.len();
+        let limit = self
+            .binding
+            .as_ref()
+            .map_or(self.requests.len(), |binding| {
+                usize::from(binding.sq_entries()).min(self.requests.len())
+            });
+        let index = match self.free_requests.pop() {
+            Some(index) if outstanding < limit => index,
+            other => {
+                if let Some(index) = other {
+                    self.free_requests.push(index);
+                }
+                self.terminate(PduError::SequenceError(
+                    "more commands outstanding than the queue has entries",
+                ));
+                return;
+            }
         };
         self.sq_head = self.sq_head.wrapping_add(1) % self.sq_entries();
         let request = &mut self.requests[usize::from(index)];
@@ -413,7 +468,7 @@ impl Connection {
     fn start_io(&mut self, index: u16, in_capsule: usize, context: &mut IoContext<'_>) {
         let binding = self.binding.as_ref().expect("an I/O queue is bound");
         let command = self.requests[usize::from(index)].command;
-        let checked = check_io(binding, &command, in_capsule);
+        let checked = check_io(binding, &command, in_capsule, self.shared.max_io_size());
         let (route, len) = match checked {
             Ok(found) => found,
             Err(status) => {
@@ -686,36 +741,28 @@ impl Connection {
             return;
         }
         let command = request.command;
+        if is_disconnect(&command) && self.binding.as_ref().is_some_and(|b| !b.is_admin()) {
+            self.disconnect(index);
+            return;
+        }
+        if is_connect(&command) && self.binding.is_none() {
+            let data = self.scratch[..request.len].to_vec();
+            self.try_connect(index, data, Instant::now() + QID_REUSE_WAIT);
+            return;
+        }
         let data = &self.scratch[..request.len];
         let outcome = if !is_connect(&command) {
             let binding = self.binding.as_ref().expect("checked before");
             binding.execute_admin(&command, data)
-        } else if self.binding.is_some() {
+        } else {
             AdminOutcome::Respond(AdminResponse::failure(
                 Status::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry(),
             ))
-        } else {
-            let local = self
-                .socket
-                .local_addr()
-                .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-            match crate::session::connect(self.shared.registry(), &command, data, local) {
-                Ok((binding, result)) => {
-                    log::info!(
-                        "{}: connected queue {} (controller {result})",
-                        self.peer,
-                        binding.qid()
-                    );
-                    self.sq_head %= binding.sq_entries();
-                    self.binding = Some(binding);
-                    AdminOutcome::Respond(AdminResponse::success(result))
-                }
-                Err((status, result)) => AdminOutcome::Respond(AdminResponse {
-                    result,
-                    ..AdminResponse::failure(status)
-                }),
-            }
         };
+        self.answer_admin(index, outcome);
+    }
+
+    fn answer_admin(&mut self, index: u16, outcome: AdminOutcome) {
         match outcome {
             AdminOutcome::Held => self.requests[usize::from(index)].state = RequestState::Held,
             AdminOutcome::Respond(response) => {
@@ -725,6 +772,72 @@ impl Connection {
                 self.respond_with(index, response.status, response.result, response.dw1);
             }
         }
+    }
+
+    /// Connect on a connection without a queue yet. An I/O queue Connect refused only because
+    /// its QID is still attached is parked and retried until `deadline`: the previous
+    /// connection of that queue may be closed by the host already, with its poll group yet to
+    /// read the EOF (SPDK's "Duplicate QID" on reconnect).
+    fn try_connect(&mut self, index: u16, data: Vec<u8>, deadline: Instant) {
+        let command = self.requests[usize::from(index)].command;
+        let local = self
+            .socket
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let outcome = match crate::session::connect(self.shared.registry(), &command, &data, local)
+        {
+            Ok((binding, result)) => {
+                log::info!(
+                    "{}: connected queue {} (controller {result})",
+                    self.peer,
+                    binding.qid()
+                );
+                self.sq_head %= binding.sq_entries();
+                self.binding = Some(binding);
+                AdminResponse::success(result)
+            }
+            Err((status, result)) => {
+                if qid_in_use(&command, status, result) && Instant::now() < deadline {
+                    self.requests[usize::from(index)].state = RequestState::Held;
+                    self.pending_connect = Some(PendingConnect {
+                        index,
+                        data,
+                        deadline,
+                    });
+                    return;
+                }
+                AdminResponse {
+                    result,
+                    ..AdminResponse::failure(status)
+                }
+            }
+        };
+        self.answer_admin(index, AdminOutcome::Respond(outcome));
+    }
+
+    /// Retries a parked Connect.
+    fn retry_connect(&mut self) {
+        if self.phase != Phase::Established {
+            return;
+        }
+        if let Some(pending) = self.pending_connect.take() {
+            self.try_connect(pending.index, pending.data, pending.deadline);
+        }
+    }
+
+    /// Disconnect of an I/O queue: the QID is released before the response goes out, so a
+    /// host that reconnects it as soon as it has the response is never refused; then the
+    /// connection closes.
+    fn disconnect(&mut self, index: u16) {
+        self.respond(index, Status::SUCCESS, 0);
+        if let Some(binding) = self.binding.take() {
+            log::info!("{}: queue {} disconnected", self.peer, binding.qid());
+            binding.release();
+        }
+        self.phase = Phase::Terminating;
+        self.outgoing
+            .push_back(Outgoing::Close("the host disconnected the queue"));
+        self.closing_deadline = Some(Instant::now() + CLOSING_GRACE);
     }
 
     fn send_admin_data(&mut self, index: u16, mut data: Vec<u8>) {
@@ -757,6 +870,7 @@ impl Connection {
         if self.phase == Phase::Closed {
             return;
         }
+        self.retry_connect();
         self.submit_waiting(context);
         loop {
             self.retire_empty_items(context);
@@ -787,7 +901,7 @@ impl Connection {
                         )
                     }
                     Outgoing::AdminData(bytes) => (bytes, &[]),
-                    Outgoing::Release(_) | Outgoing::Close => (&[], &[]),
+                    Outgoing::Release(_) | Outgoing::Close(_) => (&[], &[]),
                 };
                 for part in [first, second] {
                     if skip >= part.len() {
@@ -807,8 +921,14 @@ impl Connection {
                     self.close("the socket accepts no more data", context);
                     return;
                 }
-                Ok(written) => self.advance(written, context),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Ok(written) => {
+                    self.write_blocked = false;
+                    self.advance(written, context);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.close(&format!("send failed: {e}"), context);
@@ -845,9 +965,10 @@ impl Connection {
                     self.outgoing.pop_front();
                     self.release(index, context);
                 }
-                Outgoing::Close => {
+                Outgoing::Close(why) => {
+                    let why = *why;
                     self.outgoing.pop_front();
-                    self.close("after a fatal protocol error", context);
+                    self.close(why, context);
                     return;
                 }
                 _ => return,
@@ -876,7 +997,9 @@ impl Connection {
         if let Ok(len) = pdu::encode_term_req(Role::Controller, &term, &[], &mut bytes) {
             self.outgoing.push_back(Outgoing::Header { bytes, len });
         }
-        self.outgoing.push_back(Outgoing::Close);
+        self.outgoing
+            .push_back(Outgoing::Close("after a fatal protocol error"));
+        self.closing_deadline = Some(Instant::now() + CLOSING_GRACE);
     }
 
     /// Closes the socket. Commands on a drive keep their requests (and buffers) until they
@@ -891,6 +1014,7 @@ impl Connection {
         self.outgoing.clear();
         self.sent_of_first = 0;
         self.waiting.clear();
+        self.pending_connect = None;
         for (index, request) in self.requests.iter_mut().enumerate() {
             if matches!(request.state, RequestState::AtDrive | RequestState::Free) {
                 continue;
@@ -908,6 +1032,15 @@ impl Connection {
 
     /// Timer work: keep-alive, asynchronous events, a controller that went away.
     pub fn tick(&mut self, now: Instant, context: &mut IoContext<'_>) {
+        if self.phase == Phase::Terminating {
+            if self
+                .closing_deadline
+                .is_some_and(|deadline| now >= deadline)
+            {
+                self.close("the peer does not take the last PDUs", context);
+            }
+            return;
+        }
         if self.phase != Phase::Established {
             return;
         }
@@ -922,6 +1055,8 @@ impl Connection {
     /// Shutdown: new commands are refused; held Asynchronous Event Requests are answered.
     pub fn stop_taking_commands(&mut self, context: &mut IoContext<'_>) {
         self.accepting_commands = false;
+        // A parked Connect is held like an AER, and answered with them below.
+        self.pending_connect = None;
         let held: Vec<u16> = (0..self.requests.len() as u16)
             .filter(|&i| self.requests[usize::from(i)].state == RequestState::Held)
             .collect();
@@ -956,6 +1091,22 @@ fn is_connect(command: &Command) -> bool {
         && (command.nsid & 0xff) as u8 == crate::fabrics::fctype::CONNECT
 }
 
+fn is_disconnect(command: &Command) -> bool {
+    command.opcode() == FABRICS_OPCODE
+        && (command.nsid & 0xff) as u8 == crate::fabrics::fctype::DISCONNECT
+}
+
+/// Whether an I/O queue Connect was refused for its QID (which may be still attached).
+fn qid_in_use(command: &Command, status: Status, result: u32) -> bool {
+    let io_queue = matches!(
+        FabricsCommand::parse(command),
+        Ok(FabricsCommand::Connect(connect)) if connect.qid != 0
+    );
+    io_queue
+        && crate::fabrics::is_connect_status(status, connect_status::INVALID_PARAMETERS)
+        && result == u32::from(connect_offset::QID)
+}
+
 fn is_host_to_controller(opcode: u8) -> bool {
     matches!(opcode, nvm_opcode::WRITE | nvm_opcode::DATASET_MANAGEMENT)
 }
@@ -965,6 +1116,7 @@ fn check_io(
     binding: &QueueBinding,
     command: &Command,
     in_capsule: usize,
+    buffer_len: usize,
 ) -> Result<(NamespaceRoute, usize), Status> {
     let invalid = |sc| Err(Status::generic(sc).do_not_retry());
     if !binding.enabled() {
@@ -993,7 +1145,9 @@ fn check_io(
         if sgl_length != len || (in_capsule > 0 && in_capsule != len) {
             return invalid(SGL_LENGTH_INVALID);
         }
-        if len > binding.max_io_size() {
+        // Beyond MDTS: Invalid Field in Command, as the base specification says (SPDK answers
+        // SGL Data Block Length Invalid). The buffers bound it too, whatever MDTS says.
+        if len > binding.max_io_size() || len > buffer_len {
             return invalid(generic::INVALID_FIELD);
         }
     }

@@ -103,6 +103,8 @@ pub struct HostCompletion {
     pub cid: u16,
     pub status: Status,
     pub result: u32,
+    /// Completion DW1 (the upper half of an 8-byte Property Get).
+    pub dw1: u32,
 }
 
 struct Slot {
@@ -371,7 +373,12 @@ impl HostQueue {
                 ReadEvent::Header { header, .. } => match header {
                     PduHeader::CapsuleResp(cqe) => {
                         completed += 1;
-                        self.complete(cqe.cid, cqe.status(), cqe.result, &mut on_complete);
+                        self.complete(
+                            cqe.cid,
+                            cqe.status(),
+                            (cqe.result, cqe.dw1),
+                            &mut on_complete,
+                        );
                     }
                     PduHeader::C2HData(data) => {
                         let slot = self.slots.get(usize::from(data.cccid));
@@ -434,10 +441,10 @@ impl HostQueue {
                     slot.read_len = end;
                     if let Err(mismatch) = digest {
                         completed += 1;
-                        self.complete(cid, mismatch.completion_status(), 0, &mut on_complete);
+                        self.complete(cid, mismatch.completion_status(), (0, 0), &mut on_complete);
                     } else if success_flag {
                         completed += 1;
-                        self.complete(cid, Status::SUCCESS, 0, &mut on_complete);
+                        self.complete(cid, Status::SUCCESS, (0, 0), &mut on_complete);
                     }
                 }
             }
@@ -448,7 +455,7 @@ impl HostQueue {
         &mut self,
         cid: u16,
         status: Status,
-        result: u32,
+        (result, dw1): (u32, u32),
         on_complete: &mut impl FnMut(HostCompletion, &[u8]),
     ) {
         let Some(slot) = self.slots.get_mut(usize::from(cid)).filter(|s| s.busy) else {
@@ -466,6 +473,7 @@ impl HostQueue {
             cid,
             status,
             result,
+            dw1,
         };
         on_complete(completion, &slot.read[..read_len]);
         self.free.push(cid);
@@ -519,24 +527,48 @@ impl HostQueue {
         read_len: usize,
         what: &'static str,
     ) -> Result<(u32, Vec<u8>), HostError> {
+        self.execute_completion(command, write, read_len, what)
+            .map(|(done, data)| (done.result, data))
+    }
+
+    /// As [`execute`](Self::execute), returning the whole completion.
+    pub fn execute_completion(
+        &mut self,
+        command: Command,
+        write: &[u8],
+        read_len: usize,
+        what: &'static str,
+    ) -> Result<(HostCompletion, Vec<u8>), HostError> {
         let cid = self.submit(command, write, read_len, 0)?;
         let mut outcome = None;
         while outcome.is_none() {
             self.poll(true, |done, data| {
                 if done.cid == cid {
-                    outcome = Some((done.status, done.result, data.to_vec()));
+                    outcome = Some((done, data.to_vec()));
                 }
             })?;
         }
-        let (status, result, data) = outcome.expect("loop ends with an outcome");
-        if !status.is_success() {
+        let (done, data) = outcome.expect("loop ends with an outcome");
+        if !done.status.is_success() {
             return Err(HostError::Command {
                 address: self.address,
                 what,
-                status,
+                status: done.status,
             });
         }
-        Ok((result, data))
+        Ok((done, data))
+    }
+
+    /// The connection's socket (to watch for the target closing it).
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// Fabrics Disconnect of this I/O queue: once it completes the target has released the
+    /// queue ID, so it may be connected again at once. The target then closes the connection.
+    pub fn disconnect(mut self) -> Result<(), HostError> {
+        let command = FabricsCommand::Disconnect.to_command(0);
+        self.execute(command, &[], 0, "Disconnect").map(|_| ())
     }
 
     /// Fabrics Connect on this connection.
@@ -608,6 +640,8 @@ pub struct Host {
     subsystem_nqn: String,
     cntlid: u16,
     options: HostOptions,
+    /// In-capsule data the controller takes on I/O queues (IOCCSZ), once identified.
+    io_in_capsule: Option<usize>,
 }
 
 impl Host {
@@ -626,6 +660,7 @@ impl Host {
             subsystem_nqn: subsystem_nqn.to_owned(),
             cntlid,
             options,
+            io_in_capsule: None,
         })
     }
 
@@ -644,8 +679,10 @@ impl Host {
             PropertySize::Four
         };
         let command = FabricsCommand::PropertyGet(PropertyGet { size, offset }).to_command(0);
-        let (result, _) = self.admin.execute(command, &[], 0, "Property Get")?;
-        Ok(u64::from(result))
+        let (done, _) = self
+            .admin
+            .execute_completion(command, &[], 0, "Property Get")?;
+        Ok(u64::from(done.result) | (u64::from(done.dw1) << 32))
     }
 
     pub fn property_set(&mut self, offset: u32, value: u32) -> Result<(), HostError> {
@@ -686,10 +723,13 @@ impl Host {
         let (_, data) = self
             .admin
             .execute(command, &[], IDENTIFY_DATA_SIZE, "Identify")?;
-        IdentifyController::from_bytes(&data).map_err(|_| HostError::Protocol {
+        let identify = IdentifyController::from_bytes(&data).map_err(|_| HostError::Protocol {
             address: self.address,
             error: PduError::DataOutOfRange("short Identify data"),
-        })
+        })?;
+        // IOCCSZ counts 16-byte units of the whole capsule: the 64-byte command and its data.
+        self.io_in_capsule = Some((identify.ioccsz as usize * 16).saturating_sub(64));
+        Ok(identify)
     }
 
     pub fn identify_namespace(&mut self, nsid: u32) -> Result<IdentifyNamespace, HostError> {
@@ -728,10 +768,16 @@ impl Host {
 
     /// Opens I/O queue `qid` with `entries` entries.
     pub fn connect_io_queue(&mut self, qid: u16, entries: u16) -> Result<HostQueue, HostError> {
+        let in_capsule = match self.io_in_capsule {
+            Some(size) => size,
+            None => {
+                self.identify_controller()?;
+                self.io_in_capsule.unwrap_or(0)
+            }
+        };
         let mut queue = HostQueue::open(self.address, entries, &self.options)?;
-        let identify_icd = 8192;
-        queue.in_capsule_max = identify_icd;
         queue.connect(qid, self.cntlid, &self.subsystem_nqn, &self.options)?;
+        queue.in_capsule_max = in_capsule;
         Ok(queue)
     }
 }

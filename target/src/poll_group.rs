@@ -82,6 +82,7 @@ impl PollGroupHandle {
             wake: Arc::clone(&wake),
             inbox: consumer,
             connections: Vec::new(),
+            interest: Vec::new(),
             backends,
             completions: Vec::with_capacity(COMPLETIONS_PER_ROUND),
             shared,
@@ -143,6 +144,17 @@ impl Drop for PollGroupHandle {
     }
 }
 
+/// What epoll watches a connection's socket for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interest {
+    /// Not in epoll: a closed connection (a shut-down socket is always readable, so it must
+    /// leave epoll at once or the group would spin on it) or a free slot.
+    Nothing,
+    Readable,
+    /// Its peer has not taken what was sent: wait for room rather than busy-poll.
+    ReadableOrWritable,
+}
+
 struct PollGroup {
     index: usize,
     epoll: Epoll,
@@ -151,6 +163,8 @@ struct PollGroup {
     /// Slot index = epoll token = the upper half of backend command tags. A closed connection
     /// stays in its slot until the drives have completed all of its commands.
     connections: Vec<Option<Connection>>,
+    /// Per slot, what epoll watches its socket for.
+    interest: Vec<Interest>,
     completions: Vec<Completed>,
     /// Dropped last: after every connection, so nothing can still want its buffers.
     backends: Vec<BackendQueue>,
@@ -176,7 +190,7 @@ impl PollGroup {
                     .connections
                     .iter()
                     .flatten()
-                    .any(Connection::has_output);
+                    .any(|c| c.has_output() && !c.write_blocked());
             if stopping && !busy {
                 break;
             }
@@ -208,6 +222,7 @@ impl PollGroup {
                     break;
                 }
             }
+            self.update_interest();
             self.release_closed();
         }
         self.connections.clear();
@@ -232,6 +247,7 @@ impl PollGroup {
             Some(slot) => slot,
             None => {
                 self.connections.push(None);
+                self.interest.push(Interest::Nothing);
                 self.connections.len() - 1
             }
         };
@@ -247,6 +263,7 @@ impl PollGroup {
                 }
                 self.summary.connections_served += 1;
                 self.connections[slot] = Some(connection);
+                self.interest[slot] = Interest::Readable;
             }
             Err(error) => log::warn!("poll group {}: refused a connection: {error}", self.index),
         }
@@ -326,12 +343,53 @@ impl PollGroup {
         }
     }
 
+    /// Keeps epoll in step with each connection: closed ones leave it at once (even while
+    /// their commands are still on a drive), blocked writers wait for EPOLLOUT.
+    fn update_interest(&mut self) {
+        for (slot, connection) in self.connections.iter().enumerate() {
+            let Some(connection) = connection else {
+                continue;
+            };
+            let wanted = if connection.is_closed() {
+                Interest::Nothing
+            } else if connection.write_blocked() {
+                Interest::ReadableOrWritable
+            } else {
+                Interest::Readable
+            };
+            let current = self.interest[slot];
+            if wanted == current {
+                continue;
+            }
+            let flags = match wanted {
+                Interest::Nothing => {
+                    let _ = self.epoll.delete(connection.socket());
+                    self.interest[slot] = Interest::Nothing;
+                    continue;
+                }
+                Interest::Readable => EpollFlags::EPOLLIN,
+                Interest::ReadableOrWritable => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+            };
+            let mut event = EpollEvent::new(flags, slot as u64);
+            match self.epoll.modify(connection.socket(), &mut event) {
+                Ok(()) => self.interest[slot] = wanted,
+                Err(error) => log::error!(
+                    "poll group {}: cannot change what a connection waits for: {error}",
+                    self.index
+                ),
+            }
+        }
+    }
+
     /// Frees the slots of connections that are closed and have nothing left on any drive.
     fn release_closed(&mut self) {
-        for slot in self.connections.iter_mut() {
-            if slot.as_ref().is_some_and(Connection::is_finished) {
-                if let Some(connection) = slot.take() {
-                    let _ = self.epoll.delete(connection.socket());
+        for (slot, connection) in self.connections.iter_mut().enumerate() {
+            if connection.as_ref().is_some_and(Connection::is_finished) {
+                if let Some(connection) = connection.take() {
+                    if self.interest[slot] != Interest::Nothing {
+                        let _ = self.epoll.delete(connection.socket());
+                    }
+                    self.interest[slot] = Interest::Nothing;
                 }
             }
         }
