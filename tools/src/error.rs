@@ -1,6 +1,9 @@
 //! The errors of the `vfnvme` command. `main` prints each as one line, `vfnvme: <message>`.
 
 use vfnvme_driver::queue::SubmitError;
+use vfnvme_target::config::ConfigError;
+use vfnvme_target::host::HostError;
+use vfnvme_target::tgt::TargetError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -14,6 +17,17 @@ pub enum Error {
     Invalid(String),
     #[error("submitting an I/O failed: {0}")]
     Submit(#[from] SubmitError),
+    /// NVMe/TCP: the messages name the target's address and what failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// `serve`: the messages name the file and, where possible, the line.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `serve`: drives, memory, listeners; the messages say which and why.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("cannot set up SIGINT and SIGTERM handling: {0}")]
+    Signals(#[source] nix::Error),
     #[error("writing to stdout failed: {0}")]
     Output(#[source] std::io::Error),
     /// The run finished but saw I/O errors or data mismatches.

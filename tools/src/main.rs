@@ -1,4 +1,5 @@
-//! `vfnvme`: identify NVMe drives and generate load on them through the user-space driver.
+//! `vfnvme`: identify NVMe drives and generate load on them through the user-space driver or
+//! over NVMe/TCP, and serve them to remote hosts as an NVMe/TCP target.
 //!
 //! Every failure is one line on stderr, `vfnvme: <message>`, and exit status 1; usage errors
 //! are clap's, with exit status 2.
@@ -7,8 +8,10 @@ mod device;
 mod error;
 mod identify;
 mod perf;
+mod serve;
 
 use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -17,7 +20,11 @@ use error::{Error, Result};
 use perf::{pattern, PerfArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "vfnvme", version, about = "User-space NVMe driver tools")]
+#[command(
+    name = "vfnvme",
+    version,
+    about = "User-space NVMe driver and NVMe/TCP target"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,6 +42,12 @@ enum Command {
     },
     /// Generate I/O load and report IOPS, bandwidth and latency.
     Perf(PerfArgs),
+    /// Run the NVMe/TCP target until SIGINT or SIGTERM.
+    Serve {
+        /// The TOML configuration (see deploy/vfnvme.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Write the verify data pattern of some blocks to stdout (e.g. for `dd` to a drive).
     Pattern {
         /// Bytes per logical block (a multiple of 8).
@@ -53,8 +66,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // The daemon tells what it does; the one-shot commands only what went wrong.
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .init();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -75,6 +94,7 @@ fn run(command: Command) -> Result<()> {
             }
             perf::run(&args)
         }
+        Command::Serve { config } => serve::run(&config),
         Command::Pattern {
             block_size,
             blocks,

@@ -1,15 +1,21 @@
 //! `vfnvme perf`: a load generator in the style of `spdk_nvme_perf`.
 //!
 //! One thread drives every queue pair round-robin: each pair keeps `-q` commands in flight,
-//! each command slot owning one DMA buffer for the whole run (lent to the queue pair while its
-//! command is in flight), so the submit/poll loop allocates nothing. Latency is measured from submission to the poll that reaped the completion.
+//! each command slot owning one data buffer for the whole run, so the submit/poll loop
+//! allocates nothing. Latency is measured from just before submission to the poll that reaped
+//! the completion.
+//!
+//! The workload, verify and statistics logic here is shared by two backends, which differ only
+//! in how a command is submitted and its completion reaped ([`Backend`]): a queue pair of a
+//! local drive through the user-space driver (`--device`, [`local`]), or an NVMe/TCP I/O queue
+//! of a remote target through `vfnvme_target::host` (`--connect`, [`remote`]).
 //!
 //! Workloads: `read`/`write` walk the namespace sequentially and wrap around; `randread`/
 //! `randwrite` pick `-o`-aligned offsets uniformly; writes send whatever the buffers hold.
 //! `verify` makes one sequential pass over the namespace: it writes each `-o` chunk with the
-//! pattern below, reads it back into a poisoned buffer and compares; it stops at the end of the
-//! pass or when `-t` expires. `--verify-existing` skips the writes and checks data written
-//! earlier (by a previous run, or by `dd` from `vfnvme pattern` through the kernel driver).
+//! pattern below, reads it back and compares; it stops at the end of the pass or when `-t`
+//! expires. `--verify-existing` skips the writes and checks data written earlier (by a previous
+//! run, or by `dd` from `vfnvme pattern` through the kernel driver).
 //!
 //! The pattern: for logical block `lba` of `bs` bytes and seed `seed` (`--seed`, default 1),
 //! the block is `bs / 8` little-endian u64 words, word `i` being
@@ -17,7 +23,9 @@
 //! (see [`pattern`]).
 
 mod histogram;
+mod local;
 pub mod pattern;
+mod remote;
 mod workload;
 
 use std::collections::VecDeque;
@@ -25,37 +33,33 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use vfnvme_driver::dma::{BufferPool, DmaBuffer};
-use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::spec::Status;
-use vfnvme_driver::{Controller, IoQueuePair, Namespace, NvmeDevice};
+use vfnvme_driver::Namespace;
 
-use crate::device;
 use crate::error::{Error, Result};
 use histogram::Histogram;
 use pattern::Mismatch;
 pub use workload::Workload;
 use workload::{Extent, Offsets};
 
-/// A command taking longer than this is aborted (and the controller reset if that fails).
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often commands are checked against [`IO_TIMEOUT`].
+/// How often commands are checked against the backend's I/O timeout.
 const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// Polling rounds without a completion after which the thread yields once.
 const IDLE_ROUNDS_BEFORE_YIELD: u32 = 64;
-/// How long teardown waits for commands still in flight after an error.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Fills read buffers before a verify read, so a read that moved no data cannot pass.
+/// Fills buffers before a verify read, so that a local read that moved no data cannot pass.
 const POISON_BYTE: u8 = 0xA5;
-const DMA_ALIGNMENT: usize = 4096;
 const MIB: f64 = 1024.0 * 1024.0;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["device", "connect"])))]
 pub struct PerfArgs {
     /// PCI address of a drive bound to vfio-pci (e.g. 0000:01:00.0), or `sim`.
     #[arg(long, value_name = "ADDRESS")]
-    device: String,
+    device: Option<String>,
+    /// NVMe/TCP target and subsystem: tcp://HOST:PORT/NQN (port 4420 when left out).
+    #[arg(long, value_name = "URL")]
+    connect: Option<String>,
     /// Namespace to run against.
     #[arg(long, default_value_t = 1)]
     nsid: u32,
@@ -72,7 +76,7 @@ pub struct PerfArgs {
     #[arg(short = 't', long = "time", value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..))]
     seconds: u64,
-    /// I/O queue pairs, driven round-robin by one thread.
+    /// I/O queue pairs (with --connect: I/O connections), driven round-robin by one thread.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     qpairs: u16,
     /// Print the summary as JSON on stdout (progress still goes to stderr).
@@ -84,6 +88,12 @@ pub struct PerfArgs {
     /// With `-w verify`: only read and check, expecting the pattern to be there already.
     #[arg(long)]
     verify_existing: bool,
+    /// With --connect: ask for the NVMe/TCP header digest (CRC32C).
+    #[arg(long, requires = "connect")]
+    header_digest: bool,
+    /// With --connect: ask for the NVMe/TCP data digest (CRC32C).
+    #[arg(long, requires = "connect")]
+    data_digest: bool,
 }
 
 impl PerfArgs {
@@ -109,6 +119,27 @@ fn parse_size(text: &str) -> std::result::Result<usize, String> {
         .ok_or_else(|| format!("`{text}` is not a positive byte count like 4096 or 128k"))
 }
 
+pub fn run(args: &PerfArgs) -> Result<()> {
+    match (&args.device, &args.connect) {
+        (Some(address), None) => local::run(args, address),
+        (None, Some(url)) => remote::run(args, url),
+        _ => Err(Error::Invalid(
+            "give either --device or --connect, not both or neither".into(),
+        )),
+    }
+}
+
+/// What the controller and the namespace allow, as a backend learned it.
+struct Limits {
+    namespace: Namespace,
+    /// Largest data of one command, in bytes.
+    max_transfer: usize,
+    /// Entries of one I/O queue, at most.
+    max_queue_entries: u32,
+    /// I/O queues the controller granted.
+    io_queues: u16,
+}
+
 /// The run, checked against what the controller and namespace allow.
 struct Plan {
     workload: Workload,
@@ -124,8 +155,8 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &PerfArgs, controller: &Controller) -> Result<Self> {
-        let namespace = controller.namespace(args.nsid)?;
+    fn new(args: &PerfArgs, limits: Limits) -> Result<Self> {
+        let namespace = limits.namespace;
         let block_size = namespace.block_size as usize;
         let invalid = |message: String| Err(Error::Invalid(message));
         if !args.io_size.is_multiple_of(block_size) {
@@ -134,11 +165,10 @@ impl Plan {
                 args.io_size, args.nsid
             ));
         }
-        if args.io_size > controller.max_transfer() {
+        if args.io_size > limits.max_transfer {
             return invalid(format!(
                 "I/O size {} bytes exceeds the controller's maximum transfer of {} bytes",
-                args.io_size,
-                controller.max_transfer()
+                args.io_size, limits.max_transfer
             ));
         }
         let io_blocks = (args.io_size / block_size) as u32;
@@ -153,19 +183,17 @@ impl Plan {
                 "verify needs blocks of whole 8-byte words, not {block_size} bytes"
             ));
         }
-        let max_entries = controller.capabilities().max_queue_entries();
-        if u32::from(args.queue_depth) + 1 > max_entries {
+        if u32::from(args.queue_depth) + 1 > limits.max_queue_entries {
             return invalid(format!(
                 "queue depth {} is more than the controller's queues hold (at most {})",
                 args.queue_depth,
-                max_entries - 1
+                limits.max_queue_entries - 1
             ));
         }
-        if args.qpairs > controller.io_queues_granted() {
+        if args.qpairs > limits.io_queues {
             return invalid(format!(
                 "{} queue pairs asked for, the controller grants {}",
-                args.qpairs,
-                controller.io_queues_granted()
+                args.qpairs, limits.io_queues
             ));
         }
         Ok(Self {
@@ -200,6 +228,29 @@ impl Plan {
     }
 }
 
+/// One I/O queue as the shared loop sees it: a queue pair of a local drive
+/// ([`local::LocalQueue`]) or an NVMe/TCP I/O connection ([`remote::RemoteQueue`]). Its command
+/// slots are numbered `0..queue depth` (the tag), and each owns one data buffer for the run.
+trait Backend {
+    /// Slot `tag`'s buffer, to fill before submission; `None` while a command holds it.
+    fn buffer(&mut self, tag: u16) -> Option<&mut [u8]>;
+
+    /// Submits slot `tag`'s I/O: a write of its buffer to `extent`, or a read of `extent`.
+    /// `Ok(false)`: the queue has no room now; try again after reaping.
+    fn submit(&mut self, tag: u16, write: bool, extent: Extent) -> Result<bool>;
+
+    /// Reaps completions, reporting each as `(tag, status, data)`, `data` starting with what a
+    /// read brought. Returns how many; a backend that can block waits for at least one while
+    /// commands are outstanding.
+    fn reap(&mut self, done: impl FnMut(u16, Status, &[u8])) -> Result<usize>;
+
+    /// Commands submitted and not completed.
+    fn outstanding(&self) -> usize;
+
+    /// Deals with commands that take too long (a no-op where the transport times out itself).
+    fn check_timeouts(&mut self) -> Result<()>;
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum IoKind {
     Read,
@@ -219,16 +270,9 @@ impl IoKind {
 #[derive(Clone, Copy, Debug)]
 enum SlotState {
     Idle,
-    /// Buffer prepared; waiting for room in the submission queue.
+    /// Waiting to be submitted (again, when the queue had no room).
     Ready(IoKind, Extent),
     InFlight(IoKind, Extent, Instant),
-}
-
-/// One command's worth of state; its index is the command's tag.
-struct Slot {
-    state: SlotState,
-    /// `None` only while the queue pair holds it for the command in flight.
-    buffer: Option<DmaBuffer>,
 }
 
 /// The first failed command, for the final message.
@@ -261,8 +305,8 @@ struct Engine<'a> {
 
 impl Engine<'_> {
     /// Fills `buffer` as `kind` needs it before submission.
-    fn prepare(&self, kind: IoKind, extent: Extent, buffer: &mut DmaBuffer) {
-        let data = &mut buffer.as_mut_slice()[..self.plan.bytes_of(extent)];
+    fn prepare(&self, kind: IoKind, extent: Extent, buffer: &mut [u8]) {
+        let data = &mut buffer[..self.plan.bytes_of(extent)];
         match kind {
             IoKind::PatternWrite => {
                 pattern::fill(data, extent.lba, self.plan.block_size(), self.plan.seed)
@@ -272,14 +316,9 @@ impl Engine<'_> {
         }
     }
 
-    /// Accounts for a completed command; returns what its slot does next.
-    fn complete(
-        &mut self,
-        kind: IoKind,
-        extent: Extent,
-        status: Status,
-        buffer: &DmaBuffer,
-    ) -> SlotState {
+    /// Accounts for a completed command whose buffer holds `data`; returns what its slot does
+    /// next.
+    fn complete(&mut self, kind: IoKind, extent: Extent, status: Status, data: &[u8]) -> SlotState {
         let stats = &mut self.stats;
         if !status.is_success() {
             stats.errors += 1;
@@ -295,9 +334,12 @@ impl Engine<'_> {
         match kind {
             IoKind::PatternWrite => SlotState::Ready(IoKind::CheckRead, extent),
             IoKind::CheckRead => {
-                let data = &buffer.as_slice()[..len];
-                let check =
-                    pattern::check(data, extent.lba, self.plan.block_size(), self.plan.seed);
+                let check = pattern::check(
+                    &data[..len],
+                    extent.lba,
+                    self.plan.block_size(),
+                    self.plan.seed,
+                );
                 stats.verified_bytes += len as u64;
                 stats.mismatched_blocks += check.bad_blocks;
                 if let Some(mismatch) = check.first {
@@ -310,153 +352,171 @@ impl Engine<'_> {
     }
 }
 
-/// One I/O queue pair with its buffer pool and command slots.
-struct Queue {
-    /// Declared before `pool`: dropped first, so no command can still use a pool buffer.
-    qpair: IoQueuePair,
-    pool: BufferPool,
-    slots: Vec<Slot>,
+/// One backend queue with the state of its command slots.
+struct Queue<B> {
+    backend: B,
+    slots: Vec<SlotState>,
     /// Slots with something to submit (or idle, to be given a new extent).
     ready: VecDeque<u16>,
-    completions: Vec<Completed>,
 }
 
-impl Queue {
-    fn new(controller: &Controller, device: &dyn NvmeDevice, plan: &Plan) -> Result<Self> {
-        let depth = usize::from(plan.queue_depth);
-        let mut qpair = controller.create_io_qpair(plan.queue_depth + 1)?;
-        let mut pool = BufferPool::new(
-            device.dma(),
-            plan.io_bytes.next_multiple_of(DMA_ALIGNMENT),
-            depth,
-        )?;
-        qpair.register_pool(&pool);
-        let slots = std::iter::from_fn(|| pool.take())
-            .map(|buffer| Slot {
-                state: SlotState::Idle,
-                buffer: Some(buffer),
-            })
-            .collect();
-        Ok(Self {
-            qpair,
-            pool,
-            slots,
-            ready: (0..plan.queue_depth).collect(),
-            completions: Vec::with_capacity(depth),
-        })
+impl<B: Backend> Queue<B> {
+    fn new(backend: B, depth: u16) -> Self {
+        Self {
+            backend,
+            slots: vec![SlotState::Idle; usize::from(depth)],
+            ready: (0..depth).collect(),
+        }
     }
 
     /// Whether nothing is in flight and nothing waits to be submitted. Right after
-    /// [`Queue::submit`], `ready` only holds slots the submission queue had no room for: idle
-    /// slots left it because no new extent was to be had.
+    /// [`Queue::submit`], `ready` only holds slots the queue had no room for: idle slots left
+    /// it because no new extent was to be had.
     fn is_finished(&self) -> bool {
-        self.qpair.outstanding() == 0 && self.ready.is_empty()
+        self.backend.outstanding() == 0 && self.ready.is_empty()
     }
 
     /// Reaps completions; returns how many.
-    fn reap(&mut self, engine: &mut Engine<'_>) -> usize {
-        let completions = &mut self.completions;
-        self.qpair
-            .poll(self.slots.len(), |done| completions.push(done));
-        let reaped = self.completions.len();
-        if reaped == 0 {
-            return 0;
-        }
-        let now = Instant::now();
-        for done in self.completions.drain(..) {
-            let slot = &mut self.slots[done.tag as usize];
-            let (SlotState::InFlight(kind, extent, submitted), Some(mut buffer)) =
-                (slot.state, done.buffer)
-            else {
-                log::error!(
-                    "completion for command slot {} which is not in flight",
-                    done.tag
-                );
-                continue;
+    fn reap(&mut self, engine: &mut Engine<'_>) -> Result<usize> {
+        let Self {
+            backend,
+            slots,
+            ready,
+        } = self;
+        backend.reap(|tag, status, data| {
+            let Some(slot) = slots.get_mut(usize::from(tag)) else {
+                log::error!("completion for command slot {tag}, which does not exist");
+                return;
             };
-            let nanos = now.duration_since(submitted).as_nanos();
+            let SlotState::InFlight(kind, extent, submitted) = *slot else {
+                log::error!("completion for command slot {tag}, which is not in flight");
+                return;
+            };
+            let nanos = submitted.elapsed().as_nanos();
             engine
                 .stats
                 .latency
                 .record(u64::try_from(nanos).unwrap_or(u64::MAX));
-            slot.state = engine.complete(kind, extent, done.status, &buffer);
-            if let SlotState::Ready(next_kind, next_extent) = slot.state {
-                engine.prepare(next_kind, next_extent, &mut buffer);
-            }
-            slot.buffer = Some(buffer);
-            self.ready.push_back(done.tag as u16);
-        }
-        reaped
+            *slot = engine.complete(kind, extent, status, data);
+            ready.push_back(tag);
+        })
     }
 
     /// Submits what the ready slots have, giving idle ones new extents while the run lasts.
     fn submit(&mut self, engine: &mut Engine<'_>) -> Result<()> {
-        let plan = engine.plan;
-        while let Some(tag) = self.ready.pop_front() {
-            let slot = &mut self.slots[usize::from(tag)];
-            let Some(mut buffer) = slot.buffer.take() else {
+        let Self {
+            backend,
+            slots,
+            ready,
+        } = self;
+        while let Some(tag) = ready.pop_front() {
+            let slot = &mut slots[usize::from(tag)];
+            let Some(buffer) = backend.buffer(tag) else {
                 continue;
             };
-            let (kind, extent) = match slot.state {
+            let (kind, extent) = match *slot {
                 SlotState::Ready(kind, extent) => (kind, extent),
                 SlotState::Idle if engine.taking_new_extents => {
                     let Some(extent) = engine.offsets.next_extent() else {
-                        slot.buffer = Some(buffer);
                         continue;
                     };
-                    let kind = plan.first_kind();
-                    engine.prepare(kind, extent, &mut buffer);
-                    slot.state = SlotState::Ready(kind, extent);
-                    (kind, extent)
+                    (engine.plan.first_kind(), extent)
                 }
-                SlotState::Idle | SlotState::InFlight(..) => {
-                    slot.buffer = Some(buffer);
-                    continue;
-                }
+                SlotState::Idle | SlotState::InFlight(..) => continue,
             };
-            let ns = &plan.namespace;
-            let (lba, blocks, tag_value) = (extent.lba, extent.blocks, u64::from(tag));
-            let submitted = if kind.is_write() {
-                self.qpair.write(ns, lba, blocks, buffer, tag_value)
+            engine.prepare(kind, extent, buffer);
+            let submitted = Instant::now();
+            if backend.submit(tag, kind.is_write(), extent)? {
+                *slot = SlotState::InFlight(kind, extent, submitted);
             } else {
-                self.qpair.read(ns, lba, blocks, buffer, tag_value)
-            };
-            match submitted {
-                Ok(_) => slot.state = SlotState::InFlight(kind, extent, Instant::now()),
-                Err(Rejected { error, buffer }) => {
-                    slot.buffer = buffer;
-                    // After a controller reset the next poll hands back what was lost and
-                    // recreates the queues; until then, as when full, retry later.
-                    if matches!(error, SubmitError::QueueFull | SubmitError::ControllerReset) {
-                        self.ready.push_front(tag);
-                        return Ok(());
-                    }
-                    return Err(error.into());
-                }
+                *slot = SlotState::Ready(kind, extent);
+                ready.push_front(tag);
+                return Ok(());
             }
         }
         Ok(())
     }
 }
 
-impl Drop for Queue {
-    /// Waits for commands still in flight (after an error), then returns every buffer to the
-    /// pool. A command that never completed keeps its buffer inside the queue pair, which makes
-    /// the pool keep its memory mapped rather than free pages the device may still write.
-    fn drop(&mut self) {
-        let slots = &mut self.slots;
-        let lost = self.qpair.drain(Instant::now() + DRAIN_TIMEOUT, |done| {
-            if let Some(slot) = slots.get_mut(done.tag as usize) {
-                slot.buffer = done.buffer;
-            }
-        });
-        if lost > 0 {
-            log::warn!("{lost} commands never completed; their buffer memory stays mapped");
-        }
-        for buffer in self.slots.drain(..).filter_map(|slot| slot.buffer) {
-            self.pool.give_back(buffer);
-        }
+/// Runs `plan` on `backends` (one per queue pair) and reports, on stdout, how it went: what
+/// every backend shares once its queues exist. `address` names the device or target.
+fn run_plan<B: Backend>(
+    args: &PerfArgs,
+    plan: &Plan,
+    address: &str,
+    backends: Vec<B>,
+) -> Result<()> {
+    let queues = backends
+        .into_iter()
+        .map(|backend| Queue::new(backend, plan.queue_depth))
+        .collect();
+    let (stats, elapsed) = drive(plan, queues)?;
+    let summary = summarize(plan, address, &stats, elapsed);
+    print_summary(&summary, args.json)?;
+    match failure_message(&stats) {
+        Some(message) => Err(Error::RunFailed(message)),
+        None => Ok(()),
     }
+}
+
+/// The submit/poll loop, until `-t` expires (or the verify pass ends) and everything started
+/// has completed.
+fn drive<B: Backend>(plan: &Plan, mut queues: Vec<Queue<B>>) -> Result<(Stats, Duration)> {
+    let mut engine = Engine {
+        plan,
+        offsets: Offsets::new(
+            plan.workload,
+            plan.io_blocks,
+            plan.namespace.blocks,
+            plan.seed,
+        ),
+        taking_new_extents: true,
+        stats: Stats {
+            latency: Histogram::default(),
+            bytes: 0,
+            errors: 0,
+            first_error: None,
+            mismatched_blocks: 0,
+            first_mismatch: None,
+            verified_bytes: 0,
+        },
+    };
+    let start = Instant::now();
+    let deadline = start + plan.duration;
+    let mut progress = Progress::new(start);
+    let mut next_timeout_check = start + TIMEOUT_CHECK_INTERVAL;
+    let mut idle_rounds = 0u32;
+    loop {
+        let mut reaped = 0;
+        for queue in &mut queues {
+            reaped += queue.reap(&mut engine)?;
+            queue.submit(&mut engine)?;
+        }
+        idle_rounds = if reaped == 0 { idle_rounds + 1 } else { 0 };
+        if idle_rounds == IDLE_ROUNDS_BEFORE_YIELD {
+            // Lets a device thread sharing this CPU (the simulator, on a busy machine) run now
+            // instead of at the next scheduler tick; costs nothing measurable on real drives.
+            std::thread::yield_now();
+            idle_rounds = 0;
+        }
+        if queues.iter().all(Queue::is_finished) {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            engine.taking_new_extents = false;
+        }
+        if now >= next_timeout_check {
+            next_timeout_check = now + TIMEOUT_CHECK_INTERVAL;
+            for queue in &mut queues {
+                queue.backend.check_timeouts()?;
+            }
+        }
+        progress.maybe_report(now, &engine.stats);
+    }
+    let elapsed = start.elapsed();
+    drop(queues);
+    Ok((engine.stats, elapsed))
 }
 
 #[derive(Debug, Serialize)]
@@ -489,81 +549,6 @@ struct Summary {
     /// Whether verify covered the whole namespace before `-t` expired.
     #[serde(skip_serializing_if = "Option::is_none")]
     verify_complete: Option<bool>,
-}
-
-pub fn run(args: &PerfArgs) -> Result<()> {
-    let opened = device::open(&args.device)?;
-    let plan = Plan::new(args, &opened.controller)?;
-    let queues = (0..plan.qpairs)
-        .map(|_| Queue::new(&opened.controller, opened.device.as_ref(), &plan))
-        .collect::<Result<Vec<_>>>()?;
-    let (stats, elapsed) = drive(&plan, queues)?;
-    let summary = summarize(&plan, opened.controller.address(), &stats, elapsed);
-    print_summary(&summary, args.json)?;
-    match failure_message(&stats) {
-        Some(message) => Err(Error::RunFailed(message)),
-        None => Ok(()),
-    }
-}
-
-/// The submit/poll loop, until `-t` expires (or the verify pass ends) and everything started
-/// has completed.
-fn drive(plan: &Plan, mut queues: Vec<Queue>) -> Result<(Stats, Duration)> {
-    let mut engine = Engine {
-        plan,
-        offsets: Offsets::new(
-            plan.workload,
-            plan.io_blocks,
-            plan.namespace.blocks,
-            plan.seed,
-        ),
-        taking_new_extents: true,
-        stats: Stats {
-            latency: Histogram::default(),
-            bytes: 0,
-            errors: 0,
-            first_error: None,
-            mismatched_blocks: 0,
-            first_mismatch: None,
-            verified_bytes: 0,
-        },
-    };
-    let start = Instant::now();
-    let deadline = start + plan.duration;
-    let mut progress = Progress::new(start);
-    let mut next_timeout_check = start + TIMEOUT_CHECK_INTERVAL;
-    let mut idle_rounds = 0u32;
-    loop {
-        let mut reaped = 0;
-        for queue in &mut queues {
-            reaped += queue.reap(&mut engine);
-            queue.submit(&mut engine)?;
-        }
-        idle_rounds = if reaped == 0 { idle_rounds + 1 } else { 0 };
-        if idle_rounds == IDLE_ROUNDS_BEFORE_YIELD {
-            // Lets a device thread sharing this CPU (the simulator, on a busy machine) run now
-            // instead of at the next scheduler tick; costs nothing measurable on real drives.
-            std::thread::yield_now();
-            idle_rounds = 0;
-        }
-        if queues.iter().all(Queue::is_finished) {
-            break;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            engine.taking_new_extents = false;
-        }
-        if now >= next_timeout_check {
-            next_timeout_check = now + TIMEOUT_CHECK_INTERVAL;
-            for queue in &mut queues {
-                queue.qpair.check_timeouts(IO_TIMEOUT)?;
-            }
-        }
-        progress.maybe_report(now, &engine.stats);
-    }
-    let elapsed = start.elapsed();
-    drop(queues);
-    Ok((engine.stats, elapsed))
 }
 
 /// The once-a-second line on stderr.
