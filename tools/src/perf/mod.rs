@@ -89,18 +89,21 @@ pub struct PerfArgs {
     #[arg(long)]
     verify_existing: bool,
     /// With --connect: ask for the NVMe/TCP header digest (CRC32C).
-    #[arg(long, requires = "connect")]
+    #[arg(long)]
     header_digest: bool,
     /// With --connect: ask for the NVMe/TCP data digest (CRC32C).
-    #[arg(long, requires = "connect")]
+    #[arg(long)]
     data_digest: bool,
 }
 
 impl PerfArgs {
     /// A combination of options clap cannot express, as a usage error message.
     pub fn usage_problem(&self) -> Option<&'static str> {
-        (self.verify_existing && self.workload != Workload::Verify)
-            .then_some("--verify-existing only applies to -w verify")
+        if self.verify_existing && self.workload != Workload::Verify {
+            return Some("--verify-existing only applies to -w verify");
+        }
+        ((self.header_digest || self.data_digest) && self.connect.is_none())
+            .then_some("--header-digest and --data-digest only apply to --connect")
     }
 }
 

@@ -1,0 +1,327 @@
+//! `vfnvme serve` with RAM namespaces on loopback, driven by `vfnvme perf --connect`.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
+const RAM_MIB: u64 = 16;
+const READY_PREFIX: &str = "vfnvme: serving ";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+static CONFIGS: AtomicUsize = AtomicUsize::new(0);
+
+/// A port nothing listens on (for a moment: the system may hand it out again later).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Writes `text` to a configuration file of its own and returns its path.
+fn write_config(text: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "serve-{}-{}.toml",
+        std::process::id(),
+        CONFIGS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+fn ram_config(port: u16) -> String {
+    format!(
+        r#"[target]
+cores = 1
+
+[[listener]]
+address = "127.0.0.1:{port}"
+
+[[subsystem]]
+nqn = "{NQN}"
+allow_any_host = true
+
+[[subsystem.namespace]]
+nsid = 1
+ram_mib = {RAM_MIB}
+"#
+    )
+}
+
+fn vfnvme(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vfnvme"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the vfnvme binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit status 1 with exactly one line on stderr, `vfnvme: ...`, mentioning `needle`.
+fn assert_clean_failure(output: &Output, needle: &str) {
+    let stderr = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr:\n{stderr}");
+    assert!(lines[0].starts_with("vfnvme: "), "{stderr}");
+    assert!(lines[0].contains(needle), "`{needle}` not in: {stderr}");
+}
+
+/// A running `vfnvme serve`, killed if a test ends without stopping it.
+struct Served {
+    child: Child,
+    port: u16,
+    /// stderr, line by line, read by a thread of its own so the pipe never fills.
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start() -> Self {
+        let port = free_port();
+        let config = write_config(&ram_config(port));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vfnvme"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vfnvme serve starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Self {
+            child,
+            port,
+            lines,
+            seen: Vec::new(),
+        };
+        let ready = served.wait_for_line(|line| line.starts_with(READY_PREFIX), READY_TIMEOUT);
+        assert_eq!(
+            ready.as_deref(),
+            Some(format!("{READY_PREFIX}{NQN} on 127.0.0.1:{port}").as_str()),
+            "no ready line; stderr so far:\n{}",
+            served.seen.join("\n")
+        );
+        served
+    }
+
+    /// The first stderr line `wanted` accepts, within `timeout`.
+    fn wait_for_line(
+        &mut self,
+        wanted: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}/{NQN}", self.port)
+    }
+
+    fn perf(&self, args: &[&str]) -> Output {
+        let url = self.url();
+        vfnvme(&[&["perf", "--connect", url.as_str(), "--json"], args].concat())
+    }
+
+    /// Sends `signal` and returns the exit code and all of stderr.
+    fn stop(mut self, signal: Signal) -> (Option<i32>, String) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        kill(pid, signal).expect("signal serve");
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for serve") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve still running {EXIT_TIMEOUT:?} after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while self
+            .wait_for_line(|_| false, Duration::from_secs(1))
+            .is_some()
+        {}
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_stdout(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}; stderr:\n{}",
+        output.status,
+        stderr(output)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "stdout is not JSON ({error}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(output)
+        )
+    })
+}
+
+#[test]
+fn perf_connect_verifies_and_reads_then_sigterm_stops_serve() {
+    let served = Served::start();
+
+    let verify = json_stdout(&served.perf(&[
+        "-w", "verify", "-q", "8", "--qpairs", "2", "-o", "4096", "-t", "60",
+    ]));
+    assert_eq!(verify["device"], served.url());
+    assert_eq!(verify["verified_bytes"], RAM_MIB << 20);
+    assert_eq!(verify["verify_complete"], true);
+    assert_eq!(verify["errors"], 0);
+    assert_eq!(verify["verify_mismatches"], 0);
+    assert_eq!(verify["ios"], 2 * (RAM_MIB << 20) / 4096);
+
+    // What the first run wrote is there for a second connection, with digests on.
+    let existing = json_stdout(&served.perf(&[
+        "-w",
+        "verify",
+        "--verify-existing",
+        "-q",
+        "4",
+        "-o",
+        "64k",
+        "-t",
+        "60",
+        "--header-digest",
+        "--data-digest",
+    ]));
+    assert_eq!(existing["verified_bytes"], RAM_MIB << 20);
+    assert_eq!(existing["verify_mismatches"], 0);
+
+    let randread =
+        json_stdout(&served.perf(&["-w", "randread", "-q", "16", "-o", "4k", "-t", "1"]));
+    assert!(randread["ios"].as_u64().unwrap_or(0) > 0, "{randread}");
+    assert!(randread["iops"].as_f64().unwrap_or(0.0) > 0.0, "{randread}");
+    assert_eq!(randread["errors"], 0);
+
+    let (code, stderr) = served.stop(Signal::SIGTERM);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // An admin and two I/O connections, then twice an admin and one I/O connection.
+    assert!(
+        stderr.contains("stopped: 7 connections served, 0 commands abandoned"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigint_stops_an_idle_serve() {
+    let served = Served::start();
+    let (code, stderr) = served.stop(Signal::SIGINT);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("stopped: 0 connections served, 0 commands abandoned"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_config_is_one_line_naming_file_and_line() {
+    let path = write_config("[target]\ncores = 1\nbogus = 2\n");
+    let output = vfnvme(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
+    assert_clean_failure(
+        &output,
+        &format!("{}:3: unknown field `bogus`", path.display()),
+    );
+}
+
+#[test]
+fn a_port_in_use_is_one_line() {
+    let holder = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let port = holder.local_addr().expect("local address").port();
+    let path = write_config(&ram_config(port));
+    let output = vfnvme(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
+    assert_clean_failure(&output, &format!("cannot listen on 127.0.0.1:{port}"));
+}
+
+#[test]
+fn connecting_where_nothing_listens_is_one_line() {
+    let url = format!("tcp://127.0.0.1:{}/{NQN}", free_port());
+    let output = vfnvme(&[
+        "perf",
+        "--connect",
+        &url,
+        "-q",
+        "1",
+        "-o",
+        "4k",
+        "-w",
+        "read",
+        "-t",
+        "1",
+    ]);
+    assert_clean_failure(&output, "connect: Connection refused");
+}
+
+#[test]
+fn a_malformed_url_is_one_line() {
+    let output = vfnvme(&[
+        "perf",
+        "--connect",
+        "127.0.0.1:4420",
+        "-q",
+        "1",
+        "-o",
+        "4k",
+        "-w",
+        "read",
+        "-t",
+        "1",
+    ]);
+    assert_clean_failure(&output, "expected tcp://HOST:PORT/NQN");
+}
+
+#[test]
+fn the_deploy_example_configuration_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/vfnvme.toml");
+    if let Err(error) = vfnvme_target::config::Config::load(&path) {
+        panic!("{error}");
+    }
+}
