@@ -82,6 +82,7 @@ impl DmaSpace {
         // SAFETY: `memory` is a fresh allocation of `len` bytes that the returned region owns and
         // frees only after unmapping it; nothing has created a reference into it.
         unsafe { self.mapper.map(memory.ptr().as_ptr(), len, iova)? };
+        MAPPED_BYTES.fetch_add(len, Ordering::Relaxed);
         Ok(DmaRegion {
             id: next_region_id(),
             base: memory.ptr(),
@@ -124,6 +125,14 @@ impl IovaAllocator {
         None
     }
 }
+
+/// Bytes of DMA memory mapped by this process right now, over every device: what a teardown
+/// must bring back to where it started.
+pub fn mapped_bytes() -> usize {
+    MAPPED_BYTES.load(Ordering::Relaxed)
+}
+
+static MAPPED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn next_region_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -261,6 +270,7 @@ impl Drop for DmaRegion {
         if self.memory.is_none() {
             return;
         }
+        MAPPED_BYTES.fetch_sub(self.len, Ordering::Relaxed);
         if let Err(error) = self.mapper.unmap(self.iova, self.len) {
             log::error!(
                 "unmapping {} bytes at IOVA {:#x} failed ({error}); leaking the memory so the \

@@ -1,0 +1,257 @@
+//! Lifecycle under stress: shutdown while hosts keep the drives busy, and connect/disconnect
+//! storms. Afterwards every thread, descriptor and DMA mapping the target held must be gone.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use vfnvme_driver::spec::{nvm_opcode, Command};
+use vfnvme_target::config::Config;
+use vfnvme_target::host::{Host, HostOptions};
+use vfnvme_target::tgt::{ShutdownReport, Target};
+
+const NQN: &str = "nqn.2026-11.io.vfnvme:stress";
+
+/// The tests count process-wide resources, so they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Running {
+    address: SocketAddr,
+    stop: Arc<EventFd>,
+    thread: std::thread::JoinHandle<ShutdownReport>,
+}
+
+fn start(latency_us: u64) -> Running {
+    let text = format!(
+        "[target]\ncores = 2\nshutdown_deadline_ms = 5000\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n\
+         [[subsystem]]\nnqn = \"{NQN}\"\nallow_any_host = true\n\n\
+         [[subsystem.namespace]]\nnsid = 1\nsim_mib = 4\nsim_latency_us = {latency_us}\n\n\
+         [[subsystem.namespace]]\nnsid = 2\nram_mib = 4\n"
+    );
+    let config = Config::parse(&text, "stress.toml").expect("valid config");
+    let mut target = Target::start(config).expect("target starts");
+    let address = target.local_addresses()[0];
+    let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
+    let stop_for_thread = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        target.run_until(&*stop_for_thread).expect("acceptor runs");
+        target.shut_down()
+    });
+    Running {
+        address,
+        stop,
+        thread,
+    }
+}
+
+fn options() -> HostOptions {
+    HostOptions {
+        timeout: Duration::from_secs(10),
+        ..HostOptions::default()
+    }
+}
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until the process is back to `fds` descriptors and `threads` threads.
+fn assert_back_to(fds: usize, threads: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (now_fds, now_threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+        if now_fds <= fds && now_threads <= threads {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "resources leaked: {now_fds} fds (was {fds}), {now_threads} threads (was {threads})"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One host hammering both namespaces until the target goes away; returns how many commands
+/// completed.
+fn hammer(address: SocketAddr, running: Arc<AtomicBool>, progress: Arc<AtomicU64>) -> u64 {
+    let Ok(mut host) = Host::connect(address, NQN, options()) else {
+        return 0;
+    };
+    if host.enable().is_err() {
+        return 0;
+    }
+    let Ok(mut queue) = host.connect_io_queue(1, 17) else {
+        return 0;
+    };
+    let block = vec![0x5au8; 4096];
+    let mut completed = 0u64;
+    let mut tag = 0u64;
+    while running.load(Ordering::Relaxed) {
+        while queue.outstanding() < 16 {
+            let nsid = 1 + (tag % 2) as u32;
+            let lba = (tag * 8) % 4096;
+            let command = if tag % 3 == 0 {
+                Command::nvm_rw(nvm_opcode::WRITE, nsid, lba, 8)
+            } else {
+                Command::nvm_rw(nvm_opcode::READ, nsid, lba, 8)
+            };
+            let write: &[u8] = if tag % 3 == 0 { &block } else { &[] };
+            let read_len = if tag % 3 == 0 { 0 } else { 4096 };
+            if queue.submit(command, write, read_len, tag).is_err() {
+                return completed;
+            }
+            tag += 1;
+        }
+        match queue.poll(true, |_, _| {
+            completed += 1;
+            progress.fetch_add(1, Ordering::Relaxed);
+        }) {
+            Ok(_) => {}
+            Err(_) => return completed,
+        }
+    }
+    completed
+}
+
+#[test]
+fn shutdown_under_full_load_drains_and_releases_everything() {
+    let _exclusive = exclusive();
+    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    let mapped = vfnvme_driver::dma::mapped_bytes();
+    for cycle in 0..200 {
+        let target = start(50);
+        let load = Arc::new(AtomicBool::new(true));
+        let progress = Arc::new(AtomicU64::new(0));
+        let hosts: Vec<_> = (0..2)
+            .map(|_| {
+                let load = Arc::clone(&load);
+                let progress = Arc::clone(&progress);
+                let address = target.address;
+                std::thread::spawn(move || hammer(address, load, progress))
+            })
+            .collect();
+        // Shut down once both hosts keep the drives busy.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while progress.load(Ordering::Relaxed) < 64 {
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: the hosts made no progress"
+            );
+            std::thread::yield_now();
+        }
+        target.stop.write(1).unwrap();
+        let report = target
+            .thread
+            .join()
+            .expect("the target thread does not panic");
+        load.store(false, Ordering::Relaxed);
+        for host in hosts {
+            host.join().expect("hosts see errors, not panics");
+        }
+        assert_eq!(
+            report.abandoned_commands, 0,
+            "cycle {cycle}: the drives drained in time"
+        );
+        assert_eq!(
+            vfnvme_driver::dma::mapped_bytes(),
+            mapped,
+            "cycle {cycle}: DMA memory left mapped"
+        );
+    }
+    assert_back_to(fds, threads);
+}
+
+#[test]
+fn connect_disconnect_storm_of_several_hosts() {
+    let _exclusive = exclusive();
+    let target = start(0);
+    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    let hosts: Vec<_> = (0..4)
+        .map(|host_index| {
+            let address = target.address;
+            std::thread::spawn(move || {
+                let options = HostOptions {
+                    host_nqn: format!("nqn.2014-08.org.nvmexpress:uuid:storm-{host_index}"),
+                    ..options()
+                };
+                for cycle in 0..250u64 {
+                    let mut host = Host::connect(address, NQN, options.clone()).expect("connect");
+                    host.enable().expect("enable");
+                    let mut queue = host
+                        .connect_io_queue(1, 4)
+                        .expect("I/O queue, never a duplicate QID");
+                    let data = vec![(cycle as u8) ^ host_index as u8; 512];
+                    let lba = host_index * 1000 + cycle;
+                    queue
+                        .execute(
+                            Command::nvm_rw(nvm_opcode::WRITE, 2, lba, 1),
+                            &data,
+                            0,
+                            "Write",
+                        )
+                        .unwrap();
+                    let (_, back) = queue
+                        .execute(
+                            Command::nvm_rw(nvm_opcode::READ, 2, lba, 1),
+                            &[],
+                            512,
+                            "Read",
+                        )
+                        .unwrap();
+                    assert_eq!(back, data);
+                }
+            })
+        })
+        .collect();
+    for host in hosts {
+        host.join().expect("every cycle succeeds");
+    }
+    assert_back_to(fds, threads);
+    target.stop.write(1).unwrap();
+    let report = target.thread.join().unwrap();
+    assert_eq!(report.connections_served, 4 * 250 * 2);
+}
+
+/// Runs a target through one connection and a read, then stops it.
+fn one_short_life() {
+    let target = start(0);
+    let mut host = Host::connect(target.address, NQN, options()).unwrap();
+    host.enable().unwrap();
+    let mut queue = host.connect_io_queue(1, 8).unwrap();
+    queue
+        .execute(
+            Command::nvm_rw(nvm_opcode::READ, 1, 0, 8),
+            &[],
+            4096,
+            "Read",
+        )
+        .unwrap();
+    drop(queue);
+    drop(host);
+    target.stop.write(1).unwrap();
+    target.thread.join().unwrap();
+}
+
+#[test]
+fn a_stopped_target_unmaps_its_memory() {
+    let _exclusive = exclusive();
+    let before = vfnvme_driver::dma::mapped_bytes();
+    for life in 0..5 {
+        one_short_life();
+        assert_eq!(
+            vfnvme_driver::dma::mapped_bytes(),
+            before,
+            "life {life}: DMA memory left mapped"
+        );
+    }
+}
