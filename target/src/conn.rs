@@ -538,11 +538,17 @@ impl Connection {
             });
             return;
         };
-        if request.state != RequestState::ReceivingData
-            || request.buffer.is_none()
-            || request.command.cid() != data.cccid
-        {
+        // As SPDK: no R2T outstanding under this tag is a sequence error, a tag whose command
+        // has another CID an invalid CCCID field.
+        if request.state != RequestState::ReceivingData || request.buffer.is_none() {
             self.terminate(PduError::SequenceError("H2CData without a matching R2T"));
+            return;
+        }
+        if request.command.cid() != data.cccid {
+            self.terminate(PduError::InvalidHeaderField {
+                offset: 8,
+                reason: "CCCID is not the command of the transfer tag",
+            });
             return;
         }
         let end = u64::from(data.datao) + u64::from(data.datal);

@@ -1,0 +1,462 @@
+//! Shared by the target's integration tests: a target running on loopback with RAM namespaces,
+//! and a raw NVMe/TCP client built from the PDU encoders, for sending what a well-behaved host
+//! never would and seeing exactly what comes back.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use vfnvme_driver::spec::{Command, Completion, Status};
+use vfnvme_target::config::Config;
+use vfnvme_target::fabrics::{ConnectCommand, ConnectData, FabricsCommand, CNTLID_DYNAMIC};
+use vfnvme_target::host::{Host, HostError, HostOptions};
+use vfnvme_target::tcp::pdu::{self, H2CData, ICReq, TermReq};
+use vfnvme_target::tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
+use vfnvme_target::tgt::Target;
+
+pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
+pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
+/// The RAM namespace: 16 MiB of 512-byte blocks.
+pub const NS_BYTES: u64 = 16 * 1024 * 1024;
+pub const BLOCK: usize = 512;
+pub const NS_BLOCKS: u64 = NS_BYTES / BLOCK as u64;
+/// How long any test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// SGL identifiers (byte 15 of the data pointer).
+pub const SGL_IN_CAPSULE: u64 = 0x01 << 56;
+pub const SGL_TRANSPORT: u64 = 0x5a << 56;
+
+/// A target on 127.0.0.1 with its acceptor on a thread; stopped (in order) when dropped.
+pub struct RunningTarget {
+    pub address: SocketAddr,
+    stop: Arc<EventFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The configuration text of a target with `[target]` lines `target_extra` and one RAM
+/// subsystem `NQN` (open to any host unless `subsystem_extra` says otherwise).
+pub fn config_text(target_extra: &str, subsystem_extra: &str) -> String {
+    let allow = if subsystem_extra.contains("allow_any_host") {
+        String::new()
+    } else {
+        "allow_any_host = true".to_owned()
+    };
+    format!(
+        r#"
+[target]
+{target_extra}
+
+[[listener]]
+address = "127.0.0.1:0"
+
+[[subsystem]]
+nqn = "{NQN}"
+{allow}
+{subsystem_extra}
+
+[[subsystem.namespace]]
+nsid = 1
+ram_mib = 16
+"#
+    )
+}
+
+impl RunningTarget {
+    /// Two poll groups and the defaults, plus `[target]` lines `extra`.
+    pub fn start(extra: &str) -> Self {
+        Self::with_config(&config_text(&format!("cores = 2\n{extra}"), ""))
+    }
+
+    pub fn with_config(text: &str) -> Self {
+        let config = Config::parse(text, "test.toml").expect("valid config");
+        let mut target = Target::start(config).expect("target starts");
+        let address = target.local_addresses()[0];
+        let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
+        let stop_for_thread = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            target.run_until(&*stop_for_thread).expect("acceptor runs");
+            target.shut_down();
+        });
+        Self {
+            address,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// A host with an enabled controller of `NQN`.
+    pub fn host(&self) -> Host {
+        self.host_with(options())
+    }
+
+    pub fn host_with(&self, options: HostOptions) -> Host {
+        let mut host = Host::connect(self.address, NQN, options).expect("admin connect");
+        host.enable().expect("enable");
+        host
+    }
+
+    /// Proof the target still serves: a new host writes, reads back and compares.
+    pub fn assert_serves(&self) {
+        let mut host = self.host();
+        let mut queue = host.connect_io_queue(1, 8).expect("I/O queue");
+        let data = pattern(8 * BLOCK, 0x5a);
+        let lba = NS_BLOCKS - 8;
+        queue
+            .execute(
+                Command::nvm_rw(vfnvme_driver::spec::nvm_opcode::WRITE, 1, lba, 8),
+                &data,
+                0,
+                "Write",
+            )
+            .expect("write after the abuse");
+        let (_, back) = queue
+            .execute(
+                Command::nvm_rw(vfnvme_driver::spec::nvm_opcode::READ, 1, lba, 8),
+                &[],
+                data.len(),
+                "Read",
+            )
+            .expect("read after the abuse");
+        assert!(back == data, "data read back differs");
+    }
+}
+
+impl Drop for RunningTarget {
+    fn drop(&mut self) {
+        self.stop.write(1).unwrap();
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join();
+            if !std::thread::panicking() {
+                result.expect("the target's thread did not panic");
+            }
+        }
+    }
+}
+
+pub fn options() -> HostOptions {
+    HostOptions {
+        timeout: PATIENCE,
+        ..HostOptions::default()
+    }
+}
+
+/// Deterministic test data: `len` bytes depending on `seed`.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The status a host-side command failure carries.
+pub fn failed_status<T: std::fmt::Debug>(result: Result<T, HostError>) -> Status {
+    match result {
+        Err(HostError::Command { status, .. }) => status,
+        other => panic!("expected a command failure, got {other:?}"),
+    }
+}
+
+/// Waits until `socket` reads EOF (or the connection is reset), within `within`. Bytes that
+/// arrive before are returned.
+pub fn wait_for_eof(socket: &TcpStream, within: Duration) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + within;
+    let mut socket = socket.try_clone().map_err(|e| e.to_string())?;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("still open after {within:?}"));
+        }
+        socket.set_read_timeout(Some(left)).unwrap();
+        match socket.read(&mut buf) {
+            Ok(0) => return Ok(received),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(received),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// What the target sent, as the raw client sees it.
+#[derive(Debug)]
+pub enum Received {
+    Pdu(PduHeader, Vec<u8>),
+    /// The target closed the connection (EOF or reset).
+    Closed,
+}
+
+/// A connection that speaks NVMe/TCP byte by byte, as the test wants it.
+pub struct RawClient {
+    pub socket: TcpStream,
+    reader: PduReader,
+    pub encode: EncodeConfig,
+    buf: Vec<u8>,
+    pub host_nqn: String,
+    pub host_id: [u8; 16],
+}
+
+impl RawClient {
+    pub fn open(address: SocketAddr) -> Self {
+        let socket = TcpStream::connect_timeout(&address, PATIENCE).expect("connect");
+        socket.set_nodelay(true).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        let defaults = HostOptions::default();
+        Self {
+            socket,
+            reader: PduReader::new(DecodeConfig::initial(Role::Host), 64 * 1024),
+            encode: EncodeConfig::default(),
+            buf: vec![0; 1 << 20],
+            host_nqn: defaults.host_nqn,
+            host_id: defaults.host_id,
+        }
+    }
+
+    /// Opened and past ICReq/ICResp with the given digests.
+    pub fn established(address: SocketAddr, header_digest: bool, data_digest: bool) -> Self {
+        let mut client = Self::open(address);
+        client.ic(header_digest, data_digest);
+        client
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.socket.write_all(bytes).expect("send");
+    }
+
+    /// Sends and tolerates the target having closed already (for bytes it may not wait for).
+    pub fn send_lenient(&mut self, bytes: &[u8]) {
+        let _ = self.socket.write_all(bytes);
+    }
+
+    pub fn ic_req_bytes(header_digest: bool, data_digest: bool) -> Vec<u8> {
+        let mut out = vec![0u8; pdu::IC_PDU_LEN];
+        let request = ICReq {
+            pfv: pdu::PFV_1_0,
+            hpda: 0,
+            header_digest,
+            data_digest,
+            maxr2t: 0,
+        };
+        pdu::encode_ic_req(&request, &mut out).unwrap();
+        out
+    }
+
+    /// ICReq, ICResp; the client then frames PDUs as negotiated.
+    pub fn ic(&mut self, header_digest: bool, data_digest: bool) -> pdu::ICResp {
+        self.send(&Self::ic_req_bytes(header_digest, data_digest));
+        let response = match self.receive() {
+            Received::Pdu(PduHeader::ICResp(response), _) => response,
+            other => panic!("expected ICResp, got {other:?}"),
+        };
+        self.encode = EncodeConfig {
+            header_digest: response.header_digest,
+            data_digest: response.data_digest,
+            pda: response.cpda,
+        };
+        self.reader.set_config(DecodeConfig {
+            local_role: Role::Host,
+            header_digest: response.header_digest,
+            data_digest: response.data_digest,
+            pda: 0,
+            max_in_capsule_data: 0,
+            max_data_pdu_len: 4 << 20,
+        });
+        response
+    }
+
+    /// A CapsuleCmd as bytes, `data` in the capsule.
+    pub fn capsule_bytes(&mut self, command: &Command, data: &[u8]) -> Vec<u8> {
+        let len = pdu::encode_capsule_cmd(&self.encode, command, data, &mut self.buf)
+            .expect("capsule encodes");
+        self.buf[..len].to_vec()
+    }
+
+    pub fn send_capsule(&mut self, command: &Command, data: &[u8]) {
+        let bytes = self.capsule_bytes(command, data);
+        self.send(&bytes);
+    }
+
+    /// An H2CData PDU as bytes.
+    pub fn h2c_bytes(&mut self, header: H2CData, data: &[u8]) -> Vec<u8> {
+        let len = PduHeader::H2CData(header)
+            .encode(&self.encode, &[data], &mut self.buf)
+            .expect("H2CData encodes");
+        self.buf[..len].to_vec()
+    }
+
+    /// A Connect command and its data for queue `qid` of controller `cntlid`.
+    pub fn connect_bytes(&mut self, subnqn: &str, qid: u16, cntlid: u16, entries: u16) -> Vec<u8> {
+        let mut command = FabricsCommand::Connect(ConnectCommand {
+            recfmt: 0,
+            qid,
+            sqsize: entries - 1,
+            cattr: 0,
+            kato_ms: 0,
+        })
+        .to_command(0x77);
+        let data = ConnectData {
+            host_id: self.host_id,
+            cntlid,
+            subsystem_nqn: subnqn.to_owned(),
+            host_nqn: self.host_nqn.clone(),
+        }
+        .to_bytes();
+        command.cdw0 |= 1 << 14;
+        command.prp2 = SGL_IN_CAPSULE | data.len() as u64;
+        self.capsule_bytes(&command, &data)
+    }
+
+    /// Connects queue `qid` (0: a new controller of `subnqn`); returns DW0 of the response.
+    pub fn connect(&mut self, subnqn: &str, qid: u16, cntlid: u16, entries: u16) -> Completion {
+        let bytes = self.connect_bytes(subnqn, qid, cntlid, entries);
+        self.send(&bytes);
+        let response = self.expect_response();
+        assert!(
+            response.status().is_success(),
+            "Connect failed: {}",
+            response.status()
+        );
+        response
+    }
+
+    /// Connects I/O queue `qid` of the controller `host` created (same host NQN and ID).
+    pub fn connect_io_of(&mut self, host: &Host, qid: u16, entries: u16) -> Completion {
+        self.connect(NQN, qid, host.cntlid(), entries)
+    }
+
+    /// Connects a new admin queue of `NQN`.
+    pub fn connect_admin(&mut self) -> Completion {
+        self.connect(NQN, 0, CNTLID_DYNAMIC, 32)
+    }
+
+    /// The next PDU with its data, or `Closed`.
+    pub fn receive(&mut self) -> Received {
+        let mut pending: Option<(PduHeader, Vec<u8>)> = None;
+        loop {
+            match self.reader.poll() {
+                Err(error) => panic!("the target sent a malformed PDU: {error}"),
+                Ok(ReadEvent::NeedMoreBytes) => match self.socket.read(self.reader.recv_buffer()) {
+                    Ok(0) => return Received::Closed,
+                    Ok(n) => self.reader.commit_received(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        return Received::Closed
+                    }
+                    Err(e) => panic!("receive: {e} (nothing from the target in time?)"),
+                },
+                Ok(ReadEvent::Header { header, layout }) => {
+                    if layout.data_len == 0 {
+                        return Received::Pdu(header, Vec::new());
+                    }
+                    pending = Some((header, Vec::with_capacity(layout.data_len)));
+                }
+                Ok(ReadEvent::Data { remaining }) => {
+                    let (_, data) = pending.as_mut().expect("data after a header");
+                    let start = data.len();
+                    data.resize(start + remaining, 0);
+                    let copied = self.reader.copy_buffered_data(&mut data[start..]);
+                    data.truncate(start + copied);
+                    if copied == 0 {
+                        let mut chunk = vec![0u8; remaining];
+                        match self.socket.read(&mut chunk) {
+                            Ok(0) => return Received::Closed,
+                            Ok(n) => {
+                                self.reader.data_received_directly(&chunk[..n]);
+                                data.extend_from_slice(&chunk[..n]);
+                            }
+                            Err(e) => panic!("receive: {e}"),
+                        }
+                    }
+                }
+                Ok(ReadEvent::DataComplete(digest)) => {
+                    digest.expect("the target's data digest is right");
+                    let (header, data) = pending.take().expect("data after a header");
+                    return Received::Pdu(header, data);
+                }
+            }
+        }
+    }
+
+    /// The next PDU, which must be a CapsuleResp.
+    pub fn expect_response(&mut self) -> Completion {
+        match self.receive() {
+            Received::Pdu(PduHeader::CapsuleResp(completion), _) => completion,
+            other => panic!("expected a CapsuleResp, got {other:?}"),
+        }
+    }
+
+    /// The next PDU, which must be an R2T.
+    pub fn expect_r2t(&mut self) -> pdu::R2T {
+        match self.receive() {
+            Received::Pdu(PduHeader::R2T(r2t), _) => r2t,
+            other => panic!("expected an R2T, got {other:?}"),
+        }
+    }
+
+    /// The target must send a C2HTermReq and then close. Returns it with the offending header
+    /// it carried.
+    pub fn expect_termination(&mut self) -> (TermReq, Vec<u8>) {
+        let terminated = loop {
+            match self.receive() {
+                Received::Pdu(PduHeader::C2HTermReq(term), data) => break (term, data),
+                Received::Pdu(PduHeader::CapsuleResp(_) | PduHeader::R2T(_), _) => continue,
+                other => panic!("expected a C2HTermReq, got {other:?}"),
+            }
+        };
+        self.expect_closed();
+        terminated
+    }
+
+    /// The target must close the connection without sending anything more.
+    pub fn expect_closed(&mut self) {
+        match self.receive() {
+            Received::Closed => {}
+            other => panic!("expected the target to close, got {other:?}"),
+        }
+    }
+
+    pub fn shutdown_write(&self) {
+        let _ = self.socket.shutdown(Shutdown::Write);
+    }
+}
+
+/// A command with a transport SGL (data moved by C2HData, or H2CData after R2T) of `len`.
+pub fn with_transport_sgl(mut command: Command, cid: u16, len: usize) -> Command {
+    command.set_cid(cid);
+    command.cdw0 |= 1 << 14;
+    command.prp2 = if len == 0 {
+        0
+    } else {
+        SGL_TRANSPORT | len as u64
+    };
+    command
+}
+
+/// A command with `len` bytes of in-capsule data.
+pub fn with_in_capsule_sgl(mut command: Command, cid: u16, len: usize) -> Command {
+    command.set_cid(cid);
+    command.cdw0 |= 1 << 14;
+    command.prp2 = SGL_IN_CAPSULE | len as u64;
+    command
+}
+
+/// Open file descriptors and threads of this process.
+pub fn fds_and_threads() -> (usize, usize) {
+    let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |entries| entries.count());
+    (count("/proc/self/fd"), count("/proc/self/task"))
+}
