@@ -887,7 +887,9 @@ impl Connection {
             let mut count = 0;
             let mut skip = self.sent_of_first;
             for item in &self.outgoing {
-                if count + 2 > IOVECS_PER_WRITE {
+                // Nothing queued after a Close may reach the wire (a drive completing a command
+                // of a terminated connection queues its response there).
+                if count + 2 > IOVECS_PER_WRITE || matches!(item, Outgoing::Close(_)) {
                     break;
                 }
                 let (first, second): (&[u8], &[u8]) = match item {
