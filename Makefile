@@ -29,10 +29,13 @@ lint:
 bench:
 	$(CARGO) bench -p vfnvme-driver --bench io_cost
 
-# The driver and simulator tests under AddressSanitizer (nightly toolchain).
+# The driver, simulator and target tests (lifecycle stress included) under AddressSanitizer
+# (nightly toolchain).
 asan:
 	RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address" \
-		$(CARGO) +nightly test -p vfnvme-driver --target x86_64-unknown-linux-gnu
+		LSAN_OPTIONS="suppressions=$(CURDIR)/asan-suppressions.txt" \
+		$(CARGO) +nightly test -p vfnvme-driver -p vfnvme-target --target x86_64-unknown-linux-gnu \
+		--no-fail-fast
 
 fmt:
 	$(CARGO) fmt --all
