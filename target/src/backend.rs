@@ -84,7 +84,7 @@ impl Drive {
     pub fn max_transfer(&self) -> usize {
         match self {
             Self::Nvme(controller) => controller.max_transfer(),
-            Self::Ram(_) => vfnvme_driver::queue::MAX_PRP_TRANSFER,
+            Self::Ram(_) => crate::subsystem::RAM_MAX_IO_SIZE as usize,
         }
     }
 

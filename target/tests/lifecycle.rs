@@ -100,13 +100,13 @@ fn hammer(address: SocketAddr, running: Arc<AtomicBool>, progress: Arc<AtomicU64
         while queue.outstanding() < 16 {
             let nsid = 1 + (tag % 2) as u32;
             let lba = (tag * 8) % 4096;
-            let command = if tag % 3 == 0 {
+            let command = if tag.is_multiple_of(3) {
                 Command::nvm_rw(nvm_opcode::WRITE, nsid, lba, 8)
             } else {
                 Command::nvm_rw(nvm_opcode::READ, nsid, lba, 8)
             };
-            let write: &[u8] = if tag % 3 == 0 { &block } else { &[] };
-            let read_len = if tag % 3 == 0 { 0 } else { 4096 };
+            let write: &[u8] = if tag.is_multiple_of(3) { &block } else { &[] };
+            let read_len = if tag.is_multiple_of(3) { 0 } else { 4096 };
             if queue.submit(command, write, read_len, tag).is_err() {
                 return completed;
             }
