@@ -150,7 +150,7 @@ alive() {
 # --- NVMe/TCP: vfnvme serve, the kernel initiator (nvme-cli), the kernel target (nvmet) ------
 
 # What `vfnvme serve` prints on stderr once every listener accepts connections.
-SERVE_READY_PATTERN=${SERVE_READY_PATTERN:-"ready"}
+SERVE_READY_PATTERN=${SERVE_READY_PATTERN:-"^vfnvme: serving "}
 # How long serve may take to get ready (controller init under TCG) and to stop on SIGTERM.
 SERVE_READY_SECONDS=${SERVE_READY_SECONDS:-60}
 SERVE_STOP_SECONDS=${SERVE_STOP_SECONDS:-30}
@@ -298,3 +298,55 @@ nvmet_export() {
 	run ln -s "$ne_subsys" "$ne_port/subsystems/$1"
 	echo "nvmet: /dev/$2 exported as $1 on 127.0.0.1:$3"
 }
+
+has_block_device() { [ -n "$(block_of "$1")" ] && [ -b "/dev/$(block_of "$1")" ]; }
+
+# cmp_or_explain EXPECTED ACTUAL WHAT: cmp, showing the first differing bytes on failure.
+cmp_or_explain() {
+	if ! cmp "$1" "$2"; then
+		echo "first differing bytes (offset, expected, actual; octal):"
+		cmp -l "$1" "$2" 2>&1 | head -n 16
+		fail "$3 differs from what was expected ($1)"
+	fi
+}
+
+# serve_try NAME CONFIG: like serve_start, but a serve that exits early or prints no ready line
+# within SERVE_READY_SECONDS does not fail the scenario: it is killed (SIGKILL), its log printed
+# as capture NAME, and `serve_try_result` says `exited` or `hung` (otherwise `ready`).
+serve_try() {
+	SERVE_NAME=$1
+	echo "+ vfnvme serve --config $2 &"
+	RUST_LOG=${SERVE_RUST_LOG:-info} vfnvme serve --config "$2" \
+		>"/tmp/capture/$1.out" 2>"/tmp/capture/$1.err" &
+	SERVE_PID=$!
+	sty_deadline=$(($(date +%s) + SERVE_READY_SECONDS))
+	sty_result=ready
+	until grep -q -e "$SERVE_READY_PATTERN" "/tmp/capture/$1.err"; do
+		if ! alive "$SERVE_PID"; then
+			sty_result=exited
+			break
+		fi
+		if [ "$(date +%s)" -ge "$sty_deadline" ]; then
+			sty_result=hung
+			echo "vfnvme serve: no ready line within ${SERVE_READY_SECONDS} s; threads:"
+			for sty_task in /proc/"$SERVE_PID"/task/*; do
+				echo "  $(cat "$sty_task/comm") $(cut -d' ' -f3 "$sty_task/stat") $(cat "$sty_task/wchan")"
+			done
+			kill -KILL "$SERVE_PID"
+			break
+		fi
+		sleep 0.1
+	done
+	echo "$sty_result" >/tmp/serve_try_result
+	echo "VFNVME-SERVE-TRY: $1 $sty_result"
+	if [ "$sty_result" != ready ]; then
+		sty_rc=0
+		wait "$SERVE_PID" || sty_rc=$?
+		echo "$sty_rc" >"/tmp/capture/$1.rc"
+		emit_capture "$1"
+		SERVE_PID=""
+		SERVE_NAME=""
+	fi
+}
+
+serve_try_result() { cat /tmp/serve_try_result; }
