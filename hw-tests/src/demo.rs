@@ -20,6 +20,8 @@ pub const SERIALS: [&str; 2] = ["VFNVMEDEMO0", "VFNVMEDEMO1"];
 const STEP_MARKER: &str = "VFNVME-STEP: ";
 const CHECK_FAILED_MARKER: &str = "VFNVME-CHECK-FAILED: ";
 const GUEST_MARKER: &str = "VFNVME-GUEST: ";
+/// Brackets of a captured command's output (`capture`, `serve_stop` in guest/lib.sh).
+const CAPTURE_MARKER: &str = "VFNVME-CAPTURE-";
 
 /// The demo scenario.
 pub fn scenario() -> Scenario {
@@ -57,7 +59,10 @@ pub fn classify(line: &str) -> Shown {
         } else {
             Shown::Line(format!("guest: {note}"))
         }
-    } else if line.contains(RESULT_MARKER) || line.contains(DEVICE_DEL_REQUEST) {
+    } else if line.contains(RESULT_MARKER)
+        || line.contains(DEVICE_DEL_REQUEST)
+        || line.starts_with(CAPTURE_MARKER)
+    {
         Shown::Hidden
     } else if let Some(command) = line.strip_prefix("+ ") {
         Shown::Line(format!("  $ {command}"))
@@ -148,6 +153,7 @@ mod tests {
             Shown::Step("vfnvme identify x".to_owned())
         );
         assert_eq!(classify("VFNVME-SCENARIO-RESULT: PASS"), Shown::Hidden);
+        assert_eq!(classify("VFNVME-CAPTURE-END demo_serve"), Shown::Hidden);
         assert_eq!(
             classify("+ setup.sh status"),
             Shown::Line("  $ setup.sh status".to_owned())

@@ -9,7 +9,13 @@ fn the_demo_passes() {
         report.outcome.fail(&report.summary_line());
     }
     let shown = String::from_utf8_lossy(&console);
-    for expected in ["==> ", "  $ vfnvme identify", "QEMU NVMe Ctrl"] {
+    for expected in [
+        "==> ",
+        "  $ vfnvme identify",
+        "QEMU NVMe Ctrl",
+        "  $ nvme connect -t tcp",
+        "vfnvme serve exited with status 0",
+    ] {
         assert!(
             shown.contains(expected),
             "the demo's output lacks {expected:?}:\n{shown}"
