@@ -20,8 +20,11 @@ guest: release-bin
 hw-test: release-bin
 	$(CARGO) test --no-fail-fast -p vfnvme-hw-tests -- $(HW_TEST_FLAGS)
 
-# fio on the kernel nvme driver vs vfnvme perf on the same emulated drive model, in one guest
-# boot; prints a Markdown table (medians of 3 runs and the ratio) for BENCHMARKS.md.
+# In one guest boot, on two drives of the same emulated model: fio on the kernel nvme driver vs
+# vfnvme perf (local), and nvmet-tcp vs vfnvme serve read by the kernel's NVMe/TCP initiator
+# with fio (fabric); prints Markdown tables (medians of 3 interleaved runs and the ratios) for
+# BENCHMARKS.md. BENCH_HW=local or BENCH_HW=fabric runs one comparison only.
+BENCH_HW ?= all
 bench-hw: release-bin
-	$(CARGO) run --release -q -p vfnvme-hw-tests --bin vfnvme-hw-bench
+	$(CARGO) run --release -q -p vfnvme-hw-tests --bin vfnvme-hw-bench -- $(BENCH_HW)
 

@@ -26,8 +26,12 @@ const NQN1: &str = "nqn.2026-11.io.vfnvme:tgt1";
 const QEMU_MODEL: &str = "QEMU NVMe Ctrl";
 const PATTERN_SEED: u64 = 41;
 
-/// fio runs: (capture name, [(device variable, offset, size)], block size, queue depth).
-const FIO_RUNS: &[(&str, &[(&str, u64, u64)], &str, u32)] = &[
+/// One fio job: (device variable, offset, size).
+type FioJob = (&'static str, u64, u64);
+/// One fio run: (capture name, its jobs, run at once, block size, queue depth).
+type FioRun = (&'static str, &'static [FioJob], &'static str, u32);
+
+const FIO_RUNS: &[FioRun] = &[
     ("fio_4k_qd1", &[("F0", 0, 8 << 20)], "4k", 1),
     ("fio_4k_qd32", &[("F1", 0, 16 << 20)], "4k", 32),
     ("fio_128k_qd32", &[("F0", 16 << 20, 32 << 20)], "128k", 32),
@@ -340,7 +344,7 @@ fn data_written_over_the_fabric_reads_back_over_the_fabric_and_through_the_kerne
     let outcome = boot();
     for check in ["fabric readback ok", "kernel readback ok"] {
         let line = format!("VFNVME-TARGET-CHECK: {check}");
-        if !outcome.console.iter().any(|l| *l == line) {
+        if !outcome.console.contains(&line) {
             outcome.assert_passed();
             outcome.fail(&format!("the guest did not get to `{check}`"));
         }
