@@ -321,6 +321,11 @@ impl BufferPool {
         self.free.len()
     }
 
+    /// Buffers taken and not given back.
+    pub fn lent(&self) -> usize {
+        self.count - self.free.len()
+    }
+
     pub fn take(&mut self) -> Option<DmaBuffer> {
         let index = self.free.pop()?;
         let offset = index as usize * self.buffer_size;

@@ -2,13 +2,14 @@
 //! the IOVA ranges the IOMMU accepts. The only module that talks to /dev/vfio.
 
 use std::fs;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
 
+use crate::device::RemovalEvent;
 use crate::dma::{DmaMapper, DmaSpace, MemoryKind};
 use crate::error::{DmaError, Result, VfioError};
 use crate::mmio::Mmio;
@@ -91,6 +92,10 @@ pub struct VfioNvme {
     address: String,
     registers: Mmio,
     dma: DmaSpace,
+    removal: RemovalEvent,
+    /// The same eventfd as `removal`, in the type vfio-ioctls registers; kept while the device
+    /// may signal it.
+    _removal_for_vfio: Option<vmm_sys_util::eventfd::EventFd>,
     /// Kept open for as long as the registers and DMA space above may be used.
     _device: VfioDevice,
 }
@@ -123,6 +128,12 @@ impl VfioNvme {
         let iova_ranges = iova_ranges(&address, container.as_raw_fd())?;
         enable_bus_master(&device);
         let registers = map_bar0(&address, &device)?;
+        let removal = RemovalEvent::new().map_err(|source| VfioError::Io {
+            address: address.clone(),
+            operation: "creating the removal eventfd",
+            source,
+        })?;
+        let removal_for_vfio = watch_device_requests(&address, &device, &removal);
         let mapper = Arc::new(ContainerMapper {
             address: address.clone(),
             container,
@@ -132,6 +143,8 @@ impl VfioNvme {
             address,
             registers,
             dma: DmaSpace::new(mapper, MemoryKind::Hugepages, iova_ranges),
+            removal,
+            _removal_for_vfio: removal_for_vfio,
             _device: device,
         }))
     }
@@ -140,6 +153,14 @@ impl VfioNvme {
 impl NvmeDevice for VfioNvme {
     fn address(&self) -> &str {
         &self.address
+    }
+
+    fn removal_event(&self) -> BorrowedFd<'_> {
+        self.removal.fd()
+    }
+
+    fn request_removal(&self) {
+        self.removal.signal();
     }
 
     fn registers(&self) -> &Mmio {
@@ -258,6 +279,34 @@ fn check_hugepages() -> Result<(), DmaError> {
         });
     }
     Ok(())
+}
+
+/// Has the kernel signal `removal` when it wants the device back (the VFIO device request,
+/// sent while a hot removal waits for us). Without it a removal would wait forever, so a device
+/// that cannot do it still works, with a warning.
+fn watch_device_requests(
+    address: &str,
+    device: &VfioDevice,
+    removal: &RemovalEvent,
+) -> Option<vmm_sys_util::eventfd::EventFd> {
+    const VFIO_PCI_REQ_IRQ_INDEX: u32 = 4;
+    let duplicate = match removal.fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(error) => {
+            log::warn!("{address}: cannot watch for removal requests: {error}");
+            return None;
+        }
+    };
+    // SAFETY: `duplicate` is an owned, open eventfd descriptor; its ownership moves into the
+    // EventFd, which closes it once.
+    let eventfd = unsafe { vmm_sys_util::eventfd::EventFd::from_raw_fd(duplicate.into_raw_fd()) };
+    match device.enable_irq(VFIO_PCI_REQ_IRQ_INDEX, vec![&eventfd]) {
+        Ok(()) => Some(eventfd),
+        Err(error) => {
+            log::warn!("{address}: the device cannot signal removal requests ({error}); a hot removal will wait until vfnvme stops");
+            None
+        }
+    }
 }
 
 fn enable_bus_master(device: &VfioDevice) {

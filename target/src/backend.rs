@@ -6,14 +6,17 @@
 //! I/O path is the same for both and takes no lock.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::fs::File;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace, MemoryKind};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::sim::{RamDisk, SimConfig, SimController, SimIommu, SimNamespace};
 use vfnvme_driver::spec::{Command, Status};
 use vfnvme_driver::vfio::VfioNvme;
-use vfnvme_driver::{Controller, ControllerOptions};
+use vfnvme_driver::{Controller, ControllerOptions, NvmeDevice};
 
 /// How long a drive may take for one command before it is aborted (then reset).
 const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -88,6 +91,13 @@ impl Drive {
         }
     }
 
+    fn device(&self) -> Option<&Arc<dyn NvmeDevice>> {
+        match self {
+            Self::Nvme(controller) => Some(controller.device()),
+            Self::Ram(_) => None,
+        }
+    }
+
     fn dma(&self) -> &DmaSpace {
         match self {
             Self::Nvme(controller) => controller.device().dma(),
@@ -120,6 +130,90 @@ impl Drive {
     }
 }
 
+/// A drive as the target holds it: present until it is removed (hot removal, or an operator's
+/// request), then released once every poll group has let go of its queue to it.
+pub struct DriveSlot {
+    name: String,
+    drive: Mutex<Option<Drive>>,
+    /// A duplicate of the device's removal eventfd, for the acceptor to watch.
+    removal: Option<File>,
+    removed: AtomicBool,
+    /// Poll groups still holding a queue to the drive.
+    holders: AtomicUsize,
+}
+
+impl DriveSlot {
+    pub fn new(name: String, drive: Drive) -> std::io::Result<Self> {
+        let removal = match drive.device() {
+            Some(device) => Some(File::from(device.removal_event().try_clone_to_owned()?)),
+            None => None,
+        };
+        Ok(Self {
+            name,
+            drive: Mutex::new(Some(drive)),
+            removal,
+            removed: AtomicBool::new(false),
+            holders: AtomicUsize::new(0),
+        })
+    }
+
+    /// The PCI address, or the name of a RAM or simulated drive.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The drive, unless it was released. The admin path only: this takes a lock.
+    pub fn lock(&self) -> MutexGuard<'_, Option<Drive>> {
+        self.drive.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The eventfd that says the drive is to be given up.
+    pub fn removal_event(&self) -> Option<&File> {
+        self.removal.as_ref()
+    }
+
+    /// Consumes a removal signal; returns whether this is the first one.
+    pub fn take_removal_signal(&self) -> bool {
+        if let Some(mut event) = self.removal.as_ref() {
+            let mut counter = [0u8; 8];
+            let _ = event.read(&mut counter);
+        }
+        !self.removed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Asks for the drive to be given up, as the kernel does on hot removal.
+    pub fn request_removal(&self) {
+        if let Some(device) = self.lock().as_ref().and_then(Drive::device) {
+            device.request_removal();
+        }
+    }
+
+    /// Whether the drive is being (or was) given up. One atomic load: the I/O path asks.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// A poll group opened a queue to the drive.
+    pub fn hold(&self) {
+        self.holders.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A poll group dropped its queue to the drive.
+    pub fn let_go(&self) {
+        self.holders.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Once removed and no poll group holds a queue: drops the drive (the controller shuts
+    /// down, DMA memory is unmapped, the device is closed). Returns whether it did.
+    pub fn release_if_unused(&self) -> bool {
+        if !self.is_removed() || self.holders.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let drive = self.lock().take();
+        drive.is_some()
+    }
+}
+
 /// One poll group's way to a drive. Field order is drop order: the queue pair (which drains and
 /// deletes its queues) before the pool.
 pub enum BackendQueue {
@@ -134,19 +228,36 @@ pub enum BackendQueue {
         completed: VecDeque<Completed>,
         pool: BufferPool,
     },
+    /// The drive was given up: its queue is gone.
+    Gone,
 }
 
 impl BackendQueue {
     pub fn take_buffer(&mut self) -> Option<DmaBuffer> {
         match self {
             Self::Nvme { pool, .. } | Self::Ram { pool, .. } => pool.take(),
+            Self::Gone => None,
         }
     }
 
+    /// Returns a buffer to its pool. A buffer of a queue that is gone has nowhere to go: its
+    /// pool kept the memory when it was dropped without it.
     pub fn give_back(&mut self, buffer: DmaBuffer) {
-        match self {
-            Self::Nvme { pool, .. } | Self::Ram { pool, .. } => pool.give_back(buffer),
+        if let Self::Nvme { pool, .. } | Self::Ram { pool, .. } = self {
+            pool.give_back(buffer);
         }
+    }
+
+    /// Buffers of this queue's pool in use (in a request, or on the drive).
+    pub fn buffers_lent(&self) -> usize {
+        match self {
+            Self::Nvme { pool, .. } | Self::Ram { pool, .. } => pool.lent(),
+            Self::Gone => 0,
+        }
+    }
+
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::Gone)
     }
 
     /// Commands submitted and not yet polled.
@@ -154,6 +265,7 @@ impl BackendQueue {
         match self {
             Self::Nvme { qpair, .. } => qpair.outstanding(),
             Self::Ram { completed, .. } => completed.len(),
+            Self::Gone => 0,
         }
     }
 
@@ -192,6 +304,10 @@ impl BackendQueue {
                 });
                 Ok(())
             }
+            Self::Gone => Err(Rejected {
+                error: SubmitError::ControllerReset,
+                buffer: data.map(|(buffer, _)| buffer),
+            }),
         }
     }
 
@@ -204,6 +320,7 @@ impl BackendQueue {
                 out.extend(completed.drain(..count));
                 count
             }
+            Self::Gone => 0,
         }
     }
 

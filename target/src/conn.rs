@@ -468,7 +468,15 @@ impl Connection {
     fn start_io(&mut self, index: u16, in_capsule: usize, context: &mut IoContext<'_>) {
         let binding = self.binding.as_ref().expect("an I/O queue is bound");
         let command = self.requests[usize::from(index)].command;
-        let checked = check_io(binding, &command, in_capsule, self.shared.max_io_size());
+        let checked = check_io(binding, &command, in_capsule, self.shared.max_io_size()).and_then(
+            |(route, len)| {
+                if self.shared.drive_removed(route.drive) {
+                    Err(removed_drive_status())
+                } else {
+                    Ok((route, len))
+                }
+            },
+        );
         let (route, len) = match checked {
             Ok(found) => found,
             Err(status) => {
@@ -596,6 +604,14 @@ impl Connection {
             let request = &mut self.requests[usize::from(index)];
             let route = request.route.expect("waiting requests have a route");
             let backend = &mut context.backends[route.drive];
+            if backend.is_gone() {
+                self.waiting.pop_front();
+                if let Some(buffer) = request.buffer.take() {
+                    backend.give_back(buffer);
+                }
+                self.respond(index, removed_drive_status(), 0);
+                continue;
+            }
             if request.len > 0 && request.buffer.is_none() {
                 match backend.take_buffer() {
                     Some(buffer) => request.buffer = Some(buffer),
@@ -629,6 +645,38 @@ impl Connection {
                     }
                     return;
                 }
+            }
+        }
+    }
+
+    /// Drive `drive` is being given up and this poll group drops its queue to it: requests
+    /// waiting for it fail now; with `in_flight`, so do those still on it (their completions will
+    /// never come).
+    pub fn abandon_drive(&mut self, drive: usize, in_flight: bool, context: &mut IoContext<'_>) {
+        let on_drive = |request: &Request| request.route.is_some_and(|r| r.drive == drive);
+        let mut failed = Vec::new();
+        self.waiting.retain(|&index| {
+            let waiting = on_drive(&self.requests[usize::from(index)]);
+            if waiting {
+                failed.push(index);
+            }
+            !waiting
+        });
+        if in_flight {
+            failed.extend((0..self.requests.len() as u16).filter(|&index| {
+                let request = &self.requests[usize::from(index)];
+                request.state == RequestState::AtDrive && on_drive(request)
+            }));
+        }
+        for index in failed {
+            if let Some(buffer) = self.requests[usize::from(index)].buffer.take() {
+                context.backends[drive].give_back(buffer);
+            }
+            if self.phase == Phase::Closed {
+                self.requests[usize::from(index)].state = RequestState::Free;
+                self.free_requests.push(index);
+            } else {
+                self.respond(index, removed_drive_status(), 0);
             }
         }
     }
@@ -1057,6 +1105,16 @@ impl Connection {
         };
         if let Some(why) = binding.expired(now) {
             self.close(why, context);
+            return;
+        }
+        for event in binding.take_completed_aers() {
+            let held = self.requests.iter().position(|request| {
+                request.state == RequestState::Held && request.command.cid() == event.cid
+            });
+            if let Some(index) = held {
+                let response = event.response;
+                self.respond_with(index as u16, response.status, response.result, response.dw1);
+            }
         }
     }
 
@@ -1113,6 +1171,12 @@ fn qid_in_use(command: &Command, status: Status, result: u32) -> bool {
     io_queue
         && crate::fabrics::is_connect_status(status, connect_status::INVALID_PARAMETERS)
         && result == u32::from(connect_offset::QID)
+}
+
+/// Status of commands for a namespace whose drive is being given up (hot removal): the host
+/// should not retry on this path.
+fn removed_drive_status() -> Status {
+    Status::generic(generic::NAMESPACE_NOT_READY).do_not_retry()
 }
 
 fn is_host_to_controller(opcode: u8) -> bool {

@@ -277,6 +277,14 @@ impl ControllerRegistry {
     }
 
     /// Controllers still referenced by a queue.
+    /// The controllers alive now.
+    pub fn live_controllers(&self) -> Vec<Arc<FabricController>> {
+        lock(&self.controllers)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
     pub fn controller_count(&self) -> usize {
         lock(&self.controllers)
             .values()
@@ -352,6 +360,7 @@ impl ControllerRegistry {
                 power_management: 0,
                 ram_write_cache: true,
                 held_aers: Vec::new(),
+                completed_aers: Vec::new(),
                 queued_events: VecDeque::new(),
                 changed_namespaces: Vec::new(),
                 namespace_notices_masked: false,
@@ -473,6 +482,9 @@ struct AdminState {
     ram_write_cache: bool,
     /// Command IDs of held Asynchronous Event Requests, oldest first.
     held_aers: Vec<u16>,
+    /// AERs completed by an event noticed on another thread, for the admin queue's
+    /// connection to send.
+    completed_aers: Vec<AerCompletion>,
     queued_events: VecDeque<u32>,
     changed_namespaces: Vec<u32>,
     /// A Namespace Attribute Changed event was reported and the host has not yet read the
@@ -638,6 +650,23 @@ impl FabricController {
     /// drops with the connection) at teardown or after the host disabled the controller.
     pub fn take_pending_aers(&self) -> Vec<u16> {
         std::mem::take(&mut lock(&self.state).held_aers)
+    }
+
+    /// Namespace `nsid` changed (its drive went away): notes it, and completes a held AER for
+    /// the admin queue's connection to send (see [`take_completed_aers`](Self::take_completed_aers)).
+    pub fn post_namespace_changed(&self, nsid: u32) {
+        if let Some(completion) = self.notify_namespace_changed(nsid) {
+            lock(&self.state).completed_aers.push(completion);
+        }
+    }
+
+    /// AERs completed by [`post_namespace_changed`](Self::post_namespace_changed), to send now.
+    pub fn take_completed_aers(&self) -> Vec<AerCompletion> {
+        let mut state = lock(&self.state);
+        if state.completed_aers.is_empty() {
+            return Vec::new();
+        }
+        std::mem::take(&mut state.completed_aers)
     }
 
     /// Records that namespace `nsid` changed. If the host enabled Namespace Attribute Notices

@@ -40,6 +40,8 @@ const EVENTS_PER_WAIT: usize = 64;
 const COMPLETIONS_PER_ROUND: usize = 64;
 /// How long an idle poll group sleeps before looking at timers again.
 const IDLE_WAIT_MS: u16 = 100;
+/// How long a drive being removed may take to complete its commands before they are failed.
+const REMOVAL_DRAIN: Duration = Duration::from_secs(5);
 /// Timer work (keep-alive, command timeouts) runs this often.
 const TICK: Duration = Duration::from_millis(100);
 /// The epoll token of the wake-up eventfd; connections use their slot index.
@@ -83,6 +85,7 @@ impl PollGroupHandle {
             inbox: consumer,
             connections: Vec::new(),
             interest: Vec::new(),
+            removal_seen: vec![None; backends.len()],
             backends,
             completions: Vec::with_capacity(COMPLETIONS_PER_ROUND),
             shared,
@@ -115,7 +118,8 @@ impl PollGroupHandle {
         RING_CAPACITY - self.inbox.slots()
     }
 
-    fn wake(&self) {
+    /// Wakes the group if it sleeps in `epoll_wait`.
+    pub fn wake(&self) {
         // A full eventfd counter already means "wake up".
         let _ = self.wake.write(1);
     }
@@ -168,6 +172,8 @@ struct PollGroup {
     completions: Vec<Completed>,
     /// Dropped last: after every connection, so nothing can still want its buffers.
     backends: Vec<BackendQueue>,
+    /// When this group first saw each drive being removed.
+    removal_seen: Vec<Option<Instant>>,
     shared: Arc<TargetShared>,
     summary: PollGroupSummary,
 }
@@ -205,6 +211,7 @@ impl PollGroup {
                 }
             }
             self.reap_completions();
+            self.retire_removed_drives();
             self.flush_all();
             let now = Instant::now();
             if now >= next_tick {
@@ -226,9 +233,47 @@ impl PollGroup {
             self.release_closed();
         }
         self.connections.clear();
-        self.backends.clear();
+        for (drive, backend) in self.backends.drain(..).enumerate() {
+            if !backend.is_gone() {
+                drop(backend);
+                self.shared.drives()[drive].let_go();
+            }
+        }
         log::debug!("poll group {} stopped", self.index);
         self.summary
+    }
+
+    /// Lets go of the queues to drives being given up: once their commands completed and their
+    /// buffers came home (the device still answers while the kernel waits for us), or after
+    /// `REMOVAL_DRAIN` when it does not, failing what is left.
+    fn retire_removed_drives(&mut self) {
+        for drive in 0..self.backends.len() {
+            if self.backends[drive].is_gone() || !self.shared.drive_removed(drive) {
+                continue;
+            }
+            let now = Instant::now();
+            let since = *self.removal_seen[drive].get_or_insert(now);
+            let overdue = now.duration_since(since) >= REMOVAL_DRAIN;
+            let busy =
+                self.backends[drive].outstanding() > 0 || self.backends[drive].buffers_lent() > 0;
+            if busy && !overdue {
+                continue;
+            }
+            let (connections, mut context) = self.context();
+            for connection in connections.iter_mut().flatten() {
+                connection.abandon_drive(drive, overdue, &mut context);
+            }
+            drop(std::mem::replace(
+                &mut self.backends[drive],
+                BackendQueue::Gone,
+            ));
+            self.shared.drives()[drive].let_go();
+            log::info!(
+                "poll group {}: let go of drive {}",
+                self.index,
+                self.shared.drives()[drive].name()
+            );
+        }
     }
 
     /// Returns whether a shutdown was asked for (or the acceptor is gone).

@@ -14,7 +14,7 @@ use vfnvme_driver::spec::status::generic;
 use vfnvme_driver::spec::{admin_opcode, feature, Command, Status};
 use vfnvme_driver::{AdminData, Controller};
 
-use crate::backend::Drive;
+use crate::backend::{Drive, DriveSlot};
 use crate::config::Config;
 use crate::ctrlr::{
     AdminForwarder, AdminResponse, Association, ControllerSettings, FabricController,
@@ -53,7 +53,7 @@ pub struct DrivePlacement {
 impl Registry {
     pub fn build(
         config: &Config,
-        drives: &[Drive],
+        drives: &Arc<[DriveSlot]>,
         placement: &DrivePlacement,
         listeners: Vec<SocketAddr>,
     ) -> Result<Self, String> {
@@ -98,19 +98,33 @@ impl Registry {
             subsystems.push(Arc::new(subsystem));
         }
         let forwarder = Arc::new(DriveForwarder {
-            controllers: drives
-                .iter()
-                .map(|drive| match drive {
-                    Drive::Nvme(controller) => Some(controller.clone()),
-                    Drive::Ram(_) => None,
-                })
-                .collect(),
+            drives: Arc::clone(drives),
         });
         let settings = ControllerSettings::from_config(&config.target);
         Ok(Self {
             subsystems: TargetSubsystems::new(subsystems, listeners, settings, forwarder),
             routes,
         })
+    }
+
+    /// Tells every controller that exports a namespace of drive `drive` that the namespace
+    /// changed (it is going away), completing their held AERs.
+    pub fn drive_removed(&self, drive: usize) {
+        for (nqn, routes) in &self.routes {
+            let Some(registry) = self
+                .subsystems
+                .registries()
+                .iter()
+                .find(|registry| registry.subsystem().nqn == *nqn)
+            else {
+                continue;
+            };
+            for route in routes.iter().filter(|route| route.drive == drive) {
+                for controller in registry.live_controllers() {
+                    controller.post_namespace_changed(route.nsid);
+                }
+            }
+        }
     }
 
     fn routes_of(&self, nqn: &str) -> Arc<[NamespaceRoute]> {
@@ -122,7 +136,7 @@ impl Registry {
 }
 
 fn describe_drive_namespace(
-    drives: &[Drive],
+    drives: &[DriveSlot],
     placement: &DrivePlacement,
     pci: &str,
     device_nsid: u32,
@@ -133,7 +147,8 @@ fn describe_drive_namespace(
         .find(|(address, _)| address == pci)
         .map(|(_, index)| *index)
         .ok_or_else(|| format!("{pci} was not opened"))?;
-    let Drive::Nvme(controller) = &drives[index] else {
+    let slot = drives[index].lock();
+    let Some(Drive::Nvme(controller)) = slot.as_ref() else {
         return Err(format!("{pci} is not an NVMe drive"));
     };
     let namespace = controller
@@ -154,15 +169,22 @@ fn describe_drive_namespace(
 
 /// Forwards the admin commands the fabric controller cannot answer itself to the drives.
 struct DriveForwarder {
-    controllers: Vec<Option<Controller>>,
+    drives: Arc<[DriveSlot]>,
 }
 
 impl DriveForwarder {
-    fn controller(&self, index: usize) -> Result<&Controller, Status> {
-        self.controllers
-            .get(index)
-            .and_then(Option::as_ref)
-            .ok_or(Status::generic(generic::INVALID_FIELD).do_not_retry())
+    /// The drive's controller; held only for one admin command, so a removed drive's
+    /// controller goes as soon as that command is done.
+    fn controller(&self, index: usize) -> Result<Controller, Status> {
+        let not_ready = Status::generic(generic::NAMESPACE_NOT_READY).do_not_retry();
+        let slot = self.drives.get(index).ok_or(not_ready)?;
+        if slot.is_removed() {
+            return Err(not_ready);
+        }
+        match slot.lock().as_ref() {
+            Some(Drive::Nvme(controller)) => Ok(controller.clone()),
+            _ => Err(Status::generic(generic::INVALID_FIELD).do_not_retry()),
+        }
     }
 }
 
@@ -347,6 +369,14 @@ impl QueueBinding {
             return Some("keep-alive timeout expired");
         }
         (!self.is_admin() && controller.is_terminated()).then_some("its controller is gone")
+    }
+
+    /// AERs completed by an event on another thread (admin queue only).
+    pub fn take_completed_aers(&self) -> Vec<crate::ctrlr::AerCompletion> {
+        match &self.queue {
+            Queue::Admin(controller) => controller.take_completed_aers(),
+            Queue::Io(_) => Vec::new(),
+        }
     }
 
     /// Ends the binding: an admin queue ends its controller (its I/O queues then stop); an I/O

@@ -10,12 +10,12 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::backend::Drive;
+use crate::backend::{Drive, DriveSlot};
 use crate::config::{BackingConfig, Config, TargetConfig};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::session::{DrivePlacement, Registry};
@@ -60,7 +60,7 @@ pub struct TargetShared {
     /// Set once when shutdown starts.
     shutdown_deadline: Mutex<Option<Instant>>,
     /// Dropped last: controllers shut down when the last poll group is gone.
-    drives: Vec<Drive>,
+    drives: Arc<[DriveSlot]>,
 }
 
 impl TargetShared {
@@ -81,8 +81,13 @@ impl TargetShared {
         &self.registry
     }
 
-    pub fn drives(&self) -> &[Drive] {
+    pub fn drives(&self) -> &[DriveSlot] {
         &self.drives
+    }
+
+    /// Whether drive `index` is being given up (one atomic load).
+    pub fn drive_removed(&self, index: usize) -> bool {
+        self.drives[index].is_removed()
     }
 
     pub fn listeners(&self) -> &[SocketAddr] {
@@ -118,7 +123,7 @@ pub struct ShutdownReport {
 impl Target {
     /// Opens the drives, builds the subsystems, listens, and starts the poll groups.
     pub fn start(config: Config) -> Result<Self, TargetError> {
-        let mut drives: Vec<Drive> = Vec::new();
+        let mut drives: Vec<(String, Drive)> = Vec::new();
         let mut placement = DrivePlacement {
             pci: Vec::new(),
             ram: Vec::new(),
@@ -128,7 +133,7 @@ impl Target {
                 match &namespace.backing {
                     BackingConfig::Passthrough { pci, .. } => {
                         if !placement.pci.iter().any(|(address, _)| address == pci) {
-                            drives.push(Drive::open_pci(pci)?);
+                            drives.push((pci.clone(), Drive::open_pci(pci)?));
                             placement.pci.push((pci.clone(), drives.len() - 1));
                         }
                     }
@@ -139,8 +144,9 @@ impl Target {
                     } => {
                         let latency = Duration::from_micros(*latency_us);
                         let blocks = bytes / u64::from(*block_size);
-                        drives.push(Drive::simulated(blocks, *block_size, latency)?);
                         let (key, _) = drive_key(&subsystem.nqn, namespace);
+                        let drive = Drive::simulated(blocks, *block_size, latency)?;
+                        drives.push((key.clone(), drive));
                         placement.pci.push((key, drives.len() - 1));
                     }
                     BackingConfig::Ram { bytes, block_size } => {
@@ -150,7 +156,8 @@ impl Target {
                                 bytes: *bytes,
                                 source,
                             })?;
-                        drives.push(drive);
+                        let name = format!("ram:{}:{}", subsystem.nqn, namespace.nsid);
+                        drives.push((name, drive));
                         placement.ram.push((
                             subsystem.nqn.clone(),
                             namespace.nsid,
@@ -162,7 +169,7 @@ impl Target {
         }
         let drive_limit = drives
             .iter()
-            .map(Drive::max_transfer)
+            .map(|(_, drive)| drive.max_transfer())
             .min()
             .unwrap_or(128 * 1024);
         let max_io_size = config
@@ -190,6 +197,20 @@ impl Target {
             addresses.push(socket.local_addr().map_err(TargetError::Acceptor)?);
             listeners.push(socket);
         }
+        let drives: Arc<[DriveSlot]> = drives
+            .into_iter()
+            .map(|(name, drive)| DriveSlot::new(name, drive))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(TargetError::Acceptor)?
+            .into();
+        for (index, slot) in drives.iter().enumerate() {
+            if let Some(event) = slot.removal_event() {
+                let token = REMOVAL_TOKEN_BASE + index as u64;
+                epoll
+                    .add(event.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+                    .map_err(io)?;
+            }
+        }
         let registry = Registry::build(&config, &drives, &placement, addresses.clone())
             .map_err(TargetError::Subsystem)?;
         let depth = config.target.max_queue_depth;
@@ -206,8 +227,16 @@ impl Target {
             let backends = shared
                 .drives
                 .iter()
-                .map(|drive| drive.open_queue(depth, max_io_size))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|slot| {
+                    let queue = slot
+                        .lock()
+                        .as_ref()
+                        .expect("drives are present at start")
+                        .open_queue(depth, max_io_size)?;
+                    slot.hold();
+                    Ok(queue)
+                })
+                .collect::<Result<Vec<_>, vfnvme_driver::Error>>()?;
             let group = PollGroupHandle::spawn(index, Arc::clone(&shared), backends)
                 .map_err(|source| TargetError::PollGroup { index, source })?;
             groups.push(group);
@@ -243,18 +272,70 @@ impl Target {
             .map_err(io)?;
         let mut events = [EpollEvent::empty(); 16];
         loop {
-            let ready = match self.epoll.wait(&mut events, 1000u16) {
+            // While a removed drive waits for its poll groups, look again soon.
+            let releasing = self
+                .shared
+                .drives
+                .iter()
+                .any(|slot| slot.is_removed() && slot.lock().is_some());
+            let timeout: u16 = if releasing { 10 } else { 1000 };
+            let ready = match self.epoll.wait(&mut events, timeout) {
                 Ok(ready) => ready,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(error) => return Err(io(error)),
             };
             for event in &events[..ready] {
-                if event.data() == STOP_TOKEN {
-                    let _ = self.epoll.delete(stop.as_fd());
-                    return Ok(());
+                match event.data() {
+                    STOP_TOKEN => {
+                        let _ = self.epoll.delete(stop.as_fd());
+                        return Ok(());
+                    }
+                    token if token >= REMOVAL_TOKEN_BASE => {
+                        self.on_removal_request((token - REMOVAL_TOKEN_BASE) as usize)
+                    }
+                    listener => self.accept(listener as usize),
                 }
-                self.accept(event.data() as usize);
             }
+            if releasing {
+                self.release_removed_drives();
+            }
+        }
+    }
+
+    /// The kernel (hot removal) or an operator wants drive `index` back: new commands to it
+    /// fail, hosts get an asynchronous event, each poll group lets go of its queue to it once
+    /// its commands completed, and then the drive is dropped.
+    fn on_removal_request(&mut self, index: usize) {
+        let slot = &self.shared.drives[index];
+        if !slot.take_removal_signal() {
+            return;
+        }
+        log::warn!(
+            "drive {}: removal requested; failing new commands and releasing it",
+            slot.name()
+        );
+        if let Some(slot_with_event) = slot.removal_event() {
+            let _ = self.epoll.delete(slot_with_event.as_fd());
+        }
+        self.shared.registry.drive_removed(index);
+        for group in &self.groups {
+            group.wake();
+        }
+    }
+
+    fn release_removed_drives(&self) {
+        for slot in self.shared.drives.iter() {
+            if slot.release_if_unused() {
+                log::warn!("drive {}: released", slot.name());
+            }
+        }
+    }
+
+    /// A handle for asking, from another thread, for drives to be given up as a hot removal
+    /// does.
+    pub fn drive_control(&self) -> DriveControl {
+        DriveControl {
+            drives: Arc::downgrade(&self.shared.drives),
         }
     }
 
@@ -333,6 +414,50 @@ impl Target {
         drop(shared);
         log::info!("target stopped");
         report
+    }
+}
+
+/// Epoll tokens of drives' removal eventfds start here (listeners count from 0).
+const REMOVAL_TOKEN_BASE: u64 = 1 << 32;
+
+/// Lets another thread ask for a drive to be given up while the target runs. It does not keep
+/// the drives alive: once the target is gone, it finds nothing.
+#[derive(Clone)]
+pub struct DriveControl {
+    drives: Weak<[DriveSlot]>,
+}
+
+impl DriveControl {
+    /// Names of the drives: PCI addresses, `sim:<nqn>:<nsid>`, `ram:<nqn>:<nsid>`.
+    pub fn names(&self) -> Vec<String> {
+        self.drives.upgrade().map_or_else(Vec::new, |drives| {
+            drives.iter().map(|slot| slot.name().to_owned()).collect()
+        })
+    }
+
+    /// Signals the removal of drive `name`, as the kernel does on hot removal. Returns whether
+    /// such a drive exists (RAM drives cannot be removed).
+    pub fn request_removal(&self, name: &str) -> bool {
+        let Some(drives) = self.drives.upgrade() else {
+            return false;
+        };
+        match drives.iter().find(|slot| slot.name() == name) {
+            Some(slot) if slot.removal_event().is_some() => {
+                slot.request_removal();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether drive `name` has been released (or the target is gone).
+    pub fn is_released(&self, name: &str) -> bool {
+        self.drives.upgrade().is_none_or(|drives| {
+            drives
+                .iter()
+                .find(|slot| slot.name() == name)
+                .is_some_and(|slot| slot.is_removed() && slot.lock().is_none())
+        })
     }
 }
 

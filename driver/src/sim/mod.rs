@@ -10,12 +10,14 @@ mod device;
 mod iommu;
 mod ram;
 
+use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::device::RemovalEvent;
 use crate::dma::{DmaSpace, MemoryKind};
 use crate::mmio::Mmio;
 use crate::spec::Status;
@@ -138,6 +140,7 @@ impl Shared {
 pub struct SimController {
     shared: Arc<Shared>,
     dma: DmaSpace,
+    removal: RemovalEvent,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -170,6 +173,7 @@ impl SimController {
                 MemoryKind::Anonymous,
                 std::iter::once(0..SIM_IOVA_END).collect(),
             ),
+            removal: RemovalEvent::new()?,
             worker: Some(worker),
         }))
     }
@@ -226,6 +230,14 @@ impl NvmeDevice for SimController {
 
     fn dma(&self) -> &DmaSpace {
         &self.dma
+    }
+
+    fn removal_event(&self) -> BorrowedFd<'_> {
+        self.removal.fd()
+    }
+
+    fn request_removal(&self) {
+        self.removal.signal();
     }
 }
 
