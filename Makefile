@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Hardware-in-the-loop tests boot QEMU guests one at a time.
 HW_TEST_FLAGS ?= --test-threads=1
 
-.PHONY: all build test unit-test lint bench asan fmt host-deps
+.PHONY: all build test unit-test lint loom bench asan fmt host-deps
 
 all: build
 
@@ -12,7 +12,7 @@ build:
 	$(CARGO) build --workspace --release
 
 # Everything: lint, unit and simulator tests, then the QEMU hardware-in-the-loop tests.
-test: host-deps lint unit-test hw-test
+test: host-deps lint unit-test loom hw-test
 
 # Debian packages for QEMU-based tests and the demo (installed only when missing).
 host-deps:
@@ -24,6 +24,12 @@ unit-test:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Model check of the poll group lifecycle (target/tests/loom_lifecycle.rs). Its own build
+# directory: `--cfg loom` would otherwise invalidate the normal build.
+loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=build/loom LOOM_MAX_PREEMPTIONS=3 \
+		$(CARGO) test --release -p vfnvme-target --test loom_lifecycle
 
 # Driver software cost per 4 KiB I/O against the simulated controller (see BENCHMARKS.md).
 bench:

@@ -3,7 +3,8 @@
 //! - [`tcp`]: NVMe/TCP PDUs, digests, framing.
 //! - [`config`], [`subsystem`], [`fabrics`], [`ctrlr`]: what hosts see.
 //! - [`backend`]: drives and the per-poll-group queues that reach them.
-//! - [`conn`], [`poll_group`], [`tgt`]: connections, the threads that own them, the lifecycle.
+//! - [`conn`], [`poll_group`], [`tgt`]: connections, the threads that own them, the target.
+//! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
 //! - [`session`]: a connection's binding to a fabric controller.
 //! - [`host`]: our own initiator, for tests and `vfnvme perf --connect`.
 
@@ -13,6 +14,7 @@ pub mod conn;
 pub mod ctrlr;
 pub mod fabrics;
 pub mod host;
+pub mod lifecycle;
 pub mod poll_group;
 pub mod session;
 pub mod subsystem;

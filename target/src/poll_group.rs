@@ -22,6 +22,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::backend::BackendQueue;
 use crate::conn::{Connection, IoContext};
+use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
 use crate::tgt::TargetShared;
 use vfnvme_driver::queue::Completed;
 
@@ -50,6 +51,7 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// What the acceptor keeps of a poll group: its ring endpoint, its wake-up eventfd and its
 /// thread. Nothing else of the group is reachable from outside.
 pub struct PollGroupHandle {
+    gate: Arc<Gate>,
     inbox: rtrb::Producer<Message>,
     wake: Arc<EventFd>,
     thread: Option<JoinHandle<PollGroupSummary>>,
@@ -72,6 +74,7 @@ impl PollGroupHandle {
         backends: Vec<BackendQueue>,
     ) -> std::io::Result<Self> {
         let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
+        let gate = Arc::new(Gate::new());
         let wake = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK)?);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
@@ -79,6 +82,9 @@ impl PollGroupHandle {
             EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
         )?;
         let group = PollGroup {
+            gate: Arc::clone(&gate),
+            lifecycle: Lifecycle::new(),
+            stop_requested: false,
             index,
             epoll,
             wake: Arc::clone(&wake),
@@ -95,14 +101,19 @@ impl PollGroupHandle {
             .name(format!("poll-group-{index}"))
             .spawn(move || group.run())?;
         Ok(Self {
+            gate,
             inbox: producer,
             wake,
             thread: Some(thread),
         })
     }
 
-    /// Hands a connection over. Gives it back if the ring is full or the group is gone.
+    /// Hands a connection over, through the group's gate. Gives it back if the gate is closed
+    /// (the group is stopping or gone) or the ring is full.
     pub fn hand_over(&mut self, stream: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
+        let Some(_handover) = self.gate.enter() else {
+            return Err(stream);
+        };
         match self.inbox.push(Message::Connection(stream)) {
             Ok(()) => {
                 self.wake();
@@ -111,6 +122,11 @@ impl PollGroupHandle {
             Err(rtrb::PushError::Full(Message::Connection(stream))) => Err(stream),
             Err(rtrb::PushError::Full(Message::Shutdown)) => unreachable!("pushed a connection"),
         }
+    }
+
+    /// Whether the group still takes connections; the acceptor leaves the others out.
+    pub fn is_open(&self) -> bool {
+        !self.gate.is_closed()
     }
 
     /// How many connections are waiting in the ring: the acceptor's measure of load.
@@ -160,6 +176,11 @@ enum Interest {
 }
 
 struct PollGroup {
+    /// Closed when the group starts stopping (or dies): no handover gets in after that.
+    gate: Arc<Gate>,
+    lifecycle: Lifecycle,
+    /// A shutdown was asked for, or the acceptor is gone.
+    stop_requested: bool,
     index: usize,
     epoll: Epoll,
     wake: Arc<EventFd>,
@@ -178,28 +199,56 @@ struct PollGroup {
     summary: PollGroupSummary,
 }
 
+impl Drop for PollGroup {
+    fn drop(&mut self) {
+        // However the group ends, the acceptor must stop choosing it.
+        self.gate.close();
+    }
+}
+
 impl PollGroup {
     fn run(mut self) -> PollGroupSummary {
         log::debug!("poll group {} started", self.index);
         let mut events = [EpollEvent::empty(); EVENTS_PER_WAIT];
         let mut next_tick = Instant::now() + TICK;
-        let mut stopping = false;
         loop {
-            if !stopping {
-                stopping = self.take_messages();
-                if stopping {
+            // Read before the ring is drained, so that a quiet gate means the drain below got
+            // every connection there will ever be (the loom model found the other order wrong).
+            let handovers_quiet = self.gate.is_quiet();
+            self.take_messages();
+            let commands_on_drives = self.backends.iter().map(BackendQueue::outstanding).sum();
+            let output_pending = self
+                .connections
+                .iter()
+                .flatten()
+                .any(|c| c.has_output() && !c.write_blocked());
+            let now = Instant::now();
+            let seen = Observation {
+                stop_requested: self.stop_requested,
+                handovers_quiet,
+                commands_on_drives,
+                output_pending,
+                now,
+                deadline: Some(self.shared.shutdown_deadline()),
+            };
+            match self.lifecycle.step(&seen) {
+                Action::Serve | Action::Drain => {}
+                Action::StopTakingCommands => {
+                    self.gate.close();
                     self.stop_taking_commands();
                 }
+                Action::Abandon(commands) => {
+                    self.summary.abandoned_commands = commands;
+                    log::warn!(
+                        "poll group {}: shutdown deadline passed with {commands} commands in \
+                         flight; the queue pairs abort them",
+                        self.index
+                    );
+                    break;
+                }
+                Action::Release => break,
             }
-            let busy = self.backends.iter().any(|b| b.outstanding() > 0)
-                || self
-                    .connections
-                    .iter()
-                    .flatten()
-                    .any(|c| c.has_output() && !c.write_blocked());
-            if stopping && !busy {
-                break;
-            }
+            let busy = commands_on_drives > 0 || output_pending || !self.lifecycle.is_running();
             let timeout = if busy { 0u16 } else { IDLE_WAIT_MS };
             let ready = self.epoll.wait(&mut events, timeout).unwrap_or(0);
             for event in &events[..ready] {
@@ -213,21 +262,9 @@ impl PollGroup {
             self.reap_completions();
             self.retire_removed_drives();
             self.flush_all();
-            let now = Instant::now();
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.tick(now);
-                if stopping && now >= self.shared.shutdown_deadline() {
-                    self.summary.abandoned_commands =
-                        self.backends.iter().map(BackendQueue::outstanding).sum();
-                    log::warn!(
-                        "poll group {}: shutdown deadline passed with {} commands in flight; \
-                         the queue pairs abort them",
-                        self.index,
-                        self.summary.abandoned_commands
-                    );
-                    break;
-                }
             }
             self.update_interest();
             self.release_closed();
@@ -276,15 +313,24 @@ impl PollGroup {
         }
     }
 
-    /// Returns whether a shutdown was asked for (or the acceptor is gone).
-    fn take_messages(&mut self) -> bool {
+    /// Adopts handed-over connections while running; a stopping group closes late ones (its
+    /// gate lets no more in). Notes a shutdown request, or an acceptor that went away.
+    fn take_messages(&mut self) {
         while let Ok(message) = self.inbox.pop() {
             match message {
-                Message::Connection(stream) => self.adopt(stream),
-                Message::Shutdown => return true,
+                Message::Connection(stream) if self.lifecycle.is_running() => self.adopt(stream),
+                Message::Connection(_) => {
+                    log::info!(
+                        "poll group {}: stopping; closed a late connection",
+                        self.index
+                    )
+                }
+                Message::Shutdown => self.stop_requested = true,
             }
         }
-        self.inbox.is_abandoned()
+        if self.inbox.is_abandoned() {
+            self.stop_requested = true;
+        }
     }
 
     fn adopt(&mut self, stream: std::net::TcpStream) {

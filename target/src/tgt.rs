@@ -355,18 +355,22 @@ impl Target {
         }
     }
 
-    /// Round robin, skipping a group whose ring is fuller than the others'.
+    /// Round robin over the groups whose gate is open, skipping one whose ring is fuller than
+    /// the others'.
     fn hand_over(&mut self, mut stream: std::net::TcpStream) {
         let count = self.groups.len();
         let least = self
             .groups
             .iter()
+            .filter(|group| group.is_open())
             .map(PollGroupHandle::backlog)
             .min()
             .unwrap_or(0);
         for attempt in 0..count * 2 {
             let index = (self.next_group + attempt) % count;
-            if attempt < count && self.groups[index].backlog() > least {
+            if !self.groups[index].is_open()
+                || (attempt < count && self.groups[index].backlog() > least)
+            {
                 continue;
             }
             match self.groups[index].hand_over(stream) {
