@@ -18,6 +18,10 @@ use vfnvme_driver::spec::{Command, Status};
 use vfnvme_driver::vfio::VfioNvme;
 use vfnvme_driver::{Controller, ControllerOptions, NvmeDevice};
 
+/// DMA buffer memory one poll group sets aside per drive.
+const POOL_BUDGET: usize = 16 << 20;
+/// Buffers per poll group and drive, whatever their size.
+const MIN_POOL_BUFFERS: usize = 16;
 /// How long a drive may take for one command before it is aborted (then reset).
 const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -105,13 +109,17 @@ impl Drive {
         }
     }
 
-    /// A queue for one poll group: `depth` commands in flight, buffers of `buffer_size` bytes.
+    /// A queue for one poll group: `depth` commands in flight, buffers of `buffer_size` bytes
+    /// (as many as fit `POOL_BUDGET`, at least `MIN_POOL_BUFFERS`, at most `depth`).
     pub fn open_queue(
         &self,
         depth: u16,
         buffer_size: usize,
     ) -> vfnvme_driver::Result<BackendQueue> {
-        let pool = BufferPool::new(self.dma(), buffer_size, usize::from(depth))?;
+        // One buffer per command the queue can hold, within a memory budget: with large
+        // transfers, commands beyond it wait for a buffer rather than pin more hugepages.
+        let count = (POOL_BUDGET / buffer_size).clamp(MIN_POOL_BUFFERS, usize::from(depth));
+        let pool = BufferPool::new(self.dma(), buffer_size, count)?;
         Ok(match self {
             Self::Nvme(controller) => {
                 let mut qpair = controller.create_io_qpair(depth.saturating_add(1))?;

@@ -28,6 +28,9 @@ const DEFAULT_MAX_QUEUE_DEPTH: u16 = 128;
 const DEFAULT_MAX_IO_QUEUES: u16 = 64;
 const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 120_000;
 const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
+/// The default cap on one command's data (SPDK's default too): larger commands are split by the
+/// host, and each poll group's buffers for a drive stay small.
+const DEFAULT_MAX_IO_SIZE: u32 = 128 * 1024;
 const DEFAULT_RAM_BLOCK_SIZE: u32 = 512;
 /// In-capsule data beyond this is pointless: the host then sends the data in H2CData PDUs.
 const MAX_IN_CAPSULE_DATA_SIZE: u32 = 128 * 1024;
@@ -133,7 +136,7 @@ impl Default for TargetConfig {
             in_capsule_data_size: DEFAULT_IN_CAPSULE_DATA_SIZE,
             max_queue_depth: DEFAULT_MAX_QUEUE_DEPTH,
             max_io_queues: DEFAULT_MAX_IO_QUEUES,
-            max_io_size: None,
+            max_io_size: Some(DEFAULT_MAX_IO_SIZE),
             keep_alive_timeout: Duration::from_millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
             shutdown_deadline: Duration::from_millis(DEFAULT_SHUTDOWN_DEADLINE_MS),
         }
@@ -346,7 +349,7 @@ impl Checker<'_> {
             }
         }
         let max_io_size = match raw.max_io_size {
-            None => None,
+            None => Some(DEFAULT_MAX_IO_SIZE),
             Some(size) if *size.get_ref() == 0 => None,
             Some(size) => {
                 let bytes = *size.get_ref();
@@ -738,7 +741,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
         );
         assert_eq!(config.target.in_capsule_data_size, 8192);
         assert_eq!(config.target.max_queue_depth, 128);
-        assert_eq!(config.target.max_io_size, None);
+        assert_eq!(config.target.max_io_size, Some(DEFAULT_MAX_IO_SIZE));
         assert_eq!(config.target.keep_alive_timeout, Duration::from_secs(120));
         assert_eq!(config.target.shutdown_deadline, Duration::from_secs(10));
         assert_eq!(

@@ -468,7 +468,7 @@ impl Connection {
     fn start_io(&mut self, index: u16, in_capsule: usize, context: &mut IoContext<'_>) {
         let binding = self.binding.as_ref().expect("an I/O queue is bound");
         let command = self.requests[usize::from(index)].command;
-        let checked = check_io(binding, &command, in_capsule, self.shared.max_io_size()).and_then(
+        let checked = check_io(binding, &command, in_capsule, self.shared.buffer_sizes()).and_then(
             |(route, len)| {
                 if self.shared.drive_removed(route.drive) {
                     Err(removed_drive_status())
@@ -1188,7 +1188,7 @@ fn check_io(
     binding: &QueueBinding,
     command: &Command,
     in_capsule: usize,
-    buffer_len: usize,
+    buffer_sizes: &[usize],
 ) -> Result<(NamespaceRoute, usize), Status> {
     let invalid = |sc| Err(Status::generic(sc).do_not_retry());
     if !binding.enabled() {
@@ -1197,6 +1197,7 @@ fn check_io(
     let Some(route) = binding.namespace(command.nsid) else {
         return invalid(generic::INVALID_NAMESPACE_OR_FORMAT);
     };
+    let buffer_len = buffer_sizes[route.drive];
     let len = match command.opcode() {
         nvm_opcode::READ | nvm_opcode::WRITE => command.nlb() as usize * route.block_size as usize,
         nvm_opcode::DATASET_MANAGEMENT => ((command.cdw10 & 0xff) as usize + 1) * 16,

@@ -142,25 +142,27 @@ impl PollGroupHandle {
 
     /// Tells the group to shut down and waits for it.
     pub fn shut_down(mut self) -> PollGroupSummary {
-        while self.inbox.push(Message::Shutdown).is_err() {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> PollGroupSummary {
+        let Some(thread) = self.thread.take() else {
+            return PollGroupSummary::default();
+        };
+        while self.inbox.push(Message::Shutdown).is_err() && !thread.is_finished() {
             self.wake();
             std::thread::yield_now();
         }
         self.wake();
-        self.thread
-            .take()
-            .and_then(|thread| thread.join().ok())
-            .unwrap_or_default()
+        thread.join().unwrap_or_default()
     }
 }
 
 impl Drop for PollGroupHandle {
+    /// A handle dropped without `shut_down` (a failed start) still stops its group first: the
+    /// group would otherwise wait for messages while this waits for the group.
     fn drop(&mut self) {
-        // Dropping the producer also tells the group to stop (it sees the ring abandoned).
-        self.wake();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop_and_join();
     }
 }
 

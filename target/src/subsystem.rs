@@ -458,7 +458,17 @@ mod tests {
         assert_eq!(subsystem.serial, "SERIAL0");
         assert_eq!(subsystem.model, "QEMU NVMe Ctrl");
         assert_eq!(subsystem.firmware, "8.2.0");
-        assert_eq!(subsystem.max_io_size, 512 * 1024);
+        assert_eq!(
+            subsystem.max_io_size,
+            128 * 1024,
+            "the default cap under the drive's 512 KiB"
+        );
+        let uncapped = TargetConfig {
+            max_io_size: None,
+            ..TargetConfig::default()
+        };
+        let subsystem = Subsystem::from_config(&config, &uncapped, open).unwrap();
+        assert_eq!(subsystem.max_io_size, 512 * 1024, "the drive's own limit");
         assert!(!subsystem.volatile_write_cache);
         assert_eq!(
             subsystem

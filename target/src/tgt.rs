@@ -53,8 +53,8 @@ pub enum TargetError {
 /// Everything the poll groups share, read-only on the I/O path.
 pub struct TargetShared {
     config: TargetConfig,
-    /// Largest data of one command: the configured cap, the drives' limit and the buffer size.
-    max_io_size: usize,
+    /// Per drive: the size of its buffers, the most data one command to it can carry.
+    buffer_sizes: Vec<usize>,
     registry: Registry,
     listeners: Vec<SocketAddr>,
     /// Set once when shutdown starts.
@@ -68,13 +68,18 @@ impl TargetShared {
         &self.config
     }
 
-    pub fn max_io_size(&self) -> usize {
-        self.max_io_size
+    /// Per drive, the most data one command to it can carry (its buffer size).
+    pub fn buffer_sizes(&self) -> &[usize] {
+        &self.buffer_sizes
     }
 
     /// MAXH2CDATA: one H2CData PDU may carry a whole command's data.
     pub fn max_h2c_data(&self) -> u32 {
-        self.max_io_size as u32
+        self.buffer_sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(128 * 1024) as u32
     }
 
     pub fn registry(&self) -> &Registry {
@@ -167,16 +172,19 @@ impl Target {
                 }
             }
         }
-        let drive_limit = drives
+        // A drive's buffers hold the largest command any subsystem may send it: its own limit,
+        // capped by max_io_size (subsystems advertise at most that, as a power of two).
+        let buffer_sizes: Vec<usize> = drives
             .iter()
-            .map(|(_, drive)| drive.max_transfer())
-            .min()
-            .unwrap_or(128 * 1024);
-        let max_io_size = config
-            .target
-            .max_io_size
-            .map_or(drive_limit, |cap| (cap as usize).min(drive_limit))
-            .next_multiple_of(4096);
+            .map(|(_, drive)| {
+                let limit = drive.max_transfer();
+                config
+                    .target
+                    .max_io_size
+                    .map_or(limit, |cap| (cap as usize).min(limit))
+                    .next_multiple_of(4096)
+            })
+            .collect();
 
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io)?;
         let mut listeners = Vec::new();
@@ -216,7 +224,7 @@ impl Target {
         let depth = config.target.max_queue_depth;
         let shared = Arc::new(TargetShared {
             config: config.target.clone(),
-            max_io_size,
+            buffer_sizes,
             registry,
             listeners: addresses,
             shutdown_deadline: Mutex::new(None),
@@ -227,12 +235,13 @@ impl Target {
             let backends = shared
                 .drives
                 .iter()
-                .map(|slot| {
+                .enumerate()
+                .map(|(drive, slot)| {
                     let queue = slot
                         .lock()
                         .as_ref()
                         .expect("drives are present at start")
-                        .open_queue(depth, max_io_size)?;
+                        .open_queue(depth, shared.buffer_sizes[drive])?;
                     slot.hold();
                     Ok(queue)
                 })
