@@ -39,6 +39,8 @@ const RING_CAPACITY: usize = 64;
 const EVENTS_PER_WAIT: usize = 64;
 /// Completions reaped per backend queue per round.
 const COMPLETIONS_PER_ROUND: usize = 64;
+/// Empty busy-polling rounds before the group yields its CPU once.
+const SPINS_BEFORE_YIELD: u32 = 64;
 /// How long an idle poll group sleeps before looking at timers again.
 const IDLE_WAIT_MS: u16 = 100;
 /// How long a drive being removed may take to complete its commands before they are failed.
@@ -213,6 +215,7 @@ impl PollGroup {
         log::debug!("poll group {} started", self.index);
         let mut events = [EpollEvent::empty(); EVENTS_PER_WAIT];
         let mut next_tick = Instant::now() + TICK;
+        let mut idle_rounds = 0u32;
         loop {
             // Read before the ring is drained, so that a quiet gate means the drain below got
             // every connection there will ever be (the loom model found the other order wrong).
@@ -253,6 +256,9 @@ impl PollGroup {
             let busy = commands_on_drives > 0 || output_pending || !self.lifecycle.is_running();
             let timeout = if busy { 0u16 } else { IDLE_WAIT_MS };
             let ready = self.epoll.wait(&mut events, timeout).unwrap_or(0);
+            if busy && ready == 0 {
+                idle_rounds += 1;
+            }
             for event in &events[..ready] {
                 let token = event.data();
                 if token == WAKE_TOKEN {
@@ -261,7 +267,14 @@ impl PollGroup {
                     self.on_readable(token as usize);
                 }
             }
-            self.reap_completions();
+            if self.reap_completions() > 0 || ready > 0 {
+                idle_rounds = 0;
+            } else if idle_rounds >= SPINS_BEFORE_YIELD {
+                // Busy polling with nothing arriving: let a thread that shares this CPU (a
+                // device emulator, the host side of a loopback test) run.
+                idle_rounds = 0;
+                std::thread::yield_now();
+            }
             self.retire_removed_drives();
             self.flush_all();
             if now >= next_tick {
@@ -380,21 +393,15 @@ impl PollGroup {
 
     /// Hands each backend completion to the connection whose command it was, or, for a
     /// connection that is gone, just returns the buffer.
-    fn reap_completions(&mut self) {
+    fn reap_completions(&mut self) -> usize {
+        let mut reaped = 0;
         for drive in 0..self.backends.len() {
-            self.completions.clear();
-            self.backends[drive].poll(COMPLETIONS_PER_ROUND, &mut self.completions);
-            for index in 0..self.completions.len() {
-                let done = std::mem::replace(
-                    &mut self.completions[index],
-                    Completed {
-                        tag: 0,
-                        cid: 0,
-                        status: vfnvme_driver::spec::Status::SUCCESS,
-                        result: 0,
-                        buffer: None,
-                    },
-                );
+            // Taken out for the round so that connections can be handed `self` mutably; put
+            // back (with its capacity) below, so nothing is allocated.
+            let mut completions = std::mem::take(&mut self.completions);
+            completions.clear();
+            reaped += self.backends[drive].poll(COMPLETIONS_PER_ROUND, &mut completions);
+            for done in completions.drain(..) {
                 let slot = (done.tag >> 16) as usize;
                 let request = done.tag as u16;
                 let (connections, mut context) = self.context();
@@ -409,7 +416,9 @@ impl PollGroup {
                     }
                 }
             }
+            self.completions = completions;
         }
+        reaped
     }
 
     fn flush_all(&mut self) {
