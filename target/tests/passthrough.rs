@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use vfnvme_driver::spec::{nvm_opcode, Command};
+use vfnvme_driver::spec::{nvm_opcode, Command, DsmRange, DSM_ATTR_DEALLOCATE};
 use vfnvme_target::config::Config;
 use vfnvme_target::host::{Host, HostOptions};
 use vfnvme_target::tgt::Target;
@@ -121,4 +121,79 @@ fn reads_and_writes_go_through_simulated_controllers_and_back() {
     drop(host);
     stop.write(1).unwrap();
     assert!(thread.join().unwrap() >= 3, "three connections were served");
+}
+
+/// Flush, Write Zeroes and Dataset Management (deallocate) over the fabric to a simulated
+/// drive: the data afterwards says they happened.
+#[test]
+fn flush_write_zeroes_and_deallocate_reach_the_medium() {
+    let (address, stop, thread) = start(0);
+    let mut host = Host::connect(address, NQN, HostOptions::default()).expect("admin connect");
+    host.enable().expect("enable");
+    let mut queue = host.connect_io_queue(1, 8).expect("I/O queue");
+    let read = |queue: &mut vfnvme_target::host::HostQueue, lba: u64, blocks: u32| {
+        let command = Command::nvm_rw(nvm_opcode::READ, 1, lba, blocks);
+        queue
+            .execute(command, &[], blocks as usize * 512, "Read")
+            .unwrap()
+            .1
+    };
+    let data = vec![0xa5u8; 64 * 512];
+    queue
+        .execute(
+            Command::nvm_rw(nvm_opcode::WRITE, 1, 0, 64),
+            &data,
+            0,
+            "Write",
+        )
+        .unwrap();
+    queue
+        .execute(Command::new(nvm_opcode::FLUSH, 1), &[], 0, "Flush")
+        .unwrap();
+    queue
+        .execute(
+            Command::nvm_rw(nvm_opcode::WRITE_ZEROES, 1, 8, 8),
+            &[],
+            0,
+            "Write Zeroes",
+        )
+        .unwrap();
+    let back = read(&mut queue, 0, 24);
+    assert!(back[..8 * 512].iter().all(|&b| b == 0xa5));
+    assert!(
+        back[8 * 512..16 * 512].iter().all(|&b| b == 0),
+        "Write Zeroes left data"
+    );
+    assert!(
+        back[16 * 512..].iter().all(|&b| b == 0xa5),
+        "Write Zeroes went too far"
+    );
+
+    let ranges: Vec<u8> = [DsmRange {
+        attributes: 0,
+        blocks: 16,
+        slba: 32,
+    }]
+    .iter()
+    .flat_map(DsmRange::to_bytes)
+    .collect();
+    let deallocate = Command {
+        cdw10: 0,
+        cdw11: DSM_ATTR_DEALLOCATE,
+        ..Command::new(nvm_opcode::DATASET_MANAGEMENT, 1)
+    };
+    queue
+        .execute(deallocate, &ranges, 0, "Dataset Management")
+        .unwrap();
+    let back = read(&mut queue, 24, 40);
+    assert!(back[..8 * 512].iter().all(|&b| b == 0xa5));
+    assert!(
+        back[8 * 512..24 * 512].iter().all(|&b| b == 0),
+        "deallocated blocks read as zeroes"
+    );
+    assert!(back[24 * 512..].iter().all(|&b| b == 0xa5));
+    drop(queue);
+    drop(host);
+    stop.write(1).unwrap();
+    thread.join().unwrap();
 }
