@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use vfnvme_driver::spec::status::generic;
 use vfnvme_driver::spec::{admin_opcode, feature, nvm_opcode, Command, Status};
-use vfnvme_target::config::Config;
 use vfnvme_target::host::{Host, HostError, HostOptions};
-use vfnvme_target::tgt::Target;
+
+mod common;
+
+use common::RunningTarget;
 
 const GOING: &str = "nqn.2026-11.io.vfnvme:going";
 const STAYING: &str = "nqn.2026-11.io.vfnvme:staying";
@@ -77,17 +78,11 @@ fn a_removed_drive_fails_cleanly_and_the_other_keeps_serving() {
          [[subsystem]]\nnqn = \"{STAYING}\"\nallow_any_host = true\n\n\
          [[subsystem.namespace]]\nnsid = 1\nsim_mib = 8\nsim_latency_us = 100\n"
     );
-    let mut target = Target::start(Config::parse(&text, "removal.toml").unwrap()).unwrap();
-    let address = target.local_addresses()[0];
-    let control = target.drive_control();
+    let target = RunningTarget::with_config(&text);
+    let address = target.address;
+    let control = target.drives.clone();
     let going = format!("sim:{GOING}:1");
     assert!(control.names().contains(&going));
-    let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
-    let stop_for_thread = Arc::clone(&stop);
-    let target_thread = std::thread::spawn(move || {
-        target.run_until(&*stop_for_thread).unwrap();
-        target.shut_down()
-    });
 
     // The host of the drive that goes asks for namespace notices and leaves an AER pending.
     let mut watcher = Host::connect(address, GOING, options()).unwrap();
@@ -181,8 +176,8 @@ fn a_removed_drive_fails_cleanly_and_the_other_keeps_serving() {
         "the staying drive never failed"
     );
     drop(watcher);
-    stop.write(1).unwrap();
-    let report = target_thread.join().unwrap();
+    drop(control);
+    let report = target.stop();
     assert_eq!(report.abandoned_commands, 0);
     assert_eq!(
         vfnvme_driver::dma::mapped_bytes(),

@@ -1,16 +1,16 @@
 //! Lifecycle under stress: shutdown while hosts keep the drives busy, and connect/disconnect
 //! storms. Afterwards every thread, descriptor and DMA mapping the target held must be gone.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use common::RunningTarget;
 use vfnvme_driver::spec::{nvm_opcode, Command};
-use vfnvme_target::config::Config;
 use vfnvme_target::host::{Host, HostOptions};
-use vfnvme_target::tgt::{ShutdownReport, Target};
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:stress";
 
@@ -23,33 +23,13 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-struct Running {
-    address: SocketAddr,
-    stop: Arc<EventFd>,
-    thread: std::thread::JoinHandle<ShutdownReport>,
-}
-
-fn start(latency_us: u64) -> Running {
-    let text = format!(
+fn start(latency_us: u64) -> RunningTarget {
+    RunningTarget::with_config(&format!(
         "[target]\ncores = 2\nshutdown_deadline_ms = 5000\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n\
          [[subsystem]]\nnqn = \"{NQN}\"\nallow_any_host = true\n\n\
          [[subsystem.namespace]]\nnsid = 1\nsim_mib = 4\nsim_latency_us = {latency_us}\n\n\
          [[subsystem.namespace]]\nnsid = 2\nram_mib = 4\n"
-    );
-    let config = Config::parse(&text, "stress.toml").expect("valid config");
-    let mut target = Target::start(config).expect("target starts");
-    let address = target.local_addresses()[0];
-    let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
-    let stop_for_thread = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        target.run_until(&*stop_for_thread).expect("acceptor runs");
-        target.shut_down()
-    });
-    Running {
-        address,
-        stop,
-        thread,
-    }
+    ))
 }
 
 fn options() -> HostOptions {
@@ -149,11 +129,7 @@ fn shutdown_under_full_load_drains_and_releases_everything() {
             );
             std::thread::yield_now();
         }
-        target.stop.write(1).unwrap();
-        let report = target
-            .thread
-            .join()
-            .expect("the target thread does not panic");
+        let report = target.stop();
         load.store(false, Ordering::Relaxed);
         for host in hosts {
             host.join().expect("hosts see errors, not panics");
@@ -217,8 +193,7 @@ fn connect_disconnect_storm_of_several_hosts() {
         host.join().expect("every cycle succeeds");
     }
     assert_back_to(fds, threads);
-    target.stop.write(1).unwrap();
-    let report = target.thread.join().unwrap();
+    let report = target.stop();
     assert_eq!(report.connections_served, 4 * 250 * 2);
 }
 
@@ -238,8 +213,7 @@ fn one_short_life() {
         .unwrap();
     drop(queue);
     drop(host);
-    target.stop.write(1).unwrap();
-    target.thread.join().unwrap();
+    target.stop();
 }
 
 #[test]

@@ -22,39 +22,6 @@ use vfnvme_target::tcp::PduHeader;
 const THREADS: u64 = 4;
 const CONNECTIONS_PER_THREAD: u64 = 75;
 
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    /// Below `rare` one time in `one_in`, else below `usual`.
-    fn below_mostly(&mut self, one_in: usize, rare: usize, usual: usize) -> usize {
-        let bound = if self.chance(one_in) { rare } else { usual };
-        self.below(bound)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// A command a host could send, with plausible and implausible fields.
 fn random_command(rng: &mut Rng, cntlid: u16) -> (Command, Vec<u8>) {
     let cid = rng.below(40) as u16;

@@ -1,69 +1,14 @@
 //! The target on loopback with RAM namespaces, driven by our own initiator.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use vfnvme_driver::spec::status::generic;
 use vfnvme_driver::spec::{nvm_opcode, Command, Status};
-use vfnvme_target::config::Config;
 use vfnvme_target::host::{Host, HostOptions};
-use vfnvme_target::tgt::Target;
 
-const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
+mod common;
 
-struct RunningTarget {
-    address: SocketAddr,
-    stop: std::sync::Arc<EventFd>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RunningTarget {
-    fn start(extra: &str) -> Self {
-        let text = format!(
-            r#"
-[target]
-cores = 2
-{extra}
-
-[[listener]]
-address = "127.0.0.1:0"
-
-[[subsystem]]
-nqn = "{NQN}"
-allow_any_host = true
-
-[[subsystem.namespace]]
-nsid = 1
-ram_mib = 16
-"#
-        );
-        let config = Config::parse(&text, "test.toml").expect("valid config");
-        let mut target = Target::start(config).expect("target starts");
-        let address = target.local_addresses()[0];
-        let stop =
-            std::sync::Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
-        let stop_for_thread = std::sync::Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            target.run_until(&*stop_for_thread).expect("acceptor runs");
-            target.shut_down();
-        });
-        Self {
-            address,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for RunningTarget {
-    fn drop(&mut self) {
-        self.stop.write(1).unwrap();
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
+use common::{RunningTarget, NQN};
 
 fn options() -> HostOptions {
     HostOptions {

@@ -2,20 +2,19 @@
 //! (`sim_mib`), so every command goes through a poll group's own hardware queue pair, PRPs and
 //! DMA buffers, driven over NVMe/TCP by our initiator.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use vfnvme_driver::spec::{nvm_opcode, Command, DsmRange, DSM_ATTR_DEALLOCATE};
-use vfnvme_target::config::Config;
 use vfnvme_target::host::{Host, HostOptions};
-use vfnvme_target::tgt::Target;
+
+mod common;
+
+use common::RunningTarget;
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:sim0";
 
-fn start(latency_us: u64) -> (SocketAddr, Arc<EventFd>, std::thread::JoinHandle<u64>) {
-    let text = format!(
+fn start(latency_us: u64) -> RunningTarget {
+    RunningTarget::with_config(&format!(
         r#"
 [target]
 cores = 2
@@ -37,22 +36,13 @@ nsid = 2
 sim_mib = 4
 block_size = 4096
 "#
-    );
-    let config = Config::parse(&text, "test.toml").expect("valid config");
-    let mut target = Target::start(config).expect("target starts");
-    let address = target.local_addresses()[0];
-    let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
-    let stop_for_thread = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        target.run_until(&*stop_for_thread).expect("acceptor runs");
-        target.shut_down().connections_served
-    });
-    (address, stop, thread)
+    ))
 }
 
 #[test]
 fn reads_and_writes_go_through_simulated_controllers_and_back() {
-    let (address, stop, thread) = start(20);
+    let target = start(20);
+    let address = target.address;
     let options = HostOptions {
         timeout: Duration::from_secs(10),
         ..HostOptions::default()
@@ -119,15 +109,18 @@ fn reads_and_writes_go_through_simulated_controllers_and_back() {
     }
     drop(queues);
     drop(host);
-    stop.write(1).unwrap();
-    assert!(thread.join().unwrap() >= 3, "three connections were served");
+    assert!(
+        target.stop().connections_served >= 3,
+        "three connections were served"
+    );
 }
 
 /// Flush, Write Zeroes and Dataset Management (deallocate) over the fabric to a simulated
 /// drive: the data afterwards says they happened.
 #[test]
 fn flush_write_zeroes_and_deallocate_reach_the_medium() {
-    let (address, stop, thread) = start(0);
+    let target = start(0);
+    let address = target.address;
     let mut host = Host::connect(address, NQN, HostOptions::default()).expect("admin connect");
     host.enable().expect("enable");
     let mut queue = host.connect_io_queue(1, 8).expect("I/O queue");
@@ -194,6 +187,5 @@ fn flush_write_zeroes_and_deallocate_reach_the_medium() {
     assert!(back[24 * 512..].iter().all(|&b| b == 0xa5));
     drop(queue);
     drop(host);
-    stop.write(1).unwrap();
-    thread.join().unwrap();
+    target.stop();
 }

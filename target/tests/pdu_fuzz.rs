@@ -4,6 +4,9 @@
 //!
 //! Deterministic: a fixed-seed xorshift generator, so a failure reproduces by its case number.
 
+mod common;
+
+use common::Rng;
 use vfnvme_driver::spec::{Command, Completion};
 use vfnvme_target::tcp::pdu::{C2HData, H2CData, ICReq, ICResp, PduError, TermReq, MAX_PDA, R2T};
 use vfnvme_target::tcp::{
@@ -12,40 +15,6 @@ use vfnvme_target::tcp::{
 
 const MAX_IN_CAPSULE: u32 = 8192;
 const MAX_DATA_PDU: u32 = 16384;
-
-/// xorshift64*: small, fast and good enough to explore input space.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..bound` (bound > 0).
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    /// Uniform in `1..=max`.
-    fn size(&mut self, max: usize) -> usize {
-        1 + self.below(max)
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Connection {

@@ -4,10 +4,12 @@
 //! of them on a small machine starve each other. Verify runs get a generous `-t` because it
 //! only caps them: a pass over the 8 MiB namespace ends on its own well before.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::sync::Mutex;
 
-use serde_json::Value;
+use common::{assert_clean_failure, assert_success, json_stdout, stderr, vfnvme};
 
 const SIM_BLOCKS: u64 = 16384;
 const SIM_BLOCK_SIZE: u64 = 512;
@@ -15,53 +17,11 @@ const VERIFY_TIME_CAP: &str = "60";
 
 static PERF_RUNS: Mutex<()> = Mutex::new(());
 
-fn vfnvme(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfnvme"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the vfnvme binary runs")
-}
-
 fn perf(args: &[&str]) -> Output {
     let _serial = PERF_RUNS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     vfnvme(&[&["perf", "--device", "sim"], args].concat())
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json_stdout(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!(
-            "stdout is not JSON ({error}):\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            stderr(output)
-        )
-    })
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}; stderr:\n{}",
-        output.status,
-        stderr(output)
-    );
-}
-
-/// Exit status 1 with exactly one line on stderr, `vfnvme: ...`, mentioning `needle`.
-fn assert_clean_failure(output: &Output, needle: &str) {
-    let stderr = stderr(output);
-    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr:\n{stderr}");
-    assert!(lines[0].starts_with("vfnvme: "), "{stderr}");
-    assert!(lines[0].contains(needle), "`{needle}` not in: {stderr}");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! `vfnvme serve` with RAM namespaces on loopback, driven by `vfnvme perf --connect`.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -8,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use common::{assert_clean_failure, json_of_success, vfnvme};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
 const RAM_MIB: u64 = 16;
@@ -54,29 +56,6 @@ nsid = 1
 ram_mib = {RAM_MIB}
 "#
     )
-}
-
-fn vfnvme(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vfnvme"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the vfnvme binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Exit status 1 with exactly one line on stderr, `vfnvme: ...`, mentioning `needle`.
-fn assert_clean_failure(output: &Output, needle: &str) {
-    let stderr = stderr(output);
-    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr:\n{stderr}");
-    assert!(lines[0].starts_with("vfnvme: "), "{stderr}");
-    assert!(lines[0].contains(needle), "`{needle}` not in: {stderr}");
 }
 
 /// A running `vfnvme serve`, killed if a test ends without stopping it.
@@ -188,27 +167,11 @@ impl Drop for Served {
     }
 }
 
-fn json_stdout(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "exit {:?}; stderr:\n{}",
-        output.status,
-        stderr(output)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!(
-            "stdout is not JSON ({error}):\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            stderr(output)
-        )
-    })
-}
-
 #[test]
 fn perf_connect_verifies_and_reads_then_sigterm_stops_serve() {
     let served = Served::start();
 
-    let verify = json_stdout(&served.perf(&[
+    let verify = json_of_success(&served.perf(&[
         "-w", "verify", "-q", "8", "--qpairs", "2", "-o", "4096", "-t", "60",
     ]));
     assert_eq!(verify["device"], served.url());
@@ -219,7 +182,7 @@ fn perf_connect_verifies_and_reads_then_sigterm_stops_serve() {
     assert_eq!(verify["ios"], 2 * (RAM_MIB << 20) / 4096);
 
     // What the first run wrote is there for a second connection, with digests on.
-    let existing = json_stdout(&served.perf(&[
+    let existing = json_of_success(&served.perf(&[
         "-w",
         "verify",
         "--verify-existing",
@@ -236,7 +199,7 @@ fn perf_connect_verifies_and_reads_then_sigterm_stops_serve() {
     assert_eq!(existing["verify_mismatches"], 0);
 
     let randread =
-        json_stdout(&served.perf(&["-w", "randread", "-q", "16", "-o", "4k", "-t", "1"]));
+        json_of_success(&served.perf(&["-w", "randread", "-q", "16", "-o", "4k", "-t", "1"]));
     assert!(randread["ios"].as_u64().unwrap_or(0) > 0, "{randread}");
     assert!(randread["iops"].as_f64().unwrap_or(0.0) > 0.0, "{randread}");
     assert_eq!(randread["errors"], 0);

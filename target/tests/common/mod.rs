@@ -17,7 +17,7 @@ use vfnvme_target::fabrics::{ConnectCommand, ConnectData, FabricsCommand, CNTLID
 use vfnvme_target::host::{Host, HostError, HostOptions};
 use vfnvme_target::tcp::pdu::{self, H2CData, ICReq, TermReq};
 use vfnvme_target::tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
-use vfnvme_target::tgt::Target;
+use vfnvme_target::tgt::{DriveControl, ShutdownReport, Target};
 
 pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
 pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
@@ -35,8 +35,10 @@ pub const SGL_TRANSPORT: u64 = 0x5a << 56;
 /// A target on 127.0.0.1 with its acceptor on a thread; stopped (in order) when dropped.
 pub struct RunningTarget {
     pub address: SocketAddr,
+    /// Asks for drives to be given up (hot removal).
+    pub drives: DriveControl,
     stop: Arc<EventFd>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<ShutdownReport>>,
 }
 
 /// The configuration text of a target with `[target]` lines `target_extra` and one RAM
@@ -77,16 +79,32 @@ impl RunningTarget {
         let config = Config::parse(text, "test.toml").expect("valid config");
         let mut target = Target::start(config).expect("target starts");
         let address = target.local_addresses()[0];
+        let drives = target.drive_control();
         let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
         let stop_for_thread = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             target.run_until(&*stop_for_thread).expect("acceptor runs");
-            target.shut_down();
+            target.shut_down()
         });
         Self {
             address,
+            drives,
             stop,
             thread: Some(thread),
+        }
+    }
+
+    /// Stops the target (as SIGTERM does) and reports what its shutdown did.
+    pub fn stop(mut self) -> ShutdownReport {
+        self.stop_and_join()
+            .expect("the target's thread did not panic")
+    }
+
+    fn stop_and_join(&mut self) -> std::thread::Result<ShutdownReport> {
+        self.stop.write(1).unwrap();
+        match self.thread.take() {
+            Some(thread) => thread.join(),
+            None => Ok(ShutdownReport::default()),
         }
     }
 
@@ -129,12 +147,9 @@ impl RunningTarget {
 
 impl Drop for RunningTarget {
     fn drop(&mut self) {
-        self.stop.write(1).unwrap();
-        if let Some(thread) = self.thread.take() {
-            let result = thread.join();
-            if !std::thread::panicking() {
-                result.expect("the target's thread did not panic");
-            }
+        let result = self.stop_and_join();
+        if !std::thread::panicking() {
+            result.expect("the target's thread did not panic");
         }
     }
 }
@@ -459,4 +474,44 @@ pub fn with_in_capsule_sgl(mut command: Command, cid: u16, len: usize) -> Comman
 pub fn fds_and_threads() -> (usize, usize) {
     let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |entries| entries.count());
     (count("/proc/self/fd"), count("/proc/self/task"))
+}
+
+/// xorshift64*: small, fast and good enough to explore input space (no crate needed).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..bound` (bound > 0).
+    pub fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+
+    /// Uniform in `1..=max`.
+    pub fn size(&mut self, max: usize) -> usize {
+        1 + self.below(max)
+    }
+
+    pub fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+
+    /// Below `rare` one time in `one_in`, else below `usual`.
+    pub fn below_mostly(&mut self, one_in: usize, rare: usize, usual: usize) -> usize {
+        let bound = if self.chance(one_in) { rare } else { usual };
+        self.below(bound)
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
 }
