@@ -113,6 +113,35 @@ wait_until() {
 	done
 }
 
+# Milliseconds since boot (from /proc/uptime, 10 ms resolution).
+now_ms() {
+	nm_uptime=$(cut -d' ' -f1 /proc/uptime)
+	echo $((${nm_uptime%.*} * 1000 + $(echo "${nm_uptime#*.}" | sed 's/^0*//;s/^$/0/') * 10))
+}
+
+# wait_exit SECONDS PID...: waits (bounded) until every PID (children of this shell) has
+# exited and reaps them; on time-out, kills the ones left (SIGKILL) and fails naming them.
+wait_exit() {
+	we_deadline=$(($(date +%s) + $1))
+	shift
+	for we_pid in "$@"; do
+		while alive "$we_pid"; do
+			if [ "$(date +%s)" -ge "$we_deadline" ]; then
+				we_left=""
+				for we_other in "$@"; do
+					if alive "$we_other"; then
+						we_left="$we_left $we_other ($(tr '\0' ' ' <"/proc/$we_other/cmdline"))"
+						kill -KILL "$we_other" 2>/dev/null || true
+					fi
+				done
+				fail "still running after the time allowed (killed):$we_left"
+			fi
+			sleep 0.1
+		done
+		wait "$we_pid" || true
+	done
+}
+
 hugepages_total() { cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; }
 
 # Sets DRIVE<k>_BDF from the serial the host gave each drive (env.sh sets DRIVE<k>_SERIAL),
@@ -141,6 +170,9 @@ request_device_del() {
 	echo "VFNVME-HOST-REQUEST: device_del $rdd_id"
 }
 
+# var NAME: the value of the variable named NAME (e.g. `var "F$d"` for F0, F1, ...).
+var() { eval "printf '%s' \"\${$1}\""; }
+
 # Whether process $1 runs (a zombie that was not reaped yet does not).
 alive() {
 	al_state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
@@ -157,13 +189,16 @@ SERVE_STOP_SECONDS=${SERVE_STOP_SECONDS:-30}
 
 # write_serve_config FILE CORES NQN=BDF...: a configuration exporting each vfio-bound drive BDF
 # as its own subsystem NQN (namespace 1), open to any host, on 127.0.0.1:4420, plus the
-# discovery listener 127.0.0.1:8009.
+# discovery listener 127.0.0.1:8009. SERVE_TARGET_EXTRA, if set, is added to [target] (e.g.
+# "shutdown_deadline_ms = 5000").
 write_serve_config() {
 	wsc_file=$1
 	wsc_cores=$2
 	shift 2
 	{
-		printf '[target]\ncores = %s\n\n' "$wsc_cores"
+		printf '[target]\ncores = %s\n' "$wsc_cores"
+		[ -z "${SERVE_TARGET_EXTRA:-}" ] || printf '%s\n' "$SERVE_TARGET_EXTRA"
+		printf '\n'
 		printf '[[listener]]\naddress = "127.0.0.1:4420"\n\n'
 		printf '[[listener]]\naddress = "127.0.0.1:8009"\n'
 		for wsc_export in "$@"; do
@@ -201,9 +236,11 @@ serve_start() {
 
 # serve_stop: SIGTERM to the serve started by serve_start, waits (bounded; SIGKILL and a
 # failure after SERVE_STOP_SECONDS), and prints its exit status and log as capture SERVE_NAME.
-# Does not fail on a non-zero exit: check `capture_rc $SERVE_NAME`.
+# Does not fail on a non-zero exit: check `capture_rc $SERVE_NAME`. The milliseconds from
+# SIGTERM to its exit are in /tmp/capture/SERVE_NAME.ms.
 serve_stop() {
 	echo "+ kill -TERM $SERVE_PID   # vfnvme serve"
+	sst_started=$(now_ms)
 	kill -TERM "$SERVE_PID" || fail "vfnvme serve (pid $SERVE_PID) is gone before SIGTERM"
 	sst_deadline=$(($(date +%s) + SERVE_STOP_SECONDS))
 	while alive "$SERVE_PID"; do
@@ -213,11 +250,13 @@ serve_stop() {
 		fi
 		sleep 0.1
 	done
+	sst_ms=$(($(now_ms) - sst_started))
 	sst_rc=0
 	wait "$SERVE_PID" || sst_rc=$?
 	echo "$sst_rc" >"/tmp/capture/$SERVE_NAME.rc"
+	echo "$sst_ms" >"/tmp/capture/$SERVE_NAME.ms"
 	emit_capture "$SERVE_NAME"
-	echo "vfnvme serve exited with status $sst_rc"
+	echo "vfnvme serve exited with status $sst_rc ($sst_ms ms after SIGTERM)"
 	SERVE_PID=""
 	SERVE_NAME=""
 }
@@ -262,13 +301,17 @@ ensure_hostnqn() {
 	[ -s /etc/nvme/hostid ] || echo "5f3c1e2a-7b4d-4c8e-9a61-0d2b3c4e5f60" >/etc/nvme/hostid
 }
 
-# connect_tcp NQN PORT: `nvme connect` over NVMe/TCP on 127.0.0.1 and waits (bounded) for the
-# namespace's block device; prints it as `VFNVME-FABRIC: NQN ctrl=nvmeN block=nvmeXnY`.
+# connect_tcp NQN PORT [OPTION...]: `nvme connect` over NVMe/TCP on 127.0.0.1 (with the
+# extra nvme-connect options, e.g. --ctrl-loss-tmo=5) and waits (bounded) for the namespace's
+# block device; prints it as `VFNVME-FABRIC: NQN ctrl=nvmeN block=nvmeXnY`.
 connect_tcp() {
 	ensure_hostnqn
-	run nvme connect -t tcp -a 127.0.0.1 -s "$2" -n "$1"
-	wait_until 30 has_fabric_block "$1"
-	echo "VFNVME-FABRIC: $1 ctrl=$(fabric_ctrl "$1") block=$(fabric_block "$1")"
+	ct_nqn=$1
+	ct_port=$2
+	shift 2
+	run nvme connect -t tcp -a 127.0.0.1 -s "$ct_port" -n "$ct_nqn" "$@"
+	wait_until 30 has_fabric_block "$ct_nqn"
+	echo "VFNVME-FABRIC: $ct_nqn ctrl=$(fabric_ctrl "$ct_nqn") block=$(fabric_block "$ct_nqn")"
 }
 
 # disconnect_tcp NQN: `nvme disconnect` and waits (bounded) until the controller is gone.
@@ -350,3 +393,88 @@ serve_try() {
 }
 
 serve_try_result() { cat /tmp/serve_try_result; }
+
+# --- Acknowledged-write tracking ------------------------------------------------------------
+
+# pattern_writer DEV EXPECTED FIRST COUNT CHUNK_KIB LOG: writes chunks FIRST, FIRST+1, ...,
+# FIRST+COUNT-1 of file EXPECTED to the same offsets of DEV in this order, one O_DIRECT dd per
+# chunk, and appends each chunk's index to LOG once dd reports it written (the device
+# acknowledged it). Every chunk is written once, so a lost acknowledged write cannot hide
+# behind an earlier copy of the same data. Stops at the first failed write (LOG.end says
+# `failed CHUNK: why`), once /tmp/stop-writers exists (`stopped`) or after the last chunk
+# (`done`). Meant to run in the background: `pattern_writer ... &`.
+pattern_writer() {
+	pw_chunk=$3
+	: >"$6"
+	while [ "$pw_chunk" -lt $(($3 + $4)) ]; do
+		if [ -e /tmp/stop-writers ]; then
+			echo stopped >"$6.end"
+			return 0
+		fi
+		if ! dd if="$2" of="$1" bs="$5k" skip="$pw_chunk" seek="$pw_chunk" count=1 \
+			oflag=direct conv=notrunc 2>"$6.dd"; then
+			echo "failed $pw_chunk: $(tr '\n' ' ' <"$6.dd")" >"$6.end"
+			return 0
+		fi
+		echo "$pw_chunk" >>"$6"
+		pw_chunk=$((pw_chunk + 1))
+	done
+	echo done >"$6.end"
+}
+
+# acked_count LOG: how many writes pattern_writer saw acknowledged.
+acked_count() {
+	if [ -f "$1" ]; then wc -l <"$1" | tr -d ' '; else echo 0; fi
+}
+
+# verify_acked DEV EXPECTED FIRST COUNT CHUNK_KIB LOG: checks that LOG is the chunk sequence
+# pattern_writer FIRST COUNT writes, that every chunk it names reads back from DEV (O_DIRECT)
+# equal to EXPECTED, and that the chunk after the one the writer was writing when it stopped
+# (never written) reads as zeros, so the comparison can tell written from unwritten. Prints
+# `VFNVME-ACKED: LOG N acknowledged and verified`.
+verify_acked() {
+	va_n=$(acked_count "$6")
+	va_bad=$(awk -v first="$3" '$1 != first + NR - 1 { print NR ": " $1; exit }' "$6")
+	[ -z "$va_bad" ] || fail "$6 is not the writer's sequence from chunk $3 at line $va_bad"
+	[ "$va_n" -le "$4" ] || fail "$6 names $va_n chunks, the writer has $4"
+	if [ "$va_n" -gt 0 ]; then
+		run dd if="$1" of=/tmp/verify-actual bs="$5k" skip="$3" count="$va_n" iflag=direct
+		run dd if="$2" of=/tmp/verify-expected bs="$5k" skip="$3" count="$va_n"
+		cmp_or_explain /tmp/verify-expected /tmp/verify-actual \
+			"chunks $3..$(($3 + va_n - 1)) of $1 (acknowledged per $6)"
+		rm -f /tmp/verify-actual /tmp/verify-expected
+	fi
+	if [ $((va_n + 1)) -lt "$4" ]; then
+		va_unwritten=$(($3 + va_n + 1))
+		run dd if="$1" of=/tmp/verify-actual bs="$5k" skip="$va_unwritten" count=1 iflag=direct
+		run dd if=/dev/zero of=/tmp/verify-expected bs="$5k" count=1
+		cmp_or_explain /tmp/verify-expected /tmp/verify-actual \
+			"chunk $va_unwritten of $1 (never written by the writer of $6)"
+		rm -f /tmp/verify-actual /tmp/verify-expected
+	fi
+	echo "VFNVME-ACKED: $6 $va_n acknowledged and verified"
+}
+
+# --- Phases: independent parts of one boot --------------------------------------------------
+
+# run_phase NAME SCRIPT: runs SCRIPT in its own `sh -e` with these helpers and env.sh (export
+# what else it needs), so that a failing phase does not keep the next one from running.
+# Prints `VFNVME-PHASE-BEGIN NAME` and `VFNVME-PHASE-RESULT: NAME PASS` (or `FAIL step=...
+# exit=...`); never fails itself: `phases_passed` says whether every phase passed.
+run_phase() {
+	echo "VFNVME-PHASE-BEGIN $1"
+	step "$1: start"
+	rp_rc=0
+	sh -e -c '. /harness/lib.sh; . /harness/env.sh; . "$0"' "$2" || rp_rc=$?
+	if [ "$rp_rc" = 0 ]; then
+		echo "VFNVME-PHASE-RESULT: $1 PASS"
+	else
+		echo "VFNVME-PHASE-RESULT: $1 FAIL step=$(cat /tmp/vfnvme-step) exit=$rp_rc"
+		echo "$1" >>/tmp/vfnvme-phases-failed
+	fi
+}
+
+phases_passed() {
+	[ ! -s /tmp/vfnvme-phases-failed ] ||
+		fail "phases failed: $(tr '\n' ' ' </tmp/vfnvme-phases-failed)"
+}

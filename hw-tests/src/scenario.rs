@@ -16,6 +16,11 @@ use crate::qmp::Qmp;
 /// (printed by `request_device_del` in guest/lib.sh).
 pub const DEVICE_DEL_REQUEST: &str = "VFNVME-HOST-REQUEST: device_del ";
 
+/// `run_phase` in guest/lib.sh prints these around a phase.
+pub const PHASE_BEGIN: &str = "VFNVME-PHASE-BEGIN ";
+/// See [`PHASE_BEGIN`]; followed by the phase's name and `PASS` or `FAIL step=... exit=...`.
+pub const PHASE_RESULT: &str = "VFNVME-PHASE-RESULT: ";
+
 /// Console lines shown when a scenario fails.
 pub const FAILURE_TAIL_LINES: usize = 150;
 
@@ -65,6 +70,7 @@ pub struct Scenario {
     cpus: u32,
     deadline: Duration,
     needs_vfnvme: bool,
+    files: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -79,6 +85,7 @@ impl Scenario {
             cpus: 2,
             deadline: Duration::from_secs(300),
             needs_vfnvme: false,
+            files: Vec::new(),
         }
     }
 
@@ -97,6 +104,13 @@ impl Scenario {
     /// Guest memory in MiB.
     pub fn memory_mib(mut self, memory_mib: u32) -> Self {
         self.memory_mib = memory_mib;
+        self
+    }
+
+    /// Puts `contents` at `/harness/NAME` in the guest (e.g. a phase script for `run_phase`
+    /// in guest/lib.sh).
+    pub fn guest_file(mut self, name: &str, contents: &str) -> Self {
+        self.files.push((name.to_owned(), contents.to_owned()));
         self
     }
 
@@ -221,6 +235,9 @@ impl Scenario {
         let mut archive = CpioArchive::new();
         archive.file("harness/env.sh", 0o644, env.as_bytes());
         archive.file("harness/scenario.sh", 0o644, self.script.as_bytes());
+        for (name, contents) in &self.files {
+            archive.file(&format!("harness/{name}"), 0o644, contents.as_bytes());
+        }
         let mut bytes = std::fs::read(base).map_err(|e| HarnessError::io("reading", base, e))?;
         bytes.extend_from_slice(&archive.finish());
         std::fs::write(to, bytes).map_err(|e| HarnessError::io("writing", to, e))
@@ -284,6 +301,71 @@ impl Outcome {
             checks.join("\n"),
             self.console_log.display(),
             self.tail(FAILURE_TAIL_LINES)
+        );
+    }
+
+    /// The console lines of phase `name` (`run_phase` in guest/lib.sh): from its begin marker
+    /// to its result line, or to the end of the console if it never finished.
+    pub fn phase_console(&self, name: &str) -> Option<&[String]> {
+        let begin_marker = format!("{PHASE_BEGIN}{name}");
+        let result_prefix = format!("{PHASE_RESULT}{name} ");
+        let begin = self
+            .console
+            .iter()
+            .rposition(|line| *line == begin_marker)?;
+        let end = self.console[begin..]
+            .iter()
+            .position(|line| line.starts_with(&result_prefix))
+            .map_or(self.console.len(), |at| begin + at + 1);
+        Some(&self.console[begin..end])
+    }
+
+    /// What phase `name` reported (`PASS`, or `FAIL step=... exit=...`), if it finished.
+    pub fn phase_result(&self, name: &str) -> Option<String> {
+        let result_prefix = format!("{PHASE_RESULT}{name} ");
+        self.phase_console(name)?
+            .iter()
+            .find_map(|line| line.strip_prefix(&result_prefix))
+            .map(|result| result.trim().to_owned())
+    }
+
+    /// Panics, with the phase's failed checks and the tail of its console, unless phase
+    /// `name` reported PASS.
+    pub fn assert_phase_passed(&self, name: &str) {
+        match self.phase_result(name) {
+            Some(result) if result == "PASS" => {}
+            Some(result) => self.fail_phase(name, &result),
+            None if self.phase_console(name).is_some() => {
+                let why = match &self.end {
+                    BootEnd::Reported(result) => format!("the scenario reported {result}"),
+                    BootEnd::TimedOut(after) => format!("no result within {after:?}; QEMU killed"),
+                    BootEnd::ExitedWithoutResult(why) => why.clone(),
+                };
+                self.fail_phase(name, &format!("the phase did not finish: {why}"))
+            }
+            None => {
+                self.assert_passed();
+                self.fail(&format!("phase {name} never started"))
+            }
+        }
+    }
+
+    /// Panics with `reason`, the failed checks of phase `name` and the tail of its console.
+    pub fn fail_phase(&self, name: &str, reason: &str) -> ! {
+        let lines = self.phase_console(name).unwrap_or(&self.console);
+        let checks: Vec<&str> = lines
+            .iter()
+            .filter(|line| line.contains("VFNVME-CHECK-FAILED"))
+            .map(String::as_str)
+            .collect();
+        let start = lines.len().saturating_sub(FAILURE_TAIL_LINES);
+        panic!(
+            "scenario {} phase {name} FAILED: {reason}\n{}\n--- last {FAILURE_TAIL_LINES} \
+             console lines of the phase (whole log: {}) ---\n{}",
+            self.name,
+            checks.join("\n"),
+            self.console_log.display(),
+            lines[start..].join("\n")
         );
     }
 
