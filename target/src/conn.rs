@@ -1191,6 +1191,11 @@ fn check_io(
     buffer_sizes: &[usize],
 ) -> Result<(NamespaceRoute, usize), Status> {
     let invalid = |sc| Err(Status::generic(sc).do_not_retry());
+    if binding.terminated() {
+        // The admin queue is gone (a shutdown, a dropped host): retryable once the host has
+        // reconnected, unlike a controller the host never enabled.
+        return Err(Status::generic(generic::NAMESPACE_NOT_READY));
+    }
     if !binding.enabled() {
         return invalid(generic::COMMAND_SEQUENCE_ERROR);
     }

@@ -142,21 +142,30 @@ impl PollGroupHandle {
         let _ = self.wake.write(1);
     }
 
-    /// Tells the group to shut down and waits for it.
-    pub fn shut_down(mut self) -> PollGroupSummary {
-        self.stop_and_join()
-    }
-
-    fn stop_and_join(&mut self) -> PollGroupSummary {
-        let Some(thread) = self.thread.take() else {
-            return PollGroupSummary::default();
+    /// Tells the group to stop: it stops taking connections and commands at once, then
+    /// drains. Does not wait; see [`join`](Self::join).
+    pub fn request_stop(&mut self) {
+        let Some(thread) = self.thread.as_ref() else {
+            return;
         };
         while self.inbox.push(Message::Shutdown).is_err() && !thread.is_finished() {
             self.wake();
             std::thread::yield_now();
         }
         self.wake();
-        thread.join().unwrap_or_default()
+    }
+
+    /// Waits for a group told to stop.
+    pub fn join(mut self) -> PollGroupSummary {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> PollGroupSummary {
+        self.request_stop();
+        self.thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default()
     }
 }
 

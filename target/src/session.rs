@@ -328,6 +328,11 @@ impl QueueBinding {
         self.controller().is_enabled()
     }
 
+    /// The controller's association ended (its admin queue is gone): the host will reconnect.
+    pub fn terminated(&self) -> bool {
+        self.controller().is_terminated()
+    }
+
     pub fn max_io_size(&self) -> usize {
         self.controller().max_io_size() as usize
     }

@@ -409,11 +409,17 @@ impl Target {
             .unwrap_or_else(|p| p.into_inner()) =
             Some(Instant::now() + shared.config.shutdown_deadline);
         let mut report = ShutdownReport::default();
+        // Every group stops taking commands before any closes a socket: an admin queue closed
+        // by one group ends its controller, whose I/O queues may live on another.
+        let mut groups = groups;
+        for group in &mut groups {
+            group.request_stop();
+        }
         for group in groups {
             let PollGroupSummary {
                 abandoned_commands,
                 connections_served,
-            } = group.shut_down();
+            } = group.join();
             report.abandoned_commands += abandoned_commands;
             report.connections_served += connections_served;
         }

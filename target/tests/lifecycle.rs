@@ -229,3 +229,69 @@ fn a_stopped_target_unmaps_its_memory() {
         );
     }
 }
+
+/// Starts a target whose simulated drive takes `latency_us` per command, with a shutdown
+/// deadline of `deadline_ms`.
+fn slow_target(latency_us: u64, deadline_ms: u64) -> RunningTarget {
+    RunningTarget::with_config(&format!(
+        "[target]\ncores = 1\nshutdown_deadline_ms = {deadline_ms}\n\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\n\
+         [[subsystem]]\nnqn = \"{NQN}\"\nallow_any_host = true\n\n\
+         [[subsystem.namespace]]\nnsid = 1\nsim_mib = 4\nsim_latency_us = {latency_us}\n"
+    ))
+}
+
+/// Submits `count` reads and returns without waiting for them.
+fn reads_in_flight(address: SocketAddr, count: u64) -> (Host, vfnvme_target::host::HostQueue) {
+    let mut host = Host::connect(address, NQN, options()).unwrap();
+    host.enable().unwrap();
+    let mut queue = host.connect_io_queue(1, 16).unwrap();
+    for tag in 0..count {
+        let read = Command::nvm_rw(nvm_opcode::READ, 1, tag * 8, 8);
+        queue.submit(read, &[], 4096, tag).unwrap();
+    }
+    (host, queue)
+}
+
+#[test]
+fn connections_that_vanish_with_commands_on_the_drive_leave_nothing_behind() {
+    let _exclusive = exclusive();
+    let mapped = vfnvme_driver::dma::mapped_bytes();
+    let target = slow_target(50_000, 10_000);
+    for _ in 0..5 {
+        // The host goes away while its reads are on the drive; their completions come later,
+        // for a connection that is gone.
+        drop(reads_in_flight(target.address, 8));
+    }
+    let report = target.stop();
+    assert_eq!(
+        report.abandoned_commands, 0,
+        "the drive completed them during shutdown"
+    );
+    assert_eq!(
+        vfnvme_driver::dma::mapped_bytes(),
+        mapped,
+        "a buffer of a vanished connection never came home"
+    );
+}
+
+#[test]
+fn the_shutdown_deadline_abandons_what_the_drive_does_not_complete_and_says_so() {
+    let _exclusive = exclusive();
+    let mapped = vfnvme_driver::dma::mapped_bytes();
+    // Each command takes 3 s, the deadline is 200 ms.
+    let target = slow_target(3_000_000, 200);
+    let (host, queue) = reads_in_flight(target.address, 4);
+    let started = Instant::now();
+    let report = target.stop();
+    assert!(report.abandoned_commands > 0, "{report:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop((queue, host));
+    // The abandoned commands' queue pair was deleted on the drive (which aborted them) before
+    // its memory went; their buffers were never given back, so that pool's memory is kept.
+    assert!(vfnvme_driver::dma::mapped_bytes() >= mapped);
+}
