@@ -27,7 +27,8 @@ const SECONDS: u32 = 5;
 const REPEATS: u32 = 3;
 const QUEUE_DEPTHS: [u32; 2] = [1, 16];
 const DRIVE_BYTES: u64 = 256 << 20;
-/// Poll groups of `vfnvme serve` in the fabric comparison.
+/// Poll groups of `vfnvme serve` in the fabric comparison: one, so that a vCPU stays for fio
+/// (nvmet runs on kernel workqueues wherever it likes).
 const SERVE_CORES: u32 = 1;
 const NQN_NVMET: &str = "nqn.2026-11.io.vfnvme:bench-nvmet";
 const NQN_VFNVME: &str = "nqn.2026-11.io.vfnvme:bench-vfnvme";
