@@ -45,17 +45,35 @@ fn count(dir: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Waits (bounded) until the process is back to `fds` descriptors and `threads` threads.
+/// Threads the target starts (poll groups, simulated drives); the test harness's own threads
+/// come and go with other tests, so only these are counted.
+fn target_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm")).is_ok_and(|name| {
+                        name.starts_with("poll-group") || name.starts_with("nvme-sim")
+                    })
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until the process is back to `fds` descriptors and `threads` target threads.
 fn assert_back_to(fds: usize, threads: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (now_fds, now_threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+        let (now_fds, now_threads) = (count("/proc/self/fd"), target_threads());
         if now_fds <= fds && now_threads <= threads {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "resources leaked: {now_fds} fds (was {fds}), {now_threads} threads (was {threads})"
+            "resources leaked: {now_fds} fds (was {fds}), {now_threads} target threads (was \
+             {threads})"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -106,7 +124,7 @@ fn hammer(address: SocketAddr, running: Arc<AtomicBool>, progress: Arc<AtomicU64
 #[test]
 fn shutdown_under_full_load_drains_and_releases_everything() {
     let _exclusive = exclusive();
-    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    let (fds, threads) = (count("/proc/self/fd"), target_threads());
     let mapped = vfnvme_driver::dma::mapped_bytes();
     for cycle in 0..200 {
         let target = start(50);
@@ -151,7 +169,7 @@ fn shutdown_under_full_load_drains_and_releases_everything() {
 fn connect_disconnect_storm_of_several_hosts() {
     let _exclusive = exclusive();
     let target = start(0);
-    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    let (fds, threads) = (count("/proc/self/fd"), target_threads());
     let hosts: Vec<_> = (0..4)
         .map(|host_index| {
             let address = target.address;
