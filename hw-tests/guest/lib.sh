@@ -143,6 +143,7 @@ wait_exit() {
 }
 
 hugepages_total() { cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; }
+hugepages_free() { cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages; }
 
 # Sets DRIVE<k>_BDF from the serial the host gave each drive (env.sh sets DRIVE<k>_SERIAL),
 # so scenarios need not know how QEMU numbered the PCI buses.

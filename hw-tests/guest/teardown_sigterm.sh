@@ -33,6 +33,7 @@ done
 step "sigterm: vfnvme serve, cores = 2, shutdown_deadline_ms = $DEADLINE_MS"
 SERVE_TARGET_EXTRA="shutdown_deadline_ms = $DEADLINE_MS" \
 	write_serve_config /tmp/teardown.toml 2 "$NQN0=$B0" "$NQN1=$B1"
+HUGEPAGES_FREE_BEFORE=$(hugepages_free)
 serve_start td_serve /tmp/teardown.toml
 # shellcheck disable=SC2153 # set by serve_start
 echo "$SERVE_PID" >/tmp/teardown-serve.pid
@@ -89,6 +90,8 @@ expect_eq "$(capture_rc td_serve)" 0 "exit status of vfnvme serve after SIGTERM 
 [ "$EXIT_MS" -le "$EXIT_LIMIT_MS" ] ||
 	fail "vfnvme serve took $EXIT_MS ms from SIGTERM to exit (limit $EXIT_LIMIT_MS ms)"
 expect_no_grep panicked /tmp/capture/td_serve.err "vfnvme serve's log"
+expect_eq "$(hugepages_free)" "$HUGEPAGES_FREE_BEFORE" \
+	"free hugepages after vfnvme serve exited (every DMA region released)"
 
 step "sigterm: the host lets go (nvme disconnect); writers and fio end"
 touch /tmp/stop-writers
