@@ -49,7 +49,7 @@ fmt:
 # The first command of the README: boots the QEMU appliance with two emulated NVMe drives
 # (downloads Debian's kernel on first use), binds them to vfio-pci, runs vfnvme on them.
 .PHONY: demo
-demo: release-bin
+demo: host-deps release-bin
 	$(CARGO) run --release -p vfnvme-hw-tests --bin vfnvme-demo
 
 include hw-tests/hw.mk

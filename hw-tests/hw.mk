@@ -17,7 +17,7 @@ guest: release-bin
 # Boots QEMU guests (emulated NVMe behind an emulated IOMMU) and runs every hw scenario.
 # Boots are serialized by the harness; one test thread keeps the output readable;
 # --no-fail-fast runs every scenario even when an earlier one fails.
-hw-test: release-bin
+hw-test: host-deps release-bin
 	$(CARGO) test --no-fail-fast -p vfnvme-hw-tests -- $(HW_TEST_FLAGS)
 
 # In one guest boot, on two drives of the same emulated model: fio on the kernel nvme driver vs
@@ -25,6 +25,6 @@ hw-test: release-bin
 # with fio (fabric); prints Markdown tables (medians of 3 interleaved runs and the ratios) for
 # BENCHMARKS.md. BENCH_HW=local or BENCH_HW=fabric runs one comparison only.
 BENCH_HW ?= all
-bench-hw: release-bin
+bench-hw: host-deps release-bin
 	$(CARGO) run --release -q -p vfnvme-hw-tests --bin vfnvme-hw-bench -- $(BENCH_HW)
 
