@@ -351,6 +351,7 @@ impl Controller {
             queue,
             generation,
             live_on_device: false,
+            closed: false,
             pools: Vec::new(),
             controller: self.clone(),
         };
@@ -604,6 +605,8 @@ pub struct IoQueuePair {
     queue: QueuePair,
     generation: u64,
     live_on_device: bool,
+    /// Removed from the device (or given up on) already.
+    closed: bool,
     /// Buffer memory this queue pair's commands may point into, kept alive while it lives.
     pools: Vec<Arc<DmaRegion>>,
     controller: Controller,
@@ -907,20 +910,33 @@ impl IoQueuePair {
 
     /// Deletes SQ then CQ on the device. Returns whether the device is known to be done with
     /// this queue pair's memory.
-    fn delete_on_device(&mut self) -> bool {
+    /// The device posts the completions of commands aborted by the SQ deletion before the
+    /// deletion itself completes; they are reaped (to `on_complete`) before the CQ goes.
+    fn delete_on_device(&mut self, on_complete: &mut dyn FnMut(Completed)) -> bool {
         if !self.live_on_device || self.controller.generation() != self.generation {
             return true;
         }
         let qid = u32::from(self.qid());
-        let delete = |opcode, name| {
+        let delete = |controller: &Controller, opcode, name| {
             let command = Command {
                 cdw10: qid,
                 ..Command::new(opcode, 0)
             };
-            self.controller.admin(command, AdminData::None, name)
+            controller.admin(command, AdminData::None, name)
         };
-        let deleted = delete(admin_opcode::DELETE_IO_SQ, "Delete I/O Submission Queue")
-            .and_then(|_| delete(admin_opcode::DELETE_IO_CQ, "Delete I/O Completion Queue"));
+        let deleted = delete(
+            &self.controller,
+            admin_opcode::DELETE_IO_SQ,
+            "Delete I/O Submission Queue",
+        )
+        .and_then(|_| {
+            self.queue.poll(usize::MAX, &mut *on_complete);
+            delete(
+                &self.controller,
+                admin_opcode::DELETE_IO_CQ,
+                "Delete I/O Completion Queue",
+            )
+        });
         match deleted {
             Ok(_) => {
                 self.live_on_device = false;
@@ -938,19 +954,31 @@ impl IoQueuePair {
     }
 }
 
-impl Drop for IoQueuePair {
-    fn drop(&mut self) {
+impl IoQueuePair {
+    /// Removes the queue pair from the device, handing every command still in flight to
+    /// `on_complete` (completed, or aborted by the SQ deletion) with its buffer, so that the
+    /// caller can put the buffers back where they belong. Dropping a queue pair does the same
+    /// without giving the buffers back.
+    pub fn shut_down(mut self, mut on_complete: impl FnMut(Completed)) {
+        self.close(&mut on_complete);
+    }
+
+    fn close(&mut self, on_complete: &mut dyn FnMut(Completed)) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
         // Commands still in flight: give the device a moment, then deleting the SQ aborts them.
         let deadline = Instant::now() + Duration::from_secs(1);
-        let lost = self.drain(deadline, |_| {});
+        let lost = self.drain(deadline, &mut *on_complete);
         if lost > 0 {
             log::warn!(
-                "{}: queue {} dropped with {lost} commands in flight",
+                "{}: queue {} closed with {lost} commands in flight",
                 self.controller.address(),
                 self.qid()
             );
         }
-        if self.delete_on_device() {
+        if self.delete_on_device(on_complete) {
             self.controller.shared.release_qid(self.qid());
         } else {
             log::error!(
@@ -963,5 +991,11 @@ impl Drop for IoQueuePair {
                 std::mem::forget(region);
             }
         }
+    }
+}
+
+impl Drop for IoQueuePair {
+    fn drop(&mut self) {
+        self.close(&mut |_| {});
     }
 }

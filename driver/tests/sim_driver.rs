@@ -540,9 +540,9 @@ fn all_queue_ids_can_be_taken_and_the_next_is_refused() {
     rig.controller.create_io_qpair(8).unwrap();
 }
 
-/// Teardown with a command the device never completes: dropping the queue pair deletes its SQ
-/// (which aborts the command), the device never touches memory after it was unmapped, and
-/// every mapping is gone once the controller is.
+/// Teardown with a command the device never completes: shutting the queue pair down deletes its
+/// SQ, which aborts the command and gives its buffer back; the device never touches memory after
+/// it was unmapped, and every mapping is gone once the controller is.
 #[test]
 fn teardown_with_a_command_in_flight_unmaps_everything_without_iommu_faults() {
     let rig = rig();
@@ -569,14 +569,29 @@ fn teardown_with_a_command_in_flight_unmaps_everything_without_iommu_faults() {
         "the lost read is still out"
     );
     assert!(aborted.is_none());
-    drop(qpair);
+    // Shutting the queue pair down deletes its SQ, which aborts the lost read; its completion
+    // (and buffer) comes back before the rings go.
+    qpair.shut_down(|done| aborted = Some(done));
+    let aborted = aborted.expect("the lost read completes, aborted by the SQ deletion");
+    assert_eq!(aborted.tag, 1);
+    assert!(
+        aborted
+            .status
+            .same_code(Status::generic(generic::SQ_DELETION_ABORT)),
+        "{}",
+        aborted.status
+    );
+    pool.give_back(aborted.buffer.expect("its buffer comes back"));
     assert_eq!(sim.stats().io_queues, 0);
     assert_eq!(sim.stats().in_flight, 0);
-    // The lost read's buffer was never given back: the pool keeps its memory rather than free
-    // pages a command pointed at.
     drop(pool);
     drop(controller);
     assert_eq!(sim.stats().iommu_faults, 0);
+    assert_eq!(
+        sim.mapped_bytes(),
+        0,
+        "every buffer came home, so every region is unmapped"
+    );
     let status = sim.registers().read32(regs::CSTS);
     assert_eq!(
         status & csts::SHST_MASK,

@@ -125,7 +125,7 @@ impl Drive {
                 let mut qpair = controller.create_io_qpair(depth.saturating_add(1))?;
                 qpair.register_pool(&pool);
                 BackendQueue::Nvme {
-                    qpair: Box::new(qpair),
+                    qpair: Some(Box::new(qpair)),
                     pool,
                 }
             }
@@ -226,8 +226,9 @@ impl DriveSlot {
 /// deletes its queues) before the pool.
 pub enum BackendQueue {
     Nvme {
-        /// Boxed: a queue pair is large, and the RAM variant should not pay for it.
-        qpair: Box<vfnvme_driver::IoQueuePair>,
+        /// Boxed: a queue pair is large, and the RAM variant should not pay for it. Always
+        /// present but while the queue is dropped (its `Drop` shuts it down).
+        qpair: Option<Box<vfnvme_driver::IoQueuePair>>,
         pool: BufferPool,
     },
     Ram {
@@ -238,6 +239,22 @@ pub enum BackendQueue {
     },
     /// The drive was given up: its queue is gone.
     Gone,
+}
+
+impl Drop for BackendQueue {
+    /// A queue pair is shut down with its pool at hand, so that the buffers of commands still
+    /// in flight (completed, or aborted when the SQ is deleted) go back before the pool goes.
+    fn drop(&mut self) {
+        if let Self::Nvme { qpair, pool } = self {
+            if let Some(qpair) = qpair.take() {
+                qpair.shut_down(|done| {
+                    if let Some(buffer) = done.buffer {
+                        pool.give_back(buffer);
+                    }
+                });
+            }
+        }
+    }
 }
 
 impl BackendQueue {
@@ -271,7 +288,7 @@ impl BackendQueue {
     /// Commands submitted and not yet polled.
     pub fn outstanding(&self) -> usize {
         match self {
-            Self::Nvme { qpair, .. } => qpair.outstanding(),
+            Self::Nvme { qpair, .. } => qpair.as_ref().map_or(0, |q| q.outstanding()),
             Self::Ram { completed, .. } => completed.len(),
             Self::Gone => 0,
         }
@@ -286,7 +303,9 @@ impl BackendQueue {
         tag: u64,
     ) -> Result<(), Rejected> {
         match self {
-            Self::Nvme { qpair, .. } => qpair.submit(command, data, tag).map(|_| ()),
+            Self::Nvme {
+                qpair: Some(qpair), ..
+            } => qpair.submit(command, data, tag).map(|_| ()),
             Self::Ram {
                 disk, completed, ..
             } => {
@@ -312,7 +331,7 @@ impl BackendQueue {
                 });
                 Ok(())
             }
-            Self::Gone => Err(Rejected {
+            Self::Nvme { qpair: None, .. } | Self::Gone => Err(Rejected {
                 error: SubmitError::ControllerReset,
                 buffer: data.map(|(buffer, _)| buffer),
             }),
@@ -322,19 +341,24 @@ impl BackendQueue {
     /// Moves up to `max` completions into `out`.
     pub fn poll(&mut self, max: usize, out: &mut Vec<Completed>) -> usize {
         match self {
-            Self::Nvme { qpair, .. } => qpair.poll(max, |done| out.push(done)),
+            Self::Nvme {
+                qpair: Some(qpair), ..
+            } => qpair.poll(max, |done| out.push(done)),
             Self::Ram { completed, .. } => {
                 let count = completed.len().min(max);
                 out.extend(completed.drain(..count));
                 count
             }
-            Self::Gone => 0,
+            Self::Nvme { qpair: None, .. } | Self::Gone => 0,
         }
     }
 
     /// Aborts commands a drive has held too long and resets it if that does not help.
     pub fn check_timeouts(&mut self) {
-        if let Self::Nvme { qpair, .. } = self {
+        if let Self::Nvme {
+            qpair: Some(qpair), ..
+        } = self
+        {
             if let Err(error) = qpair.check_timeouts(COMMAND_TIMEOUT) {
                 log::error!("{}: {error}", qpair.controller().address());
             }

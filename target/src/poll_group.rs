@@ -41,6 +41,8 @@ const EVENTS_PER_WAIT: usize = 64;
 const COMPLETIONS_PER_ROUND: usize = 64;
 /// Empty busy-polling rounds before the group yields its CPU once.
 const SPINS_BEFORE_YIELD: u32 = 64;
+/// How long a poll group keeps polling after its last work before it parks in `epoll_wait`.
+const PARK_AFTER: Duration = Duration::from_millis(1);
 /// How long an idle poll group sleeps before looking at timers again.
 const IDLE_WAIT_MS: u16 = 100;
 /// How long a drive being removed may take to complete its commands before they are failed.
@@ -225,6 +227,7 @@ impl PollGroup {
         let mut events = [EpollEvent::empty(); EVENTS_PER_WAIT];
         let mut next_tick = Instant::now() + TICK;
         let mut idle_rounds = 0u32;
+        let mut last_busy = Instant::now();
         loop {
             // Read before the ring is drained, so that a quiet gate means the drain below got
             // every connection there will ever be (the loom model found the other order wrong).
@@ -263,9 +266,15 @@ impl PollGroup {
                 Action::Release => break,
             }
             let busy = commands_on_drives > 0 || output_pending || !self.lifecycle.is_running();
-            let timeout = if busy { 0u16 } else { IDLE_WAIT_MS };
+            if busy {
+                last_busy = now;
+            }
+            // Parks only after a while without work: a host at queue depth 1 sends its next
+            // command right after the last response, and waking a parked thread costs more.
+            let polling = busy || now.duration_since(last_busy) < PARK_AFTER;
+            let timeout = if polling { 0u16 } else { IDLE_WAIT_MS };
             let ready = self.epoll.wait(&mut events, timeout).unwrap_or(0);
-            if busy && ready == 0 {
+            if polling && ready == 0 {
                 idle_rounds += 1;
             }
             for event in &events[..ready] {
