@@ -39,7 +39,6 @@ bench:
 # (nightly toolchain).
 asan:
 	RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address" \
-		LSAN_OPTIONS="suppressions=$(CURDIR)/asan-suppressions.txt" \
 		$(CARGO) +nightly test -p vfnvme-driver -p vfnvme-target --target x86_64-unknown-linux-gnu \
 		--no-fail-fast
 
