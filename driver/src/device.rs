@@ -24,6 +24,10 @@ pub trait NvmeDevice: Send + Sync {
 
     /// Asks for the device to be given up, as the kernel does on hot removal.
     fn request_removal(&self);
+
+    /// The owner is giving the device up because its removal was requested: the device may
+    /// vanish (from sysfs too) as soon as it is closed.
+    fn prepare_for_removal(&self);
 }
 
 /// The eventfd behind [`NvmeDevice::removal_event`].

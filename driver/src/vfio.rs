@@ -5,6 +5,7 @@ use std::fs;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
@@ -96,8 +97,31 @@ pub struct VfioNvme {
     /// The same eventfd as `removal`, in the type vfio-ioctls registers; kept while the device
     /// may signal it.
     _removal_for_vfio: Option<vmm_sys_util::eventfd::EventFd>,
-    /// Kept open for as long as the registers and DMA space above may be used.
-    _device: VfioDevice,
+    /// Set once the device is given up because the kernel wants it back.
+    being_removed: AtomicBool,
+    /// Kept open for as long as the registers and DMA space above may be used; `None` only
+    /// while dropping.
+    device: Option<VfioDevice>,
+}
+
+impl Drop for VfioNvme {
+    fn drop(&mut self) {
+        let Some(device) = self.device.take() else {
+            return;
+        };
+        if !self.being_removed.load(Ordering::Acquire) {
+            // Dropped as a field, after BAR0 is unmapped.
+            self.device = Some(device);
+            return;
+        }
+        // vfio-ioctls looks the device up in sysfs again after closing it, and panics when a
+        // hot removal (which our close lets finish) has already taken it away. So close the
+        // device ourselves and let its bookkeeping go: the group and container stay open until
+        // the process ends, empty of devices and mappings.
+        let _ = nix::unistd::close(device.as_raw_fd());
+        std::mem::forget(device);
+        log::info!("{}: closed for removal", self.address);
+    }
 }
 
 impl VfioNvme {
@@ -145,7 +169,8 @@ impl VfioNvme {
             dma: DmaSpace::new(mapper, MemoryKind::Hugepages, iova_ranges),
             removal,
             _removal_for_vfio: removal_for_vfio,
-            _device: device,
+            being_removed: AtomicBool::new(false),
+            device: Some(device),
         }))
     }
 }
@@ -161,6 +186,10 @@ impl NvmeDevice for VfioNvme {
 
     fn request_removal(&self) {
         self.removal.signal();
+    }
+
+    fn prepare_for_removal(&self) {
+        self.being_removed.store(true, Ordering::Release);
     }
 
     fn registers(&self) -> &Mmio {

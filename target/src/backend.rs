@@ -186,6 +186,9 @@ impl DriveSlot {
             let mut counter = [0u8; 8];
             let _ = event.read(&mut counter);
         }
+        if let Some(device) = self.lock().as_ref().and_then(Drive::device) {
+            device.prepare_for_removal();
+        }
         !self.removed.swap(true, Ordering::AcqRel)
     }
 

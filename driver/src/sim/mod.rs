@@ -239,6 +239,8 @@ impl NvmeDevice for SimController {
     fn request_removal(&self) {
         self.removal.signal();
     }
+
+    fn prepare_for_removal(&self) {}
 }
 
 impl Drop for SimController {
