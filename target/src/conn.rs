@@ -804,10 +804,9 @@ impl Connection {
             self.try_connect(index, data, Instant::now() + QID_REUSE_WAIT);
             return;
         }
-        let data = &self.scratch[..request.len];
         let outcome = if !is_connect(&command) {
             let binding = self.binding.as_ref().expect("checked before");
-            binding.execute_admin(&command, data)
+            binding.execute_admin(&command)
         } else {
             AdminOutcome::Respond(AdminResponse::failure(
                 Status::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry(),
@@ -1152,14 +1151,16 @@ impl Drop for Connection {
     }
 }
 
+fn is_fabrics(command: &Command, fctype: u8) -> bool {
+    command.opcode() == FABRICS_OPCODE && crate::fabrics::fctype_of(command) == fctype
+}
+
 fn is_connect(command: &Command) -> bool {
-    command.opcode() == FABRICS_OPCODE
-        && (command.nsid & 0xff) as u8 == crate::fabrics::fctype::CONNECT
+    is_fabrics(command, crate::fabrics::fctype::CONNECT)
 }
 
 fn is_disconnect(command: &Command) -> bool {
-    command.opcode() == FABRICS_OPCODE
-        && (command.nsid & 0xff) as u8 == crate::fabrics::fctype::DISCONNECT
+    is_fabrics(command, crate::fabrics::fctype::DISCONNECT)
 }
 
 /// Whether an I/O queue Connect was refused for its QID (which may be still attached).

@@ -345,20 +345,16 @@ impl QueueBinding {
             .map(|index| self.routes[index])
     }
 
-    /// An admin queue command (Fabrics Property Get/Set included) with its data.
-    pub fn execute_admin(&self, command: &Command, data: &[u8]) -> AdminOutcome {
-        let controller = self.controller();
+    /// An admin queue command (Fabrics Property Get/Set included; none of the supported ones
+    /// carries data to the controller). On an I/O queue, the only Fabrics commands are Connect
+    /// and Disconnect, which the connection handles itself: anything else is Invalid Opcode.
+    pub fn execute_admin(&self, command: &Command) -> AdminOutcome {
         if !self.is_admin() {
-            return match FabricsCommand::parse(command) {
-                // Disconnect of an I/O queue: the host closes the connection next.
-                Ok(FabricsCommand::Disconnect) => AdminOutcome::Respond(AdminResponse::success(0)),
-                _ => AdminOutcome::Respond(AdminResponse::failure(
-                    Status::generic(generic::INVALID_OPCODE).do_not_retry(),
-                )),
-            };
+            return AdminOutcome::Respond(AdminResponse::failure(
+                Status::generic(generic::INVALID_OPCODE).do_not_retry(),
+            ));
         }
-        let _ = data;
-        controller.execute_admin(command, Instant::now())
+        self.controller().execute_admin(command, Instant::now())
     }
 
     /// Why this queue must close now, if it must: keep-alive expired (admin queue), or the
