@@ -215,23 +215,11 @@ write_serve_config() {
 # stderr in /tmp/capture/NAME.{out,err}, RUST_LOG=info unless SERVE_RUST_LOG says otherwise)
 # and waits, bounded, for its ready line. Sets SERVE_PID and SERVE_NAME; `serve_stop` ends it.
 serve_start() {
-	SERVE_NAME=$1
-	echo "+ vfnvme serve --config $2 &"
-	RUST_LOG=${SERVE_RUST_LOG:-info} vfnvme serve --config "$2" \
-		>"/tmp/capture/$1.out" 2>"/tmp/capture/$1.err" &
-	SERVE_PID=$!
-	ss_deadline=$(($(date +%s) + SERVE_READY_SECONDS))
-	until grep -q -e "$SERVE_READY_PATTERN" "/tmp/capture/$1.err"; do
-		if ! alive "$SERVE_PID"; then
-			ss_rc=0
-			wait "$SERVE_PID" || ss_rc=$?
-			SERVE_PID=""
-			fail "vfnvme serve exited with status $ss_rc before its ready line"
-		fi
-		[ "$(date +%s)" -lt "$ss_deadline" ] ||
-			fail "vfnvme serve printed no ready line ('$SERVE_READY_PATTERN') within ${SERVE_READY_SECONDS} s"
-		sleep 0.1
-	done
+	serve_try "$1" "$2"
+	case "$(serve_try_result)" in
+	exited) fail "vfnvme serve exited with status $(capture_rc "$1") before its ready line" ;;
+	hung) fail "vfnvme serve printed no ready line ('$SERVE_READY_PATTERN') within ${SERVE_READY_SECONDS} s" ;;
+	esac
 	echo "vfnvme serve (pid $SERVE_PID) is ready: $(grep -e "$SERVE_READY_PATTERN" "/tmp/capture/$1.err" | head -n 1)"
 }
 
