@@ -172,7 +172,7 @@ impl PollGroupHandle {
 }
 
 impl Drop for PollGroupHandle {
-    /// A handle dropped without `shut_down` (a failed start) still stops its group first: the
+    /// A handle dropped without `join` (a failed start) still stops its group first: the
     /// group would otherwise wait for messages while this waits for the group.
     fn drop(&mut self) {
         self.stop_and_join();

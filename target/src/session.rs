@@ -109,7 +109,7 @@ impl Registry {
 
     /// Tells every controller that exports a namespace of drive `drive` that the namespace
     /// changed (it is going away), completing their held AERs.
-    pub fn drive_removed(&self, drive: usize) {
+    pub fn notify_drive_removed(&self, drive: usize) {
         for (nqn, routes) in &self.routes {
             let Some(registry) = self
                 .subsystems

@@ -326,7 +326,7 @@ impl Target {
         if let Some(slot_with_event) = slot.removal_event() {
             let _ = self.epoll.delete(slot_with_event.as_fd());
         }
-        self.shared.registry.drive_removed(index);
+        self.shared.registry.notify_drive_removed(index);
         for group in &self.groups {
             group.wake();
         }
