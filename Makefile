@@ -39,7 +39,7 @@ bench:
 # (nightly toolchain).
 asan:
 	RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address" \
-		$(CARGO) +nightly test -p vfnvme-driver -p vfnvme-target --target x86_64-unknown-linux-gnu \
+		$(CARGO) +nightly test -p vfnvme-spec -p vfnvme-driver -p vfnvme-tcp -p vfnvme-host -p vfnvme-target --target x86_64-unknown-linux-gnu \
 		--no-fail-fast
 
 fmt:

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use vfnvme_driver::dma::BufferPool;
 use vfnvme_driver::sim::{SimConfig, SimController, SimNamespace};
-use vfnvme_driver::spec::Status;
 use vfnvme_driver::{Controller, ControllerOptions, NvmeDevice};
+use vfnvme_spec::Status;
 
 const DEPTH: usize = 32;
 const IOS_PER_RUN: u64 = 2_000_000;

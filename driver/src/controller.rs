@@ -14,10 +14,10 @@ use crate::dma::{BufferPool, DmaBuffer, DmaRegion};
 use crate::error::{Error, Result};
 use crate::mmio::Mmio;
 use crate::queue::{Completed, DataPointer, QueuePair, Rejected, SubmitError, MAX_PRP_TRANSFER};
-use crate::spec::identify::{self, IdentifyController, IdentifyNamespace};
-use crate::spec::regs::{self, cc, csts, Cap};
-use crate::spec::status::generic;
-use crate::spec::{admin_opcode, cns, feature, nvm_opcode, Command, DsmRange, Status, PAGE_SIZE};
+use vfnvme_spec::identify::{self, IdentifyController, IdentifyNamespace};
+use vfnvme_spec::regs::{self, cc, csts, Cap};
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{admin_opcode, cns, feature, nvm_opcode, Command, DsmRange, Status, PAGE_SIZE};
 
 /// Tunables of a controller.
 #[derive(Clone, Debug)]
@@ -786,7 +786,7 @@ impl IoQueuePair {
         }
         let command = Command {
             cdw10: ranges.len() as u32 - 1,
-            cdw11: crate::spec::DSM_ATTR_DEALLOCATE,
+            cdw11: vfnvme_spec::DSM_ATTR_DEALLOCATE,
             ..Command::new(nvm_opcode::DATASET_MANAGEMENT, ns.nsid)
         };
         self.submit(command, Some((buffer, len)), tag)

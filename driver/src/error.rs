@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::spec::Status;
+use vfnvme_spec::Status;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::dma::{DmaBuffer, DmaRegion, DmaSpace};
 use crate::error::Result;
 use crate::mmio::{Doorbell, Mmio};
-use crate::spec::{self, Command, Completion, Status, CQE_SIZE, PAGE_SIZE, SQE_SIZE};
+use vfnvme_spec::{self, Command, Completion, Status, CQE_SIZE, PAGE_SIZE, SQE_SIZE};
 
 // Entries are written and read as their in-memory representation, which is the little-endian
 // wire layout.
@@ -177,8 +177,10 @@ impl QueuePair {
                 .collect(),
             free_cids: (0..commands).rev().collect(),
             last_check: now,
-            sq_doorbell: registers.doorbell(spec::regs::sq_tail_doorbell(qid, doorbell_stride)),
-            cq_doorbell: registers.doorbell(spec::regs::cq_head_doorbell(qid, doorbell_stride)),
+            sq_doorbell: registers
+                .doorbell(vfnvme_spec::regs::sq_tail_doorbell(qid, doorbell_stride)),
+            cq_doorbell: registers
+                .doorbell(vfnvme_spec::regs::cq_head_doorbell(qid, doorbell_stride)),
             memory,
         })
     }

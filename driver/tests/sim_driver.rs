@@ -9,13 +9,13 @@ use vfnvme_driver::controller::{TimeoutReport, LOST_IN_RESET};
 use vfnvme_driver::dma::{BufferPool, DmaBuffer};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::sim::{Fault, SimConfig, SimController, SimNamespace};
-use vfnvme_driver::spec::log_page::{log_id, SmartLog};
-use vfnvme_driver::spec::regs::{self, csts};
-use vfnvme_driver::spec::status::{generic, media, sct};
-use vfnvme_driver::spec::{admin_opcode, feature, nvm_opcode, Command, DsmRange, Status};
 use vfnvme_driver::{
     AdminData, Controller, ControllerOptions, Error, IoQueuePair, Namespace, NvmeDevice,
 };
+use vfnvme_spec::log_page::{log_id, SmartLog};
+use vfnvme_spec::regs::{self, csts};
+use vfnvme_spec::status::{generic, media, sct};
+use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, DsmRange, Status};
 
 struct Rig {
     // Field order is drop order: queue pair, pool, controller, then the device.

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace, MemoryKind};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::sim::{RamDisk, SimConfig, SimController, SimIommu, SimNamespace};
-use vfnvme_driver::spec::{Command, Status};
 use vfnvme_driver::vfio::VfioNvme;
 use vfnvme_driver::{Controller, ControllerOptions, NvmeDevice};
+use vfnvme_spec::{Command, Status};
 
 /// DMA buffer memory one poll group sets aside per drive.
 const POOL_BUDGET: usize = 16 << 20;
@@ -370,6 +370,6 @@ impl BackendQueue {
 
     /// Status for commands a queue could not take because the drive is gone or reset.
     pub fn unavailable() -> Status {
-        Status::generic(vfnvme_driver::spec::status::generic::NAMESPACE_NOT_READY)
+        Status::generic(vfnvme_spec::status::generic::NAMESPACE_NOT_READY)
     }
 }

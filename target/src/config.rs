@@ -14,10 +14,8 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::subsystem::DISCOVERY_NQN;
+use vfnvme_spec::fabrics::{DISCOVERY_NQN, MAX_NQN_BYTES};
 
-/// Longest NVMe Qualified Name, in bytes (NVMe Base Specification, "NVMe Qualified Names").
-pub const MAX_NQN_BYTES: usize = 223;
 /// Length of the Serial Number field of Identify Controller.
 pub const MAX_SERIAL_BYTES: usize = 20;
 /// Length of the Model Number field of Identify Controller.

@@ -18,21 +18,21 @@ use std::time::{Duration, Instant};
 
 use vfnvme_driver::dma::DmaBuffer;
 use vfnvme_driver::queue::Completed;
-use vfnvme_driver::spec::status::generic;
-use vfnvme_driver::spec::{nvm_opcode, Command, Completion, Status};
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{nvm_opcode, Command, Completion, Status};
 
 use crate::backend::BackendQueue;
 use crate::ctrlr::AdminResponse;
-use crate::fabrics::{
+use crate::session::{AdminOutcome, NamespaceRoute, QueueBinding};
+use crate::tgt::TargetShared;
+use vfnvme_spec::fabrics::{
     connect_offset, connect_status, FabricsCommand, FABRICS_OPCODE, MAX_ADMIN_QUEUE_ENTRIES,
 };
-use crate::session::{AdminOutcome, NamespaceRoute, QueueBinding};
-use crate::tcp::digest::DIGEST_LEN;
-use crate::tcp::pdu::{
+use vfnvme_tcp::digest::DIGEST_LEN;
+use vfnvme_tcp::pdu::{
     self, C2HData, ICResp, PduError, TermReq, CAPSULE_RESP_HEADER_LEN, MIN_MAXH2CDATA, R2T,
 };
-use crate::tcp::{DecodeConfig, EncodeConfig, PduHeader, PduLayout, PduReader, ReadEvent, Role};
-use crate::tgt::TargetShared;
+use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduLayout, PduReader, ReadEvent, Role};
 
 /// The poll group's state a connection works with.
 pub struct IoContext<'a> {
@@ -1152,15 +1152,15 @@ impl Drop for Connection {
 }
 
 fn is_fabrics(command: &Command, fctype: u8) -> bool {
-    command.opcode() == FABRICS_OPCODE && crate::fabrics::fctype_of(command) == fctype
+    command.opcode() == FABRICS_OPCODE && vfnvme_spec::fabrics::fctype_of(command) == fctype
 }
 
 fn is_connect(command: &Command) -> bool {
-    is_fabrics(command, crate::fabrics::fctype::CONNECT)
+    is_fabrics(command, vfnvme_spec::fabrics::fctype::CONNECT)
 }
 
 fn is_disconnect(command: &Command) -> bool {
-    is_fabrics(command, crate::fabrics::fctype::DISCONNECT)
+    is_fabrics(command, vfnvme_spec::fabrics::fctype::DISCONNECT)
 }
 
 /// Whether an I/O queue Connect was refused for its QID (which may be still attached).
@@ -1170,7 +1170,7 @@ fn qid_in_use(command: &Command, status: Status, result: u32) -> bool {
         Ok(FabricsCommand::Connect(connect)) if connect.qid != 0
     );
     io_queue
-        && crate::fabrics::is_connect_status(status, connect_status::INVALID_PARAMETERS)
+        && vfnvme_spec::fabrics::is_connect_status(status, connect_status::INVALID_PARAMETERS)
         && result == u32::from(connect_offset::QID)
 }
 

@@ -18,24 +18,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use vfnvme_driver::spec::identify::{
+use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
     IdentifyNamespace, NamespaceId, IDENTIFY_DATA_SIZE,
 };
-use vfnvme_driver::spec::log_page::{
+use vfnvme_spec::log_page::{
     log_id, ChangedNamespaceList, FirmwareSlotLog, SmartLog, ERROR_LOG_ENTRY_SIZE,
 };
-use vfnvme_driver::spec::regs::{self, cc, csts, Cap};
-use vfnvme_driver::spec::status::{command_specific, generic, sct};
-use vfnvme_driver::spec::{admin_opcode, cns, feature, Command, Status, PAGE_SIZE};
+use vfnvme_spec::regs::{self, cc, csts, Cap};
+use vfnvme_spec::status::{command_specific, generic, sct};
+use vfnvme_spec::{admin_opcode, cns, feature, Command, Status, PAGE_SIZE};
 
 use crate::config::TargetConfig;
-use crate::fabrics::{
+use crate::subsystem::{discovery_log_page, NamespaceBacking, Subsystem};
+use vfnvme_spec::fabrics::{
     connect_offset, ConnectCommand, ConnectData, ConnectRejection, FabricsCommand, PropertyGet,
     PropertySet, PropertySize, CNTLID_DYNAMIC, CNTLID_MAX, CNTLID_MIN, FABRICS_OPCODE,
     MAX_ADMIN_QUEUE_ENTRIES,
 };
-use crate::subsystem::{discovery_log_page, NamespaceBacking, Subsystem};
 
 /// NVMe version the controllers report (VS and Identify Controller VER): 1.3.0.
 pub const NVME_VERSION: u32 = 0x0001_0300;
@@ -1147,9 +1147,10 @@ fn merge_smart(a: SmartLog, b: SmartLog) -> SmartLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fabrics::connect_status;
-    use crate::subsystem::{NamespaceInfo, DISCOVERY_NQN};
+    use crate::subsystem::NamespaceInfo;
     use std::sync::atomic::AtomicUsize;
+    use vfnvme_spec::fabrics::connect_status;
+    use vfnvme_spec::fabrics::DISCOVERY_NQN;
 
     const SUBSYSTEM_NQN: &str = "nqn.2026-11.io.vfnvme:test";
     const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:host-a";
@@ -1489,7 +1490,7 @@ mod tests {
 
         let descriptors = identify(&controller, cns::NAMESPACE_ID_DESCRIPTORS, 3).data;
         assert_eq!(
-            vfnvme_driver::spec::identify::parse_namespace_id_descriptors(&descriptors).unwrap(),
+            vfnvme_spec::identify::parse_namespace_id_descriptors(&descriptors).unwrap(),
             vec![NamespaceId::Nguid([0x33; 16]), NamespaceId::Csi(0)]
         );
         let missing = identify(&controller, cns::NAMESPACE_ID_DESCRIPTORS, 2);

@@ -1,22 +1,17 @@
 //! The NVMe-oF target: NVMe/TCP transport, fabric controllers, subsystems and poll groups.
 //!
-//! - [`tcp`]: NVMe/TCP PDUs, digests, framing.
-//! - [`config`], [`subsystem`], [`fabrics`], [`ctrlr`]: what hosts see.
+//! - [`config`], [`subsystem`], [`ctrlr`]: what hosts see.
 //! - [`backend`]: drives and the per-poll-group queues that reach them.
 //! - [`conn`], [`poll_group`], [`tgt`]: connections, the threads that own them, the target.
 //! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
 //! - [`session`]: a connection's binding to a fabric controller.
-//! - [`host`]: our own initiator, for tests and `vfnvme perf --connect`.
 
 pub mod backend;
 pub mod config;
 pub mod conn;
 pub mod ctrlr;
-pub mod fabrics;
-pub mod host;
 pub mod lifecycle;
 pub mod poll_group;
 pub mod session;
 pub mod subsystem;
-pub mod tcp;
 pub mod tgt;

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vfnvme_driver::spec::log_page::log_id;
-use vfnvme_driver::spec::status::generic;
-use vfnvme_driver::spec::{admin_opcode, feature, Command, Status};
 use vfnvme_driver::{AdminData, Controller};
+use vfnvme_spec::log_page::log_id;
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{admin_opcode, feature, Command, Status};
 
 use crate::backend::{Drive, DriveSlot};
 use crate::config::Config;
@@ -20,8 +20,8 @@ use crate::ctrlr::{
     AdminForwarder, AdminResponse, Association, ControllerSettings, FabricController,
     IoQueueAttachment, TargetSubsystems,
 };
-use crate::fabrics::{ConnectData, FabricsCommand};
 use crate::subsystem::{DriveNamespace, NamespaceBacking, Subsystem};
+use vfnvme_spec::fabrics::{ConnectData, FabricsCommand};
 
 pub use crate::ctrlr::AdminOutcome;
 

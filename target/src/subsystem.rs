@@ -11,10 +11,7 @@ use crate::config::{
     BackingConfig, NamespaceConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
     MAX_SERIAL_BYTES,
 };
-use crate::fabrics::{CNTLID_DYNAMIC, MAX_ADMIN_QUEUE_ENTRIES};
-
-/// The well-known NQN of the discovery subsystem.
-pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
+use vfnvme_spec::fabrics::{CNTLID_DYNAMIC, DISCOVERY_NQN, MAX_ADMIN_QUEUE_ENTRIES};
 
 /// Largest command of a subsystem backed by memory only, in bytes.
 pub const RAM_MAX_IO_SIZE: u32 = 128 * 1024;

@@ -7,12 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vfnvme_driver::spec::regs;
-use vfnvme_driver::spec::status::generic;
-use vfnvme_driver::spec::{nvm_opcode, Command, Status};
-use vfnvme_target::host::{Host, HostError, HostOptions};
-use vfnvme_target::tcp::pdu::{fes, H2CData};
-use vfnvme_target::tcp::PduHeader;
+use vfnvme_host::{Host, HostError, HostOptions};
+use vfnvme_spec::regs;
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{nvm_opcode, Command, Status};
+use vfnvme_tcp::pdu::{fes, H2CData};
+use vfnvme_tcp::PduHeader;
 
 fn write(lba: u64, blocks: u32) -> Command {
     Command::nvm_rw(nvm_opcode::WRITE, 1, lba, blocks)
@@ -473,7 +473,7 @@ fn disconnect_of_an_io_queue_closes_its_connection() {
     let host = target.host();
     let mut raw = RawClient::established(target.address, false, false);
     raw.connect_io_of(&host, 1, 8);
-    let disconnect = vfnvme_target::fabrics::FabricsCommand::Disconnect.to_command(5);
+    let disconnect = vfnvme_spec::fabrics::FabricsCommand::Disconnect.to_command(5);
     raw.send_capsule(&disconnect, &[]);
     let response = raw.expect_response();
     assert_eq!(response.cid, 5);

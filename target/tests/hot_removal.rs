@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vfnvme_driver::spec::status::generic;
-use vfnvme_driver::spec::{admin_opcode, feature, nvm_opcode, Command, Status};
-use vfnvme_target::host::{Host, HostError, HostOptions};
+use vfnvme_host::{Host, HostError, HostOptions};
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, Status};
 
 mod common;
 

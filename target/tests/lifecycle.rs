@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::RunningTarget;
-use vfnvme_driver::spec::{nvm_opcode, Command};
-use vfnvme_target::host::{Host, HostOptions};
+use vfnvme_host::{Host, HostOptions};
+use vfnvme_spec::{nvm_opcode, Command};
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:stress";
 
@@ -263,7 +263,7 @@ fn slow_target(latency_us: u64, deadline_ms: u64) -> RunningTarget {
 }
 
 /// Submits `count` reads and returns without waiting for them.
-fn reads_in_flight(address: SocketAddr, count: u64) -> (Host, vfnvme_target::host::HostQueue) {
+fn reads_in_flight(address: SocketAddr, count: u64) -> (Host, vfnvme_host::HostQueue) {
     let mut host = Host::connect(address, NQN, options()).unwrap();
     host.enable().unwrap();
     let mut queue = host.connect_io_queue(1, 16).unwrap();

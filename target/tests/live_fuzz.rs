@@ -14,10 +14,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vfnvme_driver::spec::{admin_opcode, nvm_opcode, Command};
-use vfnvme_target::fabrics::{FabricsCommand, PropertyGet, PropertySet, PropertySize};
-use vfnvme_target::tcp::pdu::H2CData;
-use vfnvme_target::tcp::PduHeader;
+use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySet, PropertySize};
+use vfnvme_spec::{admin_opcode, nvm_opcode, Command};
+use vfnvme_tcp::pdu::H2CData;
+use vfnvme_tcp::PduHeader;
 
 const THREADS: u64 = 4;
 const CONNECTIONS_PER_THREAD: u64 = 75;
@@ -108,14 +108,14 @@ fn random_command(rng: &mut Rng, cntlid: u16) -> (Command, Vec<u8>) {
                 1 + rng.below(8) as u16
             };
             let cntlid = if qid == 0 { 0xffff } else { cntlid };
-            let data = vfnvme_target::fabrics::ConnectData {
+            let data = vfnvme_spec::fabrics::ConnectData {
                 host_id: HostIdentity::default().id,
                 cntlid,
                 subsystem_nqn: NQN.into(),
                 host_nqn: HostIdentity::default().nqn,
             }
             .to_bytes();
-            let mut command = FabricsCommand::Connect(vfnvme_target::fabrics::ConnectCommand {
+            let mut command = FabricsCommand::Connect(vfnvme_spec::fabrics::ConnectCommand {
                 recfmt: 0,
                 qid,
                 sqsize: 1 + rng.below(31) as u16,
@@ -137,7 +137,7 @@ struct HostIdentity {
 
 impl Default for HostIdentity {
     fn default() -> Self {
-        let options = vfnvme_target::host::HostOptions::default();
+        let options = vfnvme_host::HostOptions::default();
         Self {
             nqn: options.host_nqn,
             id: options.host_id,

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use vfnvme_driver::spec::status::generic;
-use vfnvme_driver::spec::{nvm_opcode, Command, Status};
-use vfnvme_target::host::{Host, HostOptions};
+use vfnvme_host::{Host, HostOptions};
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{nvm_opcode, Command, Status};
 
 mod common;
 
@@ -72,7 +72,7 @@ fn io_to_missing_namespace_or_past_the_end_gets_the_spec_status() {
     let mut queue = host.connect_io_queue(1, 8).unwrap();
     let read = Command::nvm_rw(nvm_opcode::READ, 7, 0, 1);
     match queue.execute(read, &[], 512, "Read") {
-        Err(vfnvme_target::host::HostError::Command { status, .. }) => {
+        Err(vfnvme_host::HostError::Command { status, .. }) => {
             assert!(status.same_code(Status::generic(generic::INVALID_NAMESPACE_OR_FORMAT)))
         }
         other => panic!("expected Invalid Namespace, got {other:?}"),
@@ -80,7 +80,7 @@ fn io_to_missing_namespace_or_past_the_end_gets_the_spec_status() {
     let last = 16 * 1024 * 1024 / 512 - 1;
     let read = Command::nvm_rw(nvm_opcode::READ, 1, last, 2);
     match queue.execute(read, &[], 1024, "Read") {
-        Err(vfnvme_target::host::HostError::Command { status, .. }) => {
+        Err(vfnvme_host::HostError::Command { status, .. }) => {
             assert!(
                 status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)),
                 "{status}"

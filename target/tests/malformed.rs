@@ -5,10 +5,10 @@
 mod common;
 
 use common::*;
-use vfnvme_driver::spec::status::generic;
-use vfnvme_driver::spec::{admin_opcode, nvm_opcode, Command, Status};
-use vfnvme_target::tcp::pdu::{self, fes, field_offset, H2CData, TermReq};
-use vfnvme_target::tcp::PduHeader;
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{admin_opcode, nvm_opcode, Command, Status};
+use vfnvme_tcp::pdu::{self, fes, field_offset, H2CData, TermReq};
+use vfnvme_tcp::PduHeader;
 
 fn write(lba: u64, blocks: u32) -> Command {
     Command::nvm_rw(nvm_opcode::WRITE, 1, lba, blocks)
@@ -31,7 +31,7 @@ fn assert_terminated(target: &RunningTarget, raw: &mut RawClient, fes: u16, fei:
 }
 
 /// An I/O queue of a fresh controller on a raw connection.
-fn raw_io_queue(target: &RunningTarget, digests: bool) -> (vfnvme_target::host::Host, RawClient) {
+fn raw_io_queue(target: &RunningTarget, digests: bool) -> (vfnvme_host::Host, RawClient) {
     let host = target.host();
     let mut raw = RawClient::established(target.address, digests, digests);
     raw.connect_io_of(&host, 1, 16);

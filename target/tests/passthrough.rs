@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use vfnvme_driver::spec::{nvm_opcode, Command, DsmRange, DSM_ATTR_DEALLOCATE};
-use vfnvme_target::host::{Host, HostOptions};
+use vfnvme_host::{Host, HostOptions};
+use vfnvme_spec::{nvm_opcode, Command, DsmRange, DSM_ATTR_DEALLOCATE};
 
 mod common;
 
@@ -124,7 +124,7 @@ fn flush_write_zeroes_and_deallocate_reach_the_medium() {
     let mut host = Host::connect(address, NQN, HostOptions::default()).expect("admin connect");
     host.enable().expect("enable");
     let mut queue = host.connect_io_queue(1, 8).expect("I/O queue");
-    let read = |queue: &mut vfnvme_target::host::HostQueue, lba: u64, blocks: u32| {
+    let read = |queue: &mut vfnvme_host::HostQueue, lba: u64, blocks: u32| {
         let command = Command::nvm_rw(nvm_opcode::READ, 1, lba, blocks);
         queue
             .execute(command, &[], blocks as usize * 512, "Read")

@@ -7,9 +7,9 @@
 mod common;
 
 use common::Rng;
-use vfnvme_driver::spec::{Command, Completion};
-use vfnvme_target::tcp::pdu::{C2HData, H2CData, ICReq, ICResp, PduError, TermReq, MAX_PDA, R2T};
-use vfnvme_target::tcp::{
+use vfnvme_spec::{Command, Completion};
+use vfnvme_tcp::pdu::{C2HData, H2CData, ICReq, ICResp, PduError, TermReq, MAX_PDA, R2T};
+use vfnvme_tcp::{
     DataDigestMismatch, DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role,
 };
 
@@ -178,10 +178,10 @@ type Delivered = (PduHeader, Vec<u8>, Option<Result<(), DataDigestMismatch>>);
 /// destination). Returns what was delivered and the fatal error, if any.
 fn drive(rng: &mut Rng, config: DecodeConfig, stream: &[u8]) -> (Vec<Delivered>, Option<PduError>) {
     let capacity = if rng.chance(2) {
-        vfnvme_target::tcp::framing::MIN_RECV_BUFFER_LEN
+        vfnvme_tcp::framing::MIN_RECV_BUFFER_LEN
     } else {
         rng.size(16384)
-            .max(vfnvme_target::tcp::framing::MIN_RECV_BUFFER_LEN)
+            .max(vfnvme_tcp::framing::MIN_RECV_BUFFER_LEN)
     };
     let mut reader = PduReader::new(config, capacity);
     let mut delivered: Vec<Delivered> = Vec::new();

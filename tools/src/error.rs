@@ -1,8 +1,8 @@
 //! The errors of the `vfnvme` command. `main` prints each as one line, `vfnvme: <message>`.
 
 use vfnvme_driver::queue::SubmitError;
+use vfnvme_host::HostError;
 use vfnvme_target::config::ConfigError;
-use vfnvme_target::host::HostError;
 use vfnvme_target::tgt::TargetError;
 
 #[derive(Debug, thiserror::Error)]

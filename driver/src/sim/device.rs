@@ -6,14 +6,14 @@ use std::time::Instant;
 
 use super::{Fault, RamDisk, SimConfig, SimIommu, SimStats, BAR_SIZE};
 use crate::mmio::Mmio;
-use crate::spec::identify::{
+use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
     IdentifyNamespace, NamespaceId,
 };
-use crate::spec::log_page::{log_id, ErrorLogEntry, FirmwareSlotLog, SmartLog};
-use crate::spec::regs::{self, cc, csts, Cap};
-use crate::spec::status::{command_specific as cs, generic, sct};
-use crate::spec::{
+use vfnvme_spec::log_page::{log_id, ErrorLogEntry, FirmwareSlotLog, SmartLog};
+use vfnvme_spec::regs::{self, cc, csts, Cap};
+use vfnvme_spec::status::{command_specific as cs, generic, sct};
+use vfnvme_spec::{
     admin_opcode, cns, feature, nvm_opcode, Command, Completion, DsmRange, Status, CQE_SIZE,
     DSM_ATTR_DEALLOCATE, PAGE_SIZE, SQE_SIZE,
 };

@@ -20,8 +20,8 @@ use std::time::Duration;
 use crate::device::RemovalEvent;
 use crate::dma::{DmaSpace, MemoryKind};
 use crate::mmio::Mmio;
-use crate::spec::Status;
 use crate::NvmeDevice;
+use vfnvme_spec::Status;
 
 pub use iommu::SimIommu;
 pub use ram::RamDisk;

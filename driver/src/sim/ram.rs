@@ -7,8 +7,8 @@
 //! Rust references. Overlapping writes in flight at the same time leave either one's data, as on
 //! a real drive.
 
-use crate::spec::status::generic;
-use crate::spec::{nvm_opcode, Command, DsmRange, Status, DSM_ATTR_DEALLOCATE};
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{nvm_opcode, Command, DsmRange, Status, DSM_ATTR_DEALLOCATE};
 
 pub struct RamDisk {
     blocks: u64,

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use vfnvme_driver::spec::{Command, Completion, Status};
+use vfnvme_host::{Host, HostError, HostOptions};
+use vfnvme_spec::fabrics::{ConnectCommand, ConnectData, FabricsCommand, CNTLID_DYNAMIC};
+use vfnvme_spec::{Command, Completion, Status};
 use vfnvme_target::config::Config;
-use vfnvme_target::fabrics::{ConnectCommand, ConnectData, FabricsCommand, CNTLID_DYNAMIC};
-use vfnvme_target::host::{Host, HostError, HostOptions};
-use vfnvme_target::tcp::pdu::{self, H2CData, ICReq, TermReq};
-use vfnvme_target::tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
 use vfnvme_target::tgt::{DriveControl, ShutdownReport, Target};
+use vfnvme_tcp::pdu::{self, H2CData, ICReq, TermReq};
+use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
 
 pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
 pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
@@ -127,7 +127,7 @@ impl RunningTarget {
         let lba = NS_BLOCKS - 8;
         queue
             .execute(
-                Command::nvm_rw(vfnvme_driver::spec::nvm_opcode::WRITE, 1, lba, 8),
+                Command::nvm_rw(vfnvme_spec::nvm_opcode::WRITE, 1, lba, 8),
                 &data,
                 0,
                 "Write",
@@ -135,7 +135,7 @@ impl RunningTarget {
             .expect("write after the abuse");
         let (_, back) = queue
             .execute(
-                Command::nvm_rw(vfnvme_driver::spec::nvm_opcode::READ, 1, lba, 8),
+                Command::nvm_rw(vfnvme_spec::nvm_opcode::READ, 1, lba, 8),
                 &[],
                 data.len(),
                 "Read",

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use vfnvme_driver::dma::{BufferPool, DmaBuffer};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
-use vfnvme_driver::spec::Status;
 use vfnvme_driver::{Controller, IoQueuePair, Namespace, NvmeDevice};
+use vfnvme_spec::Status;
 
 use super::workload::Extent;
 use super::{Backend, Limits, PerfArgs, Plan};

@@ -8,7 +8,7 @@
 //! The workload, verify and statistics logic here is shared by two backends, which differ only
 //! in how a command is submitted and its completion reaped ([`Backend`]): a queue pair of a
 //! local drive through the user-space driver (`--device`, [`local`]), or an NVMe/TCP I/O queue
-//! of a remote target through `vfnvme_target::host` (`--connect`, [`remote`]).
+//! of a remote target through `vfnvme_host` (`--connect`, [`remote`]).
 //!
 //! Workloads: `read`/`write` walk the namespace sequentially and wrap around; `randread`/
 //! `randwrite` pick `-o`-aligned offsets uniformly; writes send whatever the buffers hold.
@@ -33,8 +33,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use vfnvme_driver::spec::Status;
 use vfnvme_driver::Namespace;
+use vfnvme_spec::Status;
 
 use crate::error::{Error, Result};
 use histogram::Histogram;

@@ -1,5 +1,5 @@
 //! The remote backend: I/O queues of an NVMe/TCP target, through our initiator
-//! (`vfnvme_target::host`). Each queue pair is one TCP connection with its own queue id
+//! (`vfnvme_host`). Each queue pair is one TCP connection with its own queue id
 //! (1..=N), of `-q + 1` entries. The host copies write data into the capsule or its own slot,
 //! and hands read data over from its receive buffers; a read that brought less data than asked
 //! for counts as a data transfer error.
@@ -8,11 +8,11 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use vfnvme_driver::spec::regs::{self, Cap};
-use vfnvme_driver::spec::status::generic;
-use vfnvme_driver::spec::{admin_opcode, feature, nvm_opcode, Command, Status};
 use vfnvme_driver::Namespace;
-use vfnvme_target::host::{Host, HostError, HostOptions, HostQueue};
+use vfnvme_host::{Host, HostError, HostOptions, HostQueue};
+use vfnvme_spec::regs::{self, Cap};
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, Status};
 
 use super::workload::Extent;
 use super::{Backend, Limits, PerfArgs, Plan};

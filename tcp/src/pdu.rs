@@ -7,9 +7,9 @@
 //! accepted depends only on [`DecodeConfig::local_role`].
 
 use thiserror::Error;
-use vfnvme_driver::spec::{Command, Completion, Status, CQE_SIZE, SQE_SIZE};
+use vfnvme_spec::{Command, Completion, Status, CQE_SIZE, SQE_SIZE};
 
-use super::digest::{self, Crc32c, DIGEST_LEN};
+use crate::digest::{self, Crc32c, DIGEST_LEN};
 
 /// Length of the common header every PDU starts with.
 pub const COMMON_HEADER_LEN: usize = 8;
@@ -1023,7 +1023,7 @@ pub fn data_digest(slices: &[&[u8]]) -> [u8; DIGEST_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vfnvme_driver::spec::nvm_opcode;
+    use vfnvme_spec::nvm_opcode;
 
     const MAX_IN_CAPSULE: u32 = 8192;
     const MAX_DATA_PDU: u32 = 128 * 1024;

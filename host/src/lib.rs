@@ -10,16 +10,16 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use vfnvme_driver::spec::identify::{IdentifyController, IdentifyNamespace, IDENTIFY_DATA_SIZE};
-use vfnvme_driver::spec::regs::{self, cc, csts};
-use vfnvme_driver::spec::{admin_opcode, cns, Command, Status};
+use vfnvme_spec::identify::{IdentifyController, IdentifyNamespace, IDENTIFY_DATA_SIZE};
+use vfnvme_spec::regs::{self, cc, csts};
+use vfnvme_spec::{admin_opcode, cns, Command, Status};
 
-use crate::fabrics::{
+use vfnvme_spec::fabrics::{
     ConnectCommand, ConnectData, FabricsCommand, PropertyGet, PropertySet, PropertySize,
     CATTR_DISABLE_SQ_FLOW_CONTROL, CNTLID_DYNAMIC, MAX_ADMIN_QUEUE_ENTRIES,
 };
-use crate::tcp::pdu::{self, H2CData, ICReq, PduError};
-use crate::tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
+use vfnvme_tcp::pdu::{self, H2CData, ICReq, PduError};
+use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
 
 /// SGL identifiers of the command's data pointer: data in the capsule, or moved by the
 /// transport.

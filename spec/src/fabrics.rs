@@ -6,10 +6,13 @@
 
 use std::fmt;
 
-use vfnvme_driver::spec::status::{generic, sct};
-use vfnvme_driver::spec::{Command, Status};
+use crate::status::{generic, sct};
+use crate::{Command, Status};
 
-use crate::config::MAX_NQN_BYTES;
+/// Longest NVMe Qualified Name, in bytes (NVMe Base Specification, "NVMe Qualified Names").
+pub const MAX_NQN_BYTES: usize = 223;
+/// The well-known NQN of discovery subsystems (NVMe Base Specification, "Discovery Service").
+pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
 
 /// Opcode of every Fabrics command.
 pub const FABRICS_OPCODE: u8 = 0x7f;

@@ -14,7 +14,7 @@ pub const NSID_LIST_ENTRIES: usize = 1024;
 /// Entries in the LBA Format list of Identify Namespace.
 pub const MAX_LBA_FORMATS: usize = 64;
 
-/// Malformed data handed to a decoder in [`crate::spec`].
+/// Malformed data handed to a decoder in this crate.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SpecError {
     #[error("{what} is {got} bytes, expected at least {need}")]

@@ -1,6 +1,7 @@
 //! NVMe wire formats (NVMe Base Specification 2.0): queue entries, opcodes, status codes,
 //! register layout, Identify data and log pages. Pure data: nothing here touches hardware.
 
+pub mod fabrics;
 pub mod identify;
 pub mod log_page;
 pub mod regs;

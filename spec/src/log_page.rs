@@ -321,7 +321,7 @@ impl ChangedNamespaceList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::status::generic;
+    use crate::status::generic;
 
     fn sample_error() -> ErrorLogEntry {
         ErrorLogEntry {

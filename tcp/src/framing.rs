@@ -42,8 +42,8 @@
 //! Data digests are computed incrementally over the data as it passes through
 //! `copy_buffered_data` and `data_received_directly`, so the data is never read twice.
 
-use super::digest::{Crc32c, DIGEST_LEN};
-use super::pdu::{
+use crate::digest::{Crc32c, DIGEST_LEN};
+use crate::pdu::{
     check_data_digest, decode_header, validate_common_header, CommonHeader, DataDigestMismatch,
     DecodeConfig, PduError, PduHeader, PduLayout, COMMON_HEADER_LEN, MAX_DATA_OFFSET,
 };
@@ -287,10 +287,10 @@ impl PduReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tcp::pdu::{
+    use crate::pdu::{
         EncodeConfig, H2CData, ICReq, PduType, Role, TermReq, TRANSIENT_TRANSPORT_ERROR,
     };
-    use vfnvme_driver::spec::Command;
+    use vfnvme_spec::Command;
 
     fn config(digests: bool) -> DecodeConfig {
         DecodeConfig {
@@ -511,7 +511,7 @@ mod tests {
             ..ICReq::default()
         };
         let mut stream = vec![0u8; 128];
-        crate::tcp::pdu::encode_ic_req(&ic_req, &mut stream).unwrap();
+        crate::pdu::encode_ic_req(&ic_req, &mut stream).unwrap();
         feed(&mut reader, &stream);
         let ReadEvent::Header { header, .. } = reader.poll().unwrap() else {
             panic!("expected ICReq");
@@ -533,8 +533,7 @@ mod tests {
         let mut reader = PduReader::new(config(true), 1024);
         let mut stream = vec![0u8; 200];
         let term = TermReq { fes: 2, fei: 0 };
-        let len =
-            crate::tcp::pdu::encode_term_req(Role::Host, &term, &[7u8; 30], &mut stream).unwrap();
+        let len = crate::pdu::encode_term_req(Role::Host, &term, &[7u8; 30], &mut stream).unwrap();
         let received = receive_all(&mut reader, &stream[..len], 5);
         assert_eq!(
             received,
