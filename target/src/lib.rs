@@ -6,6 +6,8 @@
 //! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
 //! - [`session`]: a connection's binding to a fabric controller.
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub mod config;
 pub mod conn;

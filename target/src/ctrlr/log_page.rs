@@ -1,0 +1,261 @@
+//! Get Log Page (as Linux nvmet's admin-cmd.c and discovery.c): the command's length and
+//! offset, then one function per log page — error, SMART / Health (from the drives),
+//! firmware slot, changed namespace list, and the discovery log of discovery controllers.
+
+use vfnvme_spec::log_page::{
+    log_id, ChangedNamespaceList, FirmwareSlotLog, SmartLog, ERROR_LOG_ENTRY_SIZE,
+};
+use vfnvme_spec::status::{command_specific, generic};
+use vfnvme_spec::{Command, Status};
+
+use super::registry::Role;
+use super::{
+    command_specific_failure, invalid_field, AdminForwarder, AdminResponse, AdminState,
+    FabricController,
+};
+use crate::subsystem::discovery_log_page;
+
+/// Largest admin data transfer the target builds (the discovery log page is the long one).
+const MAX_ADMIN_DATA: u64 = 4 << 20;
+/// The discovery log never changes while the target runs: the configuration is fixed.
+const DISCOVERY_GENERATION: u64 = 1;
+
+impl FabricController {
+    /// Get Log Page: the log page `lid` from byte `offset`, cut or zero-padded to the length
+    /// asked for.
+    pub(super) fn execute_get_log_page(
+        &self,
+        state: &mut AdminState,
+        command: &Command,
+    ) -> Result<AdminResponse, Status> {
+        let lid = command.cdw10 as u8;
+        let retain_event = command.cdw10 & (1 << 15) != 0;
+        let dwords = (u64::from(command.cdw11 & 0xffff) << 16 | u64::from(command.cdw10 >> 16)) + 1;
+        let len = dwords * 4;
+        let offset = u64::from(command.cdw12) | (u64::from(command.cdw13) << 32);
+        if offset % 4 != 0 || len > MAX_ADMIN_DATA {
+            return Err(invalid_field());
+        }
+        let log = match (&self.registry.role, lid) {
+            (
+                Role::Discovery {
+                    subsystems,
+                    listeners,
+                },
+                log_id::DISCOVERY,
+            ) => discovery_log_page(
+                subsystems,
+                listeners,
+                self.local_address.ip(),
+                &self.host_nqn,
+                DISCOVERY_GENERATION,
+            ),
+            (Role::Nvm { .. }, log_id::ERROR) => error_log(),
+            (Role::Nvm { forwarder }, log_id::SMART_HEALTH) => {
+                self.smart_log(forwarder.as_ref())?
+            }
+            (Role::Nvm { .. }, log_id::FIRMWARE_SLOT) => self.firmware_slot_log(),
+            (Role::Nvm { .. }, log_id::CHANGED_NAMESPACE_LIST) => {
+                changed_namespace_list(state, retain_event)
+            }
+            _ => {
+                return Err(command_specific_failure(command_specific::INVALID_LOG_PAGE));
+            }
+        };
+        let start = usize::try_from(offset).map_err(|_| invalid_field())?;
+        if start > log.len() {
+            return Err(invalid_field());
+        }
+        let mut data: Vec<u8> = log[start..].iter().copied().take(len as usize).collect();
+        data.resize(len as usize, 0);
+        Ok(AdminResponse::with_data(data))
+    }
+
+    /// The subsystem's SMART log: the drive's when one backs it, counters summed and the worst
+    /// condition reported when several do, zeros for memory (nothing is measured there).
+    fn smart_log(&self, forwarder: &dyn AdminForwarder) -> Result<Vec<u8>, Status> {
+        let mut merged: Option<SmartLog> = None;
+        for device_index in self.backing_drives() {
+            let page = forwarder.smart_log(device_index)?;
+            let log = SmartLog::from_bytes(&page)
+                .map_err(|_| Status::generic(generic::INTERNAL_ERROR))?;
+            merged = Some(match merged {
+                None => log,
+                Some(sum) => merge_smart(sum, log),
+            });
+        }
+        Ok(merged.unwrap_or_default().to_bytes())
+    }
+
+    /// One read-only slot, active, holding the subsystem's firmware revision.
+    fn firmware_slot_log(&self) -> Vec<u8> {
+        let mut slots = FirmwareSlotLog {
+            afi: 1,
+            ..FirmwareSlotLog::default()
+        };
+        slots.frs[0] = self.subsystem().firmware.clone();
+        slots.to_bytes()
+    }
+}
+
+/// No error is ever logged: one empty entry.
+fn error_log() -> Vec<u8> {
+    vec![0; ERROR_LOG_ENTRY_SIZE]
+}
+
+/// The namespaces changed since the last read, which clears them; reading without Retain
+/// Asynchronous Event unmasks the next Namespace Attribute Changed event.
+fn changed_namespace_list(state: &mut AdminState, retain_event: bool) -> Vec<u8> {
+    let changed = std::mem::take(&mut state.changed_namespaces);
+    if !retain_event {
+        state.namespace_notices_masked = false;
+    }
+    ChangedNamespaceList::from_nsids(&changed).to_bytes()
+}
+
+/// Two drives' SMART logs as one: counters summed, the worst of each condition kept.
+fn merge_smart(a: SmartLog, b: SmartLog) -> SmartLog {
+    SmartLog {
+        critical_warning: a.critical_warning | b.critical_warning,
+        temperature_kelvin: a.temperature_kelvin.max(b.temperature_kelvin),
+        avail_spare: a.avail_spare.min(b.avail_spare),
+        spare_thresh: a.spare_thresh.max(b.spare_thresh),
+        percent_used: a.percent_used.max(b.percent_used),
+        data_units_read: a.data_units_read.saturating_add(b.data_units_read),
+        data_units_written: a.data_units_written.saturating_add(b.data_units_written),
+        host_reads: a.host_reads.saturating_add(b.host_reads),
+        host_writes: a.host_writes.saturating_add(b.host_writes),
+        ctrl_busy_time: a.ctrl_busy_time.saturating_add(b.ctrl_busy_time),
+        power_cycles: a.power_cycles.max(b.power_cycles),
+        power_on_hours: a.power_on_hours.max(b.power_on_hours),
+        unsafe_shutdowns: a.unsafe_shutdowns.max(b.unsafe_shutdowns),
+        media_errors: a.media_errors.saturating_add(b.media_errors),
+        num_err_log_entries: a.num_err_log_entries.saturating_add(b.num_err_log_entries),
+        ..a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::super::test_support::*;
+    use super::super::{Association, TargetSubsystems};
+    use super::*;
+    use crate::subsystem::Subsystem;
+    use vfnvme_spec::fabrics::{connect_status, ConnectData, DISCOVERY_NQN};
+    use vfnvme_spec::identify::IdentifyController;
+    use vfnvme_spec::{admin_opcode, cns, feature, regs};
+
+    #[test]
+    fn log_pages_have_the_requested_length() {
+        let drives = Arc::new(FakeDrives::default());
+        let controller = enabled(&registry_with(Arc::clone(&drives)));
+        let smart = get_log(&controller, log_id::SMART_HEALTH, 512, 0);
+        let smart = SmartLog::from_bytes(&smart.data).unwrap();
+        assert_eq!(
+            (
+                smart.temperature_kelvin,
+                smart.avail_spare,
+                smart.host_reads
+            ),
+            (300, 90, 10)
+        );
+        assert_eq!(
+            drives.smart_calls.load(Ordering::Relaxed),
+            1,
+            "the RAM namespace adds no drive"
+        );
+        let error = get_log(&controller, log_id::ERROR, 64, 0);
+        assert_eq!(error.data, vec![0; 64]);
+        let firmware = get_log(&controller, log_id::FIRMWARE_SLOT, 64, 0);
+        assert_eq!(firmware.data.len(), 64);
+        assert_eq!(
+            (firmware.data[0], &firmware.data[8..16]),
+            (1, &b"8.2.0   "[..])
+        );
+        let partial = get_log(&controller, log_id::FIRMWARE_SLOT, 8, 8);
+        assert_eq!(partial.data, b"8.2.0   ");
+        let beyond = get_log(&controller, log_id::FIRMWARE_SLOT, 8, 1024);
+        assert_eq!(beyond.status.sc(), generic::INVALID_FIELD);
+        let discovery = get_log(&controller, log_id::DISCOVERY, 1024, 0);
+        assert_eq!(discovery.status.sc(), command_specific::INVALID_LOG_PAGE);
+    }
+
+    #[test]
+    fn discovery_controllers_serve_the_discovery_log() {
+        let open = Arc::new(Subsystem {
+            allow_any_host: true,
+            ..subsystem()
+        });
+        let target = TargetSubsystems::new(
+            vec![open],
+            vec!["0.0.0.0:4420".parse().unwrap()],
+            settings(),
+            Arc::new(FakeDrives::default()),
+        );
+        assert_eq!(target.registries().len(), 2);
+        let discovery_data = ConnectData {
+            subsystem_nqn: DISCOVERY_NQN.into(),
+            ..data(0xffff)
+        };
+        let now = Instant::now();
+        let Ok(Association::Admin(controller)) =
+            target.connect(&admin_connect(0), &discovery_data, local(), now)
+        else {
+            panic!("discovery connect refused");
+        };
+        assert!(controller.is_discovery());
+        assert_eq!(
+            controller.keep_alive_timeout(),
+            Some(Duration::from_secs(120))
+        );
+        property_set(&controller, regs::CC, ENABLE);
+        let id = IdentifyController::from_bytes(&identify(&controller, cns::CONTROLLER, 0).data)
+            .unwrap();
+        assert_eq!((id.cntrltype, id.nn, id.mdts), (2, 0, 0));
+        assert_eq!(id.subnqn, DISCOVERY_NQN);
+        assert_eq!(
+            identify(&controller, cns::NAMESPACE, 1).status.sc(),
+            generic::INVALID_FIELD
+        );
+
+        let header = get_log(&controller, log_id::DISCOVERY, 1024, 0);
+        assert_eq!(
+            u64::from_le_bytes(header.data[8..16].try_into().unwrap()),
+            2
+        );
+        let entries = get_log(&controller, log_id::DISCOVERY, 2048, 1024).data;
+        assert_eq!(entries[2], 3);
+        assert_eq!(entries[1024 + 2], 2);
+        assert_eq!(&entries[1024 + 512..1024 + 522], b"192.0.2.1 ");
+        assert_eq!(
+            get_log(&controller, log_id::SMART_HEALTH, 512, 0)
+                .status
+                .sc(),
+            command_specific::INVALID_LOG_PAGE
+        );
+        assert_eq!(
+            respond(&controller, Command::new(admin_opcode::ABORT, 0))
+                .status
+                .sc(),
+            generic::INVALID_OPCODE
+        );
+        let queues = respond(
+            &controller,
+            features(admin_opcode::SET_FEATURES, feature::NUMBER_OF_QUEUES, 0),
+        );
+        assert_eq!(queues.status.sc(), generic::INVALID_FIELD);
+
+        let io = ConnectData {
+            cntlid: controller.cntlid(),
+            ..discovery_data
+        };
+        let refused = target
+            .connect(&io_connect(1), &io, local(), now)
+            .map(|_| ());
+        assert_rejection(refused, connect_status::INVALID_PARAMETERS, 42);
+    }
+}

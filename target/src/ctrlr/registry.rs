@@ -1,0 +1,534 @@
+//! The controllers of each subsystem: where a Connect goes (as Linux nvmet's fabrics-cmd.c and
+//! the controller list of core.c). An admin queue Connect creates a controller with the lowest
+//! free controller ID; an I/O queue Connect attaches a queue to a controller the same host
+//! created. Its own file because controller lifetime (IDs, queue attachments, `Drop`) is apart
+//! from what a live controller answers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use vfnvme_spec::fabrics::{
+    connect_offset, ConnectCommand, ConnectData, ConnectRejection, CNTLID_DYNAMIC, CNTLID_MAX,
+    CNTLID_MIN, MAX_ADMIN_QUEUE_ENTRIES,
+};
+
+use super::{
+    keep_alive_from_ms, lock, AdminForwarder, AdminState, ControllerSettings, FabricController,
+};
+use crate::subsystem::Subsystem;
+
+/// What a registry's controllers serve: an NVM subsystem's drives, or the discovery log.
+pub(super) enum Role {
+    Nvm {
+        forwarder: Arc<dyn AdminForwarder>,
+    },
+    Discovery {
+        subsystems: Vec<Arc<Subsystem>>,
+        listeners: Vec<SocketAddr>,
+    },
+}
+
+/// The live controllers of one subsystem, found by controller ID when an I/O queue connects.
+pub struct ControllerRegistry {
+    pub(super) subsystem: Arc<Subsystem>,
+    pub(super) role: Role,
+    pub(super) settings: ControllerSettings,
+    /// Weak: a controller lives as long as its queues hold it, and its `Drop` frees its ID.
+    controllers: Mutex<BTreeMap<u16, Weak<FabricController>>>,
+}
+
+impl ControllerRegistry {
+    /// The registry of an NVM subsystem; `forwarder` reaches its drives.
+    pub fn for_subsystem(
+        subsystem: Arc<Subsystem>,
+        settings: ControllerSettings,
+        forwarder: Arc<dyn AdminForwarder>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            subsystem,
+            role: Role::Nvm { forwarder },
+            settings,
+            controllers: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The registry of the discovery subsystem, which lists `subsystems` on `listeners`.
+    pub fn for_discovery(
+        subsystems: Vec<Arc<Subsystem>>,
+        listeners: Vec<SocketAddr>,
+        settings: ControllerSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            subsystem: Arc::new(Subsystem::discovery()),
+            role: Role::Discovery {
+                subsystems,
+                listeners,
+            },
+            settings,
+            controllers: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn subsystem(&self) -> &Arc<Subsystem> {
+        &self.subsystem
+    }
+
+    pub fn is_discovery(&self) -> bool {
+        matches!(self.role, Role::Discovery { .. })
+    }
+
+    /// The controllers alive now (still referenced by a queue).
+    pub fn live_controllers(&self) -> Vec<Arc<FabricController>> {
+        lock(&self.controllers)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    pub fn controller_count(&self) -> usize {
+        lock(&self.controllers)
+            .values()
+            .filter(|controller| controller.strong_count() > 0)
+            .count()
+    }
+
+    fn check_common(
+        &self,
+        connect: &ConnectCommand,
+        data: &ConnectData,
+    ) -> Result<(), ConnectRejection> {
+        if connect.recfmt != 0 {
+            return Err(ConnectRejection::incompatible_format());
+        }
+        if data.subsystem_nqn != self.subsystem.nqn {
+            return Err(ConnectRejection::invalid_data_field(connect_offset::SUBNQN));
+        }
+        if !self.subsystem.allows(&data.host_nqn) {
+            return Err(ConnectRejection::invalid_host());
+        }
+        Ok(())
+    }
+
+    /// An admin queue Connect: creates a controller with the lowest free controller ID.
+    /// `local_address` is where the host reached the target (reported in discovery entries of
+    /// wildcard listeners).
+    pub fn connect_admin(
+        self: &Arc<Self>,
+        connect: &ConnectCommand,
+        data: &ConnectData,
+        local_address: SocketAddr,
+        now: Instant,
+    ) -> Result<Arc<FabricController>, ConnectRejection> {
+        self.check_common(connect, data)?;
+        if connect.qid != 0 {
+            return Err(ConnectRejection::invalid_command_field(connect_offset::QID));
+        }
+        if connect.sqsize == 0 || connect.sqsize >= MAX_ADMIN_QUEUE_ENTRIES {
+            return Err(ConnectRejection::invalid_command_field(
+                connect_offset::SQSIZE,
+            ));
+        }
+        if data.cntlid != CNTLID_DYNAMIC {
+            // Only the dynamic controller model exists here.
+            return Err(ConnectRejection::invalid_data_field(connect_offset::CNTLID));
+        }
+        let keep_alive = match keep_alive_from_ms(connect.kato_ms) {
+            None if self.is_discovery() => Some(self.settings.discovery_keep_alive),
+            requested => requested,
+        };
+        let mut controllers = lock(&self.controllers);
+        let cntlid = (CNTLID_MIN..=CNTLID_MAX)
+            .find(|id| controllers.get(id).is_none_or(|c| c.strong_count() == 0))
+            .ok_or_else(ConnectRejection::controller_busy)?;
+        let controller = Arc::new(FabricController {
+            registry: Arc::clone(self),
+            cntlid,
+            host_nqn: data.host_nqn.clone(),
+            host_id: data.host_id,
+            local_address,
+            enabled: AtomicBool::new(false),
+            terminated: AtomicBool::new(false),
+            state: Mutex::new(AdminState::new(
+                keep_alive,
+                now,
+                self.settings.max_io_queues,
+            )),
+        });
+        controllers.insert(cntlid, Arc::downgrade(&controller));
+        log::info!(
+            "{}: controller {cntlid} for host {} (KATO {keep_alive:?})",
+            self.subsystem.nqn,
+            data.host_nqn
+        );
+        Ok(controller)
+    }
+
+    /// An I/O queue Connect: attaches queue `connect.qid` to controller `data.cntlid`, which
+    /// the same host (NQN and host ID) created.
+    pub fn connect_io(
+        &self,
+        connect: &ConnectCommand,
+        data: &ConnectData,
+    ) -> Result<IoQueueAttachment, ConnectRejection> {
+        self.check_common(connect, data)?;
+        // The registry lock is released before the controller can be dropped: its `Drop`
+        // takes the same lock.
+        let found = lock(&self.controllers)
+            .get(&data.cntlid)
+            .and_then(Weak::upgrade);
+        let controller = found
+            .filter(|controller| !controller.is_terminated())
+            .ok_or(ConnectRejection::invalid_data_field(connect_offset::CNTLID))?;
+        if controller.host_nqn != data.host_nqn {
+            return Err(ConnectRejection::invalid_data_field(
+                connect_offset::HOSTNQN,
+            ));
+        }
+        if controller.host_id != data.host_id {
+            return Err(ConnectRejection::invalid_data_field(connect_offset::HOSTID));
+        }
+        controller.attach_io_queue(connect)
+    }
+}
+
+impl Drop for FabricController {
+    fn drop(&mut self) {
+        let mut controllers = lock(&self.registry.controllers);
+        // The ID may already belong to a newer controller; only a dead entry is this one.
+        if controllers
+            .get(&self.cntlid)
+            .is_some_and(|controller| controller.strong_count() == 0)
+        {
+            controllers.remove(&self.cntlid);
+        }
+    }
+}
+
+/// Every subsystem of the target with its controllers, the discovery subsystem included:
+/// where Connect commands go.
+pub struct TargetSubsystems {
+    registries: Vec<Arc<ControllerRegistry>>,
+}
+
+/// What a successful Connect created.
+pub enum Association {
+    /// A new controller, owned by the admin queue that connected.
+    Admin(Arc<FabricController>),
+    /// An I/O queue of an existing controller; dropping it detaches the queue.
+    Io(IoQueueAttachment),
+}
+
+impl TargetSubsystems {
+    /// Registries for `subsystems` and for the discovery subsystem listing them on `listeners`.
+    pub fn new(
+        subsystems: Vec<Arc<Subsystem>>,
+        listeners: Vec<SocketAddr>,
+        settings: ControllerSettings,
+        forwarder: Arc<dyn AdminForwarder>,
+    ) -> Self {
+        let mut registries: Vec<Arc<ControllerRegistry>> = subsystems
+            .iter()
+            .map(|subsystem| {
+                ControllerRegistry::for_subsystem(
+                    Arc::clone(subsystem),
+                    settings.clone(),
+                    Arc::clone(&forwarder),
+                )
+            })
+            .collect();
+        registries.push(ControllerRegistry::for_discovery(
+            subsystems, listeners, settings,
+        ));
+        Self { registries }
+    }
+
+    pub fn registries(&self) -> &[Arc<ControllerRegistry>] {
+        &self.registries
+    }
+
+    /// Handles a Connect on a new queue (QID 0: admin queue, else I/O queue).
+    pub fn connect(
+        &self,
+        connect: &ConnectCommand,
+        data: &ConnectData,
+        local_address: SocketAddr,
+        now: Instant,
+    ) -> Result<Association, ConnectRejection> {
+        let registry = self
+            .registries
+            .iter()
+            .find(|registry| registry.subsystem.nqn == data.subsystem_nqn)
+            .ok_or(ConnectRejection::invalid_data_field(connect_offset::SUBNQN))?;
+        if connect.qid == 0 {
+            registry
+                .connect_admin(connect, data, local_address, now)
+                .map(Association::Admin)
+        } else {
+            registry.connect_io(connect, data).map(Association::Io)
+        }
+    }
+}
+
+/// An I/O queue attached to a controller; dropping it detaches the queue at once, so that a
+/// reconnect of the same QID right after never sees a duplicate.
+pub struct IoQueueAttachment {
+    controller: Arc<FabricController>,
+    qid: u16,
+    entries: u32,
+}
+
+impl IoQueueAttachment {
+    pub fn controller(&self) -> &Arc<FabricController> {
+        &self.controller
+    }
+
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// Entries of the queue (Connect SQSIZE + 1).
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+}
+
+impl Drop for IoQueueAttachment {
+    fn drop(&mut self) {
+        lock(&self.controller.state).io_queues.remove(&self.qid);
+    }
+}
+
+impl FabricController {
+    /// Attaches I/O queue `connect.qid`: it must be within the granted number of queues, not
+    /// attached yet, of a size within CAP.MQES, on an enabled controller.
+    pub fn attach_io_queue(
+        self: &Arc<Self>,
+        connect: &ConnectCommand,
+    ) -> Result<IoQueueAttachment, ConnectRejection> {
+        let invalid_qid = ConnectRejection::invalid_command_field(connect_offset::QID);
+        let mut state = lock(&self.state);
+        if self.is_discovery() || self.is_terminated() || !state.ready() {
+            return Err(invalid_qid);
+        }
+        if connect.qid == 0 || connect.qid > state.io_queues_granted {
+            return Err(invalid_qid);
+        }
+        if connect.sqsize == 0 || connect.sqsize >= self.registry.settings.max_queue_depth {
+            return Err(ConnectRejection::invalid_command_field(
+                connect_offset::SQSIZE,
+            ));
+        }
+        if !state.io_queues.insert(connect.qid) {
+            return Err(invalid_qid);
+        }
+        Ok(IoQueueAttachment {
+            controller: Arc::clone(self),
+            qid: connect.qid,
+            entries: connect.queue_entries(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::AdminResponse;
+    use super::*;
+    use vfnvme_spec::fabrics::connect_status;
+    use vfnvme_spec::regs;
+
+    #[test]
+    fn hosts_outside_the_allow_list_get_connect_invalid_host() {
+        let registry = registry();
+        let stranger = ConnectData {
+            host_nqn: "nqn.2014-08.org.nvmexpress:uuid:stranger".into(),
+            ..data(CNTLID_DYNAMIC)
+        };
+        let result = registry.connect_admin(&admin_connect(0), &stranger, local(), Instant::now());
+        assert_rejection(result, connect_status::INVALID_HOST, 0x0001_0200);
+        assert_eq!(
+            AdminResponse::from(ConnectRejection::invalid_host())
+                .status
+                .raw()
+                & 0x7ff,
+            0x184
+        );
+    }
+
+    #[test]
+    fn bad_admin_connects_name_the_field() {
+        let registry = registry();
+        let now = Instant::now();
+        let wrong_format = ConnectCommand {
+            recfmt: 1,
+            ..admin_connect(0)
+        };
+        assert_rejection(
+            registry.connect_admin(&wrong_format, &data(0xffff), local(), now),
+            connect_status::INCOMPATIBLE_FORMAT,
+            0,
+        );
+        for sqsize in [0, 32] {
+            let size = ConnectCommand {
+                sqsize,
+                ..admin_connect(0)
+            };
+            assert_rejection(
+                registry.connect_admin(&size, &data(0xffff), local(), now),
+                connect_status::INVALID_PARAMETERS,
+                44,
+            );
+        }
+        assert_rejection(
+            registry.connect_admin(&admin_connect(0), &data(5), local(), now),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0010,
+        );
+        let other_subsystem = ConnectData {
+            subsystem_nqn: "nqn.other".into(),
+            ..data(0xffff)
+        };
+        assert_rejection(
+            registry.connect_admin(&admin_connect(0), &other_subsystem, local(), now),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0100,
+        );
+    }
+
+    #[test]
+    fn io_connect_to_an_unknown_controller_points_at_cntlid() {
+        let registry = registry();
+        let _controller = enabled(&registry);
+        assert_rejection(
+            registry.connect_io(&io_connect(1), &data(7)),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0010,
+        );
+        let wrong_host_id = ConnectData {
+            host_id: [0; 16],
+            ..data(1)
+        };
+        assert_rejection(
+            registry.connect_io(&io_connect(1), &wrong_host_id),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0000,
+        );
+    }
+
+    #[test]
+    fn io_connect_checks_queue_id_size_and_state() {
+        let registry = registry();
+        let controller = connect(&registry);
+        assert_rejection(
+            registry.connect_io(&io_connect(1), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        property_set(&controller, regs::CC, ENABLE);
+        assert_rejection(
+            registry.connect_io(&io_connect(0), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        assert_rejection(
+            registry.connect_io(&io_connect(65), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        let too_deep = ConnectCommand {
+            sqsize: 128,
+            ..io_connect(1)
+        };
+        assert_rejection(
+            registry.connect_io(&too_deep, &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            44,
+        );
+        let queue = registry.connect_io(&io_connect(64), &data(1)).unwrap();
+        assert_eq!((queue.qid(), queue.entries()), (64, 128));
+        assert_eq!(queue.controller().cntlid(), 1);
+    }
+
+    #[test]
+    fn duplicate_qid_is_refused_until_the_queue_detaches() {
+        let registry = registry();
+        let _controller = enabled(&registry);
+        let first = registry.connect_io(&io_connect(3), &data(1)).unwrap();
+        assert_rejection(
+            registry.connect_io(&io_connect(3), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            42,
+        );
+        let other = registry.connect_io(&io_connect(4), &data(1)).unwrap();
+        drop(first);
+        let again = registry.connect_io(&io_connect(3), &data(1)).unwrap();
+        assert_eq!(again.qid(), 3);
+        drop(other);
+    }
+
+    #[test]
+    fn controller_ids_are_unique_and_reused_once_free() {
+        let registry = registry();
+        let first = connect(&registry);
+        let second = connect(&registry);
+        assert_eq!((first.cntlid(), second.cntlid()), (1, 2));
+        assert_eq!(registry.controller_count(), 2);
+        drop(first);
+        assert_eq!(registry.controller_count(), 1);
+        let third = enabled(&registry);
+        assert_eq!(third.cntlid(), 1);
+
+        // A terminated controller keeps its ID while an I/O queue still holds it, but takes
+        // no more queues.
+        let queue = registry.connect_io(&io_connect(1), &data(1)).unwrap();
+        third.terminate();
+        assert!(!third.is_enabled());
+        drop(third);
+        assert_rejection(
+            registry.connect_io(&io_connect(2), &data(1)),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0010,
+        );
+        assert_eq!(connect(&registry).cntlid(), 3);
+        drop(queue);
+        assert_eq!(connect(&registry).cntlid(), 1);
+    }
+
+    #[test]
+    fn connects_are_routed_by_subsystem_nqn() {
+        let target = TargetSubsystems::new(
+            vec![Arc::new(subsystem())],
+            vec![local()],
+            settings(),
+            Arc::new(FakeDrives::default()),
+        );
+        let now = Instant::now();
+        let unknown = ConnectData {
+            subsystem_nqn: "nqn.2026-11.io.vfnvme:absent".into(),
+            ..data(0xffff)
+        };
+        assert_rejection(
+            target
+                .connect(&admin_connect(0), &unknown, local(), now)
+                .map(|_| ()),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0100,
+        );
+        let Ok(Association::Admin(controller)) =
+            target.connect(&admin_connect(0), &data(0xffff), local(), now)
+        else {
+            panic!("admin connect refused");
+        };
+        property_set(&controller, regs::CC, ENABLE);
+        let Ok(Association::Io(queue)) = target.connect(&io_connect(2), &data(1), local(), now)
+        else {
+            panic!("I/O connect refused");
+        };
+        assert!(Arc::ptr_eq(queue.controller(), &controller));
+        assert_eq!(controller.max_io_size(), 128 * 1024);
+        assert_eq!(controller.subsystem().namespace(3).unwrap().block_size, 512);
+    }
+}
