@@ -24,7 +24,7 @@ use vfnvme_spec::{nvm_opcode, Command, Completion, Status};
 use crate::backend::BackendQueue;
 use crate::ctrlr::AdminResponse;
 use crate::session::{AdminOutcome, NamespaceRoute, QueueBinding};
-use crate::tgt::TargetShared;
+use crate::shared::TargetShared;
 use vfnvme_spec::fabrics::{
     connect_offset, connect_status, FabricsCommand, FABRICS_OPCODE, MAX_ADMIN_QUEUE_ENTRIES,
 };
