@@ -7,6 +7,8 @@
 //! - [`session`]: a connection's binding to a fabric controller.
 //! - [`shared`]: the state the target's threads share, built by [`tgt`].
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub mod config;
 pub mod conn;
