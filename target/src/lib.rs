@@ -5,6 +5,9 @@
 //! - [`conn`], [`poll_group`], [`tgt`]: connections, the threads that own them, the target.
 //! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
 //! - [`session`]: a connection's binding to a fabric controller.
+//! - [`shared`]: the state the target's threads share, built by [`tgt`].
+
+#![forbid(unsafe_code)]
 
 #![forbid(unsafe_code)]
 
@@ -15,5 +18,6 @@ pub mod ctrlr;
 pub mod lifecycle;
 pub mod poll_group;
 pub mod session;
+pub mod shared;
 pub mod subsystem;
 pub mod tgt;

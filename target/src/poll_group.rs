@@ -23,7 +23,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::backend::BackendQueue;
 use crate::conn::{Connection, IoContext};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
-use crate::tgt::TargetShared;
+use crate::shared::TargetShared;
 use vfnvme_driver::queue::Completed;
 
 /// Messages from the acceptor to a poll group.

@@ -10,15 +10,16 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsFd;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::backend::{Drive, DriveSlot};
-use crate::config::{BackingConfig, Config, TargetConfig};
+use crate::config::{BackingConfig, Config};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::session::{DrivePlacement, Registry};
+use crate::shared::TargetShared;
 use crate::subsystem::drive_key;
 
 /// Why the target could not start.
@@ -48,64 +49,6 @@ pub enum TargetError {
     },
     #[error("the acceptor failed: {0}")]
     Acceptor(#[source] std::io::Error),
-}
-
-/// Everything the poll groups share, read-only on the I/O path.
-pub struct TargetShared {
-    config: TargetConfig,
-    /// Per drive: the size of its buffers, the most data one command to it can carry.
-    buffer_sizes: Vec<usize>,
-    registry: Registry,
-    listeners: Vec<SocketAddr>,
-    /// Set once when shutdown starts.
-    shutdown_deadline: Mutex<Option<Instant>>,
-    /// Dropped last: controllers shut down when the last poll group is gone.
-    drives: Arc<[DriveSlot]>,
-}
-
-impl TargetShared {
-    pub fn settings(&self) -> &TargetConfig {
-        &self.config
-    }
-
-    /// Per drive, the most data one command to it can carry (its buffer size).
-    pub fn buffer_sizes(&self) -> &[usize] {
-        &self.buffer_sizes
-    }
-
-    /// MAXH2CDATA: one H2CData PDU may carry a whole command's data.
-    pub fn max_h2c_data(&self) -> u32 {
-        self.buffer_sizes
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(128 * 1024) as u32
-    }
-
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    pub fn drives(&self) -> &[DriveSlot] {
-        &self.drives
-    }
-
-    /// Whether drive `index` is being given up (one atomic load).
-    pub fn drive_removed(&self, index: usize) -> bool {
-        self.drives[index].is_removed()
-    }
-
-    pub fn listeners(&self) -> &[SocketAddr] {
-        &self.listeners
-    }
-
-    /// When a stopping poll group gives up waiting for its drives (far future while running).
-    pub fn shutdown_deadline(&self) -> Instant {
-        self.shutdown_deadline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
-    }
 }
 
 /// A running target.
@@ -222,18 +165,17 @@ impl Target {
         let registry = Registry::build(&config, &drives, &placement, addresses.clone())
             .map_err(TargetError::Subsystem)?;
         let depth = config.target.max_queue_depth;
-        let shared = Arc::new(TargetShared {
-            config: config.target.clone(),
+        let shared = Arc::new(TargetShared::new(
+            config.target.clone(),
             buffer_sizes,
             registry,
-            listeners: addresses,
-            shutdown_deadline: Mutex::new(None),
+            addresses,
             drives,
-        });
+        ));
         let mut groups = Vec::new();
         for index in 0..config.target.cores {
             let backends = shared
-                .drives
+                .drives()
                 .iter()
                 .enumerate()
                 .map(|(drive, slot)| {
@@ -241,7 +183,7 @@ impl Target {
                         .lock()
                         .as_ref()
                         .expect("drives are present at start")
-                        .open_queue(depth, shared.buffer_sizes[drive])?;
+                        .open_queue(depth, shared.buffer_sizes()[drive])?;
                     slot.hold();
                     Ok(queue)
                 })
@@ -253,8 +195,8 @@ impl Target {
         log::info!(
             "target started: {} poll groups, {} drives, listening on {:?}",
             groups.len(),
-            shared.drives.len(),
-            shared.listeners
+            shared.drives().len(),
+            shared.listeners()
         );
         Ok(Self {
             listeners,
@@ -284,7 +226,7 @@ impl Target {
             // While a removed drive waits for its poll groups, look again soon.
             let releasing = self
                 .shared
-                .drives
+                .drives()
                 .iter()
                 .any(|slot| slot.is_removed() && slot.lock().is_some());
             let timeout: u16 = if releasing { 10 } else { 1000 };
@@ -315,7 +257,7 @@ impl Target {
     /// fail, hosts get an asynchronous event, each poll group lets go of its queue to it once
     /// its commands completed, and then the drive is dropped.
     fn on_removal_request(&mut self, index: usize) {
-        let slot = &self.shared.drives[index];
+        let slot = &self.shared.drives()[index];
         if !slot.take_removal_signal() {
             return;
         }
@@ -326,14 +268,14 @@ impl Target {
         if let Some(slot_with_event) = slot.removal_event() {
             let _ = self.epoll.delete(slot_with_event.as_fd());
         }
-        self.shared.registry.notify_drive_removed(index);
+        self.shared.registry().notify_drive_removed(index);
         for group in &self.groups {
             group.wake();
         }
     }
 
     fn release_removed_drives(&self) {
-        for slot in self.shared.drives.iter() {
+        for slot in self.shared.drives() {
             if slot.release_if_unused() {
                 log::warn!("drive {}: released", slot.name());
             }
@@ -344,7 +286,7 @@ impl Target {
     /// does.
     pub fn drive_control(&self) -> DriveControl {
         DriveControl {
-            drives: Arc::downgrade(&self.shared.drives),
+            drives: self.shared.drives_weak(),
         }
     }
 
@@ -403,11 +345,7 @@ impl Target {
             ..
         } = self;
         drop(listeners);
-        *shared
-            .shutdown_deadline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + shared.config.shutdown_deadline);
+        shared.start_shutdown();
         let mut report = ShutdownReport::default();
         // Every group stops taking commands before any closes a socket: an admin queue closed
         // by one group ends its controller, whose I/O queues may live on another.
@@ -427,7 +365,7 @@ impl Target {
             log::warn!(
                 "shutdown: {} commands did not complete within {:?} and were aborted",
                 report.abandoned_commands,
-                shared.config.shutdown_deadline
+                shared.settings().shutdown_deadline
             );
         }
         drop(shared);

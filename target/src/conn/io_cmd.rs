@@ -1,0 +1,381 @@
+//! I/O commands on an I/O queue: Read, Write, Flush, Write Zeroes and Dataset Management,
+//! checked against their namespace and SGL, their write data asked for with R2T, sent to their
+//! drive, and answered (read data as C2HData straight from the drive's DMA buffer).
+//!
+//! Its own file because it is the data path: what it does per command must allocate nothing
+//! and take no lock, unlike the admin and fabrics commands beside it.
+
+use vfnvme_driver::queue::{Completed, SubmitError};
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{nvm_opcode, Command, Status};
+use vfnvme_tcp::pdu::{self, C2HData, PduError, R2T};
+
+use super::request::{Event, Request, RequestState};
+use super::send_queue::{Outgoing, MAX_SENT_HEADER};
+use super::{Connection, DataTarget, IoContext, Phase};
+use crate::backend::BackendQueue;
+use crate::session::{NamespaceRoute, QueueBinding};
+
+/// SGL descriptor identifiers (byte 15 of the data pointer): in-capsule data, or data the
+/// transport moves (C2HData, or H2CData after R2T).
+const SGL_IN_CAPSULE: u8 = 0x01;
+const SGL_TRANSPORT: u8 = 0x5a;
+/// Generic status: SGL data block length invalid.
+const SGL_LENGTH_INVALID: u8 = 0x0f;
+
+impl Connection {
+    /// An I/O command: check it, find its namespace and a buffer, then receive its data or
+    /// send it to the drive.
+    pub(super) fn start_io(&mut self, index: u16, in_capsule: usize, context: &mut IoContext<'_>) {
+        let binding = self.binding.as_ref().expect("an I/O queue is bound");
+        let command = self.requests[usize::from(index)].command;
+        let checked = check_io(binding, &command, in_capsule, self.shared.buffer_sizes()).and_then(
+            |(route, len)| {
+                if self.shared.drive_removed(route.drive) {
+                    Err(removed_drive_status())
+                } else {
+                    Ok((route, len))
+                }
+            },
+        );
+        let (route, len) = match checked {
+            Ok(found) => found,
+            Err(status) => {
+                self.requests[usize::from(index)].failed = Some(status);
+                if in_capsule > 0 {
+                    self.requests[usize::from(index)].len = in_capsule;
+                    self.receiving = Some(DataTarget::Scratch(index));
+                } else {
+                    self.respond(index, status, 0);
+                }
+                return;
+            }
+        };
+        let request = &mut self.requests[usize::from(index)];
+        request.route = Some(route);
+        request.len = len;
+        if len == 0 {
+            request.advance(Event::Ready);
+            self.waiting.push_back(index);
+            self.submit_waiting(context);
+            return;
+        }
+        let Some(buffer) = context.backends[route.drive].take_buffer() else {
+            if in_capsule > 0 {
+                // No buffer for data already on its way: it goes nowhere, the host retries.
+                request.failed = Some(Status::generic(generic::NAMESPACE_NOT_READY));
+                request.len = in_capsule;
+                self.receiving = Some(DataTarget::Scratch(index));
+            } else {
+                request.advance(Event::Ready);
+                self.waiting.push_back(index);
+            }
+            return;
+        };
+        request.buffer = Some(buffer);
+        if in_capsule > 0 {
+            self.receiving = Some(DataTarget::Request(index));
+        } else if is_host_to_controller(command.opcode()) {
+            self.send_r2t(index);
+        } else {
+            request.advance(Event::Ready);
+            self.waiting.push_back(index);
+            self.submit_waiting(context);
+        }
+    }
+
+    fn send_r2t(&mut self, index: u16) {
+        let request = &self.requests[usize::from(index)];
+        let r2t = R2T {
+            cccid: request.command.cid(),
+            ttag: index,
+            r2to: 0,
+            r2tl: request.len as u32,
+        };
+        let mut bytes = [0u8; MAX_SENT_HEADER];
+        match pdu::encode_r2t(&self.encode, &r2t, &mut bytes) {
+            Ok(len) => self.outgoing.push_header(bytes, len),
+            Err(error) => log::error!("{}: cannot encode R2T: {error}", self.peer),
+        }
+    }
+
+    pub(super) fn on_h2c_data(&mut self, data: pdu::H2CData) {
+        let Some(request) = self.requests.get(usize::from(data.ttag)) else {
+            self.terminate(PduError::InvalidHeaderField {
+                offset: 10,
+                reason: "unknown transfer tag",
+            });
+            return;
+        };
+        // As SPDK: no R2T outstanding under this tag is a sequence error, a tag whose command
+        // has another CID an invalid CCCID field.
+        if request.state() != RequestState::ReceivingData || request.buffer.is_none() {
+            self.terminate(PduError::SequenceError("H2CData without a matching R2T"));
+            return;
+        }
+        if request.command.cid() != data.cccid {
+            self.terminate(PduError::InvalidHeaderField {
+                offset: 8,
+                reason: "CCCID is not the command of the transfer tag",
+            });
+            return;
+        }
+        let end = u64::from(data.datao) + u64::from(data.datal);
+        if data.datao as usize != request.received || end > request.len as u64 {
+            self.terminate(PduError::DataOutOfRange(
+                "H2CData outside the transfer the R2T asked for",
+            ));
+            return;
+        }
+        self.receiving = Some(DataTarget::Request(data.ttag));
+    }
+
+    /// A data PDU into the buffer of request `index` is complete.
+    pub(super) fn on_io_data_complete(&mut self, index: u16, context: &mut IoContext<'_>) {
+        let request = &mut self.requests[usize::from(index)];
+        if request.received < request.len {
+            // More H2CData PDUs follow for this transfer.
+            return;
+        }
+        if let Some(status) = request.failed {
+            let buffer = request.buffer.take();
+            if let (Some(buffer), Some(route)) = (buffer, request.route) {
+                context.backends[route.drive].give_back(buffer);
+            }
+            self.respond(index, status, 0);
+            return;
+        }
+        request.advance(Event::Ready);
+        self.waiting.push_back(index);
+        self.submit_waiting(context);
+    }
+
+    /// Sends waiting requests to their drives, oldest first, as buffers and queue room allow.
+    pub(super) fn submit_waiting(&mut self, context: &mut IoContext<'_>) {
+        while let Some(&index) = self.waiting.front() {
+            let request = &mut self.requests[usize::from(index)];
+            let route = request.route.expect("waiting requests have a route");
+            let backend = &mut context.backends[route.drive];
+            if backend.is_gone() {
+                self.waiting.pop_front();
+                if let Some(buffer) = request.buffer.take() {
+                    backend.give_back(buffer);
+                }
+                self.respond(index, removed_drive_status(), 0);
+                continue;
+            }
+            if request.len > 0 && request.buffer.is_none() {
+                match backend.take_buffer() {
+                    Some(buffer) => request.buffer = Some(buffer),
+                    None => return,
+                }
+                if is_host_to_controller(request.command.opcode()) {
+                    self.waiting.pop_front();
+                    request.advance(Event::DataRequested);
+                    self.send_r2t(index);
+                    continue;
+                }
+            }
+            let command = device_command(&request.command, &route);
+            let data = request.buffer.take().map(|buffer| (buffer, request.len));
+            let tag = (u64::from(self.slot) << 16) | u64::from(index);
+            match backend.submit(command, data, tag) {
+                Ok(()) => {
+                    request.advance(Event::Submitted);
+                    self.waiting.pop_front();
+                }
+                Err(rejected) => {
+                    request.buffer = rejected.buffer;
+                    if rejected.error != SubmitError::QueueFull {
+                        log::error!("{}: drive refused a command: {}", self.peer, rejected.error);
+                        self.waiting.pop_front();
+                        if let Some(buffer) = self.requests[usize::from(index)].buffer.take() {
+                            context.backends[route.drive].give_back(buffer);
+                        }
+                        self.respond(index, BackendQueue::unavailable(), 0);
+                        continue;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drive `drive` is being given up and this poll group drops its queue to it: requests
+    /// waiting for it fail now; with `in_flight`, so do those still on it (their completions will
+    /// never come).
+    pub fn abandon_drive(&mut self, drive: usize, in_flight: bool, context: &mut IoContext<'_>) {
+        let on_drive = |request: &Request| request.route.is_some_and(|r| r.drive == drive);
+        let mut failed = Vec::new();
+        self.waiting.retain(|&index| {
+            let waiting = on_drive(&self.requests[usize::from(index)]);
+            if waiting {
+                failed.push(index);
+            }
+            !waiting
+        });
+        if in_flight {
+            failed.extend((0..self.requests.len() as u16).filter(|&index| {
+                let request = &self.requests[usize::from(index)];
+                request.state() == RequestState::AtDrive && on_drive(request)
+            }));
+        }
+        for index in failed {
+            if let Some(buffer) = self.requests[usize::from(index)].buffer.take() {
+                context.backends[drive].give_back(buffer);
+            }
+            if self.phase == Phase::Closed {
+                self.requests[usize::from(index)].advance(Event::Dropped);
+                self.free_requests.push(index);
+            } else {
+                self.respond(index, removed_drive_status(), 0);
+            }
+        }
+    }
+
+    /// A drive completed one of this connection's commands.
+    pub fn on_completion(
+        &mut self,
+        drive: usize,
+        index: u16,
+        done: Completed,
+        context: &mut IoContext<'_>,
+    ) {
+        let Some(request) = self.requests.get_mut(usize::from(index)) else {
+            if let Some(buffer) = done.buffer {
+                context.backends[drive].give_back(buffer);
+            }
+            return;
+        };
+        request.buffer = done.buffer;
+        if self.phase == Phase::Closed {
+            if let Some(buffer) = request.buffer.take() {
+                context.backends[drive].give_back(buffer);
+            }
+            request.advance(Event::Dropped);
+            self.free_requests.push(index);
+            return;
+        }
+        let reads_data = done.status.is_success()
+            && request.len > 0
+            && !is_host_to_controller(request.command.opcode());
+        if reads_data {
+            self.send_read_data(index);
+        } else {
+            self.respond(index, done.status, done.result);
+        }
+    }
+
+    /// C2HData from the request's buffer, then the response (unless the SUCCESS flag may
+    /// replace it).
+    fn send_read_data(&mut self, index: u16) {
+        let request = &mut self.requests[usize::from(index)];
+        request.advance(Event::Responding);
+        let len = request.len;
+        let success_flag = self
+            .binding
+            .as_ref()
+            .is_some_and(QueueBinding::sq_flow_control_disabled);
+        let header = C2HData {
+            cccid: request.command.cid(),
+            datao: 0,
+            datal: len as u32,
+            last: true,
+            success: success_flag,
+        };
+        let mut bytes = [0u8; MAX_SENT_HEADER];
+        let layout = match pdu::encode_c2h_data_header(&self.encode, &header, &mut bytes) {
+            Ok(layout) => layout,
+            Err(error) => {
+                log::error!("{}: cannot encode C2HData: {error}", self.peer);
+                return;
+            }
+        };
+        let digest = layout.data_digest.then(|| {
+            let buffer = request.buffer.as_ref().expect("a read has its buffer");
+            pdu::data_digest(&[&buffer.as_slice()[..len]])
+        });
+        self.outgoing.push_header(bytes, layout.data_offset);
+        self.outgoing.push(Outgoing::RequestData {
+            request: index,
+            len,
+            digest,
+        });
+        if success_flag {
+            self.outgoing.push(Outgoing::Release(index));
+        } else {
+            self.queue_response(index, Status::SUCCESS, 0, 0);
+        }
+    }
+}
+
+/// Status of commands for a namespace whose drive is being given up (hot removal): the host
+/// should not retry on this path.
+fn removed_drive_status() -> Status {
+    Status::generic(generic::NAMESPACE_NOT_READY).do_not_retry()
+}
+
+fn is_host_to_controller(opcode: u8) -> bool {
+    matches!(opcode, nvm_opcode::WRITE | nvm_opcode::DATASET_MANAGEMENT)
+}
+
+/// Checks an I/O command against its namespace and SGL; returns the route and data length.
+fn check_io(
+    binding: &QueueBinding,
+    command: &Command,
+    in_capsule: usize,
+    buffer_sizes: &[usize],
+) -> Result<(NamespaceRoute, usize), Status> {
+    let invalid = |sc| Err(Status::generic(sc).do_not_retry());
+    if binding.terminated() {
+        // The admin queue is gone (a shutdown, a dropped host): retryable once the host has
+        // reconnected, unlike a controller the host never enabled.
+        return Err(Status::generic(generic::NAMESPACE_NOT_READY));
+    }
+    if !binding.enabled() {
+        return invalid(generic::COMMAND_SEQUENCE_ERROR);
+    }
+    let Some(route) = binding.namespace(command.nsid) else {
+        return invalid(generic::INVALID_NAMESPACE_OR_FORMAT);
+    };
+    let buffer_len = buffer_sizes[route.drive];
+    let len = match command.opcode() {
+        nvm_opcode::READ | nvm_opcode::WRITE => command.nlb() as usize * route.block_size as usize,
+        nvm_opcode::DATASET_MANAGEMENT => ((command.cdw10 & 0xff) as usize + 1) * 16,
+        nvm_opcode::FLUSH | nvm_opcode::WRITE_ZEROES => 0,
+        _ => return invalid(generic::INVALID_OPCODE),
+    };
+    if len > 0 {
+        let sgl_length = command.prp2 as u32 as usize;
+        let sgl_kind = (command.prp2 >> 56) as u8;
+        let expected_kind = if in_capsule > 0 {
+            SGL_IN_CAPSULE
+        } else {
+            SGL_TRANSPORT
+        };
+        if sgl_kind != expected_kind {
+            return invalid(generic::INVALID_SGL_DESCRIPTOR);
+        }
+        if sgl_length != len || (in_capsule > 0 && in_capsule != len) {
+            return invalid(SGL_LENGTH_INVALID);
+        }
+        // Beyond MDTS: Invalid Field in Command, as the base specification says (SPDK answers
+        // SGL Data Block Length Invalid). The buffers bound it too, whatever MDTS says.
+        if len > binding.max_io_size() || len > buffer_len {
+            return invalid(generic::INVALID_FIELD);
+        }
+    }
+    Ok((route, len))
+}
+
+/// The command as the drive gets it: the drive's namespace id, PRPs left to the driver.
+fn device_command(command: &Command, route: &NamespaceRoute) -> Command {
+    Command {
+        cdw0: u32::from(command.opcode()),
+        nsid: route.device_nsid,
+        prp1: 0,
+        prp2: 0,
+        mptr: 0,
+        ..*command
+    }
+}

@@ -1,0 +1,103 @@
+//! The state every thread of the target shares: settings, drives, the registry of subsystems
+//! and controllers, the listen addresses and the shutdown deadline.
+//!
+//! Its own module so that the connections and poll groups that read it and the target that
+//! builds it all import it downward: none of them has to import another to reach it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::backend::DriveSlot;
+use crate::config::TargetConfig;
+use crate::session::Registry;
+
+/// Everything the poll groups share, read-only on the I/O path.
+pub struct TargetShared {
+    config: TargetConfig,
+    /// Per drive: the size of its buffers, the most data one command to it can carry.
+    buffer_sizes: Vec<usize>,
+    registry: Registry,
+    listeners: Vec<SocketAddr>,
+    /// Set once when shutdown starts.
+    shutdown_deadline: Mutex<Option<Instant>>,
+    /// Dropped last: controllers shut down when the last poll group is gone.
+    drives: Arc<[DriveSlot]>,
+}
+
+impl TargetShared {
+    pub(crate) fn new(
+        config: TargetConfig,
+        buffer_sizes: Vec<usize>,
+        registry: Registry,
+        listeners: Vec<SocketAddr>,
+        drives: Arc<[DriveSlot]>,
+    ) -> Self {
+        Self {
+            config,
+            buffer_sizes,
+            registry,
+            listeners,
+            shutdown_deadline: Mutex::new(None),
+            drives,
+        }
+    }
+
+    pub fn settings(&self) -> &TargetConfig {
+        &self.config
+    }
+
+    /// Per drive, the most data one command to it can carry (its buffer size).
+    pub fn buffer_sizes(&self) -> &[usize] {
+        &self.buffer_sizes
+    }
+
+    /// MAXH2CDATA: one H2CData PDU may carry a whole command's data.
+    pub fn max_h2c_data(&self) -> u32 {
+        self.buffer_sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(128 * 1024) as u32
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn drives(&self) -> &[DriveSlot] {
+        &self.drives
+    }
+
+    /// The drives, without keeping them alive (for handles that may outlive the target).
+    pub(crate) fn drives_weak(&self) -> Weak<[DriveSlot]> {
+        Arc::downgrade(&self.drives)
+    }
+
+    /// Whether drive `index` is being given up (one atomic load).
+    pub fn drive_removed(&self, index: usize) -> bool {
+        self.drives[index].is_removed()
+    }
+
+    pub fn listeners(&self) -> &[SocketAddr] {
+        &self.listeners
+    }
+
+    /// Starts the shutdown clock: poll groups give up waiting for their drives after the
+    /// configured shutdown deadline from now.
+    pub(crate) fn start_shutdown(&self) {
+        *self
+            .shutdown_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + self.config.shutdown_deadline);
+    }
+
+    /// When a stopping poll group gives up waiting for its drives (far future while running).
+    pub fn shutdown_deadline(&self) -> Instant {
+        self.shutdown_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+}
