@@ -9,8 +9,6 @@
 
 #![forbid(unsafe_code)]
 
-#![forbid(unsafe_code)]
-
 pub mod backend;
 pub mod config;
 pub mod conn;
