@@ -16,6 +16,7 @@ use vfnvme_spec::log_page::{log_id, SmartLog};
 use vfnvme_spec::regs::{self, csts};
 use vfnvme_spec::status::{generic, media, sct};
 use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, DsmRange, Status};
+use vfnvme_test_support::poll_until;
 
 struct Rig {
     // Field order is drop order: queue pair, pool, controller, then the device.
@@ -48,16 +49,16 @@ fn rig() -> Rig {
 
 /// Waits for one completion (the simulator runs on its own thread).
 fn wait_one(qpair: &mut IoQueuePair) -> Completed {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut done = None;
-        qpair.poll(1, |c| done = Some(c));
-        if let Some(done) = done {
-            return done;
-        }
-        assert!(Instant::now() < deadline, "no completion within 10 s");
-        std::thread::yield_now();
-    }
+    poll_until(
+        Duration::from_secs(10),
+        Duration::ZERO,
+        || {
+            let mut done = None;
+            qpair.poll(1, |c| done = Some(c));
+            done
+        },
+        || "no completion within 10 s".to_owned(),
+    )
 }
 
 /// Submits a command with a buffer from the pool, waits for it, and returns its status and the
@@ -246,10 +247,7 @@ fn out_of_range_lba_and_unknown_namespace_get_the_spec_statuses() {
     let mut rig = rig();
     let last = rig.ns.blocks - 1;
     let (status, buffer) = run(&mut rig, |q, ns, b| q.read(ns, last, 2, b, 1));
-    assert!(
-        status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)),
-        "{status}"
-    );
+    assert!(status.same_code(Status::lba_out_of_range()), "{status}");
     assert_eq!(status.raw() & 0xff, 0x80);
     rig.pool.give_back(buffer);
 
@@ -265,7 +263,7 @@ fn out_of_range_lba_and_unknown_namespace_get_the_spec_statuses() {
     rig.qpair.submit(Command::new(0x7e, 1), None, 3).unwrap();
     assert!(wait_one(&mut rig.qpair)
         .status
-        .same_code(Status::generic(generic::INVALID_OPCODE)));
+        .same_code(Status::invalid_opcode()));
 }
 
 #[test]

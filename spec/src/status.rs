@@ -78,6 +78,44 @@ impl Status {
         Self::new(sct::GENERIC, sc)
     }
 
+    pub const fn command_specific(sc: u8) -> Self {
+        Self::new(sct::COMMAND_SPECIFIC, sc)
+    }
+
+    // The statuses several places report. The errors below carry Do Not Retry: the same
+    // command fails the same way again.
+
+    /// Invalid Field in Command, with DNR.
+    pub const fn invalid_field() -> Self {
+        Self::generic(generic::INVALID_FIELD).do_not_retry()
+    }
+
+    /// Invalid Command Opcode, with DNR.
+    pub const fn invalid_opcode() -> Self {
+        Self::generic(generic::INVALID_OPCODE).do_not_retry()
+    }
+
+    /// Command Sequence Error (e.g. I/O before the controller is ready), with DNR.
+    pub const fn command_sequence_error() -> Self {
+        Self::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry()
+    }
+
+    /// Invalid Namespace or Format, with DNR.
+    pub const fn invalid_namespace() -> Self {
+        Self::generic(generic::INVALID_NAMESPACE_OR_FORMAT).do_not_retry()
+    }
+
+    /// LBA Out of Range, with DNR.
+    pub const fn lba_out_of_range() -> Self {
+        Self::generic(generic::LBA_OUT_OF_RANGE).do_not_retry()
+    }
+
+    /// Namespace Not Ready, retryable: the namespace may be back soon. Add
+    /// [`do_not_retry`](Self::do_not_retry) where it will not (a removed drive).
+    pub const fn namespace_not_ready() -> Self {
+        Self::generic(generic::NAMESPACE_NOT_READY)
+    }
+
     /// The same status with Do Not Retry set.
     pub const fn do_not_retry(self) -> Self {
         Self(self.0 | DNR)
@@ -179,10 +217,10 @@ mod tests {
         assert!(status.dnr());
         assert!(status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)));
         assert!(!status.is_success());
-        let cs = Status::new(
-            sct::COMMAND_SPECIFIC,
-            command_specific::INVALID_QUEUE_IDENTIFIER,
-        );
+        assert_eq!(status, Status::lba_out_of_range());
+        assert_eq!(Status::invalid_field().raw(), 0x4002);
+        assert!(!Status::namespace_not_ready().dnr());
+        let cs = Status::command_specific(command_specific::INVALID_QUEUE_IDENTIFIER);
         assert_eq!(cs.raw(), 0x0101);
         assert_eq!(
             cs.to_string(),

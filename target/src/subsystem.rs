@@ -392,6 +392,7 @@ fn derive_nguid(nqn: &str, nsid: u32) -> [u8; 16] {
 mod tests {
     use super::*;
     use crate::config::{Config, NamespaceConfig};
+    use vfnvme_test_support::ConfigText;
 
     fn drive(device_index: usize) -> DriveNamespace {
         DriveNamespace {
@@ -574,25 +575,18 @@ mod tests {
     #[test]
     fn discovery_log_lists_only_allowed_subsystems_at_spec_offsets() {
         use discovery_entry::*;
-        let text = r#"
-[[listener]]
-address = "192.0.2.7:4420"
-[[listener]]
-address = "0.0.0.0:8009"
-[[subsystem]]
-nqn = "nqn.2026-11.io.vfnvme:open"
-allow_any_host = true
-[[subsystem.namespace]]
-nsid = 1
-ram_mib = 1
-[[subsystem]]
-nqn = "nqn.2026-11.io.vfnvme:closed"
-hosts = ["nqn.host:other"]
-[[subsystem.namespace]]
-nsid = 1
-ram_mib = 1
-"#;
-        let config = Config::parse(text, "t.toml").unwrap();
+        let text = ConfigText::new("")
+            .listener("192.0.2.7:4420")
+            .listener("0.0.0.0:8009")
+            .subsystem("nqn.2026-11.io.vfnvme:open", "allow_any_host = true")
+            .namespace(1, "ram_mib = 1")
+            .subsystem(
+                "nqn.2026-11.io.vfnvme:closed",
+                "hosts = [\"nqn.host:other\"]",
+            )
+            .namespace(1, "ram_mib = 1")
+            .text();
+        let config = Config::parse(&text, "t.toml").unwrap();
         let subsystems: Vec<Arc<Subsystem>> = config
             .subsystems
             .iter()

@@ -6,25 +6,18 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vfnvme_host::{Host, HostError, HostOptions};
-use vfnvme_spec::status::generic;
+use vfnvme_host::{Host, HostError};
 use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, Status};
+use vfnvme_test_support::poll_until;
 
 mod common;
 
-use common::RunningTarget;
+use common::{loopback_config, options, RunningTarget};
 
 const GOING: &str = "nqn.2026-11.io.vfnvme:going";
 const STAYING: &str = "nqn.2026-11.io.vfnvme:staying";
-
-fn options() -> HostOptions {
-    HostOptions {
-        timeout: Duration::from_secs(10),
-        ..HostOptions::default()
-    }
-}
 
 /// Statistics of one host's load.
 #[derive(Default)]
@@ -54,7 +47,7 @@ fn hammer(address: SocketAddr, nqn: &'static str, running: Arc<AtomicBool>, load
                 load.ok.fetch_add(1, Ordering::Relaxed);
             }
             Err(HostError::Command { status, .. })
-                if status.same_code(Status::generic(generic::NAMESPACE_NOT_READY)) =>
+                if status.same_code(Status::namespace_not_ready()) =>
             {
                 load.not_ready.fetch_add(1, Ordering::Relaxed);
             }
@@ -71,13 +64,13 @@ fn hammer(address: SocketAddr, nqn: &'static str, running: Arc<AtomicBool>, load
 fn a_removed_drive_fails_cleanly_and_the_other_keeps_serving() {
     let _ = env_logger::builder().is_test(true).try_init();
     let mapped_before = vfnvme_driver::dma::mapped_bytes();
-    let text = format!(
-        "[target]\ncores = 2\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n\
-         [[subsystem]]\nnqn = \"{GOING}\"\nallow_any_host = true\n\n\
-         [[subsystem.namespace]]\nnsid = 1\nsim_mib = 8\nsim_latency_us = 100\n\n\
-         [[subsystem]]\nnqn = \"{STAYING}\"\nallow_any_host = true\n\n\
-         [[subsystem.namespace]]\nnsid = 1\nsim_mib = 8\nsim_latency_us = 100\n"
-    );
+    let drive = "sim_mib = 8\nsim_latency_us = 100";
+    let text = loopback_config("cores = 2")
+        .subsystem(GOING, "allow_any_host = true")
+        .namespace(1, drive)
+        .subsystem(STAYING, "allow_any_host = true")
+        .namespace(1, drive)
+        .text();
     let target = RunningTarget::with_config(&text);
     let address = target.address;
     let control = target.drives.clone();
@@ -117,11 +110,12 @@ fn a_removed_drive_fails_cleanly_and_the_other_keeps_serving() {
         })
         .collect();
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        poll_until(
+            Duration::from_secs(15),
+            Duration::from_millis(5),
+            || done().then_some(()),
+            || format!("timed out waiting for {what}"),
+        )
     };
     wait_for("both hosts to be busy", &|| {
         loads

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::RunningTarget;
+use common::{loopback_config, open_fds, options, RunningTarget};
 use vfnvme_host::{Host, HostOptions};
 use vfnvme_spec::{nvm_opcode, Command};
+use vfnvme_test_support::poll_until;
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:stress";
 
@@ -24,25 +25,13 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn start(latency_us: u64) -> RunningTarget {
-    RunningTarget::with_config(&format!(
-        "[target]\ncores = 2\nshutdown_deadline_ms = 5000\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n\
-         [[subsystem]]\nnqn = \"{NQN}\"\nallow_any_host = true\n\n\
-         [[subsystem.namespace]]\nnsid = 1\nsim_mib = 4\nsim_latency_us = {latency_us}\n\n\
-         [[subsystem.namespace]]\nnsid = 2\nram_mib = 4\n"
-    ))
-}
-
-fn options() -> HostOptions {
-    HostOptions {
-        timeout: Duration::from_secs(10),
-        ..HostOptions::default()
-    }
-}
-
-fn count(dir: &str) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.count())
-        .unwrap_or(0)
+    RunningTarget::with_config(
+        &loopback_config("cores = 2\nshutdown_deadline_ms = 5000")
+            .subsystem(NQN, "allow_any_host = true")
+            .namespace(1, &format!("sim_mib = 4\nsim_latency_us = {latency_us}"))
+            .namespace(2, "ram_mib = 4")
+            .text(),
+    )
 }
 
 /// Threads the target starts (poll groups, simulated drives); the test harness's own threads
@@ -64,19 +53,18 @@ fn target_threads() -> usize {
 
 /// Waits (bounded) until the process is back to `fds` descriptors and `threads` target threads.
 fn assert_back_to(fds: usize, threads: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (now_fds, now_threads) = (count("/proc/self/fd"), target_threads());
-        if now_fds <= fds && now_threads <= threads {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "resources leaked: {now_fds} fds (was {fds}), {now_threads} target threads (was \
-             {threads})"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || (open_fds() <= fds && target_threads() <= threads).then_some(()),
+        || {
+            let (now_fds, now_threads) = (open_fds(), target_threads());
+            format!(
+                "resources leaked: {now_fds} fds (was {fds}), {now_threads} target threads (was \
+                 {threads})"
+            )
+        },
+    );
 }
 
 /// One host hammering both namespaces until the target goes away; returns how many commands
@@ -124,7 +112,7 @@ fn hammer(address: SocketAddr, running: Arc<AtomicBool>, progress: Arc<AtomicU64
 #[test]
 fn shutdown_under_full_load_drains_and_releases_everything() {
     let _exclusive = exclusive();
-    let (fds, threads) = (count("/proc/self/fd"), target_threads());
+    let (fds, threads) = (open_fds(), target_threads());
     let mapped = vfnvme_driver::dma::mapped_bytes();
     for cycle in 0..200 {
         let target = start(50);
@@ -139,14 +127,12 @@ fn shutdown_under_full_load_drains_and_releases_everything() {
             })
             .collect();
         // Shut down once both hosts keep the drives busy.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while progress.load(Ordering::Relaxed) < 64 {
-            assert!(
-                Instant::now() < deadline,
-                "cycle {cycle}: the hosts made no progress"
-            );
-            std::thread::yield_now();
-        }
+        poll_until(
+            Duration::from_secs(10),
+            Duration::ZERO,
+            || (progress.load(Ordering::Relaxed) >= 64).then_some(()),
+            || format!("cycle {cycle}: the hosts made no progress"),
+        );
         let report = target.stop();
         load.store(false, Ordering::Relaxed);
         for host in hosts {
@@ -168,9 +154,9 @@ fn shutdown_under_full_load_drains_and_releases_everything() {
 #[test]
 fn connect_disconnect_storm_of_several_hosts() {
     let _exclusive = exclusive();
-    let (fds_before, threads_before) = (count("/proc/self/fd"), target_threads());
+    let (fds_before, threads_before) = (open_fds(), target_threads());
     let target = start(0);
-    let fds_running = count("/proc/self/fd");
+    let fds_running = open_fds();
     let hosts: Vec<_> = (0..4)
         .map(|host_index| {
             let address = target.address;
@@ -254,12 +240,12 @@ fn a_stopped_target_unmaps_its_memory() {
 /// Starts a target whose simulated drive takes `latency_us` per command, with a shutdown
 /// deadline of `deadline_ms`.
 fn slow_target(latency_us: u64, deadline_ms: u64) -> RunningTarget {
-    RunningTarget::with_config(&format!(
-        "[target]\ncores = 1\nshutdown_deadline_ms = {deadline_ms}\n\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\n\n\
-         [[subsystem]]\nnqn = \"{NQN}\"\nallow_any_host = true\n\n\
-         [[subsystem.namespace]]\nnsid = 1\nsim_mib = 4\nsim_latency_us = {latency_us}\n"
-    ))
+    RunningTarget::with_config(
+        &loopback_config(&format!("cores = 1\nshutdown_deadline_ms = {deadline_ms}"))
+            .subsystem(NQN, "allow_any_host = true")
+            .namespace(1, &format!("sim_mib = 4\nsim_latency_us = {latency_us}"))
+            .text(),
+    )
 }
 
 /// Submits `count` reads and returns without waiting for them.

@@ -18,6 +18,7 @@ use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySet, PropertySiz
 use vfnvme_spec::{admin_opcode, nvm_opcode, Command};
 use vfnvme_tcp::pdu::H2CData;
 use vfnvme_tcp::PduHeader;
+use vfnvme_test_support::poll_until;
 
 const THREADS: u64 = 4;
 const CONNECTIONS_PER_THREAD: u64 = 75;
@@ -257,18 +258,15 @@ fn poll_group_cpu_ticks() -> u64 {
 }
 
 fn wait_for_baseline(baseline: (usize, usize)) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let now = fds_and_threads();
-        if now == baseline {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fds and threads {now:?} did not return to {baseline:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    poll_until(
+        PATIENCE,
+        Duration::from_millis(10),
+        || (fds_and_threads() == baseline).then_some(()),
+        || {
+            let now = fds_and_threads();
+            format!("fds and threads {now:?} did not return to {baseline:?}")
+        },
+    );
 }
 
 #[test]

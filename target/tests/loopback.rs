@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use vfnvme_host::{Host, HostOptions};
-use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, Status};
 
 mod common;
 
-use common::{RunningTarget, NQN};
+use common::{failed_status, RunningTarget, NQN};
 
 fn options() -> HostOptions {
     HostOptions {
@@ -71,21 +70,10 @@ fn io_to_missing_namespace_or_past_the_end_gets_the_spec_status() {
     host.enable().unwrap();
     let mut queue = host.connect_io_queue(1, 8).unwrap();
     let read = Command::nvm_rw(nvm_opcode::READ, 7, 0, 1);
-    match queue.execute(read, &[], 512, "Read") {
-        Err(vfnvme_host::HostError::Command { status, .. }) => {
-            assert!(status.same_code(Status::generic(generic::INVALID_NAMESPACE_OR_FORMAT)))
-        }
-        other => panic!("expected Invalid Namespace, got {other:?}"),
-    }
+    let status = failed_status(queue.execute(read, &[], 512, "Read"));
+    assert!(status.same_code(Status::invalid_namespace()), "{status}");
     let last = 16 * 1024 * 1024 / 512 - 1;
     let read = Command::nvm_rw(nvm_opcode::READ, 1, last, 2);
-    match queue.execute(read, &[], 1024, "Read") {
-        Err(vfnvme_host::HostError::Command { status, .. }) => {
-            assert!(
-                status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)),
-                "{status}"
-            )
-        }
-        other => panic!("expected LBA Out of Range, got {other:?}"),
-    }
+    let status = failed_status(queue.execute(read, &[], 1024, "Read"));
+    assert!(status.same_code(Status::lba_out_of_range()), "{status}");
 }

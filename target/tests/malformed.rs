@@ -309,13 +309,13 @@ fn commands_before_connect() {
     let response = raw.expect_response();
     assert_eq!(response.cid, 11);
     let status = response.status();
-    assert!(status.same_code(Status::generic(generic::COMMAND_SEQUENCE_ERROR)));
+    assert!(status.same_code(Status::command_sequence_error()));
     assert!(status.dnr());
     raw.send_capsule(&with_transport_sgl(read(0, 1), 12, 512), &[]);
     assert!(raw
         .expect_response()
         .status()
-        .same_code(Status::generic(generic::COMMAND_SEQUENCE_ERROR)));
+        .same_code(Status::command_sequence_error()));
     raw.connect_admin();
     target.assert_serves();
 }
@@ -394,7 +394,7 @@ fn io_to_a_namespace_that_does_not_exist() {
         raw.send_capsule(&with_transport_sgl(command, 1, 512), &[]);
         let status = raw.expect_response().status();
         assert!(
-            status.same_code(Status::generic(generic::INVALID_NAMESPACE_OR_FORMAT)),
+            status.same_code(Status::invalid_namespace()),
             "NSID {nsid:#x}: {status}"
         );
         assert!(status.dnr());
@@ -404,7 +404,7 @@ fn io_to_a_namespace_that_does_not_exist() {
     let command = Command::nvm_rw(nvm_opcode::WRITE, 9, 0, 1);
     raw.send_capsule(&with_in_capsule_sgl(command, 2, 512), &[1; 512]);
     let status = raw.expect_response().status();
-    assert!(status.same_code(Status::generic(generic::INVALID_NAMESPACE_OR_FORMAT)));
+    assert!(status.same_code(Status::invalid_namespace()));
     raw.send_capsule(&with_transport_sgl(read(0, 1), 3, 512), &[]);
     assert!(matches!(
         raw.receive(),
@@ -423,12 +423,12 @@ fn io_past_the_last_block() {
         let status =
             failed_status(queue.execute(read(lba, blocks), &[], blocks as usize * 512, "Read"));
         assert!(
-            status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)),
+            status.same_code(Status::lba_out_of_range()),
             "{lba}+{blocks}: {status}"
         );
         let data = vec![0; blocks as usize * 512];
         let status = failed_status(queue.execute(write(lba, blocks), &data, 0, "Write"));
-        assert!(status.same_code(Status::generic(generic::LBA_OUT_OF_RANGE)));
+        assert!(status.same_code(Status::lba_out_of_range()));
     }
     queue
         .execute(read(NS_BLOCKS - 1, 1), &[], 512, "Read")

@@ -2,52 +2,30 @@
 //! (`sim_mib`), so every command goes through a poll group's own hardware queue pair, PRPs and
 //! DMA buffers, driven over NVMe/TCP by our initiator.
 
-use std::time::Duration;
-
 use vfnvme_host::{Host, HostOptions};
 use vfnvme_spec::{nvm_opcode, Command, DsmRange, DSM_ATTR_DEALLOCATE};
 
 mod common;
 
-use common::RunningTarget;
+use common::{loopback_config, options, RunningTarget};
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:sim0";
 
 fn start(latency_us: u64) -> RunningTarget {
-    RunningTarget::with_config(&format!(
-        r#"
-[target]
-cores = 2
-
-[[listener]]
-address = "127.0.0.1:0"
-
-[[subsystem]]
-nqn = "{NQN}"
-allow_any_host = true
-
-[[subsystem.namespace]]
-nsid = 1
-sim_mib = 8
-sim_latency_us = {latency_us}
-
-[[subsystem.namespace]]
-nsid = 2
-sim_mib = 4
-block_size = 4096
-"#
-    ))
+    RunningTarget::with_config(
+        &loopback_config("cores = 2")
+            .subsystem(NQN, "allow_any_host = true")
+            .namespace(1, &format!("sim_mib = 8\nsim_latency_us = {latency_us}"))
+            .namespace(2, "sim_mib = 4\nblock_size = 4096")
+            .text(),
+    )
 }
 
 #[test]
 fn reads_and_writes_go_through_simulated_controllers_and_back() {
     let target = start(20);
     let address = target.address;
-    let options = HostOptions {
-        timeout: Duration::from_secs(10),
-        ..HostOptions::default()
-    };
-    let mut host = Host::connect(address, NQN, options).expect("admin connect");
+    let mut host = Host::connect(address, NQN, options()).expect("admin connect");
     host.enable().expect("enable");
     assert_eq!(host.identify_namespace(1).unwrap().block_size(), 512);
     assert_eq!(host.identify_namespace(2).unwrap().block_size(), 4096);

@@ -70,6 +70,17 @@ fn random_completion(rng: &mut Rng) -> Completion {
 }
 
 /// A valid PDU the peer of `receiver` may send, and its data.
+/// A termination request with FES and FEI from `n` and up to 128 bytes of offending header.
+fn random_term(rng: &mut Rng, n: u64) -> (TermReq, Vec<u8>) {
+    let len = rng.below(129);
+    let data = rng.bytes(len);
+    let term = TermReq {
+        fes: n as u16,
+        fei: (n >> 16) as u32,
+    };
+    (term, data)
+}
+
 fn random_pdu(rng: &mut Rng, receiver: Role) -> (PduHeader, Vec<u8>) {
     let n = rng.next();
     match (receiver, rng.below(4)) {
@@ -103,12 +114,7 @@ fn random_pdu(rng: &mut Rng, receiver: Role) -> (PduHeader, Vec<u8>) {
             (PduHeader::H2CData(h2c), data)
         }
         (Role::Controller, _) => {
-            let len = rng.below(129);
-            let data = rng.bytes(len);
-            let term = TermReq {
-                fes: n as u16,
-                fei: (n >> 16) as u32,
-            };
+            let (term, data) = random_term(rng, n);
             (PduHeader::H2CTermReq(term), data)
         }
         (Role::Host, 0) => {
@@ -120,12 +126,7 @@ fn random_pdu(rng: &mut Rng, receiver: Role) -> (PduHeader, Vec<u8>) {
                 maxh2cdata: 4096 + 4 * (n >> 40) as u32,
             };
             if rng.chance(4) {
-                let len = rng.below(129);
-                let data = rng.bytes(len);
-                let term = TermReq {
-                    fes: n as u16,
-                    fei: (n >> 16) as u32,
-                };
+                let (term, data) = random_term(rng, n);
                 (PduHeader::C2HTermReq(term), data)
             } else {
                 (PduHeader::ICResp(ic_resp), vec![])

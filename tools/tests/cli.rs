@@ -9,7 +9,9 @@ mod common;
 use std::process::Output;
 use std::sync::Mutex;
 
-use common::{assert_clean_failure, assert_success, json_stdout, stderr, vfnvme};
+use common::{
+    assert_clean_failure, assert_success, json_stdout, stderr, vfnvme, ONE_SECOND_OF_READS,
+};
 
 const SIM_BLOCKS: u64 = 16384;
 const SIM_BLOCK_SIZE: u64 = 512;
@@ -81,55 +83,26 @@ fn check_verify_pass(output: &Output) {
     }
 }
 
+/// A verify run with `args` (queue depth, I/O size...) must cover the namespace.
+fn verify_passes(args: &[&str]) {
+    let verify = ["-w", "verify", "-t", VERIFY_TIME_CAP, "--json"];
+    check_verify_pass(&perf(&[args, &verify[..]].concat()));
+}
+
 #[test]
 fn verify_at_queue_depth_1_covers_the_namespace() {
-    let output = perf(&[
-        "-q",
-        "1",
-        "-o",
-        "4096",
-        "-w",
-        "verify",
-        "-t",
-        VERIFY_TIME_CAP,
-        "--json",
-    ]);
-    check_verify_pass(&output);
+    verify_passes(&["-q", "1", "-o", "4096"]);
 }
 
 #[test]
 fn verify_at_queue_depth_32_on_two_queue_pairs_covers_the_namespace() {
-    let args = [
-        "-q",
-        "32",
-        "--qpairs",
-        "2",
-        "-o",
-        "4096",
-        "-w",
-        "verify",
-        "-t",
-        VERIFY_TIME_CAP,
-    ];
-    check_verify_pass(&perf(&[&args[..], &["--json"]].concat()));
+    verify_passes(&["-q", "32", "--qpairs", "2", "-o", "4096"]);
 }
 
 #[test]
 fn verify_with_a_cut_short_last_chunk_and_another_seed() {
     // 16384 blocks are not a whole number of 24 KiB chunks: the last one is shorter.
-    let args = [
-        "-q",
-        "8",
-        "-o",
-        "24k",
-        "-w",
-        "verify",
-        "-t",
-        VERIFY_TIME_CAP,
-        "--seed",
-        "77",
-    ];
-    check_verify_pass(&perf(&[&args[..], &["--json"]].concat()));
+    verify_passes(&["-q", "8", "-o", "24k", "--seed", "77"]);
 }
 
 #[test]
@@ -210,20 +183,12 @@ fn missing_pci_device_points_to_setup_sh() {
 
 #[test]
 fn verify_existing_without_verify_is_a_usage_error() {
-    let output = vfnvme(&[
-        "perf",
-        "--device",
-        "sim",
-        "-q",
-        "1",
-        "-o",
-        "4k",
-        "-w",
-        "read",
-        "-t",
-        "1",
-        "--verify-existing",
-    ]);
+    let args = [
+        &["perf", "--device", "sim"],
+        ONE_SECOND_OF_READS,
+        &["--verify-existing"],
+    ];
+    let output = vfnvme(&args.concat());
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
 

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use common::{assert_clean_failure, json_of_success, vfnvme};
+use common::{assert_clean_failure, json_of_success, vfnvme, ONE_SECOND_OF_READS};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use vfnvme_test_support::{poll_until, ConfigText};
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
 const RAM_MIB: u64 = 16;
@@ -40,22 +41,11 @@ fn write_config(text: &str) -> PathBuf {
 }
 
 fn ram_config(port: u16) -> String {
-    format!(
-        r#"[target]
-cores = 1
-
-[[listener]]
-address = "127.0.0.1:{port}"
-
-[[subsystem]]
-nqn = "{NQN}"
-allow_any_host = true
-
-[[subsystem.namespace]]
-nsid = 1
-ram_mib = {RAM_MIB}
-"#
-    )
+    ConfigText::new("cores = 1")
+        .listener(&format!("127.0.0.1:{port}"))
+        .subsystem(NQN, "allow_any_host = true")
+        .namespace(1, &format!("ram_mib = {RAM_MIB}"))
+        .text()
 }
 
 /// A running `vfnvme serve`, killed if a test ends without stopping it.
@@ -141,17 +131,12 @@ impl Served {
     fn stop(mut self, signal: Signal) -> (Option<i32>, String) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
         kill(pid, signal).expect("signal serve");
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for serve") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve still running {EXIT_TIMEOUT:?} after {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = poll_until(
+            EXIT_TIMEOUT,
+            Duration::from_millis(20),
+            || self.child.try_wait().expect("wait for serve"),
+            || format!("serve still running {EXIT_TIMEOUT:?} after {signal}"),
+        );
         while self
             .wait_for_line(|_| false, Duration::from_secs(1))
             .is_some()
@@ -244,41 +229,23 @@ fn a_port_in_use_is_one_line() {
     assert_clean_failure(&output, &format!("cannot listen on 127.0.0.1:{port}"));
 }
 
+/// `vfnvme perf --connect url` for a second of reads.
+fn perf_connect(url: &str) -> Output {
+    vfnvme(&[&["perf", "--connect", url], ONE_SECOND_OF_READS].concat())
+}
+
 #[test]
 fn connecting_where_nothing_listens_is_one_line() {
     let url = format!("tcp://127.0.0.1:{}/{NQN}", free_port());
-    let output = vfnvme(&[
-        "perf",
-        "--connect",
-        &url,
-        "-q",
-        "1",
-        "-o",
-        "4k",
-        "-w",
-        "read",
-        "-t",
-        "1",
-    ]);
-    assert_clean_failure(&output, "connect: Connection refused");
+    assert_clean_failure(&perf_connect(&url), "connect: Connection refused");
 }
 
 #[test]
 fn a_malformed_url_is_one_line() {
-    let output = vfnvme(&[
-        "perf",
-        "--connect",
-        "127.0.0.1:4420",
-        "-q",
-        "1",
-        "-o",
-        "4k",
-        "-w",
-        "read",
-        "-t",
-        "1",
-    ]);
-    assert_clean_failure(&output, "expected tcp://HOST:PORT/NQN");
+    assert_clean_failure(
+        &perf_connect("127.0.0.1:4420"),
+        "expected tcp://HOST:PORT/NQN",
+    );
 }
 
 #[test]

@@ -18,9 +18,9 @@ use vfnvme_target::config::Config;
 use vfnvme_target::tgt::{DriveControl, ShutdownReport, Target};
 use vfnvme_tcp::pdu::{self, H2CData, ICReq, TermReq};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
+use vfnvme_test_support::ConfigText;
 
 pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
-pub const DISCOVERY_NQN: &str = "nqn.2014-08.org.nvmexpress.discovery";
 /// The RAM namespace: 16 MiB of 512-byte blocks.
 pub const NS_BYTES: u64 = 16 * 1024 * 1024;
 pub const BLOCK: usize = 512;
@@ -41,32 +41,24 @@ pub struct RunningTarget {
     thread: Option<std::thread::JoinHandle<ShutdownReport>>,
 }
 
+/// A configuration with `[target]` lines `target` and a listener on a free loopback port, for
+/// the test to add its subsystems to.
+pub fn loopback_config(target: &str) -> ConfigText {
+    ConfigText::new(target).listener("127.0.0.1:0")
+}
+
 /// The configuration text of a target with `[target]` lines `target_extra` and one RAM
 /// subsystem `NQN` (open to any host unless `subsystem_extra` says otherwise).
 pub fn config_text(target_extra: &str, subsystem_extra: &str) -> String {
     let allow = if subsystem_extra.contains("allow_any_host") {
-        String::new()
+        ""
     } else {
-        "allow_any_host = true".to_owned()
+        "allow_any_host = true\n"
     };
-    format!(
-        r#"
-[target]
-{target_extra}
-
-[[listener]]
-address = "127.0.0.1:0"
-
-[[subsystem]]
-nqn = "{NQN}"
-{allow}
-{subsystem_extra}
-
-[[subsystem.namespace]]
-nsid = 1
-ram_mib = 16
-"#
-    )
+    loopback_config(target_extra)
+        .subsystem(NQN, &format!("{allow}{subsystem_extra}"))
+        .namespace(1, "ram_mib = 16")
+        .text()
 }
 
 impl RunningTarget {
@@ -470,10 +462,18 @@ pub fn with_in_capsule_sgl(mut command: Command, cid: u16, len: usize) -> Comman
     command
 }
 
+fn entries_of(dir: &str) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    entries_of("/proc/self/fd")
+}
+
 /// Open file descriptors and threads of this process.
 pub fn fds_and_threads() -> (usize, usize) {
-    let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |entries| entries.count());
-    (count("/proc/self/fd"), count("/proc/self/task"))
+    (open_fds(), entries_of("/proc/self/task"))
 }
 
 /// xorshift64*: small, fast and good enough to explore input space (no crate needed).

@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// perf arguments for a short run of reads at queue depth 1.
+pub const ONE_SECOND_OF_READS: &[&str] = &["-q", "1", "-o", "4k", "-w", "read", "-t", "1"];
+
 /// Runs `vfnvme` with `args` (logging off) and waits for it.
 pub fn vfnvme(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vfnvme"))

@@ -1,0 +1,113 @@
+//! The configuration as serde reads it from TOML: every value a check may complain about keeps
+//! its byte span, and [`Source`] turns spans into the `file:line` of an error. Its own file so
+//! that the shape of the file format stands apart from the rules about its values.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::ConfigError;
+
+/// The text of a configuration and the file it came from, for `file:line` errors.
+pub(super) struct Source<'a> {
+    pub text: &'a str,
+    pub file: &'a str,
+}
+
+impl Source<'_> {
+    /// The raw structures of the text; syntax errors, unknown keys and wrong types name their
+    /// line.
+    pub fn read(&self) -> Result<RawConfig, ConfigError> {
+        toml::from_str(self.text).map_err(|e| ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: e.span().map_or(1, |span| self.line_of(&span)),
+            reason: e.message().trim_end().to_owned(),
+        })
+    }
+
+    pub fn line_of(&self, span: &Range<usize>) -> usize {
+        let start = span.start.min(self.text.len());
+        self.text[..start].matches('\n').count() + 1
+    }
+
+    /// An error at the line of `span`.
+    pub fn invalid<T>(
+        &self,
+        span: Range<usize>,
+        reason: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line_of(&span),
+            reason: reason.into(),
+        })
+    }
+
+    /// An error about the file as a whole.
+    pub fn incomplete<T>(&self, reason: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::Incomplete {
+            file: self.file.to_owned(),
+            reason: reason.into(),
+        })
+    }
+}
+
+/// The whole file as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub target: RawTarget,
+    #[serde(default)]
+    pub listener: Vec<RawListener>,
+    #[serde(default)]
+    pub subsystem: Vec<RawSubsystem>,
+}
+
+/// `[target]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    pub cores: Option<Spanned<u64>>,
+    pub in_capsule_data_size: Option<Spanned<u64>>,
+    pub max_queue_depth: Option<Spanned<u64>>,
+    pub max_io_queues: Option<Spanned<u64>>,
+    pub max_io_size: Option<Spanned<u64>>,
+    pub keep_alive_timeout_ms: Option<Spanned<u64>>,
+    pub shutdown_deadline_ms: Option<Spanned<u64>>,
+}
+
+/// A `[[listener]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub address: Spanned<String>,
+}
+
+/// A `[[subsystem]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubsystem {
+    pub nqn: Spanned<String>,
+    pub allow_any_host: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    pub serial: Option<Spanned<String>>,
+    pub model: Option<Spanned<String>>,
+    #[serde(default)]
+    pub namespace: Vec<RawNamespace>,
+}
+
+/// A `[[subsystem.namespace]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNamespace {
+    pub nsid: Spanned<u64>,
+    pub pci: Option<Spanned<String>>,
+    pub device_nsid: Option<Spanned<u64>>,
+    pub ram_mib: Option<Spanned<u64>>,
+    pub sim_mib: Option<Spanned<u64>>,
+    pub sim_latency_us: Option<Spanned<u64>>,
+    pub block_size: Option<Spanned<u64>>,
+}
