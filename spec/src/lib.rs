@@ -1,11 +1,15 @@
 //! NVMe wire formats (NVMe Base Specification 2.0): queue entries, opcodes, status codes,
 //! register layout, Identify data and log pages. Pure data: nothing here touches hardware.
 
+#![forbid(unsafe_code)]
+
 pub mod fabrics;
 pub mod identify;
 pub mod log_page;
 pub mod regs;
+pub mod sgl;
 pub mod status;
+pub mod tcp;
 
 pub use status::Status;
 

@@ -42,6 +42,8 @@
 //! Data digests are computed incrementally over the data as it passes through
 //! `copy_buffered_data` and `data_received_directly`, so the data is never read twice.
 
+use zerocopy::FromBytes;
+
 use crate::digest::{Crc32c, DIGEST_LEN};
 use crate::pdu::{
     check_data_digest, decode_header, validate_common_header, CommonHeader, DataDigestMismatch,
@@ -119,10 +121,6 @@ impl PduReader {
         }
     }
 
-    pub fn config(&self) -> &DecodeConfig {
-        &self.config
-    }
-
     /// Changes the validation rules for the PDUs after the current one: after ICReq/ICResp, to
     /// enable the negotiated digests, alignment and data limits.
     pub fn set_config(&mut self, config: DecodeConfig) {
@@ -189,11 +187,10 @@ impl PduReader {
             match self.state {
                 ReadState::Failed(error) => return Err(error),
                 ReadState::CommonHeader => {
-                    let Some(bytes) = self.buffered().first_chunk::<COMMON_HEADER_LEN>() else {
+                    let Ok((ch, _)) = CommonHeader::ref_from_prefix(self.buffered()) else {
                         return Ok(ReadEvent::NeedMoreBytes);
                     };
-                    let ch = CommonHeader::parse(bytes);
-                    match validate_common_header(&ch, &self.config) {
+                    match validate_common_header(ch, &self.config) {
                         Ok(layout) => self.state = ReadState::Header(layout),
                         Err(error) => return Err(self.fail(error)),
                     }

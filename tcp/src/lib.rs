@@ -6,6 +6,8 @@
 //! - [`framing`]: [`PduReader`], which cuts the received stream into PDUs and lets the data of a
 //!   PDU land directly in the caller's (DMA) buffer.
 
+#![forbid(unsafe_code)]
+
 pub mod digest;
 pub mod framing;
 pub mod pdu;
