@@ -47,12 +47,6 @@ impl Drive {
         }
     }
 
-    /// Adds another namespace (nsid = count so far + 1).
-    pub fn with_namespace(mut self, bytes: u64) -> Self {
-        self.namespace_bytes.push(bytes);
-        self
-    }
-
     /// Puts the drive behind its own PCIe root port, so QMP `device_del` can remove it.
     pub fn behind_root_port(mut self) -> Self {
         self.behind_root_port = true;

@@ -32,6 +32,7 @@ pub mod generic {
     pub const INVALID_NAMESPACE_OR_FORMAT: u8 = 0x0b;
     pub const COMMAND_SEQUENCE_ERROR: u8 = 0x0c;
     pub const INVALID_SGL_DESCRIPTOR: u8 = 0x0d;
+    pub const DATA_SGL_LENGTH_INVALID: u8 = 0x0f;
     pub const INVALID_PRP_OFFSET: u8 = 0x13;
     pub const LBA_OUT_OF_RANGE: u8 = 0x80;
     pub const CAPACITY_EXCEEDED: u8 = 0x81;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySet, PropertySize};
+use vfnvme_spec::sgl::SglDescriptor;
 use vfnvme_spec::{admin_opcode, nvm_opcode, Command};
 use vfnvme_tcp::pdu::H2CData;
 use vfnvme_tcp::PduHeader;
@@ -124,8 +125,7 @@ fn random_command(rng: &mut Rng, cntlid: u16) -> (Command, Vec<u8>) {
                 kato_ms: 0,
             })
             .to_command(cid);
-            command.cdw0 |= 1 << 14;
-            command.prp2 = SGL_IN_CAPSULE | data.len() as u64;
+            SglDescriptor::in_capsule(data.len() as u32).store_in(&mut command);
             (command, data.to_vec())
         }
     }

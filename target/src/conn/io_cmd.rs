@@ -6,6 +6,7 @@
 //! and take no lock, unlike the admin and fabrics commands beside it.
 
 use vfnvme_driver::queue::{Completed, SubmitError};
+use vfnvme_spec::sgl::{self, SglDescriptor};
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, Status};
 use vfnvme_tcp::pdu::{self, C2HData, PduError, R2T};
@@ -15,13 +16,6 @@ use super::send_queue::{Outgoing, MAX_SENT_HEADER};
 use super::{Connection, DataTarget, IoContext, Phase};
 use crate::backend::BackendQueue;
 use crate::session::{NamespaceRoute, QueueBinding};
-
-/// SGL descriptor identifiers (byte 15 of the data pointer): in-capsule data, or data the
-/// transport moves (C2HData, or H2CData after R2T).
-const SGL_IN_CAPSULE: u8 = 0x01;
-const SGL_TRANSPORT: u8 = 0x5a;
-/// Generic status: SGL data block length invalid.
-const SGL_LENGTH_INVALID: u8 = 0x0f;
 
 impl Connection {
     /// An I/O command: check it, find its namespace and a buffer, then receive its data or
@@ -346,18 +340,19 @@ fn check_io(
         _ => return invalid(generic::INVALID_OPCODE),
     };
     if len > 0 {
-        let sgl_length = command.prp2 as u32 as usize;
-        let sgl_kind = (command.prp2 >> 56) as u8;
+        // In-capsule data, or data the transport moves (C2HData, or H2CData after R2T).
+        let sgl = SglDescriptor::of(command);
         let expected_kind = if in_capsule > 0 {
-            SGL_IN_CAPSULE
+            sgl::IN_CAPSULE
         } else {
-            SGL_TRANSPORT
+            sgl::TRANSPORT
         };
-        if sgl_kind != expected_kind {
+        if sgl.identifier != expected_kind {
             return invalid(generic::INVALID_SGL_DESCRIPTOR);
         }
+        let sgl_length = sgl.length.get() as usize;
         if sgl_length != len || (in_capsule > 0 && in_capsule != len) {
-            return invalid(SGL_LENGTH_INVALID);
+            return invalid(generic::DATA_SGL_LENGTH_INVALID);
         }
         // Beyond MDTS: Invalid Field in Command, as the base specification says (SPDK answers
         // SGL Data Block Length Invalid). The buffers bound it too, whatever MDTS says.

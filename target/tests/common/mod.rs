@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use vfnvme_host::{Host, HostError, HostOptions};
 use vfnvme_spec::fabrics::{ConnectCommand, ConnectData, FabricsCommand, CNTLID_DYNAMIC};
+use vfnvme_spec::sgl::SglDescriptor;
 use vfnvme_spec::{Command, Completion, Status};
 use vfnvme_target::config::Config;
 use vfnvme_target::tgt::{DriveControl, ShutdownReport, Target};
@@ -27,10 +28,6 @@ pub const BLOCK: usize = 512;
 pub const NS_BLOCKS: u64 = NS_BYTES / BLOCK as u64;
 /// How long any test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(10);
-
-/// SGL identifiers (byte 15 of the data pointer).
-pub const SGL_IN_CAPSULE: u64 = 0x01 << 56;
-pub const SGL_TRANSPORT: u64 = 0x5a << 56;
 
 /// A target on 127.0.0.1 with its acceptor on a thread; stopped (in order) when dropped.
 pub struct RunningTarget {
@@ -324,8 +321,7 @@ impl RawClient {
             host_nqn: self.host_nqn.clone(),
         }
         .to_bytes();
-        command.cdw0 |= 1 << 14;
-        command.prp2 = SGL_IN_CAPSULE | data.len() as u64;
+        SglDescriptor::in_capsule(data.len() as u32).store_in(&mut command);
         self.capsule_bytes(&command, &data)
     }
 
@@ -445,20 +441,19 @@ impl RawClient {
 /// A command with a transport SGL (data moved by C2HData, or H2CData after R2T) of `len`.
 pub fn with_transport_sgl(mut command: Command, cid: u16, len: usize) -> Command {
     command.set_cid(cid);
-    command.cdw0 |= 1 << 14;
-    command.prp2 = if len == 0 {
-        0
+    let sgl = if len == 0 {
+        SglDescriptor::default()
     } else {
-        SGL_TRANSPORT | len as u64
+        SglDescriptor::transport(len as u32)
     };
+    sgl.store_in(&mut command);
     command
 }
 
 /// A command with `len` bytes of in-capsule data.
 pub fn with_in_capsule_sgl(mut command: Command, cid: u16, len: usize) -> Command {
     command.set_cid(cid);
-    command.cdw0 |= 1 << 14;
-    command.prp2 = SGL_IN_CAPSULE | len as u64;
+    SglDescriptor::in_capsule(len as u32).store_in(&mut command);
     command
 }
 
