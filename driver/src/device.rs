@@ -1,5 +1,7 @@
 //! What the driver needs from a PCIe NVMe function, whether real (VFIO) or simulated.
 
+#![forbid(unsafe_code)]
+
 use std::os::fd::BorrowedFd;
 
 use crate::dma::DmaSpace;

@@ -1,8 +1,11 @@
-//! DMA memory: hugepage (or, for the simulator, anonymous) memory mapped for the device at IOVAs
-//! the driver chooses, and fixed-size buffer pools carved out of it.
+//! DMA memory: hugepage (or, for the simulator and RAM drives, anonymous) memory mapped for the
+//! device at IOVAs the driver chooses, and fixed-size buffer pools carved out of it.
 //!
 //! Memory the device can write is only ever touched through raw pointers (volatile accesses or
-//! `copy_nonoverlapping` to and from ordinary Rust memory); no Rust reference points into it.
+//! copies to and from ordinary Rust memory); no Rust reference points into it. Code outside the
+//! driver's hardware modules reaches it through [`DmaMemory`], whose safe accessors are
+//! bounds-checked volatile copies: DMA memory is reached by copy, never by reference.
+//!
 //! A mapping is released by the `Drop` of the [`DmaRegion`] that owns it: first unmapped from the
 //! device, then freed. If the unmap fails the device might still reach the memory, so it is
 //! leaked on purpose rather than freed.
@@ -20,16 +23,16 @@ use crate::error::{DmaError, Result};
 /// The granule of hugepage allocations and of IOVA alignment.
 pub const HUGEPAGE_SIZE: usize = 2 << 20;
 const SMALL_PAGE_SIZE: usize = 4096;
+/// A host-only space hands out IOVAs below this (48 bits; they name regions, nothing maps them).
+const HOST_ONLY_IOVA_END: u64 = 1 << 48;
 
 /// Something that makes host memory reachable by the device at an IOVA: the VFIO container on
 /// real hardware, the simulator's IOMMU otherwise.
 pub trait DmaMapper: Send + Sync {
-    /// Makes `len` bytes at `vaddr` reachable by the device at `iova`.
-    ///
-    /// # Safety
-    /// The memory must stay allocated until [`DmaMapper::unmap`] of the same range has succeeded,
-    /// and from now on it may only be accessed through raw pointers.
-    unsafe fn map(&self, vaddr: *mut u8, len: usize, iova: u64) -> Result<()>;
+    /// Makes all of `memory` reachable by the device at `iova`. A mapper keeps its clone of
+    /// `memory` until [`DmaMapper::unmap`] of the same range has succeeded, so the memory can
+    /// never be freed while the device may reach it.
+    fn map(&self, memory: &DmaMemory, iova: u64) -> Result<()>;
 
     /// Makes the range unreachable by the device again.
     fn unmap(&self, iova: u64, len: usize) -> Result<()>;
@@ -41,13 +44,14 @@ pub enum MemoryKind {
     /// 2 MiB hugepages from the reservation in /proc/sys/vm/nr_hugepages: pinned, physically
     /// contiguous per page, what real devices need.
     Hugepages,
-    /// Ordinary anonymous memory, for the simulated controller.
+    /// Ordinary anonymous memory, for the simulated controller and RAM drives.
     Anonymous,
 }
 
 /// Allocates DMA regions: memory plus an IOVA inside the ranges the IOMMU accepts.
 pub struct DmaSpace {
-    mapper: Arc<dyn DmaMapper>,
+    /// `None` for a space no device reaches ([`DmaSpace::host_only`]).
+    mapper: Option<Arc<dyn DmaMapper>>,
     kind: MemoryKind,
     iova: Mutex<IovaAllocator>,
 }
@@ -55,9 +59,21 @@ pub struct DmaSpace {
 impl DmaSpace {
     pub fn new(mapper: Arc<dyn DmaMapper>, kind: MemoryKind, iova_ranges: Vec<Range<u64>>) -> Self {
         Self {
-            mapper,
+            mapper: Some(mapper),
             kind,
             iova: Mutex::new(IovaAllocator::new(iova_ranges)),
+        }
+    }
+
+    /// Plain anonymous memory that no device reaches (no IOMMU): for RAM drives, whose buffers
+    /// share the [`DmaBuffer`] type with real drives. Its IOVAs are only identities.
+    pub fn host_only() -> Self {
+        Self {
+            mapper: None,
+            kind: MemoryKind::Anonymous,
+            iova: Mutex::new(IovaAllocator::new(
+                std::iter::once(0..HOST_ONLY_IOVA_END).collect(),
+            )),
         }
     }
 
@@ -72,24 +88,24 @@ impl DmaSpace {
             MemoryKind::Anonymous => SMALL_PAGE_SIZE,
         };
         let len = len.max(1).div_ceil(granule) * granule;
-        let memory = Backing::allocate(self.kind, len)?;
+        let memory = DmaMemory::allocate(self.kind, len)?;
         let iova = self
             .iova
             .lock()
             .map_err(|_| DmaError::Poisoned)?
             .allocate(len as u64)
             .ok_or(DmaError::IovaExhausted { len })?;
-        // SAFETY: `memory` is a fresh allocation of `len` bytes that the returned region owns and
-        // frees only after unmapping it; nothing has created a reference into it.
-        unsafe { self.mapper.map(memory.ptr().as_ptr(), len, iova)? };
+        if let Some(mapper) = &self.mapper {
+            mapper.map(&memory, iova)?;
+        }
         MAPPED_BYTES.fetch_add(len, Ordering::Relaxed);
         Ok(DmaRegion {
             id: next_region_id(),
-            base: memory.ptr(),
-            memory: Some(memory),
+            base: memory.base(),
+            memory,
             iova,
-            len,
-            mapper: Arc::clone(&self.mapper),
+            mapper: self.mapper.clone(),
+            leaked: false,
         })
     }
 }
@@ -126,8 +142,8 @@ impl IovaAllocator {
     }
 }
 
-/// Bytes of DMA memory mapped by this process right now, over every device: what a teardown
-/// must bring back to where it started.
+/// Bytes of DMA memory allocated (and, where a device reaches it, mapped) by this process right
+/// now, over every device and RAM drive: what a teardown must bring back to where it started.
 pub fn mapped_bytes() -> usize {
     MAPPED_BYTES.load(Ordering::Relaxed)
 }
@@ -143,6 +159,12 @@ enum Backing {
     Hugepages { ptr: NonNull<u8>, layout: Layout },
     Anonymous(memmap2::MmapRaw),
 }
+
+// SAFETY: the backing is an allocation owned by whoever holds it; it is only ever accessed
+// through raw pointers (volatile copies), never through references, so any thread may do so.
+unsafe impl Send for Backing {}
+// SAFETY: as above; shared access is a sequence of raw-pointer copies.
+unsafe impl Sync for Backing {}
 
 impl Backing {
     fn allocate(kind: MemoryKind, len: usize) -> Result<Self> {
@@ -162,13 +184,14 @@ impl Backing {
                 Ok(Self::Hugepages { ptr, layout })
             }
             MemoryKind::Anonymous => {
-                let map = memmap2::MmapOptions::new()
-                    .len(len)
-                    .map_anon()
-                    .map_err(|source| DmaError::Allocate { len, source })?;
-                Ok(Self::Anonymous(map.into()))
+                Self::anonymous(len).map_err(|source| DmaError::Allocate { len, source }.into())
             }
         }
+    }
+
+    fn anonymous(len: usize) -> std::io::Result<Self> {
+        let map = memmap2::MmapOptions::new().len(len).map_anon()?;
+        Ok(Self::Anonymous(map.into()))
     }
 
     fn ptr(&self) -> NonNull<u8> {
@@ -190,15 +213,96 @@ impl Drop for Backing {
     }
 }
 
+/// Memory that others (a device, other threads) may access at the same time, reached only by
+/// bounds-checked volatile copies. Cloning shares it; it is freed with the last clone. What the
+/// simulated controller and the RAM disk see of memory.
+#[derive(Clone)]
+pub struct DmaMemory {
+    backing: Arc<Backing>,
+    len: usize,
+}
+
+impl DmaMemory {
+    fn allocate(kind: MemoryKind, len: usize) -> Result<Self> {
+        Ok(Self {
+            backing: Arc::new(Backing::allocate(kind, len)?),
+            len,
+        })
+    }
+
+    /// `len` bytes of zeroed anonymous memory (one byte at least, as a mapping cannot be
+    /// empty; `len()` still says `len`).
+    pub fn anonymous(len: usize) -> std::io::Result<Self> {
+        Ok(Self {
+            backing: Arc::new(Backing::anonymous(len.max(1))?),
+            len,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn base(&self) -> NonNull<u8> {
+        self.backing.ptr()
+    }
+
+    /// The host address, for handing the memory to the kernel (VFIO's DMA map).
+    pub(crate) fn host_address(&self) -> *mut u8 {
+        self.base().as_ptr()
+    }
+
+    /// A bounds-checked volatile view of `len` bytes at `offset`.
+    pub fn volatile(&self, offset: usize, len: usize) -> VolatileSlice<'_> {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "{len} bytes at {offset} outside {} bytes of DMA memory",
+            self.len
+        );
+        // SAFETY: the range is inside the allocation, which lives as long as `self` (the `Arc`
+        // keeps it), and is only accessed through volatile operations.
+        unsafe { VolatileSlice::new(self.base().as_ptr().add(offset), len) }
+    }
+
+    /// Copies from the memory at `offset` into `out`.
+    pub fn read(&self, offset: usize, out: &mut [u8]) {
+        self.volatile(offset, out.len()).copy_to(out);
+    }
+
+    /// Copies `data` into the memory at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        self.volatile(offset, data.len()).copy_from(data);
+    }
+
+    /// Zeroes `len` bytes at `offset`.
+    pub fn zero(&self, offset: usize, len: usize) {
+        const ZEROES: [u8; SMALL_PAGE_SIZE] = [0; SMALL_PAGE_SIZE];
+        let target = self.volatile(offset, len);
+        for start in (0..len).step_by(SMALL_PAGE_SIZE) {
+            let piece = (len - start).min(SMALL_PAGE_SIZE);
+            target
+                .subslice(start, piece)
+                .expect("inside the checked view")
+                .copy_from(&ZEROES[..piece]);
+        }
+    }
+}
+
 /// Memory mapped for the device. Owns both the memory and the mapping.
 pub struct DmaRegion {
     id: u64,
+    /// `memory`'s start, cached for the I/O path.
     base: NonNull<u8>,
-    /// `None` only after a failed unmap, when the memory is deliberately leaked.
-    memory: Option<Backing>,
+    memory: DmaMemory,
     iova: u64,
-    len: usize,
-    mapper: Arc<dyn DmaMapper>,
+    /// `None` in a host-only space.
+    mapper: Option<Arc<dyn DmaMapper>>,
+    /// Set once the memory is deliberately leaked (see [`DmaRegion::leak`]).
+    leaked: bool,
 }
 
 // SAFETY: the region is plain memory plus an IOVA; all access goes through raw pointers whose
@@ -218,67 +322,55 @@ impl DmaRegion {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.memory.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.memory.is_empty()
     }
 
     /// Host address of `offset`. Only for raw-pointer access.
     pub fn ptr_at(&self, offset: usize) -> *mut u8 {
         assert!(
-            offset <= self.len,
+            offset <= self.len(),
             "offset {offset} outside a {} byte region",
-            self.len
+            self.len()
         );
         // SAFETY: `offset <= len`, so the result is inside or one past the allocation.
         unsafe { self.base.as_ptr().add(offset) }
     }
 
-    /// A bounds-checked volatile view of `len` bytes at `offset`.
-    pub fn volatile(&self, offset: usize, len: usize) -> VolatileSlice<'_> {
-        assert!(
-            offset.checked_add(len).is_some_and(|end| end <= self.len),
-            "{len} bytes at {offset} outside a {} byte region",
-            self.len
-        );
-        // SAFETY: the range is inside the allocation, which lives as long as `self`.
-        unsafe { VolatileSlice::new(self.ptr_at(offset), len) }
+    /// The region's memory, for access by copy.
+    pub fn memory(&self) -> &DmaMemory {
+        &self.memory
     }
 
-    /// Copies `data` into the region at `offset`.
-    pub fn write(&self, offset: usize, data: &[u8]) {
-        self.volatile(offset, data.len()).copy_from(data);
-    }
-
-    /// Copies from the region at `offset` into `out`.
-    pub fn read(&self, offset: usize, out: &mut [u8]) {
-        self.volatile(offset, out.len()).copy_to(out);
-    }
-}
-
-impl DmaRegion {
     /// Never unmaps nor frees the memory: for when the device may still be using it.
     pub fn leak(&mut self) {
-        std::mem::forget(self.memory.take());
+        if !self.leaked {
+            self.leaked = true;
+            std::mem::forget(self.memory.clone());
+        }
     }
 }
 
 impl Drop for DmaRegion {
     fn drop(&mut self) {
-        if self.memory.is_none() {
+        if self.leaked {
             return;
         }
-        MAPPED_BYTES.fetch_sub(self.len, Ordering::Relaxed);
-        if let Err(error) = self.mapper.unmap(self.iova, self.len) {
+        let len = self.len();
+        MAPPED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        let Some(mapper) = &self.mapper else {
+            return;
+        };
+        if let Err(error) = mapper.unmap(self.iova, len) {
             log::error!(
-                "unmapping {} bytes at IOVA {:#x} failed ({error}); leaking the memory so the \
+                "unmapping {len} bytes at IOVA {:#x} failed ({error}); leaking the memory so the \
                  device cannot write into freed pages",
-                self.len,
                 self.iova
             );
-            std::mem::forget(self.memory.take());
+            self.leak();
         }
     }
 }

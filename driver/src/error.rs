@@ -1,4 +1,6 @@
 //! Errors of the driver. Each says what went wrong on which device and, where the user can fix
+
+#![forbid(unsafe_code)]
 //! it, how.
 
 use std::time::Duration;

@@ -31,6 +31,16 @@ impl Mmio {
         }
     }
 
+    /// `len` bytes of zeroed anonymous memory standing in for a register file: the simulated
+    /// controller's BAR0, which it and the driver both reach only through `Mmio`.
+    pub fn anonymous(len: usize) -> std::io::Result<Self> {
+        let map: memmap2::MmapRaw = memmap2::MmapOptions::new().len(len).map_anon()?.into();
+        let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns a null mapping");
+        // SAFETY: the mapping is `len` bytes, kept alive by the `Arc` handed over, and reached
+        // only through this type's volatile word accesses.
+        Ok(unsafe { Self::new(base, len, Arc::new(map)) })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

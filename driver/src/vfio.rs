@@ -1,24 +1,30 @@
 //! A PCIe NVMe function bound to `vfio-pci`: container, group, device, BAR0, bus mastering, and
 //! the IOVA ranges the IOMMU accepts. The only module that talks to /dev/vfio.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
 
 use crate::device::RemovalEvent;
-use crate::dma::{DmaMapper, DmaSpace, MemoryKind};
+use crate::dma::{DmaMapper, DmaMemory, DmaSpace, MemoryKind};
 use crate::error::{DmaError, Result, VfioError};
 use crate::mmio::Mmio;
 use crate::NvmeDevice;
 
-const BAR0_REGION: u32 = 0;
-const CONFIG_REGION: u32 = 7;
-const REGION_FLAG_MMAP: u32 = 1 << 2;
+use vfio_bindings::bindings::vfio::{
+    vfio_info_cap_header, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range,
+    vfio_iova_range, VFIO_BASE, VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_REQ_IRQ_INDEX,
+    VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE,
+};
+
+/// PCI configuration space: the Command register and its bits (PCI spec, not VFIO).
 const PCI_COMMAND: u64 = 0x04;
 const COMMAND_MEMORY_SPACE: u16 = 1 << 1;
 const COMMAND_BUS_MASTER: u16 = 1 << 2;
@@ -30,24 +36,80 @@ const MIN_LOCKED_KIB: u64 = 64 * 1024;
 /// Drivers that may share an IOMMU group with a device we take.
 const HARMLESS_GROUP_DRIVERS: &[&str] = &["vfio-pci", "pci-stub", "pcieport"];
 
-/// Normalises `01:00.0` to `0000:01:00.0` and checks the shape.
-pub fn normalize_address(address: &str) -> Result<String, VfioError> {
-    let full = if address.matches(':').count() == 1 {
-        format!("0000:{address}")
-    } else {
-        address.to_owned()
-    };
-    let bad = || VfioError::BadAddress {
-        address: address.to_owned(),
-    };
-    let (domain, rest) = full.split_once(':').ok_or_else(bad)?;
-    let (bus, rest) = rest.split_once(':').ok_or_else(bad)?;
-    let (slot, function) = rest.split_once('.').ok_or_else(bad)?;
-    let hex = |s: &str, len: usize| s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit());
-    if hex(domain, 4) && hex(bus, 2) && hex(slot, 2) && function.len() == 1 && hex(function, 1) {
-        Ok(full.to_ascii_lowercase())
-    } else {
-        Err(bad())
+/// A PCI function's address, `dddd:bb:dd.f`: domain, bus, device (0 to 0x1f) and function (0 to
+/// 7), in hexadecimal. `FromStr` takes the full form only (what configuration files name);
+/// [`PciAddress::parse_short`] also takes `bb:dd.f` in domain 0 (what an operator types).
+/// `Display` writes the canonical lowercase full form sysfs uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PciAddress {
+    pub domain: u16,
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+}
+
+impl PciAddress {
+    /// The full form, or `bb:dd.f` meaning domain 0.
+    pub fn parse_short(text: &str) -> Result<Self, VfioError> {
+        if text.matches(':').count() == 1 {
+            format!("0000:{text}")
+                .parse()
+                .map_err(|_| bad_address(text))
+        } else {
+            text.parse()
+        }
+    }
+}
+
+fn bad_address(text: &str) -> VfioError {
+    VfioError::BadAddress {
+        address: text.to_owned(),
+    }
+}
+
+impl std::str::FromStr for PciAddress {
+    type Err = VfioError;
+
+    fn from_str(text: &str) -> Result<Self, VfioError> {
+        let bad = || bad_address(text);
+        let hex = |part: &str, digits: usize| {
+            (part.len() == digits && part.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u16::from_str_radix(part, 16).ok())
+                .flatten()
+                .ok_or_else(bad)
+        };
+        let mut parts = text.split(':');
+        let (Some(domain), Some(bus), Some(device_function), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (device, function) = device_function.split_once('.').ok_or_else(bad)?;
+        let (domain, bus, device, function) = (
+            hex(domain, 4)?,
+            hex(bus, 2)?,
+            hex(device, 2)?,
+            hex(function, 1)?,
+        );
+        if device > 0x1f || function > 7 {
+            return Err(bad());
+        }
+        Ok(Self {
+            domain,
+            bus: bus as u8,
+            device: device as u8,
+            function: function as u8,
+        })
+    }
+}
+
+impl std::fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
     }
 }
 
@@ -56,35 +118,45 @@ fn driver_of(device: &Path) -> Option<String> {
     Some(link.file_name()?.to_string_lossy().into_owned())
 }
 
-/// The VFIO container as a [`DmaMapper`].
+/// The VFIO container as a [`DmaMapper`]. It holds the memory of every mapping it made, so
+/// that memory cannot be freed while the device may still reach it.
 struct ContainerMapper {
     address: String,
     container: Arc<VfioContainer>,
+    mapped: Mutex<HashMap<u64, DmaMemory>>,
 }
 
 impl DmaMapper for ContainerMapper {
-    unsafe fn map(&self, vaddr: *mut u8, len: usize, iova: u64) -> Result<()> {
-        // SAFETY: the caller guarantees the memory stays allocated until unmapped and is only
-        // accessed through raw pointers meanwhile.
-        unsafe { self.container.vfio_dma_map(iova, len, vaddr) }.map_err(|e| {
-            DmaError::Map {
-                iova,
-                len,
-                reason: format!("{}: {e}", self.address),
-            }
-            .into()
-        })
+    fn map(&self, memory: &DmaMemory, iova: u64) -> Result<()> {
+        let mut mapped = self.mapped.lock().map_err(|_| DmaError::Poisoned)?;
+        let len = memory.len();
+        // SAFETY: `memory` stays allocated until the mapping is gone: its clone is kept in
+        // `mapped` until `unmap` succeeds (forever if it fails). It is only accessed through
+        // raw pointers and volatile copies, never through references the device could break.
+        unsafe {
+            self.container
+                .vfio_dma_map(iova, len, memory.host_address())
+        }
+        .map_err(|e| DmaError::Map {
+            iova,
+            len,
+            reason: format!("{}: {e}", self.address),
+        })?;
+        mapped.insert(iova, memory.clone());
+        Ok(())
     }
 
     fn unmap(&self, iova: u64, len: usize) -> Result<()> {
-        self.container.vfio_dma_unmap(iova, len).map_err(|e| {
-            DmaError::Unmap {
+        let mut mapped = self.mapped.lock().map_err(|_| DmaError::Poisoned)?;
+        self.container
+            .vfio_dma_unmap(iova, len)
+            .map_err(|e| DmaError::Unmap {
                 iova,
                 len,
                 reason: format!("{}: {e}", self.address),
-            }
-            .into()
-        })
+            })?;
+        mapped.remove(&iova);
+        Ok(())
     }
 }
 
@@ -128,7 +200,7 @@ impl VfioNvme {
     /// Opens the controller at `address` (e.g. `0000:01:00.0`), checking on the way everything
     /// an operator could have left undone.
     pub fn open(address: &str) -> Result<Arc<Self>> {
-        let address = normalize_address(address)?;
+        let address = PciAddress::parse_short(address)?.to_string();
         let group = check_device(Path::new("/sys"), &address)?;
         check_memlock(&address)?;
         check_hugepages()?;
@@ -161,6 +233,7 @@ impl VfioNvme {
         let mapper = Arc::new(ContainerMapper {
             address: address.clone(),
             container,
+            mapped: Mutex::new(HashMap::new()),
         });
         log::debug!("{address}: IOMMU group {group}, IOVA ranges {iova_ranges:x?}");
         Ok(Arc::new(Self {
@@ -318,7 +391,6 @@ fn watch_device_requests(
     device: &VfioDevice,
     removal: &RemovalEvent,
 ) -> Option<vmm_sys_util::eventfd::EventFd> {
-    const VFIO_PCI_REQ_IRQ_INDEX: u32 = 4;
     let duplicate = match removal.fd().try_clone_to_owned() {
         Ok(fd) => fd,
         Err(error) => {
@@ -340,12 +412,16 @@ fn watch_device_requests(
 
 fn enable_bus_master(device: &VfioDevice) {
     let mut command = [0u8; 2];
-    device.region_read(CONFIG_REGION, &mut command, PCI_COMMAND);
+    device.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut command, PCI_COMMAND);
     let value = u16::from_le_bytes(command)
         | COMMAND_MEMORY_SPACE
         | COMMAND_BUS_MASTER
         | COMMAND_INTX_DISABLE;
-    device.region_write(CONFIG_REGION, &value.to_le_bytes(), PCI_COMMAND);
+    device.region_write(
+        VFIO_PCI_CONFIG_REGION_INDEX,
+        &value.to_le_bytes(),
+        PCI_COMMAND,
+    );
 }
 
 fn map_bar0(address: &str, device: &VfioDevice) -> Result<Mmio, VfioError> {
@@ -353,17 +429,17 @@ fn map_bar0(address: &str, device: &VfioDevice) -> Result<Mmio, VfioError> {
         address: address.to_owned(),
         reason,
     };
-    let size = device.get_region_size(BAR0_REGION) as usize;
+    let size = device.get_region_size(VFIO_PCI_BAR0_REGION_INDEX) as usize;
     if size < 0x2000 {
         return Err(bad(format!(
             "only {size} bytes; an NVMe BAR0 has at least 8 KiB"
         )));
     }
-    if device.get_region_flags(BAR0_REGION) & REGION_FLAG_MMAP == 0 {
+    if device.get_region_flags(VFIO_PCI_BAR0_REGION_INDEX) & VFIO_REGION_INFO_FLAG_MMAP == 0 {
         return Err(bad("not mappable through VFIO".into()));
     }
     let map = memmap2::MmapOptions::new()
-        .offset(device.get_region_offset(BAR0_REGION))
+        .offset(device.get_region_offset(VFIO_PCI_BAR0_REGION_INDEX))
         .len(size)
         .map_raw(device.as_raw_fd())
         .map_err(|e| bad(format!("not mappable: {e}")))?;
@@ -376,45 +452,79 @@ fn map_bar0(address: &str, device: &VfioDevice) -> Result<Mmio, VfioError> {
 /// IOVA ranges from VFIO_IOMMU_GET_INFO's IOVA range capability; without one, the 39-bit space
 /// every Intel IOMMU accepts, minus the x86 MSI window.
 fn iova_ranges(address: &str, container_fd: i32) -> Result<Vec<std::ops::Range<u64>>, VfioError> {
-    const VFIO_IOMMU_GET_INFO: u64 = 0x3b70;
-    const INFO_FLAG_CAPS: u32 = 1 << 1;
-    const CAP_IOVA_RANGE: u16 = 1;
-    nix::ioctl_readwrite_bad!(vfio_iommu_get_info, VFIO_IOMMU_GET_INFO, u8);
+    // VFIO_IOMMU_GET_INFO is _IO(VFIO_TYPE, VFIO_BASE + 12), though it reads and writes its
+    // argument.
+    nix::ioctl_readwrite_bad!(
+        vfio_iommu_get_info,
+        nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 12),
+        vfio_iommu_type1_info
+    );
 
     let fallback = vec![0..0xfee0_0000, 0xfef0_0000..1 << 39];
+    // Room for the info and its capability chain; u64 words keep the structs aligned.
     let mut buffer = vec![0u64; 512];
-    let argsz = (buffer.len() * 8) as u32;
-    buffer[0] = u64::from(argsz);
-    // SAFETY: the buffer is `argsz` bytes, 8-aligned, and the kernel writes at most `argsz`.
-    unsafe { vfio_iommu_get_info(container_fd, buffer.as_mut_ptr().cast()) }.map_err(|e| {
-        VfioError::Io {
-            address: address.to_owned(),
-            operation: "VFIO_IOMMU_GET_INFO",
-            source: e.into(),
-        }
+    let argsz = std::mem::size_of_val(buffer.as_slice());
+    let info = buffer.as_mut_ptr().cast::<vfio_iommu_type1_info>();
+    // SAFETY: the buffer is larger than and as aligned as `vfio_iommu_type1_info`, and is only
+    // accessed through `info` until the ioctl returns.
+    unsafe {
+        info.write(vfio_iommu_type1_info {
+            argsz: argsz as u32,
+            ..Default::default()
+        })
+    };
+    // SAFETY: `info` leads a buffer of `argsz` bytes; the kernel writes at most `argsz`.
+    unsafe { vfio_iommu_get_info(container_fd, info) }.map_err(|e| VfioError::Io {
+        address: address.to_owned(),
+        operation: "VFIO_IOMMU_GET_INFO",
+        source: e.into(),
     })?;
     let bytes: Vec<u8> = buffer.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
-    if u32_at(4) & INFO_FLAG_CAPS == 0 {
+    let Some(info) = read_struct::<vfio_iommu_type1_info>(&bytes, 0) else {
+        return Ok(fallback);
+    };
+    if info.flags & VFIO_IOMMU_INFO_CAPS == 0 {
         return Ok(fallback);
     }
-    let mut offset = u32_at(16) as usize;
-    while offset != 0 && offset + 16 <= bytes.len() {
-        let id = u16::from_le_bytes([bytes[offset], bytes[offset + 1]]);
-        let next = u32_at(offset + 4) as usize;
-        if id == CAP_IOVA_RANGE {
-            let count = u32_at(offset + 8) as usize;
+    let mut offset = info.cap_offset as usize;
+    while offset != 0 {
+        let Some(header) = read_struct::<vfio_info_cap_header>(&bytes, offset) else {
+            break;
+        };
+        if u32::from(header.id) == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE {
+            let count_at =
+                offset + std::mem::offset_of!(vfio_iommu_type1_info_cap_iova_range, nr_iovas);
+            let ranges_at =
+                offset + std::mem::offset_of!(vfio_iommu_type1_info_cap_iova_range, iova_ranges);
+            let count = read_struct::<u32>(&bytes, count_at).unwrap_or(0) as usize;
             let ranges = (0..count)
-                .map(|i| offset + 16 + i * 16)
-                .take_while(|o| o + 16 <= bytes.len())
-                .map(|o| u64_at(o)..u64_at(o + 8).saturating_add(1))
+                .map_while(|i| {
+                    let at = ranges_at + i * std::mem::size_of::<vfio_iova_range>();
+                    read_struct::<vfio_iova_range>(&bytes, at)
+                })
+                .map(|range| range.start..range.end.saturating_add(1))
                 .collect();
             return Ok(ranges);
         }
-        offset = next;
+        offset = header.next as usize;
     }
     Ok(fallback)
+}
+
+/// Plain-data kernel structures of the VFIO info: only integers, so any bytes are a valid value.
+trait PlainData: Copy {}
+impl PlainData for u32 {}
+impl PlainData for vfio_iommu_type1_info {}
+impl PlainData for vfio_info_cap_header {}
+impl PlainData for vfio_iova_range {}
+
+/// The `T` at `offset` of what the kernel wrote, if it lies inside `bytes`.
+fn read_struct<T: PlainData>(bytes: &[u8], offset: usize) -> Option<T> {
+    let end = offset.checked_add(std::mem::size_of::<T>())?;
+    let source = bytes.get(offset..end)?;
+    // SAFETY: `source` holds `size_of::<T>()` bytes; `T` is plain integers (`PlainData`), valid
+    // for any bit pattern; `read_unaligned` copes with any alignment.
+    Some(unsafe { source.as_ptr().cast::<T>().read_unaligned() })
 }
 
 #[cfg(test)]
@@ -535,11 +645,44 @@ mod tests {
 
     #[test]
     fn addresses_are_normalised_or_refused() {
-        assert_eq!(normalize_address("01:00.0").unwrap(), DRIVE);
-        assert_eq!(normalize_address("0000:AB:1f.7").unwrap(), "0000:ab:1f.7");
+        let normalised = |text: &str| PciAddress::parse_short(text).map(|a| a.to_string());
+        assert_eq!(normalised("01:00.0").unwrap(), DRIVE);
+        assert_eq!(normalised("0000:AB:1f.7").unwrap(), "0000:ab:1f.7");
         for bad in ["sim", "0000:01:00", "1:00.0", "0000:01:00.00", "zz:00.0"] {
             assert!(
-                matches!(normalize_address(bad), Err(VfioError::BadAddress { .. })),
+                matches!(normalised(bad), Err(VfioError::BadAddress { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn full_addresses_parse_strictly_and_print_canonically() {
+        let address: PciAddress = "10de:AF:1f.7".parse().unwrap();
+        assert_eq!(
+            address,
+            PciAddress {
+                domain: 0x10de,
+                bus: 0xaf,
+                device: 0x1f,
+                function: 7
+            }
+        );
+        assert_eq!(address.to_string(), "10de:af:1f.7");
+        assert_eq!(DRIVE.parse::<PciAddress>().unwrap().to_string(), DRIVE);
+        for bad in [
+            "01:00.0",
+            "0000:01:00.8",
+            "0000:01:20.0",
+            "0000:01:00",
+            "0000:01:00.0:1",
+            "000g:01:00.0",
+            "0000:01:00.",
+            "+000:01:00.0",
+            "",
+        ] {
+            assert!(
+                matches!(bad.parse::<PciAddress>(), Err(VfioError::BadAddress { .. })),
                 "{bad}"
             );
         }

@@ -49,9 +49,6 @@ impl Cap {
     pub fn mpsmin_bytes(self) -> usize {
         1 << (12 + ((self.0 >> 48) & 0xf))
     }
-    pub fn mpsmax_bytes(self) -> usize {
-        1 << (12 + ((self.0 >> 52) & 0xf))
-    }
 
     pub fn build(mqes_entries: u32, timeout_ms: u64, dstrd: u8) -> Cap {
         let to = timeout_ms.div_ceil(500).min(255);

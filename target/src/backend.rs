@@ -11,9 +11,9 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace, MemoryKind};
+use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
-use vfnvme_driver::sim::{RamDisk, SimConfig, SimController, SimIommu, SimNamespace};
+use vfnvme_driver::ram::RamDisk;
 use vfnvme_driver::vfio::VfioNvme;
 use vfnvme_driver::{Controller, ControllerOptions, NvmeDevice};
 use vfnvme_spec::{Command, Status};
@@ -31,8 +31,8 @@ pub enum Drive {
     Ram(RamMemory),
 }
 
-/// A RAM drive: its disk, and memory for buffers (RAM needs no IOMMU, but shares the buffer
-/// type with real drives).
+/// A RAM drive: its disk, and host-only memory for buffers (RAM needs no IOMMU, but shares the
+/// buffer type with real drives).
 pub struct RamMemory {
     pub disk: Arc<RamDisk>,
     space: DmaSpace,
@@ -49,11 +49,14 @@ impl Drive {
     }
 
     /// A simulated NVMe controller with one namespace: the full driver path without a drive.
+    #[cfg(feature = "sim")]
     pub fn simulated(
         blocks: u64,
         block_size: u32,
         latency: std::time::Duration,
     ) -> vfnvme_driver::Result<Self> {
+        use vfnvme_driver::sim::{SimConfig, SimController, SimNamespace};
+
         let config = SimConfig {
             namespaces: vec![SimNamespace {
                 nsid: 1,
@@ -74,16 +77,26 @@ impl Drive {
         )?))
     }
 
-    /// A RAM drive of `blocks` blocks.
+    /// Without the simulator built in, a `sim_mib` namespace cannot be served.
+    #[cfg(not(feature = "sim"))]
+    pub fn simulated(
+        _blocks: u64,
+        _block_size: u32,
+        _latency: std::time::Duration,
+    ) -> vfnvme_driver::Result<Self> {
+        Err(vfnvme_driver::Error::Unsupported {
+            address: "sim".into(),
+            what: "sim_mib namespaces need the simulated controller, which this vfnvme was \
+                   built without (enable the `sim` feature of vfnvme-target)"
+                .into(),
+        })
+    }
+
+    /// A RAM drive of `blocks` blocks. Its buffers are plain memory: no device reaches them.
     pub fn ram(blocks: u64, block_size: u32) -> std::io::Result<Self> {
-        let space = DmaSpace::new(
-            Arc::new(SimIommu::default()),
-            MemoryKind::Anonymous,
-            std::iter::once(0..1 << 40).collect(),
-        );
         Ok(Self::Ram(RamMemory {
             disk: Arc::new(RamDisk::new(blocks, block_size)?),
-            space,
+            space: DmaSpace::host_only(),
         }))
     }
 

@@ -1,104 +1,95 @@
-//! The simulated controller's state machine: registers, queues, command execution, media.
+//! The simulated controller's state machine: the register file (enable, reset, shutdown),
+//! fetching commands from submission queues, injected faults, and posting completions. What the
+//! commands do is in [`super::admin`] and [`super::io`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{fence, Ordering};
 use std::time::Instant;
 
-use super::{Fault, RamDisk, SimConfig, SimIommu, SimStats, BAR_SIZE};
+use vm_memory::VolatileMemory;
+
+use super::{Fault, SimConfig, SimIommu, SimStats, BAR_SIZE};
 use crate::mmio::Mmio;
-use vfnvme_spec::identify::{
-    build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
-    IdentifyNamespace, NamespaceId,
-};
-use vfnvme_spec::log_page::{log_id, ErrorLogEntry, FirmwareSlotLog, SmartLog};
+use crate::ram::RamDisk;
 use vfnvme_spec::regs::{self, cc, csts, Cap};
-use vfnvme_spec::status::{command_specific as cs, generic, sct};
-use vfnvme_spec::{
-    admin_opcode, cns, feature, nvm_opcode, Command, Completion, DsmRange, Status, CQE_SIZE,
-    DSM_ATTR_DEALLOCATE, PAGE_SIZE, SQE_SIZE,
-};
+use vfnvme_spec::status::sct;
+use vfnvme_spec::{Command, Completion, Status, CQE_SIZE, SQE_SIZE};
 
 /// Completion of one command: status and DW0.
-type Outcome = (Status, u32);
+pub(super) type Outcome = (Status, u32);
 
-fn ok(result: u32) -> Outcome {
+pub(super) fn ok(result: u32) -> Outcome {
     (Status::SUCCESS, result)
 }
 
-fn fail(status: Status) -> Outcome {
+pub(super) fn fail(status: Status) -> Outcome {
     (status.do_not_retry(), 0)
 }
 
-fn generic_error(sc: u8) -> Outcome {
+pub(super) fn generic_error(sc: u8) -> Outcome {
     fail(Status::generic(sc))
 }
 
-fn specific_error(sc: u8) -> Outcome {
+pub(super) fn specific_error(sc: u8) -> Outcome {
     fail(Status::new(sct::COMMAND_SPECIFIC, sc))
 }
 
-struct SubmissionQueue {
-    iova: u64,
-    entries: u16,
-    head: u16,
-    cqid: u16,
+pub(super) struct SubmissionQueue {
+    pub(super) iova: u64,
+    pub(super) entries: u16,
+    pub(super) head: u16,
+    pub(super) cqid: u16,
 }
 
-struct CompletionQueue {
-    iova: u64,
-    entries: u16,
-    tail: u16,
-    phase: bool,
+pub(super) struct CompletionQueue {
+    pub(super) iova: u64,
+    pub(super) entries: u16,
+    pub(super) tail: u16,
+    pub(super) phase: bool,
 }
 
-struct PendingCompletion {
+pub(super) struct PendingCompletion {
     due: Instant,
-    sqid: u16,
-    cid: u16,
-    outcome: Outcome,
+    pub(super) sqid: u16,
+    pub(super) cid: u16,
+    pub(super) outcome: Outcome,
 }
 
 /// A namespace and its medium.
-struct Medium {
-    nsid: u32,
-    blocks: u64,
-    block_size: u32,
-    disk: RamDisk,
-}
-
-impl Medium {
-    fn ptr(&self, offset: u64, len: usize) -> *mut u8 {
-        self.disk.ptr(offset, len)
-    }
+pub(super) struct Medium {
+    pub(super) nsid: u32,
+    pub(super) blocks: u64,
+    pub(super) block_size: u32,
+    pub(super) disk: RamDisk,
 }
 
 /// Everything behind the register file.
 pub(super) struct DeviceState {
-    config: SimConfig,
-    cap: Cap,
-    doorbell_stride: usize,
-    last_cc: u32,
-    enabled: bool,
-    fatal: bool,
-    shut_down: bool,
+    pub(super) config: SimConfig,
+    pub(super) cap: Cap,
+    pub(super) doorbell_stride: usize,
+    pub(super) last_cc: u32,
+    pub(super) enabled: bool,
+    pub(super) fatal: bool,
+    pub(super) shut_down: bool,
     /// Index = queue id; 0 is the admin queue.
-    sqs: Vec<Option<SubmissionQueue>>,
-    cqs: Vec<Option<CompletionQueue>>,
-    pending: VecDeque<PendingCompletion>,
+    pub(super) sqs: Vec<Option<SubmissionQueue>>,
+    pub(super) cqs: Vec<Option<CompletionQueue>>,
+    pub(super) pending: VecDeque<PendingCompletion>,
     /// Fetched commands whose completion is being withheld (sqid, cid).
-    lost: Vec<(u16, u16)>,
+    pub(super) lost: Vec<(u16, u16)>,
     /// Async Event Requests waiting for an event (cid).
-    async_events: Vec<u16>,
-    faults: Vec<Fault>,
-    ignore_abort: bool,
-    features: HashMap<u8, u32>,
-    io_queues_granted: u16,
-    media: Vec<Medium>,
-    commands: u64,
-    data_units_read: u128,
-    data_units_written: u128,
+    pub(super) async_events: Vec<u16>,
+    pub(super) faults: Vec<Fault>,
+    pub(super) ignore_abort: bool,
+    pub(super) features: HashMap<u8, u32>,
+    pub(super) io_queues_granted: u16,
+    pub(super) media: Vec<Medium>,
+    pub(super) commands: u64,
+    pub(super) data_units_read: u128,
+    pub(super) data_units_written: u128,
     /// Reused scratch for the (IOVA, length) segments of one transfer.
-    segments: Vec<(u64, usize)>,
+    pub(super) segments: Vec<(u64, usize)>,
 }
 
 impl DeviceState {
@@ -285,14 +276,16 @@ impl DeviceState {
             sq.head = (sq.head + 1) % sq.entries;
             // The doorbell was read before the entry; the entry is complete by then.
             fence(Ordering::Acquire);
-            let Some(entry) = iommu.translate(address, SQE_SIZE) else {
+            let mut entry = [0u8; SQE_SIZE];
+            if iommu
+                .access(address, SQE_SIZE, |sqe| sqe.copy_to(&mut entry[..]))
+                .is_none()
+            {
                 self.fatal = true;
                 bar.write32(regs::CSTS, bar.read32(regs::CSTS) | csts::CFS);
                 return true;
-            };
-            // SAFETY: the IOMMU vouched for SQE_SIZE mapped bytes at `entry`; the driver wrote
-            // the entry before ringing the doorbell.
-            let command = unsafe { entry.cast::<Command>().read_volatile() };
+            }
+            let command = Command::from_bytes(&entry);
             self.commands += 1;
             self.dispatch(qid, command, bar, iommu);
         }
@@ -346,7 +339,7 @@ impl DeviceState {
         }
     }
 
-    fn complete(&mut self, sqid: u16, cid: u16, outcome: Outcome) {
+    pub(super) fn complete(&mut self, sqid: u16, cid: u16, outcome: Outcome) {
         self.pending.push_back(PendingCompletion {
             due: Instant::now() + self.config.latency,
             sqid,
@@ -376,7 +369,7 @@ impl DeviceState {
         busy
     }
 
-    fn post(
+    pub(super) fn post(
         &mut self,
         sqid: u16,
         cid: u16,
@@ -396,9 +389,6 @@ impl DeviceState {
             return Posted::QueueFull;
         }
         let address = cq.iova + u64::from(cq.tail) * CQE_SIZE as u64;
-        let Some(entry) = iommu.translate(address, CQE_SIZE) else {
-            return Posted::QueueGone;
-        };
         let (status, result) = outcome;
         let completion = Completion {
             result,
@@ -409,15 +399,17 @@ impl DeviceState {
             status_phase: (status.raw() << 1) | u16::from(cq.phase),
         };
         let bytes = completion.to_bytes();
-        // SAFETY: the IOMMU vouched for CQE_SIZE mapped bytes at `entry`. The status word with
-        // the phase tag is written last, after a fence, so the driver never sees a torn entry.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), entry, CQE_SIZE - 2);
+        // The status word with the phase tag is written last, alone, after a fence, so the
+        // driver never sees a torn entry.
+        let written = iommu.access(address, CQE_SIZE, |cqe| {
+            cqe.copy_from(&bytes[..CQE_SIZE - 2]);
             fence(Ordering::Release);
-            entry
-                .add(CQE_SIZE - 2)
-                .cast::<u16>()
-                .write_volatile(completion.status_phase);
+            cqe.get_ref::<u16>(CQE_SIZE - 2)
+                .expect("the status word is inside the entry")
+                .store(completion.status_phase);
+        });
+        if written.is_none() {
+            return Posted::QueueGone;
         }
         cq.tail += 1;
         if cq.tail == cq.entries {
@@ -428,541 +420,8 @@ impl DeviceState {
     }
 }
 
-enum Posted {
+pub(super) enum Posted {
     Done,
     QueueFull,
     QueueGone,
-}
-
-/// Admin commands.
-impl DeviceState {
-    /// `None` when the command completes later (Async Event Request).
-    fn execute_admin(
-        &mut self,
-        command: &Command,
-        bar: &Mmio,
-        iommu: &SimIommu,
-    ) -> Option<Outcome> {
-        let outcome = match command.opcode() {
-            admin_opcode::IDENTIFY => self.identify(command, iommu),
-            admin_opcode::GET_LOG_PAGE => self.get_log_page(command, iommu),
-            admin_opcode::SET_FEATURES => self.set_features(command),
-            admin_opcode::GET_FEATURES => self.get_features(command),
-            admin_opcode::CREATE_IO_CQ => self.create_cq(command, bar, iommu),
-            admin_opcode::CREATE_IO_SQ => self.create_sq(command, bar, iommu),
-            admin_opcode::DELETE_IO_SQ => self.delete_sq(command, bar, iommu),
-            admin_opcode::DELETE_IO_CQ => self.delete_cq(command, bar),
-            admin_opcode::ABORT => self.abort(command),
-            admin_opcode::KEEP_ALIVE => ok(0),
-            admin_opcode::ASYNC_EVENT_REQUEST => {
-                if self.async_events.len() > 3 {
-                    specific_error(cs::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED)
-                } else {
-                    self.async_events.push(command.cid());
-                    return None;
-                }
-            }
-            _ => generic_error(generic::INVALID_OPCODE),
-        };
-        Some(outcome)
-    }
-
-    fn identify_controller(&self) -> IdentifyController {
-        IdentifyController {
-            vid: 0x1d1d,
-            ssvid: 0x1d1d,
-            serial: self.config.serial.clone(),
-            model: self.config.model.clone(),
-            firmware: self.config.firmware.clone(),
-            mdts: self.config.mdts,
-            cntlid: 1,
-            ver: 0x0001_0400,
-            oacs: 0,
-            acl: 3,
-            aerl: 3,
-            frmw: 0x02,
-            lpa: 0x02,
-            elpe: 15,
-            sqes: 0x66,
-            cqes: 0x44,
-            maxcmd: 0,
-            nn: self.media.iter().map(|m| m.nsid).max().unwrap_or(0),
-            // Write Zeroes and Dataset Management.
-            oncs: (1 << 3) | (1 << 2),
-            vwc: 1,
-            ..IdentifyController::default()
-        }
-    }
-
-    fn identify(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
-        let data = match (command.cdw10 & 0xff) as u8 {
-            cns::CONTROLLER => self.identify_controller().to_bytes(),
-            cns::NAMESPACE => match self.medium(command.nsid) {
-                Some(medium) => {
-                    let mut identify = IdentifyNamespace::simple(medium.blocks, medium.block_size);
-                    // Deallocated blocks read as zeroes.
-                    identify.dlfeat = 1;
-                    identify.to_bytes()
-                }
-                None => return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT),
-            },
-            cns::ACTIVE_NAMESPACE_LIST => {
-                let nsids: Vec<u32> = self.media.iter().map(|m| m.nsid).collect();
-                build_active_namespace_list(&nsids, command.nsid)
-            }
-            cns::NAMESPACE_ID_DESCRIPTORS => match self.medium(command.nsid) {
-                Some(medium) => {
-                    let mut nguid = [0u8; 16];
-                    nguid[..4].copy_from_slice(&medium.nsid.to_be_bytes());
-                    nguid[4..].copy_from_slice(&self.serial_hash().to_be_bytes()[..12]);
-                    build_namespace_id_descriptors(&[
-                        NamespaceId::Nguid(nguid),
-                        NamespaceId::Csi(0),
-                    ])
-                }
-                None => return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT),
-            },
-            _ => return generic_error(generic::INVALID_FIELD),
-        };
-        self.copy_to_host(command, &data, iommu)
-    }
-
-    fn serial_hash(&self) -> u128 {
-        self.config
-            .serial
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u128, |hash, byte| {
-                (hash ^ u128::from(byte)).wrapping_mul(0x100_0000_01b3)
-            })
-    }
-
-    fn get_log_page(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
-        let lid = (command.cdw10 & 0xff) as u8;
-        let dwords = ((command.cdw10 >> 16) | ((command.cdw11 & 0xffff) << 16)) as usize + 1;
-        let offset = u64::from(command.cdw12) | (u64::from(command.cdw13) << 32);
-        let log = match lid {
-            log_id::ERROR => {
-                let entries = usize::from(self.identify_controller().elpe) + 1;
-                let mut log = Vec::with_capacity(entries * 64);
-                for _ in 0..entries {
-                    log.extend_from_slice(&ErrorLogEntry::default().to_bytes());
-                }
-                log
-            }
-            log_id::SMART_HEALTH => SmartLog {
-                temperature_kelvin: 310,
-                avail_spare: 100,
-                spare_thresh: 10,
-                data_units_read: self.data_units_read / 1000,
-                data_units_written: self.data_units_written / 1000,
-                ..SmartLog::default()
-            }
-            .to_bytes(),
-            log_id::FIRMWARE_SLOT => {
-                let mut frs: [String; 7] = Default::default();
-                frs[0] = self.config.firmware.clone();
-                FirmwareSlotLog { afi: 1, frs }.to_bytes()
-            }
-            _ => return specific_error(cs::INVALID_LOG_PAGE),
-        };
-        let Some(start) = usize::try_from(offset)
-            .ok()
-            .filter(|o| o % 4 == 0 && *o <= log.len())
-        else {
-            return generic_error(generic::INVALID_FIELD);
-        };
-        let end = (start + dwords * 4).min(log.len());
-        let mut data = log[start..end].to_vec();
-        data.resize(dwords * 4, 0);
-        self.copy_to_host(command, &data, iommu)
-    }
-
-    fn set_features(&mut self, command: &Command) -> Outcome {
-        let fid = (command.cdw10 & 0xff) as u8;
-        match fid {
-            feature::NUMBER_OF_QUEUES => {
-                if self.sqs.iter().skip(1).any(|q| q.is_some()) {
-                    return generic_error(generic::COMMAND_SEQUENCE_ERROR);
-                }
-                let wanted_sq = command.cdw11 & 0xffff;
-                let wanted_cq = command.cdw11 >> 16;
-                if wanted_sq == 0xffff || wanted_cq == 0xffff {
-                    return generic_error(generic::INVALID_FIELD);
-                }
-                let most = u32::from(self.config.io_queues) - 1;
-                let granted = wanted_sq.min(wanted_cq).min(most);
-                self.io_queues_granted = granted as u16 + 1;
-                ok(granted | (granted << 16))
-            }
-            feature::ARBITRATION
-            | feature::POWER_MANAGEMENT
-            | feature::VOLATILE_WRITE_CACHE
-            | feature::ASYNC_EVENT_CONFIG
-            | feature::KEEP_ALIVE_TIMER => {
-                self.features.insert(fid, command.cdw11);
-                ok(0)
-            }
-            _ => generic_error(generic::INVALID_FIELD),
-        }
-    }
-
-    fn get_features(&mut self, command: &Command) -> Outcome {
-        let fid = (command.cdw10 & 0xff) as u8;
-        match fid {
-            feature::NUMBER_OF_QUEUES => {
-                let granted = u32::from(self.io_queues_granted.max(1)) - 1;
-                ok(granted | (granted << 16))
-            }
-            feature::ARBITRATION
-            | feature::POWER_MANAGEMENT
-            | feature::VOLATILE_WRITE_CACHE
-            | feature::ASYNC_EVENT_CONFIG
-            | feature::KEEP_ALIVE_TIMER => ok(self.features.get(&fid).copied().unwrap_or(0)),
-            _ => generic_error(generic::INVALID_FIELD),
-        }
-    }
-
-    /// Queue id and entry count from CDW10 of a create command, validated.
-    fn new_queue_shape(&self, command: &Command) -> Result<(u16, u16), Outcome> {
-        let qid = (command.cdw10 & 0xffff) as u16;
-        let entries = (command.cdw10 >> 16) + 1;
-        if qid == 0 || qid > self.io_queues_granted {
-            return Err(specific_error(cs::INVALID_QUEUE_IDENTIFIER));
-        }
-        if entries < 2 || entries > self.cap.max_queue_entries() {
-            return Err(specific_error(cs::INVALID_QUEUE_SIZE));
-        }
-        if command.cdw11 & 1 == 0 {
-            // CAP.CQR: queues must be physically contiguous.
-            return Err(generic_error(generic::INVALID_FIELD));
-        }
-        if !command.prp1.is_multiple_of(PAGE_SIZE as u64) {
-            return Err(generic_error(generic::INVALID_PRP_OFFSET));
-        }
-        Ok((qid, entries as u16))
-    }
-
-    fn create_cq(&mut self, command: &Command, bar: &Mmio, iommu: &SimIommu) -> Outcome {
-        let (qid, entries) = match self.new_queue_shape(command) {
-            Ok(shape) => shape,
-            Err(outcome) => return outcome,
-        };
-        if self.cqs[usize::from(qid)].is_some() {
-            return specific_error(cs::INVALID_QUEUE_IDENTIFIER);
-        }
-        if iommu
-            .translate(command.prp1, usize::from(entries) * CQE_SIZE)
-            .is_none()
-        {
-            return generic_error(generic::DATA_TRANSFER_ERROR);
-        }
-        // Doorbell writes to a queue that did not exist are ignored, as the spec allows.
-        bar.write32(regs::cq_head_doorbell(qid, self.doorbell_stride), 0);
-        self.cqs[usize::from(qid)] = Some(CompletionQueue {
-            iova: command.prp1,
-            entries,
-            tail: 0,
-            phase: true,
-        });
-        ok(0)
-    }
-
-    fn create_sq(&mut self, command: &Command, bar: &Mmio, iommu: &SimIommu) -> Outcome {
-        let (qid, entries) = match self.new_queue_shape(command) {
-            Ok(shape) => shape,
-            Err(outcome) => return outcome,
-        };
-        let cqid = (command.cdw11 >> 16) as u16;
-        if self.sqs[usize::from(qid)].is_some() {
-            return specific_error(cs::INVALID_QUEUE_IDENTIFIER);
-        }
-        if cqid == 0
-            || self
-                .cqs
-                .get(usize::from(cqid))
-                .is_none_or(|cq| cq.is_none())
-        {
-            return specific_error(cs::COMPLETION_QUEUE_INVALID);
-        }
-        if iommu
-            .translate(command.prp1, usize::from(entries) * SQE_SIZE)
-            .is_none()
-        {
-            return generic_error(generic::DATA_TRANSFER_ERROR);
-        }
-        bar.write32(regs::sq_tail_doorbell(qid, self.doorbell_stride), 0);
-        self.sqs[usize::from(qid)] = Some(SubmissionQueue {
-            iova: command.prp1,
-            entries,
-            head: 0,
-            cqid,
-        });
-        ok(0)
-    }
-
-    fn delete_sq(&mut self, command: &Command, bar: &Mmio, iommu: &SimIommu) -> Outcome {
-        let qid = (command.cdw10 & 0xffff) as u16;
-        if qid == 0 || self.sqs.get(usize::from(qid)).is_none_or(|sq| sq.is_none()) {
-            return specific_error(cs::INVALID_QUEUE_IDENTIFIER);
-        }
-        // Withheld commands of this queue complete as aborted before the queue goes away.
-        let aborted: Vec<u16> = self
-            .lost
-            .iter()
-            .filter(|(sqid, _)| *sqid == qid)
-            .map(|(_, cid)| *cid)
-            .collect();
-        self.lost.retain(|(sqid, _)| *sqid != qid);
-        for cid in aborted {
-            self.complete(qid, cid, fail(Status::generic(generic::SQ_DELETION_ABORT)));
-        }
-        // Posting needs the SQ, so flush this queue's completions now, due or not.
-        let mut index = 0;
-        while index < self.pending.len() {
-            let pending = &self.pending[index];
-            if pending.sqid == qid {
-                let (sqid, cid, outcome) = (pending.sqid, pending.cid, pending.outcome);
-                self.pending.remove(index);
-                // A full CQ loses the completion, as on real controllers.
-                let _ = self.post(sqid, cid, outcome, bar, iommu);
-            } else {
-                index += 1;
-            }
-        }
-        self.sqs[usize::from(qid)] = None;
-        bar.write32(regs::sq_tail_doorbell(qid, self.doorbell_stride), 0);
-        ok(0)
-    }
-
-    fn delete_cq(&mut self, command: &Command, bar: &Mmio) -> Outcome {
-        let qid = (command.cdw10 & 0xffff) as u16;
-        if qid == 0 || self.cqs.get(usize::from(qid)).is_none_or(|cq| cq.is_none()) {
-            return specific_error(cs::INVALID_QUEUE_IDENTIFIER);
-        }
-        if self.sqs.iter().flatten().any(|sq| sq.cqid == qid) {
-            return specific_error(cs::INVALID_QUEUE_DELETION);
-        }
-        self.cqs[usize::from(qid)] = None;
-        bar.write32(regs::cq_head_doorbell(qid, self.doorbell_stride), 0);
-        ok(0)
-    }
-
-    fn abort(&mut self, command: &Command) -> Outcome {
-        let sqid = (command.cdw10 & 0xffff) as u16;
-        let cid = (command.cdw10 >> 16) as u16;
-        let not_aborted = 1;
-        if self.ignore_abort {
-            return ok(not_aborted);
-        }
-        match self.lost.iter().position(|&(s, c)| s == sqid && c == cid) {
-            Some(position) => {
-                self.lost.remove(position);
-                self.complete(sqid, cid, fail(Status::generic(generic::ABORT_REQUESTED)));
-                ok(0)
-            }
-            None => ok(not_aborted),
-        }
-    }
-}
-
-/// Data movement and NVM commands.
-impl DeviceState {
-    fn medium(&self, nsid: u32) -> Option<&Medium> {
-        self.media.iter().find(|m| m.nsid == nsid)
-    }
-
-    /// Fills `self.segments` with the (IOVA, length) pieces of a `len` byte transfer described
-    /// by the command's PRP1/PRP2. `Err` is the status to complete with.
-    fn walk_prps(
-        &mut self,
-        command: &Command,
-        len: usize,
-        iommu: &SimIommu,
-    ) -> Result<(), Outcome> {
-        self.segments.clear();
-        let page = PAGE_SIZE as u64;
-        let first = len.min((page - command.prp1 % page) as usize);
-        self.segments.push((command.prp1, first));
-        let mut remaining = len - first;
-        if remaining == 0 {
-            return Ok(());
-        }
-        if remaining <= PAGE_SIZE {
-            if !command.prp2.is_multiple_of(page) {
-                return Err(generic_error(generic::INVALID_PRP_OFFSET));
-            }
-            self.segments.push((command.prp2, remaining));
-            return Ok(());
-        }
-        let mut list = command.prp2;
-        if !list.is_multiple_of(8) {
-            return Err(generic_error(generic::INVALID_PRP_OFFSET));
-        }
-        while remaining > 0 {
-            let slots = ((page - list % page) / 8) as usize;
-            let Some(entries) = iommu.translate(list, slots * 8) else {
-                return Err(generic_error(generic::DATA_TRANSFER_ERROR));
-            };
-            for slot in 0..slots {
-                // SAFETY: `slot < slots`, inside the translated list page.
-                let entry = unsafe { entries.cast::<u64>().add(slot).read_volatile() };
-                let pages_left = remaining.div_ceil(PAGE_SIZE);
-                if slot == slots - 1 && pages_left > 1 {
-                    // The last entry of a full list page chains to the next list.
-                    list = entry;
-                    break;
-                }
-                if entry % page != 0 {
-                    return Err(generic_error(generic::INVALID_PRP_OFFSET));
-                }
-                let piece = remaining.min(PAGE_SIZE);
-                self.segments.push((entry, piece));
-                remaining -= piece;
-                if remaining == 0 {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves `len` bytes between the command's data buffer and `local`: into host memory when
-    /// `to_host`, else out of it.
-    fn transfer(
-        &mut self,
-        command: &Command,
-        local: *mut u8,
-        len: usize,
-        to_host: bool,
-        iommu: &SimIommu,
-    ) -> Result<(), Outcome> {
-        self.walk_prps(command, len, iommu)?;
-        let mut done = 0;
-        for &(iova, piece) in &self.segments {
-            let Some(host) = iommu.translate(iova, piece) else {
-                return Err(generic_error(generic::DATA_TRANSFER_ERROR));
-            };
-            // SAFETY: `host` has `piece` mapped bytes (checked by the IOMMU) and `local` has
-            // `len >= done + piece` bytes (the caller's buffer or medium range).
-            unsafe {
-                if to_host {
-                    std::ptr::copy_nonoverlapping(local.add(done), host, piece);
-                } else {
-                    std::ptr::copy_nonoverlapping(host, local.add(done), piece);
-                }
-            }
-            done += piece;
-        }
-        Ok(())
-    }
-
-    fn copy_to_host(&mut self, command: &Command, data: &[u8], iommu: &SimIommu) -> Outcome {
-        let mut owned = data.to_vec();
-        match self.transfer(command, owned.as_mut_ptr(), owned.len(), true, iommu) {
-            Ok(()) => ok(0),
-            Err(outcome) => outcome,
-        }
-    }
-
-    /// The medium and byte range of an LBA-addressed command, or the status to fail with.
-    fn lba_range(&self, command: &Command) -> Result<(usize, u64, usize), Outcome> {
-        let Some(index) = self.media.iter().position(|m| m.nsid == command.nsid) else {
-            return Err(generic_error(generic::INVALID_NAMESPACE_OR_FORMAT));
-        };
-        let medium = &self.media[index];
-        let blocks = u64::from(command.nlb());
-        if command
-            .slba()
-            .checked_add(blocks)
-            .is_none_or(|end| end > medium.blocks)
-        {
-            return Err(generic_error(generic::LBA_OUT_OF_RANGE));
-        }
-        let block_size = u64::from(medium.block_size);
-        Ok((
-            index,
-            command.slba() * block_size,
-            (blocks * block_size) as usize,
-        ))
-    }
-
-    fn max_transfer(&self) -> usize {
-        match self.config.mdts {
-            0 => usize::MAX,
-            mdts => PAGE_SIZE << mdts,
-        }
-    }
-
-    fn execute_io(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
-        match command.opcode() {
-            nvm_opcode::READ | nvm_opcode::WRITE => {
-                let (index, offset, len) = match self.lba_range(command) {
-                    Ok(range) => range,
-                    Err(outcome) => return outcome,
-                };
-                if len > self.max_transfer() {
-                    return generic_error(generic::INVALID_FIELD);
-                }
-                let local = self.media[index].ptr(offset, len);
-                let read = command.opcode() == nvm_opcode::READ;
-                if let Err(outcome) = self.transfer(command, local, len, read, iommu) {
-                    return outcome;
-                }
-                if read {
-                    self.data_units_read += len as u128 / 512;
-                } else {
-                    self.data_units_written += len as u128 / 512;
-                }
-                ok(0)
-            }
-            nvm_opcode::FLUSH => {
-                if command.nsid == u32::MAX || self.medium(command.nsid).is_some() {
-                    ok(0)
-                } else {
-                    generic_error(generic::INVALID_NAMESPACE_OR_FORMAT)
-                }
-            }
-            nvm_opcode::WRITE_ZEROES => match self.lba_range(command) {
-                Ok((index, offset, len)) => {
-                    self.zero(index, offset, len);
-                    ok(0)
-                }
-                Err(outcome) => outcome,
-            },
-            nvm_opcode::DATASET_MANAGEMENT => self.dataset_management(command, iommu),
-            _ => generic_error(generic::INVALID_OPCODE),
-        }
-    }
-
-    fn zero(&self, index: usize, offset: u64, len: usize) {
-        self.media[index].disk.zero(offset, len);
-    }
-
-    fn dataset_management(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {
-        let Some(index) = self.media.iter().position(|m| m.nsid == command.nsid) else {
-            return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT);
-        };
-        let count = (command.cdw10 & 0xff) as usize + 1;
-        let mut raw = vec![0u8; count * 16];
-        if let Err(outcome) = self.transfer(command, raw.as_mut_ptr(), raw.len(), false, iommu) {
-            return outcome;
-        }
-        let ranges: Vec<DsmRange> = raw
-            .chunks_exact(16)
-            .map(|chunk| DsmRange::from_bytes(chunk.try_into().expect("16-byte chunks")))
-            .collect();
-        if command.cdw11 & DSM_ATTR_DEALLOCATE != 0 {
-            if let Err(status) = self.media[index].disk.deallocate(&ranges) {
-                return fail(status);
-            }
-        } else if let Err(status) = ranges.iter().try_for_each(|r| {
-            self.media[index]
-                .disk
-                .byte_range(r.slba, u64::from(r.blocks))
-                .map(|_| ())
-        }) {
-            return fail(status);
-        }
-        ok(0)
-    }
 }

@@ -6,12 +6,14 @@
 //! It runs on its own thread, like hardware, or is stepped by hand ([`SimController::pause`],
 //! [`SimController::step`]) for deterministic tests and for measuring the driver alone.
 
+#![forbid(unsafe_code)]
+
+mod admin;
 mod device;
+mod io;
 mod iommu;
-mod ram;
 
 use std::os::fd::BorrowedFd;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -24,7 +26,6 @@ use crate::NvmeDevice;
 use vfnvme_spec::Status;
 
 pub use iommu::SimIommu;
-pub use ram::RamDisk;
 
 use device::DeviceState;
 
@@ -115,9 +116,6 @@ pub struct SimStats {
     pub in_flight: usize,
 }
 
-/// Memory standing in for BAR0.
-struct BarMemory(memmap2::MmapRaw);
-
 struct Shared {
     bar: Mmio,
     iommu: Arc<SimIommu>,
@@ -147,12 +145,7 @@ pub struct SimController {
 impl SimController {
     /// Creates the controller and starts its processing thread.
     pub fn new(config: SimConfig) -> std::io::Result<Arc<Self>> {
-        let map = memmap2::MmapOptions::new().len(BAR_SIZE).map_anon()?;
-        let bar_memory = Arc::new(BarMemory(map.into()));
-        let base = NonNull::new(bar_memory.0.as_mut_ptr()).expect("mmap is never null");
-        // SAFETY: the mapping is BAR_SIZE bytes, kept alive by the `Arc` passed along, and both
-        // driver and simulator access it only through `Mmio`'s volatile word accesses.
-        let bar = unsafe { Mmio::new(base, BAR_SIZE, bar_memory) };
+        let bar = Mmio::anonymous(BAR_SIZE)?;
         let iommu = Arc::new(SimIommu::default());
         let state = DeviceState::new(config, &bar)?;
         let shared = Arc::new(Shared {

@@ -1,24 +1,26 @@
 //! RAM standing in for an NVMe namespace's medium: anonymous memory, zero until written. The
-//! simulated controller keeps its namespaces in it, and the target serves RAM namespaces from it
-//! directly (no controller in between).
+//! target serves RAM namespaces from it directly (no controller, no IOMMU in between), and the
+//! simulated controller keeps its namespaces in it. Its own module because the target's
+//! production path uses it and the simulator is optional.
 //!
 //! Several threads may read and write one disk at once, as several queues of a drive do: the
-//! memory is only touched through raw-pointer copies, like a device's DMA engine, never through
-//! Rust references. Overlapping writes in flight at the same time leave either one's data, as on
-//! a real drive.
+//! memory is a [`DmaMemory`], reached only by volatile copies, like a device's DMA engine, never
+//! through Rust references. Overlapping writes in flight at the same time leave either one's
+//! data, as on a real drive.
 
+#![forbid(unsafe_code)]
+
+use vm_memory::volatile_memory::VolatileSlice;
+
+use crate::dma::DmaMemory;
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, DsmRange, Status, DSM_ATTR_DEALLOCATE};
 
 pub struct RamDisk {
     blocks: u64,
     block_size: u32,
-    bytes: memmap2::MmapRaw,
+    bytes: DmaMemory,
 }
-
-// SAFETY: the memory is only accessed through raw-pointer copies (see the module documentation);
-// it is never handed out as a reference.
-unsafe impl Sync for RamDisk {}
 
 impl RamDisk {
     pub fn new(blocks: u64, block_size: u32) -> std::io::Result<Self> {
@@ -26,11 +28,10 @@ impl RamDisk {
             .checked_mul(u64::from(block_size))
             .and_then(|len| usize::try_from(len).ok())
             .ok_or_else(|| std::io::Error::other("RAM disk size overflows"))?;
-        let map = memmap2::MmapOptions::new().len(len.max(1)).map_anon()?;
         Ok(Self {
             blocks,
             block_size,
-            bytes: map.into(),
+            bytes: DmaMemory::anonymous(len)?,
         })
     }
 
@@ -51,8 +52,13 @@ impl RamDisk {
         Ok((slba * block_size, (count * block_size) as usize))
     }
 
-    /// Start of `len` bytes at `offset`, checked to lie inside the disk.
-    pub(crate) fn ptr(&self, offset: u64, len: usize) -> *mut u8 {
+    /// A volatile view of `len` bytes at `offset`, checked to lie inside the disk: what a
+    /// (simulated) DMA engine copies to and from.
+    pub fn volatile(&self, offset: u64, len: usize) -> VolatileSlice<'_> {
+        self.bytes.volatile(self.offset(offset, len), len)
+    }
+
+    fn offset(&self, offset: u64, len: usize) -> usize {
         assert!(
             offset
                 .checked_add(len as u64)
@@ -60,27 +66,19 @@ impl RamDisk {
             "{len} bytes at {offset} outside a {} byte RAM disk",
             self.bytes.len()
         );
-        // SAFETY: checked to be inside the mapping just above.
-        unsafe { self.bytes.as_mut_ptr().add(offset as usize) }
+        offset as usize
     }
 
     pub fn read(&self, offset: u64, out: &mut [u8]) {
-        let source = self.ptr(offset, out.len());
-        // SAFETY: `source` has `out.len()` bytes (checked by `ptr`); `out` is ordinary memory
-        // that cannot overlap the disk's mapping.
-        unsafe { std::ptr::copy_nonoverlapping(source, out.as_mut_ptr(), out.len()) };
+        self.bytes.read(self.offset(offset, out.len()), out);
     }
 
     pub fn write(&self, offset: u64, data: &[u8]) {
-        let target = self.ptr(offset, data.len());
-        // SAFETY: as in `read`, the other way round.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
+        self.bytes.write(self.offset(offset, data.len()), data);
     }
 
     pub fn zero(&self, offset: u64, len: usize) {
-        let target = self.ptr(offset, len);
-        // SAFETY: `target` has `len` bytes (checked by `ptr`).
-        unsafe { target.write_bytes(0, len) };
+        self.bytes.zero(self.offset(offset, len), len);
     }
 
     /// Deallocates (zeroes: deallocated blocks read as zeroes) every range, after checking them
