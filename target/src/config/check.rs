@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use vfnvme_driver::vfio::PciAddress;
 use vfnvme_spec::fabrics::{DISCOVERY_NQN, MAX_NQN_BYTES};
 
 use super::raw::{RawConfig, RawNamespace, RawSubsystem, RawTarget, Source};
@@ -377,7 +378,7 @@ impl Checker<'_> {
                 }
                 let pci_span = pci.span();
                 let pci = pci.into_inner();
-                if !is_pci_address(&pci) {
+                if pci.parse::<PciAddress>().is_err() {
                     return self.source.invalid(
                         pci_span,
                         format!(
@@ -442,25 +443,6 @@ impl Checker<'_> {
         }
         Ok(block_size)
     }
-}
-
-fn is_pci_address(text: &str) -> bool {
-    let hex =
-        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
-    let mut parts = text.split(':');
-    let (Some(domain), Some(bus), Some(device_function), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let Some((device, function)) = device_function.split_once('.') else {
-        return false;
-    };
-    hex(domain, 4)
-        && hex(bus, 2)
-        && hex(device, 2)
-        && function.len() == 1
-        && matches!(function.as_bytes()[0], b'0'..=b'7')
 }
 
 #[cfg(test)]
@@ -801,11 +783,11 @@ device_nsid = 3
 
     #[test]
     fn pci_addresses_are_recognised() {
-        assert!(is_pci_address("0000:01:00.0"));
-        assert!(is_pci_address("10de:AF:1f.7"));
-        assert!(!is_pci_address("0000:01:00.8"));
-        assert!(!is_pci_address("0000:01:00"));
-        assert!(!is_pci_address("0000:01:00.0:1"));
-        assert!(!is_pci_address("000g:01:00.0"));
+        assert!("0000:01:00.0".parse::<PciAddress>().is_ok());
+        assert!("10de:AF:1f.7".parse::<PciAddress>().is_ok());
+        assert!("0000:01:00.8".parse::<PciAddress>().is_err());
+        assert!("0000:01:00".parse::<PciAddress>().is_err());
+        assert!("0000:01:00.0:1".parse::<PciAddress>().is_err());
+        assert!("000g:01:00.0".parse::<PciAddress>().is_err());
     }
 }
