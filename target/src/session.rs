@@ -159,9 +159,9 @@ fn describe_drive_namespace(
         device_index: index,
         block_size: namespace.block_size,
         blocks: namespace.blocks,
-        serial: identify.serial.clone(),
-        model: identify.model.clone(),
-        firmware: identify.firmware.clone(),
+        serial: identify.serial.to_string(),
+        model: identify.model.to_string(),
+        firmware: identify.firmware.to_string(),
         volatile_write_cache: identify.vwc & 1 != 0,
         max_transfer: controller.max_transfer(),
     })

@@ -7,8 +7,10 @@ use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
     IdentifyNamespace, NamespaceId, IDENTIFY_DATA_SIZE,
 };
+use vfnvme_spec::padded::PaddedString;
 use vfnvme_spec::status::command_specific;
 use vfnvme_spec::{cns, feature, Command, Status, PAGE_SIZE};
+use zerocopy::little_endian::{U16, U32, U64};
 
 use super::aer::AEC_NAMESPACE_ATTRIBUTE_NOTICES;
 use super::registry::Role;
@@ -54,22 +56,22 @@ impl FabricController {
         let subsystem = self.subsystem();
         let settings = &self.registry.settings;
         let common = IdentifyController {
-            serial: subsystem.serial.clone(),
-            model: subsystem.model.clone(),
-            firmware: subsystem.firmware.clone(),
-            cntlid: self.cntlid,
-            ver: NVME_VERSION,
-            ctratt: CTRATT_128_BIT_HOST_ID,
+            serial: PaddedString::space_padded(&subsystem.serial),
+            model: PaddedString::space_padded(&subsystem.model),
+            firmware: PaddedString::space_padded(&subsystem.firmware),
+            cntlid: U16::new(self.cntlid),
+            ver: U32::new(NVME_VERSION),
+            ctratt: U32::new(CTRATT_128_BIT_HOST_ID),
             aerl: (AER_LIMIT - 1) as u8,
             lpa: LPA_EXTENDED_DATA,
-            kas: KEEP_ALIVE_SUPPORT,
+            kas: U16::new(KEEP_ALIVE_SUPPORT),
             sqes: 0x66,
             cqes: 0x44,
-            maxcmd: settings.max_queue_depth,
-            sgls: SGLS_SUPPORTED,
-            subnqn: subsystem.nqn.clone(),
-            ioccsz: (64 + settings.in_capsule_data_size) / 16,
-            iorcsz: 1,
+            maxcmd: U16::new(settings.max_queue_depth),
+            sgls: U32::new(SGLS_SUPPORTED),
+            subnqn: PaddedString::nul_padded(&subsystem.nqn),
+            ioccsz: U32::new((64 + settings.in_capsule_data_size) / 16),
+            iorcsz: U32::new(1),
             msdbd: 1,
             ..IdentifyController::default()
         };
@@ -84,13 +86,13 @@ impl FabricController {
             rab: 6,
             cmic: CMIC_MULTI_CONTROLLER,
             mdts: pages.trailing_zeros() as u8,
-            oaes: AEC_NAMESPACE_ATTRIBUTE_NOTICES,
+            oaes: U32::new(AEC_NAMESPACE_ATTRIBUTE_NOTICES),
             cntrltype: CNTRLTYPE_IO,
             acl: 3,
             // One read-only firmware slot.
             frmw: (1 << 1) | 1,
-            nn: subsystem.max_nsid(),
-            oncs: ONCS_DATASET_MANAGEMENT | ONCS_WRITE_ZEROES,
+            nn: U32::new(subsystem.max_nsid()),
+            oncs: U16::new(ONCS_DATASET_MANAGEMENT | ONCS_WRITE_ZEROES),
             vwc: u8::from(subsystem.volatile_write_cache),
             ..common
         }
@@ -105,9 +107,9 @@ impl FabricController {
         Ok(match subsystem.namespace(nsid) {
             Some(namespace) => {
                 let mut identify = IdentifyNamespace {
-                    nsze: namespace.blocks,
-                    ncap: namespace.blocks,
-                    nuse: namespace.blocks,
+                    nsze: U64::new(namespace.blocks),
+                    ncap: U64::new(namespace.blocks),
+                    nuse: U64::new(namespace.blocks),
                     nmic: NMIC_SHARED,
                     nguid: namespace.nguid,
                     ..IdentifyNamespace::default()
@@ -300,13 +302,16 @@ mod tests {
         let controller = enabled(&registry());
         let ns =
             IdentifyNamespace::from_bytes(&identify(&controller, cns::NAMESPACE, 1).data).unwrap();
-        assert_eq!((ns.nsze, ns.ncap, ns.nuse), (1000, 1000, 1000));
+        assert_eq!(
+            (ns.nsze.get(), ns.ncap.get(), ns.nuse.get()),
+            (1000, 1000, 1000)
+        );
         assert_eq!(ns.block_size(), 4096);
         assert_eq!(ns.nguid, [0x11; 16]);
         assert_eq!(ns.nmic, 1);
         let ram =
             IdentifyNamespace::from_bytes(&identify(&controller, cns::NAMESPACE, 3).data).unwrap();
-        assert_eq!((ram.nsze, ram.block_size()), (2048, 512));
+        assert_eq!((ram.nsze.get(), ram.block_size()), (2048, 512));
         let inactive = identify(&controller, cns::NAMESPACE, 2);
         assert!(inactive.status.is_success());
         assert!(inactive.data.iter().all(|&b| b == 0));
