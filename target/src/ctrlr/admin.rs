@@ -15,8 +15,8 @@ use zerocopy::little_endian::{U16, U32, U64};
 use super::aer::AEC_NAMESPACE_ATTRIBUTE_NOTICES;
 use super::registry::Role;
 use super::{
-    command_specific_failure, invalid_field, invalid_namespace, keep_alive_from_ms, sequence_error,
-    AdminResponse, AdminState, FabricController, AER_LIMIT, KEEP_ALIVE_SUPPORT, NVME_VERSION,
+    keep_alive_from_ms, AdminResponse, AdminState, FabricController, AER_LIMIT, KEEP_ALIVE_SUPPORT,
+    NVME_VERSION,
 };
 
 /// Identify Controller fields.
@@ -47,7 +47,7 @@ impl FabricController {
             (cns::NAMESPACE_ID_DESCRIPTORS, false) => {
                 self.execute_identify_namespace_descriptors(command.nsid)?
             }
-            _ => return Err(invalid_field()),
+            _ => return Err(Status::invalid_field()),
         };
         Ok(AdminResponse::with_data(data))
     }
@@ -101,7 +101,7 @@ impl FabricController {
     fn execute_identify_namespace(&self, nsid: u32) -> Result<Vec<u8>, Status> {
         let subsystem = self.subsystem();
         if nsid == 0 || nsid > subsystem.max_nsid() {
-            return Err(invalid_namespace());
+            return Err(Status::invalid_namespace());
         }
         // An inactive NSID within NN gets a zero filled structure.
         Ok(match subsystem.namespace(nsid) {
@@ -124,7 +124,7 @@ impl FabricController {
     /// The active NSIDs greater than `nsid`.
     fn execute_identify_active_namespaces(&self, nsid: u32) -> Result<Vec<u8>, Status> {
         if nsid >= 0xffff_fffe {
-            return Err(invalid_namespace());
+            return Err(Status::invalid_namespace());
         }
         let nsids: Vec<u32> = self.subsystem().namespaces.iter().map(|n| n.nsid).collect();
         Ok(build_active_namespace_list(&nsids, nsid))
@@ -134,7 +134,7 @@ impl FabricController {
         let namespace = self
             .subsystem()
             .namespace(nsid)
-            .ok_or_else(invalid_namespace)?;
+            .ok_or_else(Status::invalid_namespace)?;
         Ok(build_namespace_id_descriptors(&[
             NamespaceId::Nguid(namespace.nguid),
             NamespaceId::Csi(0),
@@ -162,7 +162,7 @@ impl FabricController {
             )
         };
         if !supported {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         const SELECT_SUPPORTED_CAPABILITIES: u32 = 3;
         if select == SELECT_SUPPORTED_CAPABILITIES {
@@ -191,9 +191,9 @@ impl FabricController {
     ) -> Result<AdminResponse, Status> {
         let fid = command.cdw10 as u8;
         if command.cdw10 & (1 << 31) != 0 {
-            return Err(command_specific_failure(
-                command_specific::FEATURE_NOT_SAVEABLE,
-            ));
+            return Err(
+                Status::command_specific(command_specific::FEATURE_NOT_SAVEABLE).do_not_retry(),
+            );
         }
         let value = command.cdw11;
         match (fid, self.is_discovery()) {
@@ -213,17 +213,17 @@ impl FabricController {
                 let submission = value & 0xffff;
                 let completion = value >> 16;
                 if submission == 0xffff || completion == 0xffff {
-                    return Err(invalid_field());
+                    return Err(Status::invalid_field());
                 }
                 if !state.io_queues.is_empty() {
-                    return Err(sequence_error());
+                    return Err(Status::command_sequence_error());
                 }
                 let wanted = submission.min(completion) + 1;
                 let granted = wanted.min(u32::from(self.registry.settings.max_io_queues));
                 state.io_queues_granted = granted as u16;
                 return Ok(AdminResponse::success((granted - 1) << 16 | (granted - 1)));
             }
-            _ => return Err(invalid_field()),
+            _ => return Err(Status::invalid_field()),
         }
         Ok(AdminResponse::success(0))
     }
@@ -236,10 +236,10 @@ impl FabricController {
         enable: Option<bool>,
     ) -> Result<bool, Status> {
         let Role::Nvm { forwarder } = &self.registry.role else {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         };
         if !self.subsystem().volatile_write_cache {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         let mut first = None;
         for device_index in self.backing_drives() {

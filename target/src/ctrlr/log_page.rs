@@ -10,10 +10,7 @@ use vfnvme_spec::{Command, Status};
 use zerocopy::little_endian::U128;
 
 use super::registry::Role;
-use super::{
-    command_specific_failure, invalid_field, AdminForwarder, AdminResponse, AdminState,
-    FabricController,
-};
+use super::{AdminForwarder, AdminResponse, AdminState, FabricController};
 use crate::subsystem::discovery_log_page;
 
 /// Largest admin data transfer the target builds (the discovery log page is the long one).
@@ -35,7 +32,7 @@ impl FabricController {
         let len = dwords * 4;
         let offset = u64::from(command.cdw12) | (u64::from(command.cdw13) << 32);
         if offset % 4 != 0 || len > MAX_ADMIN_DATA {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         let log = match (&self.registry.role, lid) {
             (
@@ -60,12 +57,14 @@ impl FabricController {
                 changed_namespace_list(state, retain_event)
             }
             _ => {
-                return Err(command_specific_failure(command_specific::INVALID_LOG_PAGE));
+                return Err(
+                    Status::command_specific(command_specific::INVALID_LOG_PAGE).do_not_retry()
+                );
             }
         };
-        let start = usize::try_from(offset).map_err(|_| invalid_field())?;
+        let start = usize::try_from(offset).map_err(|_| Status::invalid_field())?;
         if start > log.len() {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         let mut data: Vec<u8> = log[start..].iter().copied().take(len as usize).collect();
         data.resize(len as usize, 0);
