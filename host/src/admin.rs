@@ -112,7 +112,7 @@ impl Host {
             error: PduError::DataOutOfRange("short Identify data"),
         })?;
         // IOCCSZ counts 16-byte units of the whole capsule: the 64-byte command and its data.
-        self.io_in_capsule = Some((identify.ioccsz as usize * 16).saturating_sub(64));
+        self.io_in_capsule = Some((identify.ioccsz.get() as usize * 16).saturating_sub(64));
         Ok(identify)
     }
 

@@ -1,13 +1,21 @@
 //! The Fabrics command set (NVMe over Fabrics 1.1, "Fabrics Command Set"): Connect, Property
-//! Get/Set and Disconnect, decoded from and encoded to submission queue entries.
+//! Get/Set and Disconnect, decoded from and encoded to submission queue entries, and the
+//! Connect data.
 //!
-//! Fabrics commands use opcode 7Fh; the command type (FCTYPE) is byte 4 of the entry, where
-//! other commands have the low byte of the NSID (Linux `struct nvmf_common_command`).
+//! Fabrics commands use opcode 7Fh; the command type (FCTYPE) sits where other commands have
+//! the low byte of the NSID (Linux `struct nvmf_common_command`). The entries and the Connect
+//! data are wire layouts below; the decoded forms ([`FabricsCommand`], [`ConnectData`]) are
+//! what the target and the host work with, checked once when decoded.
 
 use std::fmt;
+use std::mem::size_of;
 
-use crate::status::{generic, sct};
-use crate::{Command, Status};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::padded::PaddedString;
+use crate::status::sct;
+use crate::{Command, Status, SQE_SIZE};
 
 /// Longest NVMe Qualified Name, in bytes (NVMe Base Specification, "NVMe Qualified Names").
 pub const MAX_NQN_BYTES: usize = 223;
@@ -38,17 +46,21 @@ pub mod connect_status {
 
 /// Byte offsets of Connect fields, as reported in IPO when one of them is invalid.
 pub mod connect_offset {
+    use std::mem::offset_of;
+
+    use super::{ConnectDataLayout, ConnectSqe};
+
     /// In the submission queue entry.
-    pub const RECFMT: u16 = 40;
-    pub const QID: u16 = 42;
-    pub const SQSIZE: u16 = 44;
-    pub const CATTR: u16 = 46;
-    pub const KATO: u16 = 48;
+    pub const RECFMT: u16 = offset_of!(ConnectSqe, recfmt) as u16;
+    pub const QID: u16 = offset_of!(ConnectSqe, qid) as u16;
+    pub const SQSIZE: u16 = offset_of!(ConnectSqe, sqsize) as u16;
+    pub const CATTR: u16 = offset_of!(ConnectSqe, cattr) as u16;
+    pub const KATO: u16 = offset_of!(ConnectSqe, kato) as u16;
     /// In the 1024 bytes of Connect data.
-    pub const HOSTID: u16 = 0;
-    pub const CNTLID: u16 = 16;
-    pub const SUBNQN: u16 = 256;
-    pub const HOSTNQN: u16 = 512;
+    pub const HOSTID: u16 = offset_of!(ConnectDataLayout, hostid) as u16;
+    pub const CNTLID: u16 = offset_of!(ConnectDataLayout, cntlid) as u16;
+    pub const SUBNQN: u16 = offset_of!(ConnectDataLayout, subnqn) as u16;
+    pub const HOSTNQN: u16 = offset_of!(ConnectDataLayout, hostnqn) as u16;
 }
 
 /// Size of the data of a Connect command.
@@ -65,7 +77,109 @@ pub const MAX_ADMIN_QUEUE_ENTRIES: u16 = 32;
 /// Connect attribute: the host disables SQ flow control, so SQHD in completions is unused.
 pub const CATTR_DISABLE_SQ_FLOW_CONTROL: u8 = 1 << 2;
 
-const LEN_NQN_FIELD: usize = 256;
+/// The first 40 bytes of every Fabrics command: where a command has CDW0, the NSID and the
+/// data pointer, a Fabrics command has the opcode, the command identifier, FCTYPE and the SGL
+/// (Linux `struct nvmf_common_command`).
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+pub struct FabricsHeader {
+    /// Always [`FABRICS_OPCODE`].
+    pub opcode: u8,
+    pub reserved0: u8,
+    pub cid: U16,
+    /// Fabrics command type, see [`fctype`].
+    pub fctype: u8,
+    pub reserved1: [u8; 19],
+    /// The data pointer: an SGL descriptor.
+    pub dptr: [u8; 16],
+}
+const _: () = assert!(size_of::<FabricsHeader>() == 40);
+
+/// A Connect submission queue entry (Linux `struct nvmf_connect_command`).
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+pub struct ConnectSqe {
+    pub header: FabricsHeader,
+    pub recfmt: U16,
+    pub qid: U16,
+    pub sqsize: U16,
+    pub cattr: u8,
+    pub reserved0: u8,
+    pub kato: U32,
+    pub reserved1: [u8; 12],
+}
+const _: () = assert!(size_of::<ConnectSqe>() == SQE_SIZE);
+
+/// A Property Get or Property Set submission queue entry (Linux
+/// `struct nvmf_property_{get,set}_command`); Property Get has no value.
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+pub struct PropertySqe {
+    pub header: FabricsHeader,
+    /// Attributes: the access width in bits 2:0 (0: 4 bytes, 1: 8 bytes).
+    pub attrib: u8,
+    pub reserved0: [u8; 3],
+    /// Offset of the property (the register).
+    pub offset: U32,
+    /// Property Set: the value written.
+    pub value: U64,
+    pub reserved1: [u8; 8],
+}
+const _: () = assert!(size_of::<PropertySqe>() == SQE_SIZE);
+
+/// The 1024 bytes of data of a Connect command as they are on the wire (Linux
+/// `struct nvmf_connect_data`).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+pub struct ConnectDataLayout {
+    pub hostid: [u8; 16],
+    pub cntlid: U16,
+    pub reserved0: [u8; 238],
+    /// NUL terminated.
+    pub subnqn: PaddedString<256>,
+    /// NUL terminated.
+    pub hostnqn: PaddedString<256>,
+    pub reserved1: [u8; 256],
+}
+const _: () = assert!(size_of::<ConnectDataLayout>() == CONNECT_DATA_SIZE);
 
 /// Connect (FCTYPE 01h): creates the admin queue (QID 0) and a controller, or an I/O queue of
 /// an existing controller.
@@ -107,51 +221,49 @@ pub struct ConnectData {
 impl ConnectData {
     /// Decodes Connect data; a malformed NQN is refused naming its offset.
     pub fn from_bytes(data: &[u8]) -> Result<ConnectData, ConnectRejection> {
-        if data.len() < CONNECT_DATA_SIZE {
+        let Ok((layout, _)) = ConnectDataLayout::read_from_prefix(data) else {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::RECFMT,
             ));
-        }
-        let mut host_id = [0u8; 16];
-        host_id.copy_from_slice(&data[0..16]);
+        };
         Ok(ConnectData {
-            host_id,
-            cntlid: u16::from_le_bytes([data[16], data[17]]),
-            subsystem_nqn: read_nqn(data, connect_offset::SUBNQN)?,
-            host_nqn: read_nqn(data, connect_offset::HOSTNQN)?,
+            host_id: layout.hostid,
+            cntlid: layout.cntlid.get(),
+            subsystem_nqn: read_nqn(&layout.subnqn, connect_offset::SUBNQN)?,
+            host_nqn: read_nqn(&layout.hostnqn, connect_offset::HOSTNQN)?,
         })
     }
 
     /// The 1024-byte Connect data; NQNs are NUL padded.
     pub fn to_bytes(&self) -> [u8; CONNECT_DATA_SIZE] {
-        let mut data = [0u8; CONNECT_DATA_SIZE];
-        data[0..16].copy_from_slice(&self.host_id);
-        data[16..18].copy_from_slice(&self.cntlid.to_le_bytes());
-        write_nqn(&mut data, connect_offset::SUBNQN, &self.subsystem_nqn);
-        write_nqn(&mut data, connect_offset::HOSTNQN, &self.host_nqn);
-        data
+        let mut layout = ConnectDataLayout::new_zeroed();
+        layout.hostid = self.host_id;
+        layout.cntlid = U16::new(self.cntlid);
+        layout.subnqn = nqn_field(&self.subsystem_nqn);
+        layout.hostnqn = nqn_field(&self.host_nqn);
+        zerocopy::transmute!(layout)
     }
 }
 
-/// A NUL terminated NQN of at most 223 bytes in the 256-byte field at `offset`.
-fn read_nqn(data: &[u8], offset: u16) -> Result<String, ConnectRejection> {
-    let start = usize::from(offset);
-    let field = &data[start..start + LEN_NQN_FIELD];
+/// A NUL terminated NQN of at most 223 bytes in `field`, the field at `offset` of the data.
+fn read_nqn(field: &PaddedString<256>, offset: u16) -> Result<String, ConnectRejection> {
     let invalid = || ConnectRejection::invalid_data_field(offset);
-    let len = field.iter().position(|&b| b == 0).ok_or_else(invalid)?;
+    let len = field.0.iter().position(|&b| b == 0).ok_or_else(invalid)?;
     if len == 0 || len > MAX_NQN_BYTES {
         return Err(invalid());
     }
-    std::str::from_utf8(&field[..len])
+    std::str::from_utf8(&field.0[..len])
         .map(str::to_owned)
         .map_err(|_| invalid())
 }
 
-fn write_nqn(data: &mut [u8], offset: u16, nqn: &str) {
-    let start = usize::from(offset);
+fn nqn_field(nqn: &str) -> PaddedString<256> {
+    let mut field = PaddedString::nul_padded(nqn);
     // One byte stays NUL, so that the field is always terminated.
-    let len = nqn.len().min(LEN_NQN_FIELD - 1);
-    data[start..start + len].copy_from_slice(&nqn.as_bytes()[..len]);
+    if let Some(last) = field.0.last_mut() {
+        *last = 0;
+    }
+    field
 }
 
 /// Access width of a property.
@@ -163,7 +275,7 @@ pub enum PropertySize {
 
 impl PropertySize {
     /// ATTRIB bits 2:0: 0 for 4 bytes, 1 for 8 bytes.
-    fn from_attrib(attrib: u32) -> Option<PropertySize> {
+    fn from_attrib(attrib: u8) -> Option<PropertySize> {
         match attrib & 0x7 {
             0 => Some(PropertySize::Four),
             1 => Some(PropertySize::Eight),
@@ -171,7 +283,7 @@ impl PropertySize {
         }
     }
 
-    fn attrib(self) -> u32 {
+    fn attrib(self) -> u8 {
         match self {
             PropertySize::Four => 0,
             PropertySize::Eight => 1,
@@ -205,77 +317,84 @@ pub enum FabricsCommand {
     Disconnect,
 }
 
-/// The Fabrics command type of a Fabrics command (byte 4 of the entry).
+/// The Fabrics command type of a Fabrics command.
 pub fn fctype_of(command: &Command) -> u8 {
-    command.nsid as u8
+    let sqe: ConnectSqe = zerocopy::transmute!(*command);
+    sqe.header.fctype
 }
 
-fn property_size(attrib: u32) -> Result<PropertySize, Status> {
-    PropertySize::from_attrib(attrib).ok_or(Status::generic(generic::INVALID_FIELD).do_not_retry())
+fn property_size(attrib: u8) -> Result<PropertySize, Status> {
+    PropertySize::from_attrib(attrib).ok_or(Status::invalid_field())
 }
 
 impl FabricsCommand {
     /// Decodes a command with opcode 7Fh. Unknown or unsupported command types (including
     /// authentication) give Invalid Command Opcode, as Linux nvmet does.
     pub fn parse(command: &Command) -> Result<FabricsCommand, Status> {
-        let invalid_opcode = Status::generic(generic::INVALID_OPCODE).do_not_retry();
         if command.opcode() != FABRICS_OPCODE {
-            return Err(invalid_opcode);
+            return Err(Status::invalid_opcode());
         }
-        match fctype_of(command) {
+        let connect: ConnectSqe = zerocopy::transmute!(*command);
+        let property: PropertySqe = zerocopy::transmute!(*command);
+        match connect.header.fctype {
             fctype::CONNECT => Ok(FabricsCommand::Connect(ConnectCommand {
-                recfmt: command.cdw10 as u16,
-                qid: (command.cdw10 >> 16) as u16,
-                sqsize: command.cdw11 as u16,
-                cattr: (command.cdw11 >> 16) as u8,
-                kato_ms: command.cdw12,
+                recfmt: connect.recfmt.get(),
+                qid: connect.qid.get(),
+                sqsize: connect.sqsize.get(),
+                cattr: connect.cattr,
+                kato_ms: connect.kato.get(),
             })),
             fctype::PROPERTY_GET => Ok(FabricsCommand::PropertyGet(PropertyGet {
-                size: property_size(command.cdw10)?,
-                offset: command.cdw11,
+                size: property_size(property.attrib)?,
+                offset: property.offset.get(),
             })),
             fctype::PROPERTY_SET => Ok(FabricsCommand::PropertySet(PropertySet {
-                size: property_size(command.cdw10)?,
-                offset: command.cdw11,
-                value: u64::from(command.cdw12) | (u64::from(command.cdw13) << 32),
+                size: property_size(property.attrib)?,
+                offset: property.offset.get(),
+                value: property.value.get(),
             })),
             fctype::DISCONNECT => Ok(FabricsCommand::Disconnect),
-            _ => Err(invalid_opcode),
+            _ => Err(Status::invalid_opcode()),
         }
     }
 
     /// The submission queue entry of this command with command identifier `cid`. The data
     /// pointer (the SGL of Connect's data) is the transport's to fill in.
     pub fn to_command(&self, cid: u16) -> Command {
-        let (fctype, cdw10, cdw11, cdw12, cdw13) = match *self {
-            FabricsCommand::Connect(c) => (
-                fctype::CONNECT,
-                u32::from(c.recfmt) | (u32::from(c.qid) << 16),
-                u32::from(c.sqsize) | (u32::from(c.cattr) << 16),
-                c.kato_ms,
-                0,
-            ),
+        let header = |fctype| FabricsHeader {
+            opcode: FABRICS_OPCODE,
+            cid: U16::new(cid),
+            fctype,
+            ..FabricsHeader::default()
+        };
+        let property = |fctype, size: PropertySize, offset, value| PropertySqe {
+            header: header(fctype),
+            attrib: size.attrib(),
+            offset: U32::new(offset),
+            value: U64::new(value),
+            ..PropertySqe::default()
+        };
+        match *self {
+            FabricsCommand::Connect(c) => zerocopy::transmute!(ConnectSqe {
+                header: header(fctype::CONNECT),
+                recfmt: U16::new(c.recfmt),
+                qid: U16::new(c.qid),
+                sqsize: U16::new(c.sqsize),
+                cattr: c.cattr,
+                kato: U32::new(c.kato_ms),
+                ..ConnectSqe::default()
+            }),
             FabricsCommand::PropertyGet(p) => {
-                (fctype::PROPERTY_GET, p.size.attrib(), p.offset, 0, 0)
+                zerocopy::transmute!(property(fctype::PROPERTY_GET, p.size, p.offset, 0))
             }
-            FabricsCommand::PropertySet(p) => (
-                fctype::PROPERTY_SET,
-                p.size.attrib(),
-                p.offset,
-                p.value as u32,
-                (p.value >> 32) as u32,
-            ),
-            FabricsCommand::Disconnect => (fctype::DISCONNECT, 0, 0, 0, 0),
-        };
-        let mut command = Command {
-            cdw10,
-            cdw11,
-            cdw12,
-            cdw13,
-            ..Command::new(FABRICS_OPCODE, u32::from(fctype))
-        };
-        command.set_cid(cid);
-        command
+            FabricsCommand::PropertySet(p) => {
+                zerocopy::transmute!(property(fctype::PROPERTY_SET, p.size, p.offset, p.value))
+            }
+            FabricsCommand::Disconnect => zerocopy::transmute!(ConnectSqe {
+                header: header(fctype::DISCONNECT),
+                ..ConnectSqe::default()
+            }),
+        }
     }
 }
 
@@ -289,7 +408,7 @@ pub struct ConnectRejection {
 }
 
 fn connect_failure(sc: u8) -> Status {
-    Status::new(sct::COMMAND_SPECIFIC, sc).do_not_retry()
+    Status::command_specific(sc).do_not_retry()
 }
 
 const IATTR_DATA: u32 = 1 << 16;
@@ -369,6 +488,7 @@ pub fn is_connect_status(status: Status, sc: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::generic;
 
     #[test]
     fn connect_round_trips_at_linux_offsets() {

@@ -3,15 +3,29 @@
 
 #![forbid(unsafe_code)]
 
+pub mod discovery;
 pub mod fabrics;
 pub mod identify;
 pub mod log_page;
+pub mod padded;
 pub mod regs;
 pub mod sgl;
 pub mod status;
 pub mod tcp;
 
+use std::mem::size_of;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 pub use status::Status;
+
+// The queue entries below hold native integers, so that the I/O path reads and sets fields
+// without conversions; their bytes are the little-endian wire format only on a little-endian
+// machine, the only kind this crate is built for.
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "queue entries are native integers laid out as the little-endian wire format"
+);
 
 /// Size of a submission queue entry (CC.IOSQES = 6).
 pub const SQE_SIZE: usize = 64;
@@ -22,7 +36,9 @@ pub const PAGE_SIZE: usize = 4096;
 
 /// A submission queue entry (NVMe base spec, figure "Common Command Format").
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
 pub struct Command {
     /// CDW0: opcode (bits 7:0), fused (9:8), PSDT (15:14), command identifier (31:16).
     pub cdw0: u32,
@@ -39,7 +55,7 @@ pub struct Command {
     pub cdw14: u32,
     pub cdw15: u32,
 }
-const _: () = assert!(std::mem::size_of::<Command>() == SQE_SIZE);
+const _: () = assert!(size_of::<Command>() == SQE_SIZE);
 
 impl Command {
     /// A command with only the opcode and namespace set.
@@ -86,55 +102,19 @@ impl Command {
 
     /// The entry as the 64 bytes the controller reads.
     pub fn to_bytes(&self) -> [u8; SQE_SIZE] {
-        let mut out = [0u8; SQE_SIZE];
-        let words = [
-            self.cdw0,
-            self.nsid,
-            self.cdw2,
-            self.cdw3,
-            self.mptr as u32,
-            (self.mptr >> 32) as u32,
-            self.prp1 as u32,
-            (self.prp1 >> 32) as u32,
-            self.prp2 as u32,
-            (self.prp2 >> 32) as u32,
-            self.cdw10,
-            self.cdw11,
-            self.cdw12,
-            self.cdw13,
-            self.cdw14,
-            self.cdw15,
-        ];
-        for (chunk, word) in out.chunks_exact_mut(4).zip(words) {
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
-        out
+        zerocopy::transmute!(*self)
     }
 
     pub fn from_bytes(bytes: &[u8; SQE_SIZE]) -> Self {
-        let dw = |i: usize| u32::from_le_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap());
-        let qw = |i: usize| u64::from(dw(i)) | (u64::from(dw(i + 1)) << 32);
-        Self {
-            cdw0: dw(0),
-            nsid: dw(1),
-            cdw2: dw(2),
-            cdw3: dw(3),
-            mptr: qw(4),
-            prp1: qw(6),
-            prp2: qw(8),
-            cdw10: dw(10),
-            cdw11: dw(11),
-            cdw12: dw(12),
-            cdw13: dw(13),
-            cdw14: dw(14),
-            cdw15: dw(15),
-        }
+        zerocopy::transmute!(*bytes)
     }
 }
 
 /// A completion queue entry.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
 pub struct Completion {
     /// Command specific result (DW0).
     pub result: u32,
@@ -146,7 +126,7 @@ pub struct Completion {
     /// Phase tag (bit 0) and status field (bits 15:1).
     pub status_phase: u16,
 }
-const _: () = assert!(std::mem::size_of::<Completion>() == CQE_SIZE);
+const _: () = assert!(size_of::<Completion>() == CQE_SIZE);
 
 impl Completion {
     pub fn phase(&self) -> bool {
@@ -158,26 +138,11 @@ impl Completion {
     }
 
     pub fn to_bytes(&self) -> [u8; CQE_SIZE] {
-        let mut out = [0u8; CQE_SIZE];
-        out[0..4].copy_from_slice(&self.result.to_le_bytes());
-        out[4..8].copy_from_slice(&self.dw1.to_le_bytes());
-        out[8..10].copy_from_slice(&self.sq_head.to_le_bytes());
-        out[10..12].copy_from_slice(&self.sq_id.to_le_bytes());
-        out[12..14].copy_from_slice(&self.cid.to_le_bytes());
-        out[14..16].copy_from_slice(&self.status_phase.to_le_bytes());
-        out
+        zerocopy::transmute!(*self)
     }
 
     pub fn from_bytes(bytes: &[u8; CQE_SIZE]) -> Self {
-        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-        Self {
-            result: u32::from_le_bytes(bytes[0..4].try_into().unwrap()),
-            dw1: u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
-            sq_head: u16_at(8),
-            sq_id: u16_at(10),
-            cid: u16_at(12),
-            status_phase: u16_at(14),
-        }
+        zerocopy::transmute!(*bytes)
     }
 }
 
@@ -225,29 +190,23 @@ pub mod cns {
 
 /// A Dataset Management range (16 bytes each, up to 256 per command).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
 pub struct DsmRange {
     pub attributes: u32,
     pub blocks: u32,
     pub slba: u64,
 }
-const _: () = assert!(std::mem::size_of::<DsmRange>() == 16);
+const _: () = assert!(size_of::<DsmRange>() == 16);
 
 impl DsmRange {
     pub fn to_bytes(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[0..4].copy_from_slice(&self.attributes.to_le_bytes());
-        out[4..8].copy_from_slice(&self.blocks.to_le_bytes());
-        out[8..16].copy_from_slice(&self.slba.to_le_bytes());
-        out
+        zerocopy::transmute!(*self)
     }
 
     pub fn from_bytes(bytes: &[u8; 16]) -> Self {
-        Self {
-            attributes: u32::from_le_bytes(bytes[0..4].try_into().unwrap()),
-            blocks: u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
-            slba: u64::from_le_bytes(bytes[8..16].try_into().unwrap()),
-        }
+        zerocopy::transmute!(*bytes)
     }
 }
 

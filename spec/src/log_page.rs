@@ -1,12 +1,17 @@
 //! Get Log Page data (NVMe Base Specification 2.0, "Log Page Identifiers"): Error Information,
 //! SMART / Health Information, Firmware Slot Information and Changed Namespace List.
 //!
-//! Every structure is decoded from and encoded to a little-endian byte buffer; reserved bytes
-//! are zero when encoding.
+//! The pages are wire layouts (little-endian fields, reserved bytes kept), read with
+//! `from_bytes` and written with `as_bytes`; the Changed Namespace List is decoded into what it
+//! reports, a list or an overflow.
 
-use super::identify::{
-    check_len, read_nsid_list, write_nsid_list, LeReader, LeWriter, SpecError, NSID_LIST_ENTRIES,
-};
+use std::mem::size_of;
+
+use zerocopy::little_endian::{U128, U16, U32, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use super::identify::{read_prefix, NamespaceList, SpecError, NSID_LIST_ENTRIES};
+use super::padded::PaddedString;
 use super::status::Status;
 
 /// Log page identifiers (Get Log Page CDW10 bits 7:0).
@@ -28,78 +33,72 @@ pub const FIRMWARE_SLOT_LOG_SIZE: usize = 512;
 pub const CHANGED_NAMESPACE_LIST_SIZE: usize = 4096;
 
 /// An Error Information Log Entry (log 01h); the page is an array of these, newest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
 pub struct ErrorLogEntry {
     /// Unique, incrementing error count; 0 marks an unused entry.
-    pub error_count: u64,
+    pub error_count: U64,
     /// Submission Queue ID of the failed command (0xffff: not command specific).
-    pub sqid: u16,
+    pub sqid: U16,
     /// Command ID of the failed command.
-    pub cid: u16,
+    pub cid: U16,
     /// Status Field (bits 15:1) and Phase Tag (bit 0), as posted in the completion.
-    pub status: u16,
+    pub status: U16,
     /// Parameter Error Location: byte (bits 7:0) and bit (10:8) of the offending field.
-    pub parameter_error_location: u16,
+    pub parameter_error_location: U16,
     /// First LBA that experienced the error.
-    pub lba: u64,
+    pub lba: U64,
     /// Namespace of the error.
-    pub nsid: u32,
+    pub nsid: U32,
     /// Vendor Specific Information Available: log page ID of vendor details (0: none).
     pub vendor_specific: u8,
     /// Transport Type of the transport specific information.
     pub trtype: u8,
+    pub reserved0: [u8; 2],
     /// Command Specific Information.
-    pub command_specific: u64,
+    pub command_specific: U64,
     /// Transport Type Specific Information.
-    pub trtype_specific: u16,
+    pub trtype_specific: U16,
+    pub reserved1: [u8; 22],
 }
+const _: () = assert!(size_of::<ErrorLogEntry>() == ERROR_LOG_ENTRY_SIZE);
 
 impl ErrorLogEntry {
     pub fn from_bytes(bytes: &[u8; ERROR_LOG_ENTRY_SIZE]) -> Self {
-        let r = LeReader(bytes);
-        Self {
-            error_count: r.u64(0),
-            sqid: r.u16(8),
-            cid: r.u16(10),
-            status: r.u16(12),
-            parameter_error_location: r.u16(14),
-            lba: r.u64(16),
-            nsid: r.u32(24),
-            vendor_specific: r.u8(28),
-            trtype: r.u8(29),
-            command_specific: r.u64(32),
-            trtype_specific: r.u16(40),
-        }
+        zerocopy::transmute!(*bytes)
     }
 
     pub fn to_bytes(&self) -> [u8; ERROR_LOG_ENTRY_SIZE] {
-        let mut out = [0u8; ERROR_LOG_ENTRY_SIZE];
-        let mut w = LeWriter(&mut out);
-        w.u64(0, self.error_count);
-        w.u16(8, self.sqid);
-        w.u16(10, self.cid);
-        w.u16(12, self.status);
-        w.u16(14, self.parameter_error_location);
-        w.u64(16, self.lba);
-        w.u32(24, self.nsid);
-        w.u8(28, self.vendor_specific);
-        w.u8(29, self.trtype);
-        w.u64(32, self.command_specific);
-        w.u16(40, self.trtype_specific);
-        out
+        zerocopy::transmute!(*self)
     }
 
     /// The status of the failed command, without the phase tag.
     pub fn completion_status(&self) -> Status {
-        Status::from_raw(self.status >> 1)
+        Status::from_raw(self.status.get() >> 1)
     }
 }
 
 /// The used entries of an Error Information log page (entries with error count 0 dropped).
 pub fn parse_error_log(data: &[u8]) -> Vec<ErrorLogEntry> {
-    data.chunks_exact(ERROR_LOG_ENTRY_SIZE)
-        .map(|c| ErrorLogEntry::from_bytes(&LeReader(c).array(0)))
-        .filter(|e| e.error_count != 0)
+    let entries = data.len() / ERROR_LOG_ENTRY_SIZE;
+    let Ok((page, _)) = <[ErrorLogEntry]>::ref_from_prefix_with_elems(data, entries) else {
+        unreachable!("{entries} entries fit in {} bytes", data.len());
+    };
+    page.iter()
+        .copied()
+        .filter(|e| e.error_count.get() != 0)
         .collect()
 }
 
@@ -115,12 +114,15 @@ pub mod critical_warning {
 
 /// SMART / Health Information log page (log 02h). Counters are 128-bit; data units are
 /// thousands of 512-byte units, temperatures are in kelvin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 pub struct SmartLog {
     /// Critical Warning, see [`critical_warning`].
     pub critical_warning: u8,
     /// Composite Temperature.
-    pub temperature_kelvin: u16,
+    pub temperature_kelvin: U16,
     /// Available Spare (percent).
     pub avail_spare: u8,
     /// Available Spare Threshold (percent).
@@ -129,135 +131,97 @@ pub struct SmartLog {
     pub percent_used: u8,
     /// Endurance Group Critical Warning Summary.
     pub endu_grp_crit_warn_sumry: u8,
-    pub data_units_read: u128,
-    pub data_units_written: u128,
+    pub reserved0: [u8; 25],
+    pub data_units_read: U128,
+    pub data_units_written: U128,
     /// Host Read Commands completed.
-    pub host_reads: u128,
+    pub host_reads: U128,
     /// Host Write Commands completed.
-    pub host_writes: u128,
+    pub host_writes: U128,
     /// Controller Busy Time (minutes).
-    pub ctrl_busy_time: u128,
-    pub power_cycles: u128,
-    pub power_on_hours: u128,
-    pub unsafe_shutdowns: u128,
+    pub ctrl_busy_time: U128,
+    pub power_cycles: U128,
+    pub power_on_hours: U128,
+    pub unsafe_shutdowns: U128,
     /// Media and Data Integrity Errors.
-    pub media_errors: u128,
+    pub media_errors: U128,
     /// Number of Error Information Log Entries over the controller's life.
-    pub num_err_log_entries: u128,
+    pub num_err_log_entries: U128,
     /// Warning Composite Temperature Time (minutes).
-    pub warning_temp_time: u32,
+    pub warning_temp_time: U32,
     /// Critical Composite Temperature Time (minutes).
-    pub critical_comp_time: u32,
+    pub critical_comp_time: U32,
     /// Temperature Sensors 1-8 (0: not implemented).
-    pub temp_sensor: [u16; 8],
+    pub temp_sensor: [U16; 8],
     /// Thermal Management Temperature 1 Transition Count.
-    pub thm_temp1_trans_count: u32,
+    pub thm_temp1_trans_count: U32,
     /// Thermal Management Temperature 2 Transition Count.
-    pub thm_temp2_trans_count: u32,
+    pub thm_temp2_trans_count: U32,
     /// Total Time For Thermal Management Temperature 1 (seconds).
-    pub thm_temp1_total_time: u32,
+    pub thm_temp1_total_time: U32,
     /// Total Time For Thermal Management Temperature 2 (seconds).
-    pub thm_temp2_total_time: u32,
+    pub thm_temp2_total_time: U32,
+    pub reserved1: [u8; 280],
+}
+const _: () = assert!(size_of::<SmartLog>() == SMART_LOG_SIZE);
+
+/// All zeros: nothing measured.
+impl Default for SmartLog {
+    fn default() -> Self {
+        Self::new_zeroed()
+    }
 }
 
 impl SmartLog {
     pub fn from_bytes(data: &[u8]) -> Result<Self, SpecError> {
-        check_len("SMART / health information log", data, SMART_LOG_SIZE)?;
-        let r = LeReader(data);
-        Ok(Self {
-            critical_warning: r.u8(0),
-            temperature_kelvin: r.u16(1),
-            avail_spare: r.u8(3),
-            spare_thresh: r.u8(4),
-            percent_used: r.u8(5),
-            endu_grp_crit_warn_sumry: r.u8(6),
-            data_units_read: r.u128(32),
-            data_units_written: r.u128(48),
-            host_reads: r.u128(64),
-            host_writes: r.u128(80),
-            ctrl_busy_time: r.u128(96),
-            power_cycles: r.u128(112),
-            power_on_hours: r.u128(128),
-            unsafe_shutdowns: r.u128(144),
-            media_errors: r.u128(160),
-            num_err_log_entries: r.u128(176),
-            warning_temp_time: r.u32(192),
-            critical_comp_time: r.u32(196),
-            temp_sensor: std::array::from_fn(|i| r.u16(200 + 2 * i)),
-            thm_temp1_trans_count: r.u32(216),
-            thm_temp2_trans_count: r.u32(220),
-            thm_temp1_total_time: r.u32(224),
-            thm_temp2_total_time: r.u32(228),
-        })
+        read_prefix("SMART / health information log", data)
     }
 
     /// The 512-byte log page.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = vec![0u8; SMART_LOG_SIZE];
-        let mut w = LeWriter(&mut out);
-        w.u8(0, self.critical_warning);
-        w.u16(1, self.temperature_kelvin);
-        w.u8(3, self.avail_spare);
-        w.u8(4, self.spare_thresh);
-        w.u8(5, self.percent_used);
-        w.u8(6, self.endu_grp_crit_warn_sumry);
-        w.u128(32, self.data_units_read);
-        w.u128(48, self.data_units_written);
-        w.u128(64, self.host_reads);
-        w.u128(80, self.host_writes);
-        w.u128(96, self.ctrl_busy_time);
-        w.u128(112, self.power_cycles);
-        w.u128(128, self.power_on_hours);
-        w.u128(144, self.unsafe_shutdowns);
-        w.u128(160, self.media_errors);
-        w.u128(176, self.num_err_log_entries);
-        w.u32(192, self.warning_temp_time);
-        w.u32(196, self.critical_comp_time);
-        for (i, t) in self.temp_sensor.iter().enumerate() {
-            w.u16(200 + 2 * i, *t);
-        }
-        w.u32(216, self.thm_temp1_trans_count);
-        w.u32(220, self.thm_temp2_trans_count);
-        w.u32(224, self.thm_temp1_total_time);
-        w.u32(228, self.thm_temp2_total_time);
-        out
+        self.as_bytes().to_vec()
     }
 }
 
 /// Firmware Slot Information log page (log 03h).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 pub struct FirmwareSlotLog {
     /// Active Firmware Info: active slot (bits 2:0), slot activated at next reset (6:4).
     pub afi: u8,
-    /// Firmware Revision for slots 1-7 (8 ASCII bytes each; empty: no firmware in the slot).
-    pub frs: [String; 7],
+    pub reserved0: [u8; 7],
+    /// Firmware Revision for slots 1-7 (ASCII, space padded; zeros: no firmware in the slot).
+    pub frs: [PaddedString<8>; 7],
+    pub reserved1: [u8; 448],
+}
+const _: () = assert!(size_of::<FirmwareSlotLog>() == FIRMWARE_SLOT_LOG_SIZE);
+
+/// All zeros: no firmware in any slot.
+impl Default for FirmwareSlotLog {
+    fn default() -> Self {
+        Self::new_zeroed()
+    }
 }
 
 impl FirmwareSlotLog {
     pub fn from_bytes(data: &[u8]) -> Result<Self, SpecError> {
-        check_len(
-            "firmware slot information log",
-            data,
-            FIRMWARE_SLOT_LOG_SIZE,
-        )?;
-        let r = LeReader(data);
-        Ok(Self {
-            afi: r.u8(0),
-            frs: std::array::from_fn(|i| r.string(8 + 8 * i, 8)),
-        })
+        read_prefix("firmware slot information log", data)
     }
 
-    /// The 512-byte log page; revisions are space padded, empty slots zero filled.
+    /// The 512-byte log page.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = vec![0u8; FIRMWARE_SLOT_LOG_SIZE];
-        let mut w = LeWriter(&mut out);
-        w.u8(0, self.afi);
-        for (i, rev) in self.frs.iter().enumerate() {
-            if !rev.is_empty() {
-                w.string(8 + 8 * i, 8, rev, b' ');
-            }
-        }
-        out
+        self.as_bytes().to_vec()
+    }
+
+    /// Puts firmware `revision` in slot `slot` (1-7); an empty revision empties the slot.
+    pub fn set_revision(&mut self, slot: usize, revision: &str) {
+        self.frs[slot - 1] = if revision.is_empty() {
+            PaddedString::default()
+        } else {
+            PaddedString::space_padded(revision)
+        };
     }
 
     /// The slot (1-7) the running firmware was loaded from.
@@ -284,6 +248,7 @@ pub enum ChangedNamespaceList {
 }
 
 const CHANGED_NAMESPACE_OVERFLOW: u32 = 0xffff_ffff;
+const _: () = assert!(size_of::<NamespaceList>() == CHANGED_NAMESPACE_LIST_SIZE);
 
 impl ChangedNamespaceList {
     /// The list reporting `nsids` (sorted, deduplicated, zero dropped), or
@@ -301,7 +266,7 @@ impl ChangedNamespaceList {
 
     /// Decodes the entries up to the first zero; never fails (a short page is a short list).
     pub fn from_bytes(data: &[u8]) -> Self {
-        let list = read_nsid_list(data);
+        let list = NamespaceList::parse(data);
         if list.first() == Some(&CHANGED_NAMESPACE_OVERFLOW) {
             Self::Overflow
         } else {
@@ -311,10 +276,11 @@ impl ChangedNamespaceList {
 
     /// The 4096-byte log page; a list longer than 1024 entries is reported as overflow.
     pub fn to_bytes(&self) -> Vec<u8> {
-        match self {
-            Self::List(list) if list.len() <= NSID_LIST_ENTRIES => write_nsid_list(list),
-            _ => write_nsid_list(&[CHANGED_NAMESPACE_OVERFLOW]),
-        }
+        let page = match self {
+            Self::List(list) if list.len() <= NSID_LIST_ENTRIES => NamespaceList::new(list),
+            _ => NamespaceList::new(&[CHANGED_NAMESPACE_OVERFLOW]),
+        };
+        page.as_bytes().to_vec()
     }
 }
 
@@ -325,21 +291,24 @@ mod tests {
 
     fn sample_error() -> ErrorLogEntry {
         ErrorLogEntry {
-            error_count: 0x1_0000_0002,
-            sqid: 3,
-            cid: 0xbeef,
-            status: (Status::generic(generic::LBA_OUT_OF_RANGE)
-                .do_not_retry()
-                .raw()
-                << 1)
-                | 1,
-            parameter_error_location: 0x0228,
-            lba: 0x0123_4567_89ab_cdef,
-            nsid: 7,
+            error_count: U64::new(0x1_0000_0002),
+            sqid: U16::new(3),
+            cid: U16::new(0xbeef),
+            status: U16::new(
+                (Status::generic(generic::LBA_OUT_OF_RANGE)
+                    .do_not_retry()
+                    .raw()
+                    << 1)
+                    | 1,
+            ),
+            parameter_error_location: U16::new(0x0228),
+            lba: U64::new(0x0123_4567_89ab_cdef),
+            nsid: U32::new(7),
             vendor_specific: 0xc0,
             trtype: 3,
-            command_specific: 0xfeed,
-            trtype_specific: 0x4242,
+            command_specific: U64::new(0xfeed),
+            trtype_specific: U16::new(0x4242),
+            ..ErrorLogEntry::default()
         }
     }
 
@@ -374,7 +343,7 @@ mod tests {
         page[64..128].copy_from_slice(&e.to_bytes());
         page[192..256].copy_from_slice(
             &ErrorLogEntry {
-                error_count: 1,
+                error_count: U64::new(1),
                 ..e
             }
             .to_bytes(),
@@ -385,7 +354,7 @@ mod tests {
             vec![
                 e,
                 ErrorLogEntry {
-                    error_count: 1,
+                    error_count: U64::new(1),
                     ..e
                 }
             ]
@@ -395,28 +364,29 @@ mod tests {
     fn sample_smart() -> SmartLog {
         SmartLog {
             critical_warning: critical_warning::TEMPERATURE | critical_warning::READ_ONLY,
-            temperature_kelvin: 0x0136,
+            temperature_kelvin: U16::new(0x0136),
             avail_spare: 100,
             spare_thresh: 10,
             percent_used: 3,
             endu_grp_crit_warn_sumry: 1,
-            data_units_read: 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10,
-            data_units_written: 2,
-            host_reads: 3,
-            host_writes: 4,
-            ctrl_busy_time: 5,
-            power_cycles: 6,
-            power_on_hours: 7,
-            unsafe_shutdowns: 8,
-            media_errors: 9,
-            num_err_log_entries: 10,
-            warning_temp_time: 11,
-            critical_comp_time: 12,
-            temp_sensor: [300, 301, 302, 0, 0, 0, 0, 310],
-            thm_temp1_trans_count: 13,
-            thm_temp2_trans_count: 14,
-            thm_temp1_total_time: 15,
-            thm_temp2_total_time: 16,
+            data_units_read: U128::new(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
+            data_units_written: U128::new(2),
+            host_reads: U128::new(3),
+            host_writes: U128::new(4),
+            ctrl_busy_time: U128::new(5),
+            power_cycles: U128::new(6),
+            power_on_hours: U128::new(7),
+            unsafe_shutdowns: U128::new(8),
+            media_errors: U128::new(9),
+            num_err_log_entries: U128::new(10),
+            warning_temp_time: U32::new(11),
+            critical_comp_time: U32::new(12),
+            temp_sensor: [300, 301, 302, 0, 0, 0, 0, 310].map(U16::new),
+            thm_temp1_trans_count: U32::new(13),
+            thm_temp2_trans_count: U32::new(14),
+            thm_temp1_total_time: U32::new(15),
+            thm_temp2_total_time: U32::new(16),
+            ..SmartLog::default()
         }
     }
 
@@ -450,9 +420,9 @@ mod tests {
             afi: 0x21,
             ..FirmwareSlotLog::default()
         };
-        log.frs[0] = "1.0.0".into();
-        log.frs[1] = "2.0.0-rc".into();
-        log.frs[6] = "7".into();
+        log.set_revision(1, "1.0.0");
+        log.set_revision(2, "2.0.0-rc");
+        log.set_revision(7, "7");
         let b = log.to_bytes();
         assert_eq!(b.len(), FIRMWARE_SLOT_LOG_SIZE);
         assert_eq!(b[0], 0x21);

@@ -16,7 +16,7 @@ use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::ram::RamDisk;
 use vfnvme_driver::vfio::VfioNvme;
 use vfnvme_driver::{Controller, ControllerOptions, NvmeDevice};
-use vfnvme_spec::{Command, Status};
+use vfnvme_spec::Command;
 
 /// DMA buffer memory one poll group sets aside per drive.
 const POOL_BUDGET: usize = 16 << 20;
@@ -379,10 +379,5 @@ impl BackendQueue {
                 log::error!("{}: {error}", qpair.controller().address());
             }
         }
-    }
-
-    /// Status for commands a queue could not take because the drive is gone or reset.
-    pub fn unavailable() -> Status {
-        Status::generic(vfnvme_spec::status::generic::NAMESPACE_NOT_READY)
     }
 }

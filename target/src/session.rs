@@ -159,9 +159,9 @@ fn describe_drive_namespace(
         device_index: index,
         block_size: namespace.block_size,
         blocks: namespace.blocks,
-        serial: identify.serial.clone(),
-        model: identify.model.clone(),
-        firmware: identify.firmware.clone(),
+        serial: identify.serial.to_string(),
+        model: identify.model.to_string(),
+        firmware: identify.firmware.to_string(),
         volatile_write_cache: identify.vwc & 1 != 0,
         max_transfer: controller.max_transfer(),
     })
@@ -176,14 +176,14 @@ impl DriveForwarder {
     /// The drive's controller; held only for one admin command, so a removed drive's
     /// controller goes as soon as that command is done.
     fn controller(&self, index: usize) -> Result<Controller, Status> {
-        let not_ready = Status::generic(generic::NAMESPACE_NOT_READY).do_not_retry();
+        let not_ready = Status::namespace_not_ready().do_not_retry();
         let slot = self.drives.get(index).ok_or(not_ready)?;
         if slot.is_removed() {
             return Err(not_ready);
         }
         match slot.lock().as_ref() {
             Some(Drive::Nvme(controller)) => Ok(controller.clone()),
-            _ => Err(Status::generic(generic::INVALID_FIELD).do_not_retry()),
+            _ => Err(Status::invalid_field()),
         }
     }
 }
@@ -266,12 +266,7 @@ pub fn connect(
 ) -> Result<(QueueBinding, u32), (Status, u32)> {
     let connect = match FabricsCommand::parse(command) {
         Ok(FabricsCommand::Connect(connect)) => connect,
-        Ok(_) => {
-            return Err((
-                Status::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry(),
-                0,
-            ))
-        }
+        Ok(_) => return Err((Status::command_sequence_error(), 0)),
         Err(status) => return Err((status, 0)),
     };
     let data = ConnectData::from_bytes(data).map_err(|r| (r.status, r.result))?;
@@ -350,9 +345,7 @@ impl QueueBinding {
     /// and Disconnect, which the connection handles itself: anything else is Invalid Opcode.
     pub fn execute_admin(&self, command: &Command) -> AdminOutcome {
         if !self.is_admin() {
-            return AdminOutcome::Respond(AdminResponse::failure(
-                Status::generic(generic::INVALID_OPCODE).do_not_retry(),
-            ));
+            return AdminOutcome::Respond(AdminResponse::failure(Status::invalid_opcode()));
         }
         self.controller().execute_admin(command, Instant::now())
     }

@@ -11,54 +11,20 @@ use crate::config::{
     BackingConfig, NamespaceConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
     MAX_SERIAL_BYTES,
 };
+use vfnvme_spec::discovery::{
+    DiscoveryLogEntry, DiscoveryLogHeader, ADRFAM_IPV4, ADRFAM_IPV6, EFLAGS_DUPRETINFO,
+    EFLAGS_EPCSD, SUBTYPE_CURRENT_DISCOVERY, SUBTYPE_NVME, TREQ_SECURE_CHANNEL_NOT_REQUIRED,
+    TRTYPE_TCP,
+};
 use vfnvme_spec::fabrics::{CNTLID_DYNAMIC, DISCOVERY_NQN, MAX_ADMIN_QUEUE_ENTRIES};
+use vfnvme_spec::padded::PaddedString;
+use zerocopy::little_endian::{U16, U64};
+use zerocopy::IntoBytes;
 
 /// Largest command of a subsystem backed by memory only, in bytes.
 pub const RAM_MAX_IO_SIZE: u32 = 128 * 1024;
 /// Smallest transfer size MDTS can express (2 pages of 4 KiB; MDTS 0 means unlimited).
 const MIN_MAX_IO_SIZE: u32 = 8192;
-
-/// Size of the Discovery Log Page header; entries follow it.
-pub const DISCOVERY_LOG_HEADER_SIZE: usize = 1024;
-/// Size of one Discovery Log Page entry (Linux `struct nvmf_disc_rsp_page_entry`).
-pub const DISCOVERY_LOG_ENTRY_SIZE: usize = 1024;
-
-/// Discovery Log Page entry fields (NVMe over Fabrics, "Discovery Log Page Entry").
-pub mod discovery_entry {
-    /// Transport Type: TCP.
-    pub const TRTYPE_TCP: u8 = 3;
-    /// Address Family: IPv4.
-    pub const ADRFAM_IPV4: u8 = 1;
-    /// Address Family: IPv6.
-    pub const ADRFAM_IPV6: u8 = 2;
-    /// Subsystem Type: an NVM subsystem.
-    pub const SUBTYPE_NVME: u8 = 2;
-    /// Subsystem Type: the discovery subsystem that returned the log page.
-    pub const SUBTYPE_CURRENT_DISCOVERY: u8 = 3;
-    /// Transport Requirements: a secure channel is not required (what SPDK reports for TCP).
-    pub const TREQ_SECURE_CHANNEL_NOT_REQUIRED: u8 = 2;
-    /// Entry Flags: every listener returns the same log page (Duplicate Returned Information).
-    pub const EFLAGS_DUPRETINFO: u16 = 1 << 0;
-    /// Entry Flags: explicit persistent connections (keep-alive, AER) are supported.
-    pub const EFLAGS_EPCSD: u16 = 1 << 1;
-
-    pub const OFFSET_TRTYPE: usize = 0;
-    pub const OFFSET_ADRFAM: usize = 1;
-    pub const OFFSET_SUBTYPE: usize = 2;
-    pub const OFFSET_TREQ: usize = 3;
-    pub const OFFSET_PORTID: usize = 4;
-    pub const OFFSET_CNTLID: usize = 6;
-    pub const OFFSET_ASQSZ: usize = 8;
-    pub const OFFSET_EFLAGS: usize = 10;
-    pub const OFFSET_TRSVCID: usize = 32;
-    pub const TRSVCID_LEN: usize = 32;
-    pub const OFFSET_SUBNQN: usize = 256;
-    pub const SUBNQN_LEN: usize = 256;
-    pub const OFFSET_TRADDR: usize = 512;
-    pub const TRADDR_LEN: usize = 256;
-    /// TCP: Security Type (0: none) is the first byte of TSAS.
-    pub const OFFSET_TSAS: usize = 768;
-}
 
 /// How the target names the drive behind a passthrough or simulated namespace, and which of the
 /// drive's namespaces it is: a PCI address (shared by the namespaces of one drive), or for a
@@ -272,79 +238,62 @@ pub fn discovery_log_page(
         .filter(|subsystem| subsystem.allows(host_nqn))
         .collect();
     let records = listeners.len() * (1 + allowed.len());
-    let mut page = vec![0u8; DISCOVERY_LOG_HEADER_SIZE + records * DISCOVERY_LOG_ENTRY_SIZE];
-    page[0..8].copy_from_slice(&generation.to_le_bytes());
-    page[8..16].copy_from_slice(&(records as u64).to_le_bytes());
-    // Record format 0 (bytes 16-17) is already zero.
-    let entries = page[DISCOVERY_LOG_HEADER_SIZE..].chunks_exact_mut(DISCOVERY_LOG_ENTRY_SIZE);
+    let header = DiscoveryLogHeader {
+        genctr: U64::new(generation),
+        numrec: U64::new(records as u64),
+        ..DiscoveryLogHeader::default()
+    };
+    let mut page = header.as_bytes().to_vec();
     let discovery = std::iter::repeat(DISCOVERY_NQN).zip(listeners.iter().enumerate());
     let nvm = allowed.iter().flat_map(|subsystem| {
         std::iter::repeat(subsystem.nqn.as_str()).zip(listeners.iter().enumerate())
     });
-    for (entry, (nqn, (port, listener))) in entries.zip(discovery.chain(nvm)) {
-        write_discovery_entry(entry, nqn, port as u16, *listener, local_address);
+    for (nqn, (port, listener)) in discovery.chain(nvm) {
+        let entry = discovery_entry(nqn, port as u16, *listener, local_address);
+        page.extend_from_slice(entry.as_bytes());
     }
     page
 }
 
-fn write_discovery_entry(
-    entry: &mut [u8],
+fn discovery_entry(
     nqn: &str,
     port_id: u16,
     listener: SocketAddr,
     local_address: IpAddr,
-) {
-    use discovery_entry::*;
+) -> DiscoveryLogEntry {
     let address = if listener.ip().is_unspecified() {
         local_address.to_canonical()
     } else {
         listener.ip()
     };
     let current = nqn == DISCOVERY_NQN;
-    entry[OFFSET_TRTYPE] = TRTYPE_TCP;
-    entry[OFFSET_ADRFAM] = if address.is_ipv4() {
-        ADRFAM_IPV4
-    } else {
-        ADRFAM_IPV6
-    };
-    entry[OFFSET_SUBTYPE] = if current {
-        SUBTYPE_CURRENT_DISCOVERY
-    } else {
-        SUBTYPE_NVME
-    };
-    entry[OFFSET_TREQ] = TREQ_SECURE_CHANNEL_NOT_REQUIRED;
-    entry[OFFSET_PORTID..OFFSET_PORTID + 2].copy_from_slice(&port_id.to_le_bytes());
-    entry[OFFSET_CNTLID..OFFSET_CNTLID + 2].copy_from_slice(&CNTLID_DYNAMIC.to_le_bytes());
-    entry[OFFSET_ASQSZ..OFFSET_ASQSZ + 2].copy_from_slice(&MAX_ADMIN_QUEUE_ENTRIES.to_le_bytes());
-    let eflags = if current {
-        EFLAGS_DUPRETINFO | EFLAGS_EPCSD
-    } else {
-        0
-    };
-    entry[OFFSET_EFLAGS..OFFSET_EFLAGS + 2].copy_from_slice(&eflags.to_le_bytes());
-    pad_into(
-        &mut entry[OFFSET_TRSVCID..OFFSET_TRSVCID + TRSVCID_LEN],
-        &listener.port().to_string(),
-        b' ',
-    );
-    pad_into(
-        &mut entry[OFFSET_SUBNQN..OFFSET_SUBNQN + SUBNQN_LEN],
-        nqn,
-        0,
-    );
-    pad_into(
-        &mut entry[OFFSET_TRADDR..OFFSET_TRADDR + TRADDR_LEN],
-        &address.to_string(),
-        b' ',
-    );
-    // TSAS: Security Type 0 (no security) is already zero.
-}
-
-/// Copies `text` into `field`, truncated to fit, and fills the rest with `pad`.
-fn pad_into(field: &mut [u8], text: &str, pad: u8) {
-    field.fill(pad);
-    let len = text.len().min(field.len());
-    field[..len].copy_from_slice(&text.as_bytes()[..len]);
+    DiscoveryLogEntry {
+        trtype: TRTYPE_TCP,
+        adrfam: if address.is_ipv4() {
+            ADRFAM_IPV4
+        } else {
+            ADRFAM_IPV6
+        },
+        subtype: if current {
+            SUBTYPE_CURRENT_DISCOVERY
+        } else {
+            SUBTYPE_NVME
+        },
+        treq: TREQ_SECURE_CHANNEL_NOT_REQUIRED,
+        portid: U16::new(port_id),
+        cntlid: U16::new(CNTLID_DYNAMIC),
+        asqsz: U16::new(MAX_ADMIN_QUEUE_ENTRIES),
+        eflags: U16::new(if current {
+            EFLAGS_DUPRETINFO | EFLAGS_EPCSD
+        } else {
+            0
+        }),
+        trsvcid: PaddedString::space_padded(&listener.port().to_string()),
+        subnqn: PaddedString::nul_padded(nqn),
+        traddr: PaddedString::space_padded(&address.to_string()),
+        // TSAS: Security Type 0 (no security).
+        ..DiscoveryLogEntry::default()
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -574,7 +523,15 @@ mod tests {
 
     #[test]
     fn discovery_log_lists_only_allowed_subsystems_at_spec_offsets() {
-        use discovery_entry::*;
+        // Entry field offsets (NVMe over Fabrics, "Discovery Log Page Entry").
+        const OFFSET_TRTYPE: usize = 0;
+        const OFFSET_ADRFAM: usize = 1;
+        const OFFSET_SUBTYPE: usize = 2;
+        const OFFSET_TREQ: usize = 3;
+        const OFFSET_PORTID: usize = 4;
+        const OFFSET_CNTLID: usize = 6;
+        const OFFSET_ASQSZ: usize = 8;
+        const OFFSET_EFLAGS: usize = 10;
         let text = ConfigText::new("")
             .listener("192.0.2.7:4420")
             .listener("0.0.0.0:8009")
@@ -660,7 +617,7 @@ mod tests {
             1,
         );
         let entry = &page[1024..];
-        assert_eq!(entry[discovery_entry::OFFSET_ADRFAM], 2);
+        assert_eq!(entry[1], 2, "adrfam");
         assert_eq!(&entry[512..524], b"2001:db8::1 ");
     }
 }

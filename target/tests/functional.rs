@@ -31,8 +31,8 @@ fn identify_controller_reports_the_subsystem_and_its_limits() {
     let mut host = target.host();
     let identify = host.identify_controller().expect("identify");
     assert_eq!(identify.subnqn, NQN);
-    assert_eq!(identify.serial.trim_end(), "VF-SERIAL-1");
-    assert_eq!(identify.model.trim_end(), "vfnvme test model");
+    assert_eq!(identify.serial.to_string(), "VF-SERIAL-1");
+    assert_eq!(identify.model.to_string(), "vfnvme test model");
     assert_eq!(identify.cntlid, host.cntlid());
     // RAM namespaces: 128 KiB per command, 2^5 pages of 4 KiB (CAP.MPSMIN = 0).
     assert_eq!(identify.mdts, 5);

@@ -52,11 +52,15 @@ pub fn run(address: &str, json: bool) -> Result<()> {
     let cap = controller.capabilities();
     let report = ControllerReport {
         address: controller.address().to_owned(),
-        vid: identify.vid,
-        serial: identify.serial.clone(),
-        model: identify.model.clone(),
-        firmware: identify.firmware.clone(),
-        version: format!("{}.{}", identify.ver >> 16, (identify.ver >> 8) & 0xff),
+        vid: identify.vid.get(),
+        serial: identify.serial.to_string(),
+        model: identify.model.to_string(),
+        firmware: identify.firmware.to_string(),
+        version: format!(
+            "{}.{}",
+            identify.ver.get() >> 16,
+            (identify.ver.get() >> 8) & 0xff
+        ),
         mdts_bytes: identify.mdts_bytes(cap.mpsmin_bytes()).unwrap_or(0),
         max_transfer_bytes: controller.max_transfer(),
         io_queues: controller.io_queues_granted(),

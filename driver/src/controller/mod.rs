@@ -260,7 +260,7 @@ impl Controller {
         Ok(Namespace {
             nsid,
             block_size: identify.block_size(),
-            blocks: identify.nsze,
+            blocks: identify.nsze.get(),
             identify,
         })
     }

@@ -12,6 +12,7 @@ use vfnvme_spec::identify::{
     IdentifyNamespace, NamespaceId,
 };
 use vfnvme_spec::log_page::{log_id, ErrorLogEntry, FirmwareSlotLog, SmartLog};
+use vfnvme_spec::padded::PaddedString;
 use vfnvme_spec::regs;
 use vfnvme_spec::status::{command_specific as cs, generic};
 use vfnvme_spec::{admin_opcode, cns, feature, Command, Status, CQE_SIZE, PAGE_SIZE, SQE_SIZE};
@@ -50,15 +51,14 @@ impl DeviceState {
 
     fn identify_controller(&self) -> IdentifyController {
         IdentifyController {
-            vid: 0x1d1d,
-            ssvid: 0x1d1d,
-            serial: self.config.serial.clone(),
-            model: self.config.model.clone(),
-            firmware: self.config.firmware.clone(),
+            vid: 0x1d1d.into(),
+            ssvid: 0x1d1d.into(),
+            serial: PaddedString::space_padded(&self.config.serial),
+            model: PaddedString::space_padded(&self.config.model),
+            firmware: PaddedString::space_padded(&self.config.firmware),
             mdts: self.config.mdts,
-            cntlid: 1,
-            ver: 0x0001_0400,
-            oacs: 0,
+            cntlid: 1.into(),
+            ver: 0x0001_0400.into(),
             acl: 3,
             aerl: 3,
             frmw: 0x02,
@@ -66,10 +66,9 @@ impl DeviceState {
             elpe: 15,
             sqes: 0x66,
             cqes: 0x44,
-            maxcmd: 0,
-            nn: self.media.iter().map(|m| m.nsid).max().unwrap_or(0),
+            nn: self.media.iter().map(|m| m.nsid).max().unwrap_or(0).into(),
             // Write Zeroes and Dataset Management.
-            oncs: (1 << 3) | (1 << 2),
+            oncs: ((1 << 3) | (1 << 2)).into(),
             vwc: 1,
             ..IdentifyController::default()
         }
@@ -131,18 +130,21 @@ impl DeviceState {
                 log
             }
             log_id::SMART_HEALTH => SmartLog {
-                temperature_kelvin: 310,
+                temperature_kelvin: 310.into(),
                 avail_spare: 100,
                 spare_thresh: 10,
-                data_units_read: self.data_units_read / 1000,
-                data_units_written: self.data_units_written / 1000,
+                data_units_read: (self.data_units_read / 1000).into(),
+                data_units_written: (self.data_units_written / 1000).into(),
                 ..SmartLog::default()
             }
             .to_bytes(),
             log_id::FIRMWARE_SLOT => {
-                let mut frs: [String; 7] = Default::default();
-                frs[0] = self.config.firmware.clone();
-                FirmwareSlotLog { afi: 1, frs }.to_bytes()
+                let mut slots = FirmwareSlotLog {
+                    afi: 1,
+                    ..FirmwareSlotLog::default()
+                };
+                slots.set_revision(1, &self.config.firmware);
+                slots.to_bytes()
             }
             _ => return specific_error(cs::INVALID_LOG_PAGE),
         };

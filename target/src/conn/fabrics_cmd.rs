@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use vfnvme_spec::fabrics::{self, connect_offset, connect_status, FabricsCommand, FABRICS_OPCODE};
-use vfnvme_spec::status::generic;
 use vfnvme_spec::{Command, Status};
 use vfnvme_tcp::pdu::{self, C2HData, ICResp, MIN_MAXH2CDATA};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, Role};
@@ -88,9 +87,7 @@ impl Connection {
             let binding = self.binding.as_ref().expect("checked before");
             binding.execute_admin(&command)
         } else {
-            AdminOutcome::Respond(AdminResponse::failure(
-                Status::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry(),
-            ))
+            AdminOutcome::Respond(AdminResponse::failure(Status::command_sequence_error()))
         };
         self.answer_admin(index, outcome);
     }

@@ -14,7 +14,6 @@ use vfnvme_tcp::pdu::{self, C2HData, PduError, R2T};
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
 use super::{Connection, DataTarget, IoContext, Phase};
-use crate::backend::BackendQueue;
 use crate::session::{NamespaceRoute, QueueBinding};
 
 impl Connection {
@@ -26,7 +25,8 @@ impl Connection {
         let checked = check_io(binding, &command, in_capsule, self.shared.buffer_sizes()).and_then(
             |(route, len)| {
                 if self.shared.drive_removed(route.drive) {
-                    Err(removed_drive_status())
+                    // The drive is being given up (hot removal): no retry on this path.
+                    Err(Status::namespace_not_ready().do_not_retry())
                 } else {
                     Ok((route, len))
                 }
@@ -57,7 +57,7 @@ impl Connection {
         let Some(buffer) = context.backends[route.drive].take_buffer() else {
             if in_capsule > 0 {
                 // No buffer for data already on its way: it goes nowhere, the host retries.
-                request.failed = Some(Status::generic(generic::NAMESPACE_NOT_READY));
+                request.failed = Some(Status::namespace_not_ready());
                 request.len = in_capsule;
                 self.receiving = Some(DataTarget::Scratch(index));
             } else {
@@ -155,7 +155,7 @@ impl Connection {
                 if let Some(buffer) = request.buffer.take() {
                     backend.give_back(buffer);
                 }
-                self.respond(index, removed_drive_status(), 0);
+                self.respond(index, Status::namespace_not_ready().do_not_retry(), 0);
                 continue;
             }
             if request.len > 0 && request.buffer.is_none() {
@@ -186,7 +186,8 @@ impl Connection {
                         if let Some(buffer) = self.requests[usize::from(index)].buffer.take() {
                             context.backends[route.drive].give_back(buffer);
                         }
-                        self.respond(index, BackendQueue::unavailable(), 0);
+                        // The drive is gone or being reset: retryable once it is back.
+                        self.respond(index, Status::namespace_not_ready(), 0);
                         continue;
                     }
                     return;
@@ -222,7 +223,7 @@ impl Connection {
                 self.requests[usize::from(index)].advance(Event::Dropped);
                 self.free_requests.push(index);
             } else {
-                self.respond(index, removed_drive_status(), 0);
+                self.respond(index, Status::namespace_not_ready().do_not_retry(), 0);
             }
         }
     }
@@ -303,12 +304,6 @@ impl Connection {
     }
 }
 
-/// Status of commands for a namespace whose drive is being given up (hot removal): the host
-/// should not retry on this path.
-fn removed_drive_status() -> Status {
-    Status::generic(generic::NAMESPACE_NOT_READY).do_not_retry()
-}
-
 fn is_host_to_controller(opcode: u8) -> bool {
     matches!(opcode, nvm_opcode::WRITE | nvm_opcode::DATASET_MANAGEMENT)
 }
@@ -324,20 +319,20 @@ fn check_io(
     if binding.terminated() {
         // The admin queue is gone (a shutdown, a dropped host): retryable once the host has
         // reconnected, unlike a controller the host never enabled.
-        return Err(Status::generic(generic::NAMESPACE_NOT_READY));
+        return Err(Status::namespace_not_ready());
     }
     if !binding.enabled() {
-        return invalid(generic::COMMAND_SEQUENCE_ERROR);
+        return Err(Status::command_sequence_error());
     }
     let Some(route) = binding.namespace(command.nsid) else {
-        return invalid(generic::INVALID_NAMESPACE_OR_FORMAT);
+        return Err(Status::invalid_namespace());
     };
     let buffer_len = buffer_sizes[route.drive];
     let len = match command.opcode() {
         nvm_opcode::READ | nvm_opcode::WRITE => command.nlb() as usize * route.block_size as usize,
         nvm_opcode::DATASET_MANAGEMENT => ((command.cdw10 & 0xff) as usize + 1) * 16,
         nvm_opcode::FLUSH | nvm_opcode::WRITE_ZEROES => 0,
-        _ => return invalid(generic::INVALID_OPCODE),
+        _ => return Err(Status::invalid_opcode()),
     };
     if len > 0 {
         // In-capsule data, or data the transport moves (C2HData, or H2CData after R2T).

@@ -314,9 +314,9 @@ impl Connection {
         let in_capsule = layout.data_len;
 
         let refusal = if !self.accepting_commands {
-            Some(Status::generic(generic::NAMESPACE_NOT_READY))
+            Some(Status::namespace_not_ready())
         } else if self.binding.is_none() && !is_connect(&command) {
-            Some(Status::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry())
+            Some(Status::command_sequence_error())
         } else {
             None
         };

@@ -7,14 +7,16 @@ use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
     IdentifyNamespace, NamespaceId, IDENTIFY_DATA_SIZE,
 };
+use vfnvme_spec::padded::PaddedString;
 use vfnvme_spec::status::command_specific;
 use vfnvme_spec::{cns, feature, Command, Status, PAGE_SIZE};
+use zerocopy::little_endian::{U16, U32, U64};
 
 use super::aer::AEC_NAMESPACE_ATTRIBUTE_NOTICES;
 use super::registry::Role;
 use super::{
-    command_specific_failure, invalid_field, invalid_namespace, keep_alive_from_ms, sequence_error,
-    AdminResponse, AdminState, FabricController, AER_LIMIT, KEEP_ALIVE_SUPPORT, NVME_VERSION,
+    keep_alive_from_ms, AdminResponse, AdminState, FabricController, AER_LIMIT, KEEP_ALIVE_SUPPORT,
+    NVME_VERSION,
 };
 
 /// Identify Controller fields.
@@ -45,7 +47,7 @@ impl FabricController {
             (cns::NAMESPACE_ID_DESCRIPTORS, false) => {
                 self.execute_identify_namespace_descriptors(command.nsid)?
             }
-            _ => return Err(invalid_field()),
+            _ => return Err(Status::invalid_field()),
         };
         Ok(AdminResponse::with_data(data))
     }
@@ -54,22 +56,22 @@ impl FabricController {
         let subsystem = self.subsystem();
         let settings = &self.registry.settings;
         let common = IdentifyController {
-            serial: subsystem.serial.clone(),
-            model: subsystem.model.clone(),
-            firmware: subsystem.firmware.clone(),
-            cntlid: self.cntlid,
-            ver: NVME_VERSION,
-            ctratt: CTRATT_128_BIT_HOST_ID,
+            serial: PaddedString::space_padded(&subsystem.serial),
+            model: PaddedString::space_padded(&subsystem.model),
+            firmware: PaddedString::space_padded(&subsystem.firmware),
+            cntlid: U16::new(self.cntlid),
+            ver: U32::new(NVME_VERSION),
+            ctratt: U32::new(CTRATT_128_BIT_HOST_ID),
             aerl: (AER_LIMIT - 1) as u8,
             lpa: LPA_EXTENDED_DATA,
-            kas: KEEP_ALIVE_SUPPORT,
+            kas: U16::new(KEEP_ALIVE_SUPPORT),
             sqes: 0x66,
             cqes: 0x44,
-            maxcmd: settings.max_queue_depth,
-            sgls: SGLS_SUPPORTED,
-            subnqn: subsystem.nqn.clone(),
-            ioccsz: (64 + settings.in_capsule_data_size) / 16,
-            iorcsz: 1,
+            maxcmd: U16::new(settings.max_queue_depth),
+            sgls: U32::new(SGLS_SUPPORTED),
+            subnqn: PaddedString::nul_padded(&subsystem.nqn),
+            ioccsz: U32::new((64 + settings.in_capsule_data_size) / 16),
+            iorcsz: U32::new(1),
             msdbd: 1,
             ..IdentifyController::default()
         };
@@ -84,13 +86,13 @@ impl FabricController {
             rab: 6,
             cmic: CMIC_MULTI_CONTROLLER,
             mdts: pages.trailing_zeros() as u8,
-            oaes: AEC_NAMESPACE_ATTRIBUTE_NOTICES,
+            oaes: U32::new(AEC_NAMESPACE_ATTRIBUTE_NOTICES),
             cntrltype: CNTRLTYPE_IO,
             acl: 3,
             // One read-only firmware slot.
             frmw: (1 << 1) | 1,
-            nn: subsystem.max_nsid(),
-            oncs: ONCS_DATASET_MANAGEMENT | ONCS_WRITE_ZEROES,
+            nn: U32::new(subsystem.max_nsid()),
+            oncs: U16::new(ONCS_DATASET_MANAGEMENT | ONCS_WRITE_ZEROES),
             vwc: u8::from(subsystem.volatile_write_cache),
             ..common
         }
@@ -99,15 +101,15 @@ impl FabricController {
     fn execute_identify_namespace(&self, nsid: u32) -> Result<Vec<u8>, Status> {
         let subsystem = self.subsystem();
         if nsid == 0 || nsid > subsystem.max_nsid() {
-            return Err(invalid_namespace());
+            return Err(Status::invalid_namespace());
         }
         // An inactive NSID within NN gets a zero filled structure.
         Ok(match subsystem.namespace(nsid) {
             Some(namespace) => {
                 let mut identify = IdentifyNamespace {
-                    nsze: namespace.blocks,
-                    ncap: namespace.blocks,
-                    nuse: namespace.blocks,
+                    nsze: U64::new(namespace.blocks),
+                    ncap: U64::new(namespace.blocks),
+                    nuse: U64::new(namespace.blocks),
                     nmic: NMIC_SHARED,
                     nguid: namespace.nguid,
                     ..IdentifyNamespace::default()
@@ -122,7 +124,7 @@ impl FabricController {
     /// The active NSIDs greater than `nsid`.
     fn execute_identify_active_namespaces(&self, nsid: u32) -> Result<Vec<u8>, Status> {
         if nsid >= 0xffff_fffe {
-            return Err(invalid_namespace());
+            return Err(Status::invalid_namespace());
         }
         let nsids: Vec<u32> = self.subsystem().namespaces.iter().map(|n| n.nsid).collect();
         Ok(build_active_namespace_list(&nsids, nsid))
@@ -132,7 +134,7 @@ impl FabricController {
         let namespace = self
             .subsystem()
             .namespace(nsid)
-            .ok_or_else(invalid_namespace)?;
+            .ok_or_else(Status::invalid_namespace)?;
         Ok(build_namespace_id_descriptors(&[
             NamespaceId::Nguid(namespace.nguid),
             NamespaceId::Csi(0),
@@ -160,7 +162,7 @@ impl FabricController {
             )
         };
         if !supported {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         const SELECT_SUPPORTED_CAPABILITIES: u32 = 3;
         if select == SELECT_SUPPORTED_CAPABILITIES {
@@ -189,9 +191,9 @@ impl FabricController {
     ) -> Result<AdminResponse, Status> {
         let fid = command.cdw10 as u8;
         if command.cdw10 & (1 << 31) != 0 {
-            return Err(command_specific_failure(
-                command_specific::FEATURE_NOT_SAVEABLE,
-            ));
+            return Err(
+                Status::command_specific(command_specific::FEATURE_NOT_SAVEABLE).do_not_retry(),
+            );
         }
         let value = command.cdw11;
         match (fid, self.is_discovery()) {
@@ -211,17 +213,17 @@ impl FabricController {
                 let submission = value & 0xffff;
                 let completion = value >> 16;
                 if submission == 0xffff || completion == 0xffff {
-                    return Err(invalid_field());
+                    return Err(Status::invalid_field());
                 }
                 if !state.io_queues.is_empty() {
-                    return Err(sequence_error());
+                    return Err(Status::command_sequence_error());
                 }
                 let wanted = submission.min(completion) + 1;
                 let granted = wanted.min(u32::from(self.registry.settings.max_io_queues));
                 state.io_queues_granted = granted as u16;
                 return Ok(AdminResponse::success((granted - 1) << 16 | (granted - 1)));
             }
-            _ => return Err(invalid_field()),
+            _ => return Err(Status::invalid_field()),
         }
         Ok(AdminResponse::success(0))
     }
@@ -234,10 +236,10 @@ impl FabricController {
         enable: Option<bool>,
     ) -> Result<bool, Status> {
         let Role::Nvm { forwarder } = &self.registry.role else {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         };
         if !self.subsystem().volatile_write_cache {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         let mut first = None;
         for device_index in self.backing_drives() {
@@ -300,13 +302,16 @@ mod tests {
         let controller = enabled(&registry());
         let ns =
             IdentifyNamespace::from_bytes(&identify(&controller, cns::NAMESPACE, 1).data).unwrap();
-        assert_eq!((ns.nsze, ns.ncap, ns.nuse), (1000, 1000, 1000));
+        assert_eq!(
+            (ns.nsze.get(), ns.ncap.get(), ns.nuse.get()),
+            (1000, 1000, 1000)
+        );
         assert_eq!(ns.block_size(), 4096);
         assert_eq!(ns.nguid, [0x11; 16]);
         assert_eq!(ns.nmic, 1);
         let ram =
             IdentifyNamespace::from_bytes(&identify(&controller, cns::NAMESPACE, 3).data).unwrap();
-        assert_eq!((ram.nsze, ram.block_size()), (2048, 512));
+        assert_eq!((ram.nsze.get(), ram.block_size()), (2048, 512));
         let inactive = identify(&controller, cns::NAMESPACE, 2);
         assert!(inactive.status.is_success());
         assert!(inactive.data.iter().all(|&b| b == 0));

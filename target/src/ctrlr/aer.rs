@@ -5,12 +5,9 @@
 
 use vfnvme_spec::log_page::log_id;
 use vfnvme_spec::status::command_specific;
-use vfnvme_spec::Command;
+use vfnvme_spec::{Command, Status};
 
-use super::{
-    command_specific_failure, lock, AdminOutcome, AdminResponse, AdminState, FabricController,
-    AER_LIMIT,
-};
+use super::{lock, AdminOutcome, AdminResponse, AdminState, FabricController, AER_LIMIT};
 
 /// Events kept for Asynchronous Event Requests the host has not sent yet.
 const MAX_QUEUED_EVENTS: usize = 16;
@@ -40,9 +37,10 @@ impl FabricController {
             return AdminOutcome::Respond(AdminResponse::success(event));
         }
         if state.held_aers.len() >= AER_LIMIT {
-            return AdminOutcome::Respond(AdminResponse::failure(command_specific_failure(
-                command_specific::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED,
-            )));
+            return AdminOutcome::Respond(AdminResponse::failure(
+                Status::command_specific(command_specific::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED)
+                    .do_not_retry(),
+            ));
         }
         state.held_aers.push(command.cid());
         AdminOutcome::Held

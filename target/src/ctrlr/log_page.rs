@@ -7,12 +7,10 @@ use vfnvme_spec::log_page::{
 };
 use vfnvme_spec::status::{command_specific, generic};
 use vfnvme_spec::{Command, Status};
+use zerocopy::little_endian::U128;
 
 use super::registry::Role;
-use super::{
-    command_specific_failure, invalid_field, AdminForwarder, AdminResponse, AdminState,
-    FabricController,
-};
+use super::{AdminForwarder, AdminResponse, AdminState, FabricController};
 use crate::subsystem::discovery_log_page;
 
 /// Largest admin data transfer the target builds (the discovery log page is the long one).
@@ -34,7 +32,7 @@ impl FabricController {
         let len = dwords * 4;
         let offset = u64::from(command.cdw12) | (u64::from(command.cdw13) << 32);
         if offset % 4 != 0 || len > MAX_ADMIN_DATA {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         let log = match (&self.registry.role, lid) {
             (
@@ -59,12 +57,14 @@ impl FabricController {
                 changed_namespace_list(state, retain_event)
             }
             _ => {
-                return Err(command_specific_failure(command_specific::INVALID_LOG_PAGE));
+                return Err(
+                    Status::command_specific(command_specific::INVALID_LOG_PAGE).do_not_retry()
+                );
             }
         };
-        let start = usize::try_from(offset).map_err(|_| invalid_field())?;
+        let start = usize::try_from(offset).map_err(|_| Status::invalid_field())?;
         if start > log.len() {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         let mut data: Vec<u8> = log[start..].iter().copied().take(len as usize).collect();
         data.resize(len as usize, 0);
@@ -93,7 +93,7 @@ impl FabricController {
             afi: 1,
             ..FirmwareSlotLog::default()
         };
-        slots.frs[0] = self.subsystem().firmware.clone();
+        slots.set_revision(1, &self.subsystem().firmware);
         slots.to_bytes()
     }
 }
@@ -115,22 +115,24 @@ fn changed_namespace_list(state: &mut AdminState, retain_event: bool) -> Vec<u8>
 
 /// Two drives' SMART logs as one: counters summed, the worst of each condition kept.
 fn merge_smart(a: SmartLog, b: SmartLog) -> SmartLog {
+    let sum = |x: U128, y: U128| U128::new(x.get().saturating_add(y.get()));
+    let max = |x: U128, y: U128| x.max(y);
     SmartLog {
         critical_warning: a.critical_warning | b.critical_warning,
         temperature_kelvin: a.temperature_kelvin.max(b.temperature_kelvin),
         avail_spare: a.avail_spare.min(b.avail_spare),
         spare_thresh: a.spare_thresh.max(b.spare_thresh),
         percent_used: a.percent_used.max(b.percent_used),
-        data_units_read: a.data_units_read.saturating_add(b.data_units_read),
-        data_units_written: a.data_units_written.saturating_add(b.data_units_written),
-        host_reads: a.host_reads.saturating_add(b.host_reads),
-        host_writes: a.host_writes.saturating_add(b.host_writes),
-        ctrl_busy_time: a.ctrl_busy_time.saturating_add(b.ctrl_busy_time),
-        power_cycles: a.power_cycles.max(b.power_cycles),
-        power_on_hours: a.power_on_hours.max(b.power_on_hours),
-        unsafe_shutdowns: a.unsafe_shutdowns.max(b.unsafe_shutdowns),
-        media_errors: a.media_errors.saturating_add(b.media_errors),
-        num_err_log_entries: a.num_err_log_entries.saturating_add(b.num_err_log_entries),
+        data_units_read: sum(a.data_units_read, b.data_units_read),
+        data_units_written: sum(a.data_units_written, b.data_units_written),
+        host_reads: sum(a.host_reads, b.host_reads),
+        host_writes: sum(a.host_writes, b.host_writes),
+        ctrl_busy_time: sum(a.ctrl_busy_time, b.ctrl_busy_time),
+        power_cycles: max(a.power_cycles, b.power_cycles),
+        power_on_hours: max(a.power_on_hours, b.power_on_hours),
+        unsafe_shutdowns: max(a.unsafe_shutdowns, b.unsafe_shutdowns),
+        media_errors: sum(a.media_errors, b.media_errors),
+        num_err_log_entries: sum(a.num_err_log_entries, b.num_err_log_entries),
         ..a
     }
 }
@@ -157,9 +159,9 @@ mod tests {
         let smart = SmartLog::from_bytes(&smart.data).unwrap();
         assert_eq!(
             (
-                smart.temperature_kelvin,
+                smart.temperature_kelvin.get(),
                 smart.avail_spare,
-                smart.host_reads
+                smart.host_reads.get()
             ),
             (300, 90, 10)
         );
@@ -215,7 +217,7 @@ mod tests {
         property_set(&controller, regs::CC, ENABLE);
         let id = IdentifyController::from_bytes(&identify(&controller, cns::CONTROLLER, 0).data)
             .unwrap();
-        assert_eq!((id.cntrltype, id.nn, id.mdts), (2, 0, 0));
+        assert_eq!((id.cntrltype, id.nn.get(), id.mdts), (2, 0, 0));
         assert_eq!(id.subnqn, DISCOVERY_NQN);
         assert_eq!(
             identify(&controller, cns::NAMESPACE, 1).status.sc(),

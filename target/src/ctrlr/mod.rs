@@ -36,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use vfnvme_spec::fabrics::{ConnectRejection, FABRICS_OPCODE};
 use vfnvme_spec::regs::{cc, csts};
-use vfnvme_spec::status::{generic, sct};
 use vfnvme_spec::{admin_opcode, Command, Status};
 
 use crate::config::TargetConfig;
@@ -52,26 +51,6 @@ pub const AER_LIMIT: usize = 4;
 /// Keep Alive Support in 100 ms units: the timer has a granularity of one second.
 const KEEP_ALIVE_SUPPORT: u16 = 10;
 const KEEP_ALIVE_GRANULARITY_MS: u64 = 100 * KEEP_ALIVE_SUPPORT as u64;
-
-fn invalid_field() -> Status {
-    Status::generic(generic::INVALID_FIELD).do_not_retry()
-}
-
-fn invalid_opcode() -> Status {
-    Status::generic(generic::INVALID_OPCODE).do_not_retry()
-}
-
-fn sequence_error() -> Status {
-    Status::generic(generic::COMMAND_SEQUENCE_ERROR).do_not_retry()
-}
-
-fn invalid_namespace() -> Status {
-    Status::generic(generic::INVALID_NAMESPACE_OR_FORMAT).do_not_retry()
-}
-
-fn command_specific_failure(sc: u8) -> Status {
-    Status::new(sct::COMMAND_SPECIFIC, sc).do_not_retry()
-}
 
 /// Admin commands the target cannot answer by itself, forwarded to a backing drive. The
 /// caller implements it over the drives' admin queues (the driver's `Controller::admin`).
@@ -337,7 +316,7 @@ impl FabricController {
             return AdminOutcome::Respond(self.execute_fabrics(&mut state, command).into());
         }
         if !state.ready() {
-            return AdminOutcome::Respond(AdminResponse::failure(sequence_error()));
+            return AdminOutcome::Respond(AdminResponse::failure(Status::command_sequence_error()));
         }
         let response = match (command.opcode(), self.is_discovery()) {
             (admin_opcode::ASYNC_EVENT_REQUEST, _) => {
@@ -351,7 +330,7 @@ impl FabricController {
             // Not aborted (DW0 bit 0): in-flight commands always complete, which the
             // specification allows.
             (admin_opcode::ABORT, false) => Ok(AdminResponse::success(1)),
-            _ => Err(invalid_opcode()),
+            _ => Err(Status::invalid_opcode()),
         };
         AdminOutcome::Respond(response.into())
     }
@@ -362,6 +341,7 @@ mod tests {
     use super::test_support::*;
     use super::*;
     use vfnvme_spec::fabrics::FabricsCommand;
+    use vfnvme_spec::status::generic;
 
     const _: () = {
         const fn shared_across_threads<T: Send + Sync>() {}

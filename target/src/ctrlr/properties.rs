@@ -9,9 +9,7 @@ use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySet, PropertySiz
 use vfnvme_spec::regs::{self, cc, csts, Cap};
 use vfnvme_spec::{Command, Status};
 
-use super::{
-    invalid_field, sequence_error, AdminResponse, AdminState, FabricController, NVME_VERSION,
-};
+use super::{AdminResponse, AdminState, FabricController, NVME_VERSION};
 
 /// CAP.TO: enabling is immediate, but hosts wait this long at most (Linux nvmet uses 7.5 s).
 const READY_TIMEOUT_MS: u64 = 7500;
@@ -27,8 +25,8 @@ impl FabricController {
             FabricsCommand::PropertyGet(get) => self.execute_property_get(state, get),
             FabricsCommand::PropertySet(set) => self.execute_property_set(state, set),
             // The admin queue is connected already; Disconnect applies to I/O queues.
-            FabricsCommand::Connect(_) => Err(sequence_error()),
-            FabricsCommand::Disconnect => Err(invalid_field()),
+            FabricsCommand::Connect(_) => Err(Status::command_sequence_error()),
+            FabricsCommand::Disconnect => Err(Status::invalid_field()),
         }
     }
 
@@ -46,7 +44,7 @@ impl FabricController {
         state: &AdminState,
         get: PropertyGet,
     ) -> Result<AdminResponse, Status> {
-        let offset = usize::try_from(get.offset).map_err(|_| invalid_field())?;
+        let offset = usize::try_from(get.offset).map_err(|_| Status::invalid_field())?;
         let value = match (offset, get.size) {
             (regs::CAP, PropertySize::Eight) => self.capabilities(),
             (regs::CAP, PropertySize::Four) => self.capabilities() & 0xffff_ffff,
@@ -54,7 +52,7 @@ impl FabricController {
             (regs::VS, PropertySize::Four) => u64::from(NVME_VERSION),
             (regs::CC, PropertySize::Four) => u64::from(state.cc),
             (regs::CSTS, PropertySize::Four) => u64::from(state.csts),
-            _ => return Err(invalid_field()),
+            _ => return Err(Status::invalid_field()),
         };
         Ok(AdminResponse {
             dw1: (value >> 32) as u32,
@@ -68,7 +66,7 @@ impl FabricController {
         set: PropertySet,
     ) -> Result<AdminResponse, Status> {
         if set.offset != regs::CC as u32 || set.size != PropertySize::Four {
-            return Err(invalid_field());
+            return Err(Status::invalid_field());
         }
         self.write_cc(state, set.value as u32);
         Ok(AdminResponse::success(0))

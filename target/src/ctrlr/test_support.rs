@@ -38,9 +38,9 @@ impl AdminForwarder for FakeDrives {
     fn smart_log(&self, device_index: usize) -> Result<Vec<u8>, Status> {
         self.smart_calls.fetch_add(1, Ordering::Relaxed);
         Ok(SmartLog {
-            temperature_kelvin: 300 + device_index as u16,
+            temperature_kelvin: (300 + device_index as u16).into(),
             avail_spare: 90,
-            host_reads: 10,
+            host_reads: 10.into(),
             ..SmartLog::default()
         }
         .to_bytes())

@@ -35,7 +35,7 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
     let controller = host.identify_controller()?;
     let cap = Cap(host.property_get(regs::CAP as u32, true)?);
     let identify = host.identify_namespace(args.nsid)?;
-    if identify.nsze == 0 {
+    if identify.nsze.get() == 0 {
         return Err(Error::Invalid(format!(
             "namespace {} of {} is not active",
             args.nsid, endpoint.nqn
@@ -45,7 +45,7 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
         namespace: Namespace {
             nsid: args.nsid,
             block_size: identify.block_size(),
-            blocks: identify.nsze,
+            blocks: identify.nsze.get(),
             identify,
         },
         // MDTS is a power of two in units of the minimum page size; 0 means no limit.
