@@ -5,7 +5,7 @@
 use super::device::{
     fail, generic_error, ok, specific_error, CompletionQueue, DeviceState, Outcome, SubmissionQueue,
 };
-use super::SimIommu;
+use super::{SimIommu, VERSION};
 use crate::mmio::Mmio;
 use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
@@ -57,7 +57,7 @@ impl DeviceState {
             firmware: self.config.firmware.clone(),
             mdts: self.config.mdts,
             cntlid: 1,
-            ver: 0x0001_0400,
+            ver: VERSION.into_bits(),
             oacs: 0,
             acl: 3,
             aerl: 3,

@@ -58,7 +58,7 @@ impl FabricController {
             model: subsystem.model.clone(),
             firmware: subsystem.firmware.clone(),
             cntlid: self.cntlid,
-            ver: NVME_VERSION,
+            ver: NVME_VERSION.into_bits(),
             ctratt: CTRATT_128_BIT_HOST_ID,
             aerl: (AER_LIMIT - 1) as u8,
             lpa: LPA_EXTENDED_DATA,
