@@ -1,8 +1,11 @@
-//! Volatile access to a controller's register file (BAR0).
+//! Volatile access to a controller's register file (BAR0), with CC and CSTS (the registers
+//! the driver and the simulator read and write over and over) as their types.
 
 use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
+
+use vfnvme_spec::regs::{self, Cc, Csts};
 
 /// A view of BAR0. Cloning shares the mapping, which stays alive until the last clone is gone,
 /// so a queue's doorbell can never outlive the registers it points into.
@@ -81,6 +84,24 @@ impl Mmio {
     pub fn write64(&self, offset: usize, value: u64) {
         self.write32(offset, value as u32);
         self.write32(offset + 4, (value >> 32) as u32);
+    }
+
+    /// Controller Configuration.
+    pub fn cc(&self) -> Cc {
+        Cc::from_bits(self.read32(regs::CC))
+    }
+
+    pub fn set_cc(&self, value: Cc) {
+        self.write32(regs::CC, value.into_bits());
+    }
+
+    /// Controller Status.
+    pub fn csts(&self) -> Csts {
+        Csts::from_bits(self.read32(regs::CSTS))
+    }
+
+    pub fn set_csts(&self, value: Csts) {
+        self.write32(regs::CSTS, value.into_bits());
     }
 
     /// A doorbell register, checked once here so that ringing it costs one store.

@@ -13,7 +13,7 @@ use vfnvme_driver::{
     AdminData, Controller, ControllerOptions, Error, IoQueuePair, Namespace, NvmeDevice,
 };
 use vfnvme_spec::log_page::{log_id, SmartLog};
-use vfnvme_spec::regs::{self, csts};
+use vfnvme_spec::regs::ShutdownStatus;
 use vfnvme_spec::status::{generic, media, sct};
 use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, DsmRange, Status};
 use vfnvme_test_support::poll_until;
@@ -146,7 +146,7 @@ fn bring_up_identifies_controller_and_namespaces() {
         }) => assert_eq!(active, [1, 3]),
         other => panic!("expected NoSuchNamespace, got {other:?}"),
     }
-    assert_eq!(sim.registers().read32(regs::CSTS) & csts::RDY, csts::RDY);
+    assert!(sim.registers().csts().rdy());
 }
 
 #[test]
@@ -590,10 +590,10 @@ fn teardown_with_a_command_in_flight_unmaps_everything_without_iommu_faults() {
         0,
         "every buffer came home, so every region is unmapped"
     );
-    let status = sim.registers().read32(regs::CSTS);
+    let status = sim.registers().csts();
     assert_eq!(
-        status & csts::SHST_MASK,
-        csts::SHST_COMPLETE,
+        status.shst(),
+        ShutdownStatus::Complete,
         "controller was shut down"
     );
 }

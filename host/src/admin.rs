@@ -9,7 +9,7 @@ use vfnvme_spec::fabrics::{
     FabricsCommand, PropertyGet, PropertySet, PropertySize, CNTLID_DYNAMIC, MAX_ADMIN_QUEUE_ENTRIES,
 };
 use vfnvme_spec::identify::{IdentifyController, IdentifyNamespace, IDENTIFY_DATA_SIZE};
-use vfnvme_spec::regs::{self, cc, csts};
+use vfnvme_spec::regs::{self, Cc, Csts};
 use vfnvme_spec::{admin_opcode, cns, Command};
 use vfnvme_tcp::PduError;
 
@@ -83,10 +83,9 @@ impl Host {
 
     /// CC.EN = 1 and wait for CSTS.RDY, as a host does after connecting.
     pub fn enable(&mut self) -> Result<(), HostError> {
-        let config = cc::EN | (6 << cc::IOSQES_SHIFT) | (4 << cc::IOCQES_SHIFT);
-        self.property_set(regs::CC as u32, config)?;
+        self.property_set(regs::CC as u32, Cc::nvm_enabled().into_bits())?;
         let deadline = Instant::now() + self.options.timeout;
-        while self.property_get(regs::CSTS as u32, false)? as u32 & csts::RDY == 0 {
+        while !Csts::from_bits(self.property_get(regs::CSTS as u32, false)? as u32).rdy() {
             if Instant::now() > deadline {
                 return Err(HostError::Timeout {
                     address: self.address,

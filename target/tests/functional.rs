@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use vfnvme_host::{Host, HostOptions};
 use vfnvme_spec::fabrics::DISCOVERY_NQN;
-use vfnvme_spec::regs;
+use vfnvme_spec::regs::{self, Cap};
 use vfnvme_spec::{nvm_opcode, Command, Status};
 use vfnvme_tcp::pdu::{fes, H2CData};
 use vfnvme_tcp::PduHeader;
@@ -58,11 +58,12 @@ fn property_get_of_cap_takes_eight_bytes_and_vs_four() {
     let target = RunningTarget::start("max_queue_depth = 64");
     let mut host = target.host();
     let cap = host.property_get(regs::CAP as u32, true).expect("CAP");
-    assert_eq!(cap & 0xffff, 63, "MQES is 0's based");
-    assert_ne!(cap & (1 << 16), 0, "CQR: queues must be contiguous");
+    let fields = Cap::from_bits(cap);
+    assert_eq!(fields.mqes(), 63, "MQES is 0's based");
+    assert!(fields.cqr(), "CQR: queues must be contiguous");
     assert_ne!(cap >> 32, 0, "the upper half (CSS, MPS) travels in DW1");
-    assert_ne!(cap & (1 << 37), 0, "CSS: NVM command set");
-    assert_eq!((cap >> 48) & 0xf, 0, "MPSMIN 4 KiB");
+    assert!(fields.css().nvm(), "CSS: NVM command set");
+    assert_eq!(fields.mpsmin(), 0, "MPSMIN 4 KiB");
     let low = host.property_get(regs::CAP as u32, false).expect("CAP low");
     assert_eq!(low, cap & 0xffff_ffff);
     let high = host

@@ -9,7 +9,6 @@ use crate::dma::DmaRegion;
 use crate::error::{Error, Result};
 use crate::mmio::Mmio;
 use crate::queue::{Completed, DataPointer, QueuePair};
-use vfnvme_spec::regs::{self, csts};
 use vfnvme_spec::{admin_opcode, feature, Command};
 
 /// Data moved by an admin command, through the controller's bounce buffer.
@@ -78,7 +77,7 @@ impl AdminContext<'_> {
             if let Some(done) = outcome {
                 return self.finish(admin, done, data, name);
             }
-            if self.registers.read32(regs::CSTS) & csts::CFS != 0 {
+            if self.registers.csts().cfs() {
                 return Err(Error::ControllerFatal {
                     address: self.address.to_owned(),
                 });

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::mmio::Mmio;
 use crate::queue::{QueuePair, MAX_PRP_TRANSFER};
 use vfnvme_spec::identify::{self, IdentifyController, IdentifyNamespace};
-use vfnvme_spec::regs::{self, cc, csts, Cap};
+use vfnvme_spec::regs::{self, Aqa, Cap, Cc, ShutdownNotification, ShutdownStatus};
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, cns, Command, Status, PAGE_SIZE};
 
@@ -88,8 +88,8 @@ impl Controller {
     pub fn new(device: Arc<dyn NvmeDevice>, options: ControllerOptions) -> Result<Self> {
         let registers = device.registers().clone();
         let address = device.address().to_owned();
-        let cap = Cap(registers.read64(regs::CAP));
-        if !cap.nvm_command_set() {
+        let cap = Cap::from_bits(registers.read64(regs::CAP));
+        if !cap.css().nvm() {
             return Err(Error::Unsupported {
                 address,
                 what: "the controller does not support the NVM command set".into(),
@@ -201,7 +201,7 @@ impl Controller {
 
     /// Whether the controller reports a fatal error (CSTS.CFS).
     pub fn is_fatal(&self) -> bool {
-        self.shared.registers.read32(regs::CSTS) & csts::CFS != 0
+        self.shared.registers.csts().cfs()
     }
 
     /// How many resets the controller went through.
@@ -328,14 +328,13 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         let registers = &self.registers;
-        if registers.read32(regs::CSTS) & csts::RDY == 0 {
+        if !registers.csts().rdy() {
             return;
         }
-        let config = registers.read32(regs::CC);
-        registers.write32(regs::CC, (config & !cc::SHN_MASK) | cc::SHN_NORMAL);
+        registers.set_cc(registers.cc().with_shn(ShutdownNotification::Normal));
         let timeout = Duration::from_millis(self.cap.timeout_ms().max(1000));
         let done = wait_for(timeout, || {
-            registers.read32(regs::CSTS) & csts::SHST_MASK == csts::SHST_COMPLETE
+            registers.csts().shst() == ShutdownStatus::Complete
         });
         if done {
             log::info!("{}: shut down", self.address);
@@ -351,31 +350,28 @@ impl Drop for Shared {
 /// Brings the controller from any state to enabled with the admin queue in `admin`.
 fn enable(address: &str, registers: &Mmio, cap: Cap, admin: &mut QueuePair) -> Result<()> {
     let timeout = Duration::from_millis(cap.timeout_ms().max(500));
-    if registers.read32(regs::CC) & cc::EN != 0 {
-        registers.write32(regs::CC, registers.read32(regs::CC) & !cc::EN);
+    let config = registers.cc();
+    if config.en() {
+        registers.set_cc(config.with_en(false));
     }
-    if !wait_for(timeout, || registers.read32(regs::CSTS) & csts::RDY == 0) {
+    if !wait_for(timeout, || !registers.csts().rdy()) {
         return Err(Error::Timeout {
             address: address.to_owned(),
             what: "controller disable (CSTS.RDY = 0)",
             timeout,
         });
     }
-    let entries = u32::from(admin.entries()) - 1;
-    registers.write32(regs::AQA, (entries << 16) | entries);
+    let entries = admin.entries() - 1;
+    let aqa = Aqa::new().with_asqs(entries).with_acqs(entries);
+    registers.write32(regs::AQA, aqa.into_bits());
     registers.write64(regs::ASQ, admin.sq_iova());
     registers.write64(regs::ACQ, admin.cq_iova());
-    let config = cc::EN
-        | (6 << cc::IOSQES_SHIFT)
-        | (4 << cc::IOCQES_SHIFT)
-        | (0 << cc::MPS_SHIFT)
-        | (0 << cc::CSS_SHIFT);
-    registers.write32(regs::CC, config);
+    registers.set_cc(Cc::nvm_enabled());
     let mut fatal = false;
     let ready = wait_for(timeout, || {
-        let status = registers.read32(regs::CSTS);
-        fatal = status & csts::CFS != 0;
-        fatal || status & csts::RDY != 0
+        let status = registers.csts();
+        fatal = status.cfs();
+        fatal || status.rdy()
     });
     if fatal {
         return Err(Error::ControllerFatal {

@@ -5,7 +5,7 @@
 use super::device::{
     fail, generic_error, ok, specific_error, CompletionQueue, DeviceState, Outcome, SubmissionQueue,
 };
-use super::SimIommu;
+use super::{SimIommu, VERSION};
 use crate::mmio::Mmio;
 use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
@@ -58,7 +58,7 @@ impl DeviceState {
             firmware: PaddedString::space_padded(&self.config.firmware),
             mdts: self.config.mdts,
             cntlid: 1.into(),
-            ver: 0x0001_0400.into(),
+            ver: VERSION.into_bits().into(),
             acl: 3,
             aerl: 3,
             frmw: 0x02,

@@ -8,12 +8,17 @@ use std::time::Instant;
 
 use vm_memory::VolatileMemory;
 
-use super::{Fault, SimConfig, SimIommu, SimStats, BAR_SIZE};
+use super::{Fault, SimConfig, SimIommu, SimStats, BAR_SIZE, VERSION};
 use crate::mmio::Mmio;
 use crate::ram::RamDisk;
-use vfnvme_spec::regs::{self, cc, csts, Cap};
+use vfnvme_spec::regs::{self, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
 use vfnvme_spec::status::sct;
 use vfnvme_spec::{Command, Completion, Status, CQE_SIZE, SQE_SIZE};
+
+/// CSTS.CFS = 1, the rest of CSTS kept.
+fn set_fatal_status(bar: &Mmio) {
+    bar.set_csts(bar.csts().with_cfs(true));
+}
 
 /// Completion of one command: status and DW0.
 pub(super) type Outcome = (Status, u32);
@@ -68,7 +73,7 @@ pub(super) struct DeviceState {
     pub(super) config: SimConfig,
     pub(super) cap: Cap,
     pub(super) doorbell_stride: usize,
-    pub(super) last_cc: u32,
+    pub(super) last_cc: Cc,
     pub(super) enabled: bool,
     pub(super) fatal: bool,
     pub(super) shut_down: bool,
@@ -107,8 +112,8 @@ impl DeviceState {
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let cap = Cap::build(config.max_queue_entries, 2000, config.doorbell_stride_shift);
-        bar.write64(regs::CAP, cap.0);
-        bar.write32(regs::VS, 0x0001_0400);
+        bar.write64(regs::CAP, cap.into_bits());
+        bar.write32(regs::VS, VERSION.into_bits());
         let queues = usize::from(config.io_queues) + 1;
         let doorbell_stride = cap.doorbell_stride();
         assert!(
@@ -119,7 +124,7 @@ impl DeviceState {
             config,
             cap,
             doorbell_stride,
-            last_cc: 0,
+            last_cc: Cc::new(),
             enabled: false,
             fatal: false,
             shut_down: false,
@@ -145,7 +150,7 @@ impl DeviceState {
             Fault::IgnoreAbort => self.ignore_abort = true,
             Fault::Fatal => {
                 self.fatal = true;
-                bar.write32(regs::CSTS, bar.read32(regs::CSTS) | csts::CFS);
+                set_fatal_status(bar);
             }
             other => self.faults.push(other),
         }
@@ -174,7 +179,7 @@ impl DeviceState {
     /// One round of the device: register changes, commands, due completions.
     pub(super) fn step(&mut self, bar: &Mmio, iommu: &SimIommu) -> bool {
         let mut busy = false;
-        let config = bar.read32(regs::CC);
+        let config = bar.cc();
         if config != self.last_cc {
             self.on_config_change(config, bar);
             busy = true;
@@ -189,9 +194,9 @@ impl DeviceState {
         busy
     }
 
-    fn on_config_change(&mut self, config: u32, bar: &Mmio) {
-        let was_enabled = self.last_cc & cc::EN != 0;
-        let enable = config & cc::EN != 0;
+    fn on_config_change(&mut self, config: Cc, bar: &Mmio) {
+        let was_enabled = self.last_cc.en();
+        let enable = config.en();
         self.last_cc = config;
         if was_enabled && !enable {
             self.disable(bar);
@@ -200,23 +205,28 @@ impl DeviceState {
         if !was_enabled && enable {
             self.enable(config, bar);
         }
-        if enable && config & cc::SHN_MASK != 0 && !self.shut_down {
+        if enable && config.shn() != ShutdownNotification::None && !self.shut_down {
             self.shut_down = true;
-            let status = bar.read32(regs::CSTS) & !csts::SHST_MASK;
-            bar.write32(regs::CSTS, status | csts::SHST_COMPLETE);
+            bar.set_csts(bar.csts().with_shst(ShutdownStatus::Complete));
         }
     }
 
-    fn enable(&mut self, config: u32, bar: &Mmio) {
-        let iosqes = (config >> cc::IOSQES_SHIFT) & 0xf;
-        let iocqes = (config >> cc::IOCQES_SHIFT) & 0xf;
-        let aqa = bar.read32(regs::AQA);
-        let sq_entries = (aqa & 0xfff) as u16 + 1;
-        let cq_entries = ((aqa >> 16) & 0xfff) as u16 + 1;
-        if iosqes != 6 || iocqes != 4 || sq_entries < 2 || cq_entries < 2 {
-            log::error!("simulated controller: bad CC {config:#x} or AQA {aqa:#x}; fatal");
+    fn enable(&mut self, config: Cc, bar: &Mmio) {
+        let aqa = Aqa::from_bits(bar.read32(regs::AQA));
+        let sq_entries = aqa.asqs() + 1;
+        let cq_entries = aqa.acqs() + 1;
+        if config.iosqes() != regs::IOSQES
+            || config.iocqes() != regs::IOCQES
+            || sq_entries < 2
+            || cq_entries < 2
+        {
+            log::error!(
+                "simulated controller: bad CC {:#x} or AQA {:#x}; fatal",
+                config.into_bits(),
+                aqa.into_bits()
+            );
             self.fatal = true;
-            bar.write32(regs::CSTS, csts::CFS);
+            bar.set_csts(Csts::new().with_cfs(true));
             return;
         }
         self.sqs[0] = Some(SubmissionQueue {
@@ -232,7 +242,7 @@ impl DeviceState {
             phase: true,
         });
         self.enabled = true;
-        bar.write32(regs::CSTS, csts::RDY);
+        bar.set_csts(Csts::new().with_rdy(true));
     }
 
     /// CC.EN = 0: a controller reset. Every queue and command is forgotten.
@@ -250,7 +260,7 @@ impl DeviceState {
             bar.write32(regs::sq_tail_doorbell(qid, self.doorbell_stride), 0);
             bar.write32(regs::cq_head_doorbell(qid, self.doorbell_stride), 0);
         }
-        bar.write32(regs::CSTS, 0);
+        bar.set_csts(Csts::new());
     }
 
     fn fetch_commands(&mut self, qid: u16, bar: &Mmio, iommu: &SimIommu) -> bool {
@@ -265,7 +275,7 @@ impl DeviceState {
                     "simulated controller: SQ {qid} tail doorbell {tail} out of range; fatal"
                 );
                 self.fatal = true;
-                bar.write32(regs::CSTS, bar.read32(regs::CSTS) | csts::CFS);
+                set_fatal_status(bar);
                 return true;
             }
             if u32::from(sq.head) == tail {
@@ -282,7 +292,7 @@ impl DeviceState {
                 .is_none()
             {
                 self.fatal = true;
-                bar.write32(regs::CSTS, bar.read32(regs::CSTS) | csts::CFS);
+                set_fatal_status(bar);
                 return true;
             }
             let command = Command::from_bytes(&entry);

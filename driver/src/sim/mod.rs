@@ -23,6 +23,7 @@ use crate::device::RemovalEvent;
 use crate::dma::{DmaSpace, MemoryKind};
 use crate::mmio::Mmio;
 use crate::NvmeDevice;
+use vfnvme_spec::regs::{self, Vs};
 use vfnvme_spec::Status;
 
 pub use iommu::SimIommu;
@@ -30,7 +31,10 @@ pub use iommu::SimIommu;
 use device::DeviceState;
 
 /// BAR0 of the simulated controller: registers plus doorbells for up to 1024 queues.
-const BAR_SIZE: usize = 0x1000 + 1024 * 2 * 4 * 4;
+const BAR_SIZE: usize = regs::DOORBELL_BASE + 1024 * 2 * 4 * 4;
+
+/// The NVMe version the simulated controller reports (VS and Identify Controller VER): 1.4.0.
+const VERSION: Vs = Vs::of(1, 4);
 
 /// The simulated IOMMU accepts any IOVA below this (48 bits, like most real ones).
 const SIM_IOVA_END: u64 = 1 << 48;

@@ -60,7 +60,7 @@ impl FabricController {
             model: PaddedString::space_padded(&subsystem.model),
             firmware: PaddedString::space_padded(&subsystem.firmware),
             cntlid: U16::new(self.cntlid),
-            ver: U32::new(NVME_VERSION),
+            ver: U32::new(NVME_VERSION.into_bits()),
             ctratt: U32::new(CTRATT_128_BIT_HOST_ID),
             aerl: (AER_LIMIT - 1) as u8,
             lpa: LPA_EXTENDED_DATA,

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use vfnvme_spec::fabrics::{ConnectRejection, FABRICS_OPCODE};
-use vfnvme_spec::regs::{cc, csts};
+use vfnvme_spec::regs::{Cc, Csts, Vs};
 use vfnvme_spec::{admin_opcode, Command, Status};
 
 use crate::config::TargetConfig;
@@ -45,7 +45,7 @@ pub use aer::AerCompletion;
 pub use registry::{Association, ControllerRegistry, IoQueueAttachment, TargetSubsystems};
 
 /// NVMe version the controllers report (VS and Identify Controller VER): 1.3.0.
-pub const NVME_VERSION: u32 = 0x0001_0300;
+pub const NVME_VERSION: Vs = Vs::of(1, 3);
 /// Asynchronous Event Requests a controller holds at once (Identify AERL + 1).
 pub const AER_LIMIT: usize = 4;
 /// Keep Alive Support in 100 ms units: the timer has a granularity of one second.
@@ -168,8 +168,8 @@ fn keep_alive_from_ms(ms: u32) -> Option<Duration> {
 }
 
 struct AdminState {
-    cc: u32,
-    csts: u32,
+    cc: Cc,
+    csts: Csts,
     keep_alive: Option<Duration>,
     last_keep_alive: Instant,
     io_queues_granted: u16,
@@ -195,8 +195,8 @@ impl AdminState {
     /// A new controller's state: disabled, the keep-alive timer started at `now`.
     fn new(keep_alive: Option<Duration>, now: Instant, io_queues_granted: u16) -> Self {
         Self {
-            cc: 0,
-            csts: 0,
+            cc: Cc::new(),
+            csts: Csts::new(),
             keep_alive,
             last_keep_alive: now,
             io_queues_granted,
@@ -214,7 +214,7 @@ impl AdminState {
     }
 
     fn ready(&self) -> bool {
-        self.cc & cc::EN != 0 && self.csts & csts::RDY != 0
+        self.cc.en() && self.csts.rdy()
     }
 }
 

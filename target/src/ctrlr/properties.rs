@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySet, PropertySize};
-use vfnvme_spec::regs::{self, cc, csts, Cap};
+use vfnvme_spec::regs::{self, Cap, Cc, ShutdownNotification, ShutdownStatus};
 use vfnvme_spec::{Command, Status};
 
 use super::{AdminResponse, AdminState, FabricController, NVME_VERSION};
@@ -36,7 +36,7 @@ impl FabricController {
             READY_TIMEOUT_MS,
             0,
         )
-        .0
+        .into_bits()
     }
 
     fn execute_property_get(
@@ -49,9 +49,9 @@ impl FabricController {
             (regs::CAP, PropertySize::Eight) => self.capabilities(),
             (regs::CAP, PropertySize::Four) => self.capabilities() & 0xffff_ffff,
             (o, PropertySize::Four) if o == regs::CAP + 4 => self.capabilities() >> 32,
-            (regs::VS, PropertySize::Four) => u64::from(NVME_VERSION),
-            (regs::CC, PropertySize::Four) => u64::from(state.cc),
-            (regs::CSTS, PropertySize::Four) => u64::from(state.csts),
+            (regs::VS, PropertySize::Four) => u64::from(NVME_VERSION.into_bits()),
+            (regs::CC, PropertySize::Four) => u64::from(state.cc.into_bits()),
+            (regs::CSTS, PropertySize::Four) => u64::from(state.csts.into_bits()),
             _ => return Err(Status::invalid_field()),
         };
         Ok(AdminResponse {
@@ -68,48 +68,49 @@ impl FabricController {
         if set.offset != regs::CC as u32 || set.size != PropertySize::Four {
             return Err(Status::invalid_field());
         }
-        self.write_cc(state, set.value as u32);
+        self.write_cc(state, Cc::from_bits(set.value as u32));
         Ok(AdminResponse::success(0))
     }
 
     /// CC write side effects, as Linux nvmet `nvmet_update_cc`: enabling sets CSTS.RDY (or
     /// CSTS.CFS for an unusable configuration), disabling resets, a shutdown notification
     /// completes at once.
-    fn write_cc(&self, state: &mut AdminState, new: u32) {
+    fn write_cc(&self, state: &mut AdminState, new: Cc) {
         let old = std::mem::replace(&mut state.cc, new);
-        let enabled = |value: u32| value & cc::EN != 0;
-        let shutdown = |value: u32| value & cc::SHN_MASK != 0;
-        if enabled(new) && !enabled(old) {
+        let shutdown = |value: Cc| value.shn() != ShutdownNotification::None;
+        if new.en() && !old.en() {
             if cc_is_supported(new) {
-                state.csts |= csts::RDY;
+                state.csts.set_rdy(true);
                 self.enabled.store(!self.is_terminated(), Ordering::Release);
             } else {
-                state.csts |= csts::CFS;
+                state.csts.set_cfs(true);
             }
         }
-        if !enabled(new) && enabled(old) {
-            state.csts &= !(csts::RDY | csts::CFS);
+        if !new.en() && old.en() {
+            state.csts = state.csts.with_rdy(false).with_cfs(false);
             self.enabled.store(false, Ordering::Release);
         }
         if shutdown(new) && !shutdown(old) {
-            state.csts = (state.csts & !(csts::RDY | csts::SHST_MASK)) | csts::SHST_COMPLETE;
+            state.csts = state
+                .csts
+                .with_rdy(false)
+                .with_shst(ShutdownStatus::Complete);
             self.enabled.store(false, Ordering::Release);
         }
         if !shutdown(new) && shutdown(old) {
-            state.csts &= !csts::SHST_MASK;
+            state.csts.set_shst(ShutdownStatus::Normal);
         }
     }
 }
 
 /// CC values the controller can run with: NVM command set, 4 KiB pages, round robin,
 /// 64-byte submission and 16-byte completion entries.
-fn cc_is_supported(value: u32) -> bool {
-    let field = |shift: u32, mask: u32| (value >> shift) & mask;
-    field(cc::CSS_SHIFT, 0x7) == 0
-        && field(cc::MPS_SHIFT, 0xf) == 0
-        && field(11, 0x7) == 0
-        && field(cc::IOSQES_SHIFT, 0xf) == 6
-        && field(cc::IOCQES_SHIFT, 0xf) == 4
+fn cc_is_supported(value: Cc) -> bool {
+    value.css() == 0
+        && value.mps() == regs::MPS
+        && value.ams() == 0
+        && value.iosqes() == regs::IOSQES
+        && value.iocqes() == regs::IOCQES
 }
 
 #[cfg(test)]
@@ -117,6 +118,7 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
     use vfnvme_spec::cns;
+    use vfnvme_spec::regs::Csts;
     use vfnvme_spec::status::generic;
 
     #[test]
@@ -133,13 +135,13 @@ mod tests {
         assert_eq!(early.status.sc(), generic::COMMAND_SEQUENCE_ERROR);
 
         let cap = property_get(&controller, regs::CAP, PropertySize::Eight);
-        let cap = Cap(u64::from(cap.result) | u64::from(cap.dw1) << 32);
+        let cap = Cap::from_bits(u64::from(cap.result) | u64::from(cap.dw1) << 32);
         assert_eq!(cap.max_queue_entries(), 128);
-        assert!(cap.contiguous_queues_required());
-        assert!(cap.nvm_command_set());
+        assert!(cap.cqr());
+        assert!(cap.css().nvm());
         assert_eq!(cap.timeout_ms(), 7500);
         let high = property_get(&controller, regs::CAP + 4, PropertySize::Four);
-        assert_eq!(u64::from(high.result), cap.0 >> 32);
+        assert_eq!(u64::from(high.result), cap.into_bits() >> 32);
         assert_eq!(
             property_get(&controller, regs::VS, PropertySize::Four).result,
             0x0001_0300
@@ -154,24 +156,25 @@ mod tests {
         );
         assert_eq!(
             property_get(&controller, regs::CSTS, PropertySize::Four).result,
-            csts::RDY
+            Csts::new().with_rdy(true).into_bits()
         );
         assert!(controller.is_enabled());
         assert!(identify(&controller, cns::CONTROLLER, 0)
             .status
             .is_success());
 
-        let shutdown = ENABLE | cc::SHN_NORMAL;
-        assert!(property_set(&controller, regs::CC, shutdown)
+        let shutdown = Cc::from_bits(ENABLE).with_shn(ShutdownNotification::Normal);
+        assert!(property_set(&controller, regs::CC, shutdown.into_bits())
             .status
             .is_success());
-        let status = property_get(&controller, regs::CSTS, PropertySize::Four).result;
-        assert_eq!(status & csts::SHST_MASK, csts::SHST_COMPLETE);
-        assert_eq!(status & csts::RDY, 0);
+        let status =
+            Csts::from_bits(property_get(&controller, regs::CSTS, PropertySize::Four).result);
+        assert_eq!(status.shst(), ShutdownStatus::Complete);
+        assert!(!status.rdy());
         assert!(!controller.is_enabled());
 
         for bad in [
-            property_get(&controller, 0x20, PropertySize::Four),
+            property_get(&controller, regs::NSSR, PropertySize::Four),
             property_get(&controller, regs::CC, PropertySize::Eight),
             property_set(&controller, regs::CSTS, 1),
         ] {
@@ -182,17 +185,17 @@ mod tests {
     #[test]
     fn unusable_cc_reports_fatal_status() {
         let controller = connect(&registry());
-        property_set(&controller, regs::CC, cc::EN);
+        property_set(&controller, regs::CC, Cc::new().with_en(true).into_bits());
         assert_eq!(
             property_get(&controller, regs::CSTS, PropertySize::Four).result,
-            csts::CFS
+            Csts::new().with_cfs(true).into_bits()
         );
         assert!(!controller.is_enabled());
         property_set(&controller, regs::CC, 0);
         property_set(&controller, regs::CC, ENABLE);
         assert_eq!(
             property_get(&controller, regs::CSTS, PropertySize::Four).result,
-            csts::RDY
+            Csts::new().with_rdy(true).into_bits()
         );
     }
 }

@@ -12,7 +12,7 @@ use vfnvme_spec::fabrics::{
     PropertySize, CNTLID_DYNAMIC,
 };
 use vfnvme_spec::log_page::SmartLog;
-use vfnvme_spec::regs::{self, cc};
+use vfnvme_spec::regs::{self, Cc};
 use vfnvme_spec::status::sct;
 use vfnvme_spec::{admin_opcode, Command, Status};
 
@@ -26,7 +26,7 @@ use crate::subsystem::{NamespaceBacking, NamespaceInfo, Subsystem};
 pub(super) const SUBSYSTEM_NQN: &str = "nqn.2026-11.io.vfnvme:test";
 const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:host-a";
 const HOST_ID: [u8; 16] = *b"host-a-id-16byte";
-pub(super) const ENABLE: u32 = cc::EN | (6 << cc::IOSQES_SHIFT) | (4 << cc::IOCQES_SHIFT);
+pub(super) const ENABLE: u32 = Cc::nvm_enabled().into_bits();
 
 #[derive(Default)]
 pub(super) struct FakeDrives {

@@ -33,7 +33,7 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
     let mut host = Host::connect(endpoint.address, &endpoint.nqn, options)?;
     host.enable()?;
     let controller = host.identify_controller()?;
-    let cap = Cap(host.property_get(regs::CAP as u32, true)?);
+    let cap = Cap::from_bits(host.property_get(regs::CAP as u32, true)?);
     let identify = host.identify_namespace(args.nsid)?;
     if identify.nsze.get() == 0 {
         return Err(Error::Invalid(format!(
