@@ -13,7 +13,7 @@ use vfnvme_tcp::pdu::{self, C2HData, PduError, R2T};
 
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
-use super::{Connection, DataTarget, IoContext, Phase};
+use super::connection::{Connection, DataTarget, IoContext, Phase};
 use crate::session::{NamespaceRoute, QueueBinding};
 
 impl Connection {
