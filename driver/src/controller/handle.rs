@@ -1,7 +1,7 @@
 //! The controller handle ([`Controller`]) and what its clones share: bring-up (reset, enable,
 //! Identify, queue negotiation), resets, namespaces, admin commands under the lock, and the
 //! shutdown (CC.SHN) when the last owner is gone. A module of its own below the I/O queue pairs
-//! ([`super::io_qpair`]), which hold a handle and use all of this.
+//! (`io_qpair`), which hold a handle and use all of this.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
