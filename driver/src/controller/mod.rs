@@ -1,6 +1,6 @@
 //! The controller: bring-up (reset, enable, Identify, queue negotiation), resets, namespaces,
-//! and shutdown. The handle and its shared state are in [`handle`], the admin queue in
-//! [`admin`], the I/O queue pairs in [`io_qpair`], the polling helpers in [`wait`].
+//! and shutdown. The handle and its shared state are in `handle`, the admin queue in
+//! `admin`, the I/O queue pairs in `io_qpair`, the polling helpers in `wait`.
 //!
 //! Ownership expresses teardown: an [`IoQueuePair`] holds its controller alive, and its `Drop`
 //! first waits for its commands, then deletes its queues on the device (or resets the

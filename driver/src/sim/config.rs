@@ -13,7 +13,6 @@ pub(super) const BAR_SIZE: usize = regs::DOORBELL_BASE + 1024 * 2 * 4 * 4;
 /// The NVMe version the simulated controller reports (VS and Identify Controller VER): 1.4.0.
 pub(super) const VERSION: Vs = Vs::of(1, 4);
 
-
 /// A namespace of the simulated controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimNamespace {

@@ -2,7 +2,7 @@
 //!
 //! Loading happens in two steps, one module each: [`raw`] lets serde read the text into
 //! structures that keep the byte span of every value a later check may complain about, then
-//! [`check`] turns them into the [`Config`] of [`types`], the only part the rest of the target
+//! [`check`] turns them into the [`Config`] of `types`, the only part the rest of the target
 //! uses. Every error names the file and the line, so that a user can go straight to it.
 
 mod check;

@@ -181,7 +181,6 @@ impl Connection {
         self.outgoing.push(Outgoing::Release(index));
     }
 
-
     pub(super) fn release(&mut self, index: u16, context: &mut IoContext<'_>) {
         let request = &mut self.requests[usize::from(index)];
         if let (Some(buffer), Some(route)) = (request.buffer.take(), request.route) {
@@ -234,7 +233,6 @@ impl Connection {
             binding.release();
         }
     }
-
 
     pub(super) fn sq_entries(&self) -> u16 {
         self.binding

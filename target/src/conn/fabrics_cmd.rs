@@ -12,9 +12,9 @@ use vfnvme_spec::{Command, Status};
 use vfnvme_tcp::pdu::{self, C2HData, ICResp, MIN_MAXH2CDATA};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, Role};
 
+use super::connection::{Connection, PendingConnect, Phase, CLOSING_GRACE};
 use super::request::Event;
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
-use super::connection::{Connection, PendingConnect, Phase, CLOSING_GRACE};
 use crate::ctrlr::AdminResponse;
 use crate::session::AdminOutcome;
 

@@ -1,7 +1,7 @@
 //! One NVMe/TCP connection: one fabric queue (the admin queue or an I/O queue of a fabric
 //! controller), owned by the poll group that polls its socket.
 //!
-//! Incoming PDUs are cut by a [`PduReader`]; the data of a write lands straight in the DMA
+//! Incoming PDUs are cut by a [`PduReader`](vfnvme_tcp::PduReader); the data of a write lands straight in the DMA
 //! buffer of its command (in-capsule, or H2CData after our R2T). Reads are sent as C2HData
 //! straight from the DMA buffer the drive filled, with vectored writes. Outgoing PDUs wait in a
 //! queue sized at connection setup, so the I/O path allocates nothing.

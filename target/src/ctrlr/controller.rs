@@ -218,7 +218,6 @@ impl FabricController {
             })
             .collect()
     }
-
 }
 
 /// What a registry's controllers serve: an NVM subsystem's drives, or the discovery log.

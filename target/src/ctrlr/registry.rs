@@ -22,7 +22,6 @@ use super::controller::{
 use crate::subsystem::Subsystem;
 
 impl ControllerRegistry {
-
     fn check_common(
         &self,
         connect: &ConnectCommand,

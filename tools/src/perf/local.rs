@@ -9,10 +9,10 @@ use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::{Controller, IoQueuePair, Namespace, NvmeDevice};
 use vfnvme_spec::Status;
 
-use super::workload::Extent;
 use super::args::PerfArgs;
 use super::engine::{run_plan, Backend};
 use super::plan::{Limits, Plan};
+use super::workload::Extent;
 use crate::device;
 use crate::error::{Error, Result};
 

@@ -6,7 +6,7 @@
 //! the completion.
 //!
 //! The workload, verify and statistics logic is shared by two backends, which differ only
-//! in how a command is submitted and its completion reaped ([`Backend`]): a queue pair of a
+//! in how a command is submitted and its completion reaped (`engine::Backend`): a queue pair of a
 //! local drive through the user-space driver (`--device`, [`local`]), or an NVMe/TCP I/O queue
 //! of a remote target through `vfnvme_host` (`--connect`, [`remote`]).
 //!

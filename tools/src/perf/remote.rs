@@ -14,10 +14,10 @@ use vfnvme_spec::regs::{self, Cap};
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, Status};
 
-use super::workload::Extent;
 use super::args::PerfArgs;
 use super::engine::{run_plan, Backend};
 use super::plan::{Limits, Plan};
+use super::workload::Extent;
 use crate::error::{Error, Result};
 
 /// The NVMe/TCP port (IANA), when the URL names none.
