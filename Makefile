@@ -24,6 +24,7 @@ unit-test:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 tools/check-module-graph.py
 
 # Model check of the poll group lifecycle (target/tests/loom_lifecycle.rs). Its own build
 # directory: `--cfg loom` would otherwise invalidate the normal build.

@@ -1,10 +1,11 @@
 //! The admin queue: one command at a time under the controller's lock, its data through a
 //! bounce buffer, completion polled with a timeout; and the admin commands the controller
-//! itself issues (Abort, Set Features Number of Queues).
+//! itself issues during bring-up (Set Features Number of Queues). The `Controller` methods that
+//! run a command under the lock (`admin`, `abort`) are in `handle`, over this.
 
 use std::time::Instant;
 
-use super::{pause, Controller};
+use super::wait::pause;
 use crate::dma::DmaRegion;
 use crate::error::{Error, Result};
 use crate::mmio::Mmio;
@@ -135,35 +136,4 @@ pub(super) fn negotiate_queues(
     let submission = (result & 0xffff) as u16;
     let completion = (result >> 16) as u16;
     Ok(submission.min(completion).saturating_add(1))
-}
-
-impl Controller {
-    /// Runs one admin command and waits for it; a command that never completes resets the
-    /// controller. This is also the admin passthrough for arbitrary commands.
-    pub fn admin(&self, command: Command, data: AdminData<'_>, name: &'static str) -> Result<u32> {
-        let mut admin = self.shared.lock_admin();
-        let result = self
-            .shared
-            .context()
-            .execute(&mut admin, command, data, name);
-        if matches!(result, Err(Error::Timeout { .. })) {
-            drop(admin);
-            log::warn!(
-                "{}: {name} timed out; resetting the controller",
-                self.address()
-            );
-            self.reset()?;
-        }
-        result
-    }
-
-    /// Asks the controller to abort command `cid` on queue `qid`. Returns whether it says it did.
-    pub fn abort(&self, qid: u16, cid: u16) -> Result<bool> {
-        let command = Command {
-            cdw10: u32::from(qid) | (u32::from(cid) << 16),
-            ..Command::new(admin_opcode::ABORT, 0)
-        };
-        let result = self.admin(command, AdminData::None, "Abort")?;
-        Ok(result & 1 == 0)
-    }
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{AdminData, Controller, Namespace, LOST_IN_RESET};
+use super::admin::AdminData;
+use super::handle::{Controller, Namespace, LOST_IN_RESET};
 use crate::dma::{BufferPool, DmaBuffer, DmaRegion};
 use crate::error::Result;
 use crate::queue::{Completed, DataPointer, QueuePair, Rejected, SubmitError};

@@ -2,10 +2,11 @@
 //! and deletion, Abort, Async Event Request. One function per command, apart from the queue and
 //! register handling in [`super::device`].
 
+use super::config::VERSION;
 use super::device::{
     fail, generic_error, ok, specific_error, CompletionQueue, DeviceState, Outcome, SubmissionQueue,
 };
-use super::{SimIommu, VERSION};
+use super::iommu::SimIommu;
 use crate::mmio::Mmio;
 use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,

@@ -1,6 +1,7 @@
-//! The simulated controller's state machine: the register file (enable, reset, shutdown),
-//! fetching commands from submission queues, injected faults, and posting completions. What the
-//! commands do is in [`super::admin`] and [`super::io`].
+//! The simulated controller's state ([`DeviceState`]): the register file (enable, reset,
+//! shutdown), its queues, injected faults, and posting completions. The leaf every other part
+//! of the simulator builds on: fetching and dispatching commands is in `fetch`, what the
+//! commands do in `admin` and `io`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{fence, Ordering};
@@ -8,15 +9,16 @@ use std::time::Instant;
 
 use vm_memory::VolatileMemory;
 
-use super::{Fault, SimConfig, SimIommu, SimStats, BAR_SIZE, VERSION};
+use super::config::{Fault, SimConfig, SimStats, BAR_SIZE, VERSION};
+use super::iommu::SimIommu;
 use crate::mmio::Mmio;
 use crate::ram::RamDisk;
 use vfnvme_spec::regs::{self, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
 use vfnvme_spec::status::sct;
-use vfnvme_spec::{Command, Completion, Status, CQE_SIZE, SQE_SIZE};
+use vfnvme_spec::{Completion, Status, CQE_SIZE};
 
 /// CSTS.CFS = 1, the rest of CSTS kept.
-fn set_fatal_status(bar: &Mmio) {
+pub(super) fn set_fatal_status(bar: &Mmio) {
     bar.set_csts(bar.csts().with_cfs(true));
 }
 
@@ -176,25 +178,7 @@ impl DeviceState {
         true
     }
 
-    /// One round of the device: register changes, commands, due completions.
-    pub(super) fn step(&mut self, bar: &Mmio, iommu: &SimIommu) -> bool {
-        let mut busy = false;
-        let config = bar.cc();
-        if config != self.last_cc {
-            self.on_config_change(config, bar);
-            busy = true;
-        }
-        if !self.enabled || self.fatal || self.shut_down {
-            return busy;
-        }
-        for qid in 0..self.sqs.len() {
-            busy |= self.fetch_commands(qid as u16, bar, iommu);
-        }
-        busy |= self.post_due(bar, iommu);
-        busy
-    }
-
-    fn on_config_change(&mut self, config: Cc, bar: &Mmio) {
+    pub(super) fn on_config_change(&mut self, config: Cc, bar: &Mmio) {
         let was_enabled = self.last_cc.en();
         let enable = config.en();
         self.last_cc = config;
@@ -263,92 +247,6 @@ impl DeviceState {
         bar.set_csts(Csts::new());
     }
 
-    fn fetch_commands(&mut self, qid: u16, bar: &Mmio, iommu: &SimIommu) -> bool {
-        let mut busy = false;
-        loop {
-            let Some(sq) = self.sqs[usize::from(qid)].as_mut() else {
-                return busy;
-            };
-            let tail = bar.read32(regs::sq_tail_doorbell(qid, self.doorbell_stride));
-            if tail >= u32::from(sq.entries) {
-                log::error!(
-                    "simulated controller: SQ {qid} tail doorbell {tail} out of range; fatal"
-                );
-                self.fatal = true;
-                set_fatal_status(bar);
-                return true;
-            }
-            if u32::from(sq.head) == tail {
-                return busy;
-            }
-            busy = true;
-            let address = sq.iova + u64::from(sq.head) * SQE_SIZE as u64;
-            sq.head = (sq.head + 1) % sq.entries;
-            // The doorbell was read before the entry; the entry is complete by then.
-            fence(Ordering::Acquire);
-            let mut entry = [0u8; SQE_SIZE];
-            if iommu
-                .access(address, SQE_SIZE, |sqe| sqe.copy_to(&mut entry[..]))
-                .is_none()
-            {
-                self.fatal = true;
-                set_fatal_status(bar);
-                return true;
-            }
-            let command = Command::from_bytes(&entry);
-            self.commands += 1;
-            self.dispatch(qid, command, bar, iommu);
-        }
-    }
-
-    fn dispatch(&mut self, qid: u16, command: Command, bar: &Mmio, iommu: &SimIommu) {
-        let admin = qid == 0;
-        if let Some(position) = self.faults.iter().position(|fault| match *fault {
-            Fault::FailCommand {
-                admin: a, opcode, ..
-            }
-            | Fault::LoseCompletion {
-                admin: a, opcode, ..
-            } => a == admin && opcode == command.opcode(),
-            _ => false,
-        }) {
-            let fault = self.faults[position];
-            match fault {
-                Fault::FailCommand { status, count, .. } => {
-                    self.consume_fault(position, count);
-                    self.complete(qid, command.cid(), (status, 0));
-                    return;
-                }
-                Fault::LoseCompletion { count, .. } => {
-                    self.consume_fault(position, count);
-                    self.lost.push((qid, command.cid()));
-                    return;
-                }
-                _ => {}
-            }
-        }
-        if admin {
-            if let Some(outcome) = self.execute_admin(&command, bar, iommu) {
-                self.complete(qid, command.cid(), outcome);
-            }
-        } else {
-            let outcome = self.execute_io(&command, iommu);
-            self.complete(qid, command.cid(), outcome);
-        }
-    }
-
-    fn consume_fault(&mut self, position: usize, count: u32) {
-        match &mut self.faults[position] {
-            Fault::FailCommand { count: left, .. } | Fault::LoseCompletion { count: left, .. } => {
-                *left = count.saturating_sub(1);
-                if *left == 0 {
-                    self.faults.remove(position);
-                }
-            }
-            _ => {}
-        }
-    }
-
     pub(super) fn complete(&mut self, sqid: u16, cid: u16, outcome: Outcome) {
         self.pending.push_back(PendingCompletion {
             due: Instant::now() + self.config.latency,
@@ -358,7 +256,7 @@ impl DeviceState {
         });
     }
 
-    fn post_due(&mut self, bar: &Mmio, iommu: &SimIommu) -> bool {
+    pub(super) fn post_due(&mut self, bar: &Mmio, iommu: &SimIommu) -> bool {
         let mut busy = false;
         let now = Instant::now();
         let mut index = 0;

@@ -5,7 +5,7 @@ use vm_memory::volatile_memory::VolatileSlice;
 use vm_memory::VolatileMemory;
 
 use super::device::{fail, generic_error, ok, DeviceState, Medium, Outcome};
-use super::SimIommu;
+use super::iommu::SimIommu;
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, DsmRange, DSM_ATTR_DEALLOCATE, PAGE_SIZE};
 

@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod config;
 mod device;
+mod fetch;
 mod io;
 mod iommu;
 
@@ -23,102 +25,15 @@ use crate::device::RemovalEvent;
 use crate::dma::{DmaSpace, MemoryKind};
 use crate::mmio::Mmio;
 use crate::NvmeDevice;
-use vfnvme_spec::regs::{self, Vs};
-use vfnvme_spec::Status;
 
+use config::BAR_SIZE;
+pub use config::{Fault, SimConfig, SimNamespace, SimStats};
 pub use iommu::SimIommu;
 
 use device::DeviceState;
 
-/// BAR0 of the simulated controller: registers plus doorbells for up to 1024 queues.
-const BAR_SIZE: usize = regs::DOORBELL_BASE + 1024 * 2 * 4 * 4;
-
-/// The NVMe version the simulated controller reports (VS and Identify Controller VER): 1.4.0.
-const VERSION: Vs = Vs::of(1, 4);
-
 /// The simulated IOMMU accepts any IOVA below this (48 bits, like most real ones).
 const SIM_IOVA_END: u64 = 1 << 48;
-
-/// A namespace of the simulated controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SimNamespace {
-    pub nsid: u32,
-    pub blocks: u64,
-    pub block_size: u32,
-}
-
-/// What the simulated controller looks like.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    pub serial: String,
-    pub model: String,
-    pub firmware: String,
-    pub namespaces: Vec<SimNamespace>,
-    /// Entries per queue the controller accepts (CAP.MQES + 1).
-    pub max_queue_entries: u32,
-    /// Maximum Data Transfer Size, as a power of two of 4 KiB pages (0: no limit).
-    pub mdts: u8,
-    /// I/O queue pairs the controller grants at most.
-    pub io_queues: u16,
-    /// Time from fetching a command to posting its completion.
-    pub latency: Duration,
-    /// CAP.DSTRD: doorbells are `4 << dstrd` bytes apart.
-    pub doorbell_stride_shift: u8,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            serial: "VFNVME-SIM-0001".into(),
-            model: "vfnvme simulated controller".into(),
-            firmware: "1.0".into(),
-            namespaces: vec![SimNamespace {
-                nsid: 1,
-                blocks: 16384,
-                block_size: 512,
-            }],
-            max_queue_entries: 1024,
-            mdts: 5,
-            io_queues: 16,
-            latency: Duration::ZERO,
-            doorbell_stride_shift: 0,
-        }
-    }
-}
-
-/// Misbehaviour to inject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The next `count` commands with `opcode` (on the admin queue if `admin`, else on any I/O
-    /// queue) complete with `status`.
-    FailCommand {
-        admin: bool,
-        opcode: u8,
-        status: Status,
-        count: u32,
-    },
-    /// The next `count` matching commands are fetched but never complete, until aborted or the
-    /// controller is reset.
-    LoseCompletion { admin: bool, opcode: u8, count: u32 },
-    /// Abort commands report that they aborted nothing.
-    IgnoreAbort,
-    /// CSTS.CFS: the controller stops processing until it is disabled.
-    Fatal,
-}
-
-/// Counters for assertions in tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SimStats {
-    /// Commands fetched from any submission queue.
-    pub commands: u64,
-    /// Device accesses to IOVAs that were not mapped: each one is a driver bug (a use after
-    /// unmap, or a bad PRP).
-    pub iommu_faults: u64,
-    /// I/O queue pairs that exist on the device now.
-    pub io_queues: u16,
-    /// Commands fetched whose completion has not been posted.
-    pub in_flight: usize,
-}
 
 struct Shared {
     bar: Mmio,

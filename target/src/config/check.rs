@@ -12,7 +12,7 @@ use vfnvme_driver::vfio::PciAddress;
 use vfnvme_spec::fabrics::{DISCOVERY_NQN, MAX_NQN_BYTES};
 
 use super::raw::{RawConfig, RawNamespace, RawSubsystem, RawTarget, Source};
-use super::{
+use super::types::{
     BackingConfig, Config, ConfigError, ListenerConfig, NamespaceConfig, SubsystemConfig,
     TargetConfig, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_IO_SIZE, DEFAULT_SHUTDOWN_DEADLINE_MS,
     MAX_MODEL_BYTES, MAX_SERIAL_BYTES,

@@ -2,141 +2,20 @@
 //!
 //! Loading happens in two steps, one module each: [`raw`] lets serde read the text into
 //! structures that keep the byte span of every value a later check may complain about, then
-//! [`check`] turns them into the [`Config`] defined here, the only part the rest of the target
+//! [`check`] turns them into the [`Config`] of `types`, the only part the rest of the target
 //! uses. Every error names the file and the line, so that a user can go straight to it.
 
 mod check;
 mod raw;
+mod types;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
-
-use thiserror::Error;
 
 use raw::Source;
-
-/// Length of the Serial Number field of Identify Controller.
-pub const MAX_SERIAL_BYTES: usize = 20;
-/// Length of the Model Number field of Identify Controller.
-pub const MAX_MODEL_BYTES: usize = 40;
-
-const DEFAULT_IN_CAPSULE_DATA_SIZE: u32 = 8192;
-const DEFAULT_MAX_QUEUE_DEPTH: u16 = 128;
-const DEFAULT_MAX_IO_QUEUES: u16 = 64;
-const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 120_000;
-const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
-/// The default cap on one command's data (SPDK's default too): larger commands are split by the
-/// host, and each poll group's buffers for a drive stay small.
-const DEFAULT_MAX_IO_SIZE: u32 = 128 * 1024;
-
-/// A configuration that failed to load.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read the configuration: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
-    /// A problem at one place of the file.
-    #[error("{file}:{line}: {reason}")]
-    Invalid {
-        file: String,
-        line: usize,
-        reason: String,
-    },
-    /// Something the file as a whole lacks.
-    #[error("{file}: {reason}")]
-    Incomplete { file: String, reason: String },
-}
-
-/// A validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub target: TargetConfig,
-    pub listeners: Vec<ListenerConfig>,
-    pub subsystems: Vec<SubsystemConfig>,
-}
-
-/// `[target]`: settings of the whole target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetConfig {
-    /// Poll groups, one thread each.
-    pub cores: usize,
-    /// Bytes of write data a host may send inside a command capsule.
-    pub in_capsule_data_size: u32,
-    /// Entries of an I/O queue (CAP.MQES + 1).
-    pub max_queue_depth: u16,
-    /// I/O queues a host may create per controller.
-    pub max_io_queues: u16,
-    /// Cap on the data of one command in bytes; `None`: the backing drives' limit.
-    pub max_io_size: Option<u32>,
-    /// Keep-alive timeout of discovery controllers whose host asked for none: such hosts often
-    /// just go away, and their controllers must not live forever.
-    pub keep_alive_timeout: Duration,
-    /// How long shutdown waits for outstanding commands before aborting them.
-    pub shutdown_deadline: Duration,
-}
-
-/// `[[listener]]`: an address accepting NVMe/TCP connections, to both the I/O subsystems and
-/// the discovery subsystem.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListenerConfig {
-    pub address: SocketAddr,
-}
-
-/// `[[subsystem]]`: an NVM subsystem exported to hosts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SubsystemConfig {
-    pub nqn: String,
-    pub allow_any_host: bool,
-    /// Host NQNs allowed to connect when `allow_any_host` is false.
-    pub hosts: Vec<String>,
-    /// Serial Number reported to hosts; `None`: derived from the backing drive.
-    pub serial: Option<String>,
-    /// Model Number reported to hosts; `None`: derived from the backing drive.
-    pub model: Option<String>,
-    /// Sorted by NSID.
-    pub namespaces: Vec<NamespaceConfig>,
-}
-
-/// `[[subsystem.namespace]]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamespaceConfig {
-    pub nsid: u32,
-    pub backing: BackingConfig,
-}
-
-/// What a configured namespace is backed by.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BackingConfig {
-    /// Namespace `device_nsid` of the vfio-bound drive at PCI address `pci`.
-    Passthrough { pci: String, device_nsid: u32 },
-    /// Memory of `bytes` bytes in blocks of `block_size` bytes.
-    Ram { bytes: u64, block_size: u32 },
-    /// A simulated NVMe controller (the driver's simulator) with one namespace of `bytes`
-    /// bytes: the whole passthrough path (queue pairs, PRPs, DMA buffers) without a drive, for
-    /// tests and demos. Completions take `latency_us` microseconds.
-    Simulated {
-        bytes: u64,
-        block_size: u32,
-        latency_us: u64,
-    },
-}
-
-impl Default for TargetConfig {
-    fn default() -> Self {
-        Self {
-            cores: 1,
-            in_capsule_data_size: DEFAULT_IN_CAPSULE_DATA_SIZE,
-            max_queue_depth: DEFAULT_MAX_QUEUE_DEPTH,
-            max_io_queues: DEFAULT_MAX_IO_QUEUES,
-            max_io_size: Some(DEFAULT_MAX_IO_SIZE),
-            keep_alive_timeout: Duration::from_millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
-            shutdown_deadline: Duration::from_millis(DEFAULT_SHUTDOWN_DEADLINE_MS),
-        }
-    }
-}
+pub use types::{
+    BackingConfig, Config, ConfigError, ListenerConfig, NamespaceConfig, SubsystemConfig,
+    TargetConfig, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
+};
 
 impl Config {
     /// Reads and validates the configuration file at `path`.

@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::ConfigError;
+use super::types::ConfigError;
 
 /// The text of a configuration and the file it came from, for `file:line` errors.
 pub(super) struct Source<'a> {

@@ -12,9 +12,9 @@ use vfnvme_spec::{Command, Status};
 use vfnvme_tcp::pdu::{self, C2HData, ICResp, MIN_MAXH2CDATA};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, Role};
 
+use super::connection::{Connection, PendingConnect, Phase, CLOSING_GRACE};
 use super::request::Event;
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
-use super::{Connection, Phase, CLOSING_GRACE};
 use crate::ctrlr::AdminResponse;
 use crate::session::AdminOutcome;
 
@@ -22,14 +22,6 @@ use crate::session::AdminOutcome;
 /// of that queue to be seen closing (a host that reconnects right after closing the socket; the
 /// old connection may live on another poll group that has not read its EOF yet).
 const QID_REUSE_WAIT: Duration = Duration::from_secs(1);
-
-/// A Connect parked until its QID is free (see [`QID_REUSE_WAIT`]).
-pub(super) struct PendingConnect {
-    index: u16,
-    /// The Connect data: `scratch` may be reused meanwhile.
-    data: Vec<u8>,
-    deadline: Instant,
-}
 
 impl Connection {
     pub(super) fn on_ic_req(&mut self, request: pdu::ICReq) {

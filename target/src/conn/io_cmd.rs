@@ -11,9 +11,9 @@ use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, Status};
 use vfnvme_tcp::pdu::{self, C2HData, PduError, R2T};
 
+use super::connection::{Connection, DataTarget, IoContext, Phase};
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
-use super::{Connection, DataTarget, IoContext, Phase};
 use crate::session::{NamespaceRoute, QueueBinding};
 
 impl Connection {

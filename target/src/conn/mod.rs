@@ -1,7 +1,7 @@
 //! One NVMe/TCP connection: one fabric queue (the admin queue or an I/O queue of a fabric
 //! controller), owned by the poll group that polls its socket.
 //!
-//! Incoming PDUs are cut by a [`PduReader`]; the data of a write lands straight in the DMA
+//! Incoming PDUs are cut by a [`PduReader`](vfnvme_tcp::PduReader); the data of a write lands straight in the DMA
 //! buffer of its command (in-capsule, or H2CData after our R2T). Reads are sent as C2HData
 //! straight from the DMA buffer the drive filled, with vectored writes. Outgoing PDUs wait in a
 //! queue sized at connection setup, so the I/O path allocates nothing.
@@ -10,159 +10,39 @@
 //! slot, socket shut, until the drive has completed every one of them; only then are their
 //! buffers returned and the slot freed. Nothing a late completion touches is ever gone.
 //!
-//! This file is the connection itself: its socket, the PDU loop, the dispatch of each command,
-//! responses, and closing. Beside it, as in Linux nvmet's tcp.c / io-cmd / fabrics-cmd:
+//! This file is the PDU loop: reading and cutting PDUs, the dispatch of each command, sending
+//! what is queued, and the timer work. Beside it, as in Linux nvmet's tcp.c / io-cmd /
+//! fabrics-cmd:
+//! - `connection`: the connection's state and the primitives the others share (responses,
+//!   terminating, closing);
 //! - `request`: a command slot and its state machine;
 //! - `send_queue`: what waits to be sent;
 //! - `io_cmd`: I/O commands (the data path);
 //! - `fabrics_cmd`: ICReq, Connect, Disconnect and the admin commands.
 
+mod connection;
 mod fabrics_cmd;
 mod io_cmd;
 mod request;
 mod send_queue;
 
-use std::collections::VecDeque;
 use std::io::{IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use vfnvme_spec::fabrics::{FABRICS_OPCODE, MAX_ADMIN_QUEUE_ENTRIES};
+use vfnvme_spec::fabrics::FABRICS_OPCODE;
 use vfnvme_spec::status::generic;
-use vfnvme_spec::{Command, Completion, Status};
-use vfnvme_tcp::pdu::{self, PduError, TermReq, CAPSULE_RESP_HEADER_LEN};
-use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduLayout, PduReader, ReadEvent, Role};
+use vfnvme_spec::{Command, Status};
+use vfnvme_tcp::pdu::PduError;
+use vfnvme_tcp::{PduHeader, PduLayout, ReadEvent};
 
-use self::fabrics_cmd::{is_connect, PendingConnect};
-use self::request::{Event, Request, RequestState};
-use self::send_queue::{Marker, Outgoing, SendQueue, IOVECS_PER_WRITE, MAX_SENT_HEADER};
-use crate::backend::BackendQueue;
+pub use self::connection::{Connection, IoContext};
+use self::connection::{DataTarget, Phase, PDUS_PER_ROUND};
+use self::fabrics_cmd::is_connect;
+use self::request::{Event, RequestState};
+use self::send_queue::{Marker, IOVECS_PER_WRITE};
 use crate::session::QueueBinding;
-use crate::shared::TargetShared;
-
-/// The poll group's state a connection works with.
-pub struct IoContext<'a> {
-    pub backends: &'a mut [BackendQueue],
-}
-
-/// PDUs handled per readiness event before other connections get their turn.
-const PDUS_PER_ROUND: usize = 64;
-/// Receive buffer: room for many command capsules per read.
-const RECV_BUFFER_LEN: usize = 64 * 1024;
-/// Admin queues always accept this much in-capsule data (NVMe/TCP: 8 KiB, as Linux hosts send).
-const ADMIN_IN_CAPSULE_DATA: usize = 8192;
-/// How long a connection that is terminating (or disconnecting) may take to hand its last
-/// PDUs to a peer that does not read, before it is closed anyway.
-const CLOSING_GRACE: Duration = Duration::from_secs(2);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for ICReq.
-    Initializing,
-    Established,
-    /// A fatal error was reported: flush, then close.
-    Terminating,
-    Closed,
-}
-
-/// Where the data of the PDU being received goes.
-#[derive(Clone, Copy, Debug)]
-enum DataTarget {
-    /// A command's DMA buffer.
-    Request(u16),
-    /// `scratch`: admin command data, or data of a command already failed.
-    Scratch(u16),
-}
-
-pub struct Connection {
-    socket: TcpStream,
-    peer: String,
-    slot: u32,
-    shared: Arc<TargetShared>,
-    phase: Phase,
-    reader: PduReader,
-    encode: EncodeConfig,
-    binding: Option<QueueBinding>,
-    requests: Vec<Request>,
-    free_requests: Vec<u16>,
-    /// Requests waiting for a buffer or drive queue room, oldest first.
-    waiting: VecDeque<u16>,
-    receiving: Option<DataTarget>,
-    scratch: Vec<u8>,
-    outgoing: SendQueue,
-    sq_head: u16,
-    accepting_commands: bool,
-    /// Terminating or disconnecting: closed at this time even if the peer never reads.
-    closing_deadline: Option<Instant>,
-    /// The last write found the socket's send buffer full.
-    write_blocked: bool,
-    /// An I/O queue Connect waiting for its QID to be released by the previous connection.
-    pending_connect: Option<PendingConnect>,
-}
 
 impl Connection {
-    pub fn new(socket: TcpStream, shared: Arc<TargetShared>, slot: u32) -> std::io::Result<Self> {
-        socket.set_nonblocking(true)?;
-        socket.set_nodelay(true)?;
-        let peer = socket
-            .peer_addr()
-            .map_or_else(|_| "?".into(), |a| a.to_string());
-        let depth = usize::from(shared.settings().max_queue_depth);
-        // Admin queues take up to 32 entries whatever the I/O queue depth.
-        let depth = depth.max(usize::from(MAX_ADMIN_QUEUE_ENTRIES));
-        let scratch_len =
-            (shared.settings().in_capsule_data_size as usize).max(ADMIN_IN_CAPSULE_DATA);
-        Ok(Self {
-            socket,
-            peer,
-            slot,
-            phase: Phase::Initializing,
-            reader: PduReader::new(DecodeConfig::initial(Role::Controller), RECV_BUFFER_LEN),
-            encode: EncodeConfig::default(),
-            binding: None,
-            requests: (0..depth).map(|_| Request::free()).collect(),
-            free_requests: (0..depth as u16).rev().collect(),
-            waiting: VecDeque::with_capacity(depth),
-            receiving: None,
-            scratch: vec![0; scratch_len],
-            outgoing: SendQueue::with_capacity(depth * 4 + 8),
-            sq_head: 0,
-            accepting_commands: true,
-            closing_deadline: None,
-            write_blocked: false,
-            pending_connect: None,
-            shared,
-        })
-    }
-
-    pub fn socket(&self) -> &TcpStream {
-        &self.socket
-    }
-
-    pub fn has_output(&self) -> bool {
-        !self.outgoing.is_empty() && self.phase != Phase::Closed
-    }
-
-    /// Whether the connection waits for a peer that has not read what was sent: then only
-    /// writability (EPOLLOUT) is worth waking up for, not a busy poll.
-    pub fn write_blocked(&self) -> bool {
-        self.write_blocked && self.has_output()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
-    }
-
-    /// Closed, and no command of it is on a drive any more: its slot can be freed.
-    pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Closed
-            && self
-                .requests
-                .iter()
-                .all(|r| r.state() != RequestState::AtDrive)
-    }
-
     /// Reads and handles what the socket has.
     pub fn on_readable(&mut self, context: &mut IoContext<'_>) {
         for _ in 0..PDUS_PER_ROUND {
@@ -347,37 +227,6 @@ impl Connection {
         }
     }
 
-    /// Queues the CapsuleResp of a request and its release.
-    fn respond(&mut self, index: u16, status: Status, result: u32) {
-        self.respond_with(index, status, result, 0);
-    }
-
-    fn respond_with(&mut self, index: u16, status: Status, result: u32, dw1: u32) {
-        self.requests[usize::from(index)].advance(Event::Responding);
-        self.queue_response(index, status, result, dw1);
-    }
-
-    /// Queues the CapsuleResp of a request already responding, and its release.
-    fn queue_response(&mut self, index: u16, status: Status, result: u32, dw1: u32) {
-        let completion = Completion {
-            result,
-            dw1,
-            sq_head: self.sq_head,
-            sq_id: self.binding.as_ref().map_or(0, QueueBinding::qid),
-            cid: self.requests[usize::from(index)].command.cid(),
-            status_phase: status.raw() << 1,
-        };
-        let mut bytes = [0u8; MAX_SENT_HEADER];
-        match pdu::encode_capsule_resp(&self.encode, &completion, &mut bytes) {
-            Ok(len) => {
-                debug_assert!(len >= CAPSULE_RESP_HEADER_LEN);
-                self.outgoing.push_header(bytes, len);
-            }
-            Err(error) => log::error!("{}: cannot encode CapsuleResp: {error}", self.peer),
-        }
-        self.outgoing.push(Outgoing::Release(index));
-    }
-
     /// Sends what is queued, as far as the socket takes it.
     pub fn flush(&mut self, context: &mut IoContext<'_>) {
         if self.phase == Phase::Closed {
@@ -440,60 +289,6 @@ impl Connection {
             }
         }
     }
-
-    fn release(&mut self, index: u16, context: &mut IoContext<'_>) {
-        let request = &mut self.requests[usize::from(index)];
-        if let (Some(buffer), Some(route)) = (request.buffer.take(), request.route) {
-            context.backends[route.drive].give_back(buffer);
-        }
-        request.advance(Event::Sent);
-        self.free_requests.push(index);
-    }
-
-    /// Reports a fatal protocol error with a C2HTermReq and closes once it is sent.
-    fn terminate(&mut self, error: PduError) {
-        log::warn!("{}: {error}; terminating the connection", self.peer);
-        self.phase = Phase::Terminating;
-        let term = TermReq {
-            fes: error.fatal_error_status(),
-            fei: error.field_offset(),
-        };
-        let mut bytes = [0u8; MAX_SENT_HEADER];
-        if let Ok(len) = pdu::encode_term_req(Role::Controller, &term, &[], &mut bytes) {
-            self.outgoing.push_header(bytes, len);
-        }
-        self.outgoing
-            .push(Outgoing::Close("after a fatal protocol error"));
-        self.closing_deadline = Some(Instant::now() + CLOSING_GRACE);
-    }
-
-    /// Closes the socket. Commands on a drive keep their requests (and buffers) until they
-    /// complete; everything else is released now.
-    fn close(&mut self, why: &str, context: &mut IoContext<'_>) {
-        if self.phase == Phase::Closed {
-            return;
-        }
-        log::info!("{}: closing ({why})", self.peer);
-        self.phase = Phase::Closed;
-        let _ = self.socket.shutdown(Shutdown::Both);
-        self.outgoing.clear();
-        self.waiting.clear();
-        self.pending_connect = None;
-        for (index, request) in self.requests.iter_mut().enumerate() {
-            if matches!(request.state(), RequestState::AtDrive | RequestState::Free) {
-                continue;
-            }
-            if let (Some(buffer), Some(route)) = (request.buffer.take(), request.route) {
-                context.backends[route.drive].give_back(buffer);
-            }
-            request.advance(Event::Dropped);
-            self.free_requests.push(index as u16);
-        }
-        if let Some(binding) = self.binding.take() {
-            binding.release();
-        }
-    }
-
     /// Timer work: keep-alive, asynchronous events, a controller that went away.
     pub fn tick(&mut self, now: Instant, context: &mut IoContext<'_>) {
         if self.phase == Phase::Terminating {
@@ -542,20 +337,5 @@ impl Connection {
             );
         }
         self.flush(context);
-    }
-
-    fn sq_entries(&self) -> u16 {
-        self.binding
-            .as_ref()
-            .map_or(self.requests.len() as u16 + 1, QueueBinding::sq_entries)
-            .max(1)
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        if let Some(binding) = self.binding.take() {
-            binding.release();
-        }
     }
 }

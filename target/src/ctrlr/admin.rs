@@ -13,11 +13,11 @@ use vfnvme_spec::{cns, feature, Command, Status, PAGE_SIZE};
 use zerocopy::little_endian::{U16, U32, U64};
 
 use super::aer::AEC_NAMESPACE_ATTRIBUTE_NOTICES;
-use super::registry::Role;
-use super::{
-    keep_alive_from_ms, AdminResponse, AdminState, FabricController, AER_LIMIT, KEEP_ALIVE_SUPPORT,
+use super::controller::{
+    keep_alive_from_ms, AdminState, FabricController, Role, AER_LIMIT, KEEP_ALIVE_SUPPORT,
     NVME_VERSION,
 };
+use super::response::AdminResponse;
 
 /// Identify Controller fields.
 const CMIC_MULTI_CONTROLLER: u8 = 1 << 1;

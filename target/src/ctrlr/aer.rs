@@ -7,7 +7,8 @@ use vfnvme_spec::log_page::log_id;
 use vfnvme_spec::status::command_specific;
 use vfnvme_spec::{Command, Status};
 
-use super::{lock, AdminOutcome, AdminResponse, AdminState, FabricController, AER_LIMIT};
+use super::controller::{lock, AdminState, FabricController, AER_LIMIT};
+use super::response::{AdminOutcome, AdminResponse, AerCompletion};
 
 /// Events kept for Asynchronous Event Requests the host has not sent yet.
 const MAX_QUEUED_EVENTS: usize = 16;
@@ -18,13 +19,6 @@ const EVENT_NAMESPACE_ATTRIBUTE_CHANGED: u32 =
     0x02 | ((log_id::CHANGED_NAMESPACE_LIST as u32) << 16);
 /// Asynchronous Event Configuration bit enabling Namespace Attribute Notices.
 pub(super) const AEC_NAMESPACE_ATTRIBUTE_NOTICES: u32 = 1 << 8;
-
-/// A held Asynchronous Event Request completed by an event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AerCompletion {
-    pub cid: u16,
-    pub response: AdminResponse,
-}
 
 impl FabricController {
     /// An Asynchronous Event Request: completed at once by a queued event, else held.

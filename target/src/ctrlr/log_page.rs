@@ -9,8 +9,8 @@ use vfnvme_spec::status::{command_specific, generic};
 use vfnvme_spec::{Command, Status};
 use zerocopy::little_endian::U128;
 
-use super::registry::Role;
-use super::{AdminForwarder, AdminResponse, AdminState, FabricController};
+use super::controller::{AdminForwarder, AdminState, FabricController, Role};
+use super::response::AdminResponse;
 use crate::subsystem::discovery_log_page;
 
 /// Largest admin data transfer the target builds (the discovery log page is the long one).

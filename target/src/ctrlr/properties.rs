@@ -9,7 +9,8 @@ use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySet, PropertySiz
 use vfnvme_spec::regs::{self, Cap, Cc, ShutdownNotification, ShutdownStatus};
 use vfnvme_spec::{Command, Status};
 
-use super::{AdminResponse, AdminState, FabricController, NVME_VERSION};
+use super::controller::{AdminState, FabricController, NVME_VERSION};
+use super::response::AdminResponse;
 
 /// CAP.TO: enabling is immediate, but hosts wait this long at most (Linux nvmet uses 7.5 s).
 const READY_TIMEOUT_MS: u64 = 7500;

@@ -1,10 +1,10 @@
 //! The controllers of each subsystem: where a Connect goes (as Linux nvmet's fabrics-cmd.c and
 //! the controller list of core.c). An admin queue Connect creates a controller with the lowest
 //! free controller ID; an I/O queue Connect attaches a queue to a controller the same host
-//! created. Its own file because controller lifetime (IDs, queue attachments, `Drop`) is apart
-//! from what a live controller answers.
+//! created. Its own file because Connect checks and queue attachments are apart from what a
+//! live controller answers; the registry's struct sits with the controller's in `controller.rs`,
+//! since each refers to the other.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
@@ -15,86 +15,13 @@ use vfnvme_spec::fabrics::{
     CNTLID_MIN, MAX_ADMIN_QUEUE_ENTRIES,
 };
 
-use super::{
-    keep_alive_from_ms, lock, AdminForwarder, AdminState, ControllerSettings, FabricController,
+use super::controller::{
+    keep_alive_from_ms, lock, AdminForwarder, AdminState, ControllerRegistry, ControllerSettings,
+    FabricController,
 };
 use crate::subsystem::Subsystem;
 
-/// What a registry's controllers serve: an NVM subsystem's drives, or the discovery log.
-pub(super) enum Role {
-    Nvm {
-        forwarder: Arc<dyn AdminForwarder>,
-    },
-    Discovery {
-        subsystems: Vec<Arc<Subsystem>>,
-        listeners: Vec<SocketAddr>,
-    },
-}
-
-/// The live controllers of one subsystem, found by controller ID when an I/O queue connects.
-pub struct ControllerRegistry {
-    pub(super) subsystem: Arc<Subsystem>,
-    pub(super) role: Role,
-    pub(super) settings: ControllerSettings,
-    /// Weak: a controller lives as long as its queues hold it, and its `Drop` frees its ID.
-    controllers: Mutex<BTreeMap<u16, Weak<FabricController>>>,
-}
-
 impl ControllerRegistry {
-    /// The registry of an NVM subsystem; `forwarder` reaches its drives.
-    pub fn for_subsystem(
-        subsystem: Arc<Subsystem>,
-        settings: ControllerSettings,
-        forwarder: Arc<dyn AdminForwarder>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            subsystem,
-            role: Role::Nvm { forwarder },
-            settings,
-            controllers: Mutex::new(BTreeMap::new()),
-        })
-    }
-
-    /// The registry of the discovery subsystem, which lists `subsystems` on `listeners`.
-    pub fn for_discovery(
-        subsystems: Vec<Arc<Subsystem>>,
-        listeners: Vec<SocketAddr>,
-        settings: ControllerSettings,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            subsystem: Arc::new(Subsystem::discovery()),
-            role: Role::Discovery {
-                subsystems,
-                listeners,
-            },
-            settings,
-            controllers: Mutex::new(BTreeMap::new()),
-        })
-    }
-
-    pub fn subsystem(&self) -> &Arc<Subsystem> {
-        &self.subsystem
-    }
-
-    pub fn is_discovery(&self) -> bool {
-        matches!(self.role, Role::Discovery { .. })
-    }
-
-    /// The controllers alive now (still referenced by a queue).
-    pub fn live_controllers(&self) -> Vec<Arc<FabricController>> {
-        lock(&self.controllers)
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect()
-    }
-
-    pub fn controller_count(&self) -> usize {
-        lock(&self.controllers)
-            .values()
-            .filter(|controller| controller.strong_count() > 0)
-            .count()
-    }
-
     fn check_common(
         &self,
         connect: &ConnectCommand,
@@ -191,19 +118,6 @@ impl ControllerRegistry {
             return Err(ConnectRejection::invalid_data_field(connect_offset::HOSTID));
         }
         controller.attach_io_queue(connect)
-    }
-}
-
-impl Drop for FabricController {
-    fn drop(&mut self) {
-        let mut controllers = lock(&self.registry.controllers);
-        // The ID may already belong to a newer controller; only a dead entry is this one.
-        if controllers
-            .get(&self.cntlid)
-            .is_some_and(|controller| controller.strong_count() == 0)
-        {
-            controllers.remove(&self.cntlid);
-        }
     }
 }
 

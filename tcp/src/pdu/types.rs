@@ -224,7 +224,7 @@ pub struct ICResp {
 /// H2CTermReq / C2HTermReq header; the offending PDU header travels as its data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TermReq {
-    /// Fatal error status (see [`fes`](super::fes)).
+    /// Fatal error status (see [`fes`](vfnvme_spec::tcp::fes)).
     pub fes: u16,
     /// Fatal error information: the offending field's offset for FES 0x01 and 0x06.
     pub fei: u32,

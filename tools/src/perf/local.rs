@@ -9,8 +9,10 @@ use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::{Controller, IoQueuePair, Namespace, NvmeDevice};
 use vfnvme_spec::Status;
 
+use super::args::PerfArgs;
+use super::engine::{run_plan, Backend};
+use super::plan::{Limits, Plan};
 use super::workload::Extent;
-use super::{Backend, Limits, PerfArgs, Plan};
 use crate::device;
 use crate::error::{Error, Result};
 
@@ -34,7 +36,7 @@ pub fn run(args: &PerfArgs, address: &str) -> Result<()> {
     let queues = (0..plan.qpairs)
         .map(|_| LocalQueue::new(controller, opened.device.as_ref(), &plan))
         .collect::<Result<Vec<_>>>()?;
-    super::run_plan(args, &plan, controller.address(), queues)
+    run_plan(args, &plan, controller.address(), queues)
 }
 
 /// One I/O queue pair with its buffer pool.

@@ -14,8 +14,10 @@ use vfnvme_spec::regs::{self, Cap};
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, Status};
 
+use super::args::PerfArgs;
+use super::engine::{run_plan, Backend};
+use super::plan::{Limits, Plan};
 use super::workload::Extent;
-use super::{Backend, Limits, PerfArgs, Plan};
 use crate::error::{Error, Result};
 
 /// The NVMe/TCP port (IANA), when the URL names none.
@@ -60,7 +62,7 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
     let queues = (1..=plan.qpairs)
         .map(|qid| RemoteQueue::connect(&mut host, qid, &plan))
         .collect::<Result<Vec<_>>>()?;
-    super::run_plan(args, &plan, url, queues)
+    run_plan(args, &plan, url, queues)
 }
 
 /// Set Features (Number of Queues) for `wanted` I/O queues; returns how many were granted.

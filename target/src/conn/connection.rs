@@ -1,0 +1,251 @@
+//! The connection's state ([`Connection`]) and the primitives every part of it uses: setup,
+//! queueing a response, terminating and closing. Its own leaf module so that the PDU loop
+//! (`conn/mod.rs`), the I/O commands and the fabrics commands, each an `impl Connection` of
+//! their own, all build on it and never on each other.
+
+use std::collections::VecDeque;
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vfnvme_spec::fabrics::MAX_ADMIN_QUEUE_ENTRIES;
+use vfnvme_spec::{Completion, Status};
+use vfnvme_tcp::pdu::{self, PduError, TermReq, CAPSULE_RESP_HEADER_LEN};
+use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduReader, Role};
+
+use super::request::{Event, Request, RequestState};
+use super::send_queue::{Outgoing, SendQueue, MAX_SENT_HEADER};
+use crate::backend::BackendQueue;
+use crate::session::QueueBinding;
+use crate::shared::TargetShared;
+
+/// The poll group's state a connection works with.
+pub struct IoContext<'a> {
+    pub backends: &'a mut [BackendQueue],
+}
+
+/// PDUs handled per readiness event before other connections get their turn.
+pub(super) const PDUS_PER_ROUND: usize = 64;
+/// Receive buffer: room for many command capsules per read.
+const RECV_BUFFER_LEN: usize = 64 * 1024;
+/// Admin queues always accept this much in-capsule data (NVMe/TCP: 8 KiB, as Linux hosts send).
+const ADMIN_IN_CAPSULE_DATA: usize = 8192;
+/// How long a connection that is terminating (or disconnecting) may take to hand its last
+/// PDUs to a peer that does not read, before it is closed anyway.
+pub(super) const CLOSING_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting for ICReq.
+    Initializing,
+    Established,
+    /// A fatal error was reported: flush, then close.
+    Terminating,
+    Closed,
+}
+
+/// Where the data of the PDU being received goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum DataTarget {
+    /// A command's DMA buffer.
+    Request(u16),
+    /// `scratch`: admin command data, or data of a command already failed.
+    Scratch(u16),
+}
+
+pub struct Connection {
+    pub(super) socket: TcpStream,
+    pub(super) peer: String,
+    pub(super) slot: u32,
+    pub(super) shared: Arc<TargetShared>,
+    pub(super) phase: Phase,
+    pub(super) reader: PduReader,
+    pub(super) encode: EncodeConfig,
+    pub(super) binding: Option<QueueBinding>,
+    pub(super) requests: Vec<Request>,
+    pub(super) free_requests: Vec<u16>,
+    /// Requests waiting for a buffer or drive queue room, oldest first.
+    pub(super) waiting: VecDeque<u16>,
+    pub(super) receiving: Option<DataTarget>,
+    pub(super) scratch: Vec<u8>,
+    pub(super) outgoing: SendQueue,
+    pub(super) sq_head: u16,
+    pub(super) accepting_commands: bool,
+    /// Terminating or disconnecting: closed at this time even if the peer never reads.
+    pub(super) closing_deadline: Option<Instant>,
+    /// The last write found the socket's send buffer full.
+    pub(super) write_blocked: bool,
+    /// An I/O queue Connect waiting for its QID to be released by the previous connection.
+    pub(super) pending_connect: Option<PendingConnect>,
+}
+
+/// A Connect parked until its QID is free (see `fabrics_cmd::QID_REUSE_WAIT`).
+pub(super) struct PendingConnect {
+    pub(super) index: u16,
+    /// The Connect data: `scratch` may be reused meanwhile.
+    pub(super) data: Vec<u8>,
+    pub(super) deadline: Instant,
+}
+
+impl Connection {
+    pub fn new(socket: TcpStream, shared: Arc<TargetShared>, slot: u32) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)?;
+        let peer = socket
+            .peer_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string());
+        let depth = usize::from(shared.settings().max_queue_depth);
+        // Admin queues take up to 32 entries whatever the I/O queue depth.
+        let depth = depth.max(usize::from(MAX_ADMIN_QUEUE_ENTRIES));
+        let scratch_len =
+            (shared.settings().in_capsule_data_size as usize).max(ADMIN_IN_CAPSULE_DATA);
+        Ok(Self {
+            socket,
+            peer,
+            slot,
+            phase: Phase::Initializing,
+            reader: PduReader::new(DecodeConfig::initial(Role::Controller), RECV_BUFFER_LEN),
+            encode: EncodeConfig::default(),
+            binding: None,
+            requests: (0..depth).map(|_| Request::free()).collect(),
+            free_requests: (0..depth as u16).rev().collect(),
+            waiting: VecDeque::with_capacity(depth),
+            receiving: None,
+            scratch: vec![0; scratch_len],
+            outgoing: SendQueue::with_capacity(depth * 4 + 8),
+            sq_head: 0,
+            accepting_commands: true,
+            closing_deadline: None,
+            write_blocked: false,
+            pending_connect: None,
+            shared,
+        })
+    }
+
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.outgoing.is_empty() && self.phase != Phase::Closed
+    }
+
+    /// Whether the connection waits for a peer that has not read what was sent: then only
+    /// writability (EPOLLOUT) is worth waking up for, not a busy poll.
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked && self.has_output()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Closed, and no command of it is on a drive any more: its slot can be freed.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Closed
+            && self
+                .requests
+                .iter()
+                .all(|r| r.state() != RequestState::AtDrive)
+    }
+
+    /// Reads and handles what the socket has.
+    /// Queues the CapsuleResp of a request and its release.
+    pub(super) fn respond(&mut self, index: u16, status: Status, result: u32) {
+        self.respond_with(index, status, result, 0);
+    }
+
+    pub(super) fn respond_with(&mut self, index: u16, status: Status, result: u32, dw1: u32) {
+        self.requests[usize::from(index)].advance(Event::Responding);
+        self.queue_response(index, status, result, dw1);
+    }
+
+    /// Queues the CapsuleResp of a request already responding, and its release.
+    pub(super) fn queue_response(&mut self, index: u16, status: Status, result: u32, dw1: u32) {
+        let completion = Completion {
+            result,
+            dw1,
+            sq_head: self.sq_head,
+            sq_id: self.binding.as_ref().map_or(0, QueueBinding::qid),
+            cid: self.requests[usize::from(index)].command.cid(),
+            status_phase: status.raw() << 1,
+        };
+        let mut bytes = [0u8; MAX_SENT_HEADER];
+        match pdu::encode_capsule_resp(&self.encode, &completion, &mut bytes) {
+            Ok(len) => {
+                debug_assert!(len >= CAPSULE_RESP_HEADER_LEN);
+                self.outgoing.push_header(bytes, len);
+            }
+            Err(error) => log::error!("{}: cannot encode CapsuleResp: {error}", self.peer),
+        }
+        self.outgoing.push(Outgoing::Release(index));
+    }
+
+    pub(super) fn release(&mut self, index: u16, context: &mut IoContext<'_>) {
+        let request = &mut self.requests[usize::from(index)];
+        if let (Some(buffer), Some(route)) = (request.buffer.take(), request.route) {
+            context.backends[route.drive].give_back(buffer);
+        }
+        request.advance(Event::Sent);
+        self.free_requests.push(index);
+    }
+
+    /// Reports a fatal protocol error with a C2HTermReq and closes once it is sent.
+    pub(super) fn terminate(&mut self, error: PduError) {
+        log::warn!("{}: {error}; terminating the connection", self.peer);
+        self.phase = Phase::Terminating;
+        let term = TermReq {
+            fes: error.fatal_error_status(),
+            fei: error.field_offset(),
+        };
+        let mut bytes = [0u8; MAX_SENT_HEADER];
+        if let Ok(len) = pdu::encode_term_req(Role::Controller, &term, &[], &mut bytes) {
+            self.outgoing.push_header(bytes, len);
+        }
+        self.outgoing
+            .push(Outgoing::Close("after a fatal protocol error"));
+        self.closing_deadline = Some(Instant::now() + CLOSING_GRACE);
+    }
+
+    /// Closes the socket. Commands on a drive keep their requests (and buffers) until they
+    /// complete; everything else is released now.
+    pub(super) fn close(&mut self, why: &str, context: &mut IoContext<'_>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        log::info!("{}: closing ({why})", self.peer);
+        self.phase = Phase::Closed;
+        let _ = self.socket.shutdown(Shutdown::Both);
+        self.outgoing.clear();
+        self.waiting.clear();
+        self.pending_connect = None;
+        for (index, request) in self.requests.iter_mut().enumerate() {
+            if matches!(request.state(), RequestState::AtDrive | RequestState::Free) {
+                continue;
+            }
+            if let (Some(buffer), Some(route)) = (request.buffer.take(), request.route) {
+                context.backends[route.drive].give_back(buffer);
+            }
+            request.advance(Event::Dropped);
+            self.free_requests.push(index as u16);
+        }
+        if let Some(binding) = self.binding.take() {
+            binding.release();
+        }
+    }
+
+    pub(super) fn sq_entries(&self) -> u16 {
+        self.binding
+            .as_ref()
+            .map_or(self.requests.len() as u16 + 1, QueueBinding::sq_entries)
+            .max(1)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(binding) = self.binding.take() {
+            binding.release();
+        }
+    }
+}
