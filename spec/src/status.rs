@@ -34,6 +34,8 @@ pub mod generic {
     pub const INVALID_SGL_DESCRIPTOR: u8 = 0x0d;
     pub const DATA_SGL_LENGTH_INVALID: u8 = 0x0f;
     pub const INVALID_PRP_OFFSET: u8 = 0x13;
+    /// The status of a command whose data digest did not match (NVMe/TCP).
+    pub const TRANSIENT_TRANSPORT_ERROR: u8 = 0x22;
     pub const LBA_OUT_OF_RANGE: u8 = 0x80;
     pub const CAPACITY_EXCEEDED: u8 = 0x81;
     pub const NAMESPACE_NOT_READY: u8 = 0x82;

@@ -183,7 +183,7 @@ fn bad_data_digest_of_in_capsule_data() {
     let status = response.status();
     assert_eq!(
         (status.sct(), status.sc()),
-        (0, pdu::TRANSIENT_TRANSPORT_ERROR)
+        (0, generic::TRANSIENT_TRANSPORT_ERROR)
     );
     assert!(!status.dnr(), "the host may retry");
     // The same connection goes on.
@@ -214,7 +214,7 @@ fn bad_data_digest_of_h2c_data() {
     raw.send(&h2c);
     let response = raw.expect_response();
     assert_eq!(response.cid, 6);
-    assert_eq!(response.status().sc(), pdu::TRANSIENT_TRANSPORT_ERROR);
+    assert_eq!(response.status().sc(), generic::TRANSIENT_TRANSPORT_ERROR);
     raw.send_capsule(&with_transport_sgl(read(64, 1), 7, 512), &[]);
     match raw.receive() {
         Received::Pdu(PduHeader::C2HData(_), _) => {}

@@ -284,9 +284,7 @@ impl PduReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pdu::{
-        EncodeConfig, H2CData, ICReq, PduType, Role, TermReq, TRANSIENT_TRANSPORT_ERROR,
-    };
+    use crate::pdu::{EncodeConfig, H2CData, ICReq, PduType, Role, TermReq};
     use vfnvme_spec::Command;
 
     fn config(digests: bool) -> DecodeConfig {
@@ -470,7 +468,10 @@ mod tests {
         );
         let mismatch = received[0].2.unwrap().unwrap_err();
         let status = mismatch.completion_status();
-        assert_eq!(status.sc(), TRANSIENT_TRANSPORT_ERROR);
+        assert_eq!(
+            status.sc(),
+            vfnvme_spec::status::generic::TRANSIENT_TRANSPORT_ERROR
+        );
         assert!(matches!(received[1].0, PduHeader::CapsuleCmd(c) if c.cid() == 2));
     }
 

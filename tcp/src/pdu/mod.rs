@@ -33,6 +33,5 @@ pub use types::{
 };
 pub use validate::{
     check_data_digest, fes, field_offset, validate_common_header, DataDigestMismatch, PduError,
-    TRANSIENT_TRANSPORT_ERROR,
 };
 pub use vfnvme_spec::tcp::{flags, CommonHeader};

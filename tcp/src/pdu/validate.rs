@@ -6,6 +6,7 @@
 //! is not fatal ([`DataDigestMismatch`]).
 
 use thiserror::Error;
+use vfnvme_spec::status::generic;
 use vfnvme_spec::tcp::{flags, CommonHeader};
 use vfnvme_spec::Status;
 
@@ -16,10 +17,6 @@ use super::types::{
 use crate::digest::{self, Crc32c, DIGEST_LEN};
 
 pub use vfnvme_spec::tcp::fes;
-
-/// Generic command status "Transient Transport Error" (NVMe base spec 2.0, 22h): the status a
-/// command completes with when its data digest did not match.
-pub const TRANSIENT_TRANSPORT_ERROR: u8 = 0x22;
 
 /// Byte offsets of header fields, as reported in a TermReq's FEI: taken from the wire layouts,
 /// never written by hand.
@@ -111,7 +108,7 @@ pub struct DataDigestMismatch {
 
 impl DataDigestMismatch {
     pub const fn completion_status(&self) -> Status {
-        Status::generic(TRANSIENT_TRANSPORT_ERROR)
+        Status::generic(generic::TRANSIENT_TRANSPORT_ERROR)
     }
 }
 
