@@ -630,6 +630,23 @@ fn completion_latency_is_simulated() {
     rig.pool.give_back(buffer);
 }
 
+/// Submits a read of 8 blocks at `lba` and waits until the device holds it mid-transfer.
+fn submit_held_read(rig: &mut Rig, lba: u64, tag: u64) {
+    rig.sim.inject(Fault::HoldCommand {
+        admin: false,
+        opcode: nvm_opcode::READ,
+        count: 1,
+    });
+    let buffer = rig.pool.take().unwrap();
+    rig.qpair.read(&rig.ns, lba, 8, buffer, tag).unwrap();
+    poll_until(
+        Duration::from_secs(10),
+        Duration::ZERO,
+        || (rig.sim.stats().held == 1).then_some(()),
+        || "the device never took the read".to_owned(),
+    );
+}
+
 /// A reset from another thread while the device is still in the middle of a READ's transfer:
 /// the READ's buffer comes back (with `LOST_IN_RESET`) only once the device finished its reset
 /// (CSTS.RDY = 0), so what the owner then puts into it (socket data, in the target) is never
@@ -639,19 +656,7 @@ fn a_reset_hands_buffers_back_only_after_the_device_stopped() {
     let mut rig = rig();
     let len = 8 * rig.ns.block_size as usize;
     write_read_back(&mut rig, 0, 8, 1);
-    rig.sim.inject(Fault::HoldCommand {
-        admin: false,
-        opcode: nvm_opcode::READ,
-        count: 1,
-    });
-    let buffer = rig.pool.take().unwrap();
-    rig.qpair.read(&rig.ns, 0, 8, buffer, 2).unwrap();
-    poll_until(
-        Duration::from_secs(10),
-        Duration::ZERO,
-        || (rig.sim.stats().held == 1).then_some(()),
-        || "the device never took the read".to_owned(),
-    );
+    submit_held_read(&mut rig, 0, 2);
     let resets_before = rig.sim.stats().resets;
     let controller = rig.controller.clone();
     let resetter = std::thread::spawn(move || controller.reset());
@@ -698,19 +703,7 @@ fn a_reset_hands_buffers_back_only_after_the_device_stopped() {
 #[test]
 fn a_device_that_does_not_stop_takes_the_controller_out_of_service_keeping_its_memory() {
     let mut rig = rig();
-    rig.sim.inject(Fault::HoldCommand {
-        admin: false,
-        opcode: nvm_opcode::READ,
-        count: 1,
-    });
-    let buffer = rig.pool.take().unwrap();
-    rig.qpair.read(&rig.ns, 0, 8, buffer, 1).unwrap();
-    poll_until(
-        Duration::from_secs(10),
-        Duration::ZERO,
-        || (rig.sim.stats().held == 1).then_some(()),
-        || "the device never took the read".to_owned(),
-    );
+    submit_held_read(&mut rig, 0, 1);
     match rig.controller.reset() {
         Err(Error::Timeout { what, .. }) => assert_eq!(what, "controller disable (CSTS.RDY = 0)"),
         other => panic!("expected a disable timeout, got {other:?}"),
@@ -756,26 +749,18 @@ fn a_duplicate_completion_never_completes_the_command_that_reused_its_slot() {
     let len = 8 * rig.ns.block_size as usize;
     write_read_back(&mut rig, 0, 8, 4);
     write_read_back(&mut rig, 8, 8, 5);
-    rig.sim.pause();
     rig.sim.inject(Fault::DuplicateCompletion {
         admin: false,
         opcode: nvm_opcode::READ,
         count: 1,
     });
-    let (status, buffer) = run_stepped(&mut rig, |q, ns, b| q.read(ns, 0, 8, b, 1));
+    let (status, buffer) = run(&mut rig, |q, ns, b| q.read(ns, 0, 8, b, 1));
     assert_eq!(status, Status::SUCCESS);
     assert!(buffer.as_slice()[..len] == pattern(len, 4)[..]);
     rig.pool.give_back(buffer);
-
-    rig.sim.inject(Fault::HoldCommand {
-        admin: false,
-        opcode: nvm_opcode::READ,
-        count: 1,
-    });
-    let buffer = rig.pool.take().unwrap();
-    rig.qpair.read(&rig.ns, 8, 8, buffer, 2).unwrap();
-    // Fetches the second read (held mid-transfer) and sends the first one's completion again.
-    rig.sim.step();
+    // Fetching the second read (held mid-transfer) sends the first one's completion again, in
+    // the same step of the device.
+    submit_held_read(&mut rig, 8, 2);
     assert_eq!(rig.sim.stats().duplicate_completions, 1);
     rig.qpair.poll(usize::MAX, |done| {
         panic!(
@@ -786,10 +771,7 @@ fn a_duplicate_completion_never_completes_the_command_that_reused_its_slot() {
     });
     assert_eq!(rig.qpair.stale_completions(), 1);
     assert_eq!(rig.sim.release_held(), 1);
-    rig.sim.step();
-    let mut completed = Vec::new();
-    rig.qpair.poll(usize::MAX, |done| completed.push(done));
-    let [done] = <[Completed; 1]>::try_from(completed).expect("exactly the second read");
+    let done = wait_one(&mut rig.qpair);
     assert_eq!((done.tag, done.status), (2, Status::SUCCESS));
     let buffer = done.buffer.expect("the buffer comes back");
     assert!(
@@ -797,21 +779,6 @@ fn a_duplicate_completion_never_completes_the_command_that_reused_its_slot() {
         "the second read's data"
     );
     rig.pool.give_back(buffer);
-    rig.sim.resume();
-}
-
-/// `run` with the simulator paused: one step of the device between submission and poll.
-fn run_stepped(
-    rig: &mut Rig,
-    submit: impl FnOnce(&mut IoQueuePair, &Namespace, DmaBuffer) -> Result<u16, Rejected>,
-) -> (Status, DmaBuffer) {
-    let buffer = rig.pool.take().unwrap();
-    submit(&mut rig.qpair, &rig.ns, buffer).unwrap();
-    rig.sim.step();
-    let mut completed = Vec::new();
-    rig.qpair.poll(usize::MAX, |done| completed.push(done));
-    let [done] = <[Completed; 1]>::try_from(completed).expect("exactly one completion");
-    (done.status, done.buffer.expect("the buffer comes back"))
 }
 
 /// The simulated device reaching memory while the driver unmaps and frees it: every access
