@@ -150,6 +150,16 @@ pub fn mapped_bytes() -> usize {
 
 static MAPPED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Keeps `kept` (DMA memory, or what holds it) allocated, and mapped, until the process exits:
+/// for memory a device might still write. Held here, reachable, rather than forgotten, so that
+/// it is plain (to readers and to leak checkers) that it is kept on purpose.
+pub fn keep_forever(kept: impl Send + 'static) {
+    static KEPT: Mutex<Vec<Box<dyn Send>>> = Mutex::new(Vec::new());
+    KEPT.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(Box::new(kept));
+}
+
 fn next_region_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -349,7 +359,7 @@ impl DmaRegion {
     pub fn leak(&mut self) {
         if !self.leaked {
             self.leaked = true;
-            std::mem::forget(self.memory.clone());
+            keep_forever(self.memory.clone());
         }
     }
 }
@@ -450,7 +460,7 @@ impl Drop for BufferPool {
                  they never point at freed pages",
                 total - self.free.len()
             );
-            std::mem::forget(Arc::clone(&self.region));
+            keep_forever(Arc::clone(&self.region));
         }
     }
 }

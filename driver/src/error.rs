@@ -23,6 +23,12 @@ pub enum Error {
     },
     #[error("{address}: controller fatal status (CSTS.CFS) is set; it needs a reset")]
     ControllerFatal { address: String },
+    #[error(
+        "{address}: the controller did not stop when it was reset and is out of service; the \
+         memory it may still write is kept, never reused; restart vfnvme (and, if that fails, \
+         rebind or power-cycle the drive)"
+    )]
+    OutOfService { address: String },
     #[error("{address}: {command} failed: {status}")]
     Command {
         address: String,

@@ -23,6 +23,10 @@ compile_error!("queue entries are copied as in-memory structs, which needs a lit
 /// caller (see `max_transfer`).
 pub const MAX_PRP_TRANSFER: usize = 512 * PAGE_SIZE;
 
+/// The most commands one queue has in flight, so that a command id keeps at least 4 bits for
+/// its use count (see [`QueuePair`]); the queue has one entry more.
+pub const MAX_COMMANDS: u16 = 4095;
+
 /// Where a command's data lives: `len` bytes, contiguous in IOVA space, starting at `iova`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataPointer {
@@ -61,6 +65,8 @@ pub enum SubmitError {
     Misaligned { iova: u64 },
     #[error("the controller was reset; poll to collect the commands it lost, then resubmit")]
     ControllerReset,
+    #[error("the controller did not stop when it was reset and is out of service")]
+    OutOfService,
     #[error("the buffer comes from a pool not registered with this queue pair")]
     UnregisteredBuffer,
     #[error("{len} bytes do not fit the {buffer} byte buffer")]
@@ -78,6 +84,8 @@ enum SlotState {
 #[derive(Debug)]
 struct Slot {
     state: SlotState,
+    /// The command id of its current (or last) use: slot index and use count.
+    cid: u16,
     tag: u64,
     /// The last timeout check before submission (no clock read on the I/O path).
     submitted: Instant,
@@ -123,8 +131,16 @@ impl Layout {
     }
 }
 
-/// A submission queue and its completion queue (always paired 1:1 here).
-pub struct QueuePair {
+/// A submission queue and its completion queue (always paired 1:1 here). Crate-private: it
+/// takes raw data pointers and can reclaim buffers after a reset, which only the controller
+/// may do, and only once the device stopped.
+///
+/// A command id is a slot index in its low bits and, above them, how many times the slot was
+/// used before (wrapping): a completion whose id does not match its slot's current use (stale,
+/// sent twice, or never issued) is counted, logged and dropped, and never completes another
+/// command. As in OpenVMM's `nvme_driver`, but with the count per slot and the split sized to
+/// the queue (a 128-command queue keeps 9 bits of count, the largest 4).
+pub(crate) struct QueuePair {
     qid: u16,
     layout: Layout,
     max_transfer: usize,
@@ -134,7 +150,13 @@ pub struct QueuePair {
     cq_head: u16,
     phase: bool,
     slots: Vec<Slot>,
+    /// The command id each free slot's next use gets.
     free_cids: Vec<u16>,
+    /// Selects the slot index of a command id.
+    cid_index_mask: u16,
+    /// Added to a command id to make the id of its slot's next use.
+    cid_use_step: u16,
+    stale_completions: u64,
     last_check: Instant,
     sq_doorbell: Doorbell,
     cq_doorbell: Doorbell,
@@ -154,10 +176,12 @@ impl QueuePair {
         doorbell_stride: usize,
     ) -> Result<Self> {
         assert!(entries >= 2, "a queue needs at least 2 entries");
+        let entries = entries.min(MAX_COMMANDS + 1);
         let max_transfer = max_transfer.clamp(PAGE_SIZE, MAX_PRP_TRANSFER);
         let layout = Layout::new(entries, max_transfer);
         let memory = dma.allocate(layout.total)?;
         let commands = entries - 1;
+        let index_bits = u16::BITS - (commands - 1).leading_zeros();
         let now = Instant::now();
         Ok(Self {
             qid,
@@ -170,12 +194,16 @@ impl QueuePair {
             slots: (0..commands)
                 .map(|_| Slot {
                     state: SlotState::Free,
+                    cid: 0,
                     tag: 0,
                     submitted: now,
                     buffer: None,
                 })
                 .collect(),
             free_cids: (0..commands).rev().collect(),
+            cid_index_mask: ((1u32 << index_bits) - 1) as u16,
+            cid_use_step: 1 << index_bits,
+            stale_completions: 0,
             last_check: now,
             sq_doorbell: registers
                 .doorbell(vfnvme_spec::regs::sq_tail_doorbell(qid, doorbell_stride)),
@@ -216,6 +244,20 @@ impl QueuePair {
         self.free_cids.len()
     }
 
+    /// Completions dropped because their command id matched no command in flight.
+    pub fn stale_completions(&self) -> u64 {
+        self.stale_completions
+    }
+
+    fn slot_index(&self, cid: u16) -> usize {
+        usize::from(cid & self.cid_index_mask)
+    }
+
+    /// Frees the slot of command `cid`: its next use gets the next id.
+    fn free_slot(&mut self, cid: u16) {
+        self.free_cids.push(cid.wrapping_add(self.cid_use_step));
+    }
+
     fn sq_full(&self) -> bool {
         (self.sq_tail + 1) % self.layout.entries == self.sq_head
     }
@@ -236,15 +278,17 @@ impl QueuePair {
         let Some(&cid) = self.free_cids.last() else {
             return reject(SubmitError::QueueFull, buffer);
         };
+        let index = self.slot_index(cid);
         if let Some(data) = data {
-            if let Err(error) = self.set_prps(&mut command, cid, data) {
+            if let Err(error) = self.set_prps(&mut command, index, data) {
                 return reject(error, buffer);
             }
         }
         self.free_cids.pop();
         command.set_cid(cid);
-        self.slots[cid as usize] = Slot {
+        self.slots[index] = Slot {
             state: SlotState::InFlight,
+            cid,
             tag,
             submitted: self.last_check,
             buffer,
@@ -265,11 +309,11 @@ impl QueuePair {
         Ok(cid)
     }
 
-    /// Fills PRP1/PRP2 (and this command id's PRP list when more than two pages are spanned).
+    /// Fills PRP1/PRP2 (and slot `index`'s PRP list when more than two pages are spanned).
     fn set_prps(
         &mut self,
         command: &mut Command,
-        cid: u16,
+        index: usize,
         data: DataPointer,
     ) -> Result<(), SubmitError> {
         if data.len > self.max_transfer {
@@ -300,11 +344,11 @@ impl QueuePair {
                 max: self.max_transfer,
             });
         }
-        let list_offset = self.layout.prp_offset + cid as usize * self.layout.prp_list_bytes;
+        let list_offset = self.layout.prp_offset + index * self.layout.prp_list_bytes;
         let list = self.memory.ptr_at(list_offset).cast::<u64>();
         for i in 0..remaining_pages {
-            // SAFETY: `i < remaining_pages <= prp_list_bytes / 8`, inside this command id's
-            // list, which the device reads only while the command is in flight.
+            // SAFETY: `i < remaining_pages <= prp_list_bytes / 8`, inside this slot's list,
+            // which the device reads only while the command is in flight.
             unsafe { list.add(i).write_volatile(second_page + i as u64 * page) };
         }
         command.prp2 = self.memory.iova() + list_offset as u64;
@@ -328,26 +372,26 @@ impl QueuePair {
                 self.sq_head = cqe.sq_head;
             }
             reaped += 1;
-            let Some(slot) = self.slots.get_mut(cqe.cid as usize) else {
+            let index = self.slot_index(cqe.cid);
+            let Some(slot) = self
+                .slots
+                .get_mut(index)
+                .filter(|slot| slot.state != SlotState::Free && slot.cid == cqe.cid)
+            else {
+                self.stale_completions += 1;
                 log::error!(
-                    "queue {}: completion for command id {} which was never issued; ignored",
+                    "queue {}: completion (status {}) for command id {:#06x}, which is not in \
+                     flight (stale, sent twice or never issued); dropped",
                     self.qid,
+                    cqe.status(),
                     cqe.cid
                 );
                 continue;
             };
-            if slot.state == SlotState::Free {
-                log::error!(
-                    "queue {}: second completion for command id {}; ignored",
-                    self.qid,
-                    cqe.cid
-                );
-                continue;
-            }
             slot.state = SlotState::Free;
             let tag = slot.tag;
             let buffer = slot.buffer.take();
-            self.free_cids.push(cqe.cid);
+            self.free_slot(cqe.cid);
             on_complete(Completed {
                 tag,
                 cid: cqe.cid,
@@ -382,10 +426,10 @@ impl QueuePair {
     /// their submission, so with the granularity of how often this is called).
     pub fn overdue(&mut self, now: Instant, timeout: Duration, mut found: impl FnMut(Overdue)) {
         self.last_check = now;
-        for (cid, slot) in self.slots.iter().enumerate() {
+        for slot in &self.slots {
             if slot.state != SlotState::Free && now.duration_since(slot.submitted) >= timeout {
                 found(Overdue {
-                    cid: cid as u16,
+                    cid: slot.cid,
                     tag: slot.tag,
                     abort_sent: slot.state == SlotState::AbortSent,
                 });
@@ -395,8 +439,9 @@ impl QueuePair {
 
     /// Records that an Abort was sent for `cid`, restarting its timeout.
     pub fn mark_abort_sent(&mut self, cid: u16) {
-        if let Some(slot) = self.slots.get_mut(cid as usize) {
-            if slot.state == SlotState::InFlight {
+        let index = self.slot_index(cid);
+        if let Some(slot) = self.slots.get_mut(index) {
+            if slot.state == SlotState::InFlight && slot.cid == cid {
                 slot.state = SlotState::AbortSent;
                 slot.submitted = self.last_check;
             }
@@ -416,13 +461,14 @@ impl QueuePair {
         status: Status,
         mut on_complete: impl FnMut(Completed),
     ) {
-        for (cid, slot) in self.slots.iter_mut().enumerate() {
+        for slot in &mut self.slots {
             if slot.state != SlotState::Free {
                 slot.state = SlotState::Free;
-                self.free_cids.push(cid as u16);
+                self.free_cids
+                    .push(slot.cid.wrapping_add(self.cid_use_step));
                 on_complete(Completed {
                     tag: slot.tag,
-                    cid: cid as u16,
+                    cid: slot.cid,
                     status,
                     result: 0,
                     buffer: slot.buffer.take(),

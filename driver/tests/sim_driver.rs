@@ -2,13 +2,14 @@
 //! PRP lists, wrap-around, full queues, timeouts, resets, fatal status and teardown. Data is
 //! compared byte for byte, statuses against the spec's values.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vfnvme_driver::controller::{TimeoutReport, LOST_IN_RESET};
-use vfnvme_driver::dma::{BufferPool, DmaBuffer};
+use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace, MemoryKind};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
-use vfnvme_driver::sim::{Fault, SimConfig, SimController, SimNamespace};
+use vfnvme_driver::sim::{Fault, SimConfig, SimController, SimIommu, SimNamespace};
 use vfnvme_driver::{
     AdminData, Controller, ControllerOptions, Error, IoQueuePair, Namespace, NvmeDevice,
 };
@@ -627,4 +628,207 @@ fn completion_latency_is_simulated() {
         "completed before its latency"
     );
     rig.pool.give_back(buffer);
+}
+
+/// Submits a read of 8 blocks at `lba` and waits until the device holds it mid-transfer.
+fn submit_held_read(rig: &mut Rig, lba: u64, tag: u64) {
+    rig.sim.inject(Fault::HoldCommand {
+        admin: false,
+        opcode: nvm_opcode::READ,
+        count: 1,
+    });
+    let buffer = rig.pool.take().unwrap();
+    rig.qpair.read(&rig.ns, lba, 8, buffer, tag).unwrap();
+    poll_until(
+        Duration::from_secs(10),
+        Duration::ZERO,
+        || (rig.sim.stats().held == 1).then_some(()),
+        || "the device never took the read".to_owned(),
+    );
+}
+
+/// A reset from another thread while the device is still in the middle of a READ's transfer:
+/// the READ's buffer comes back (with `LOST_IN_RESET`) only once the device finished its reset
+/// (CSTS.RDY = 0), so what the owner then puts into it (socket data, in the target) is never
+/// overwritten by the device completing that transfer late.
+#[test]
+fn a_reset_hands_buffers_back_only_after_the_device_stopped() {
+    let mut rig = rig();
+    let len = 8 * rig.ns.block_size as usize;
+    write_read_back(&mut rig, 0, 8, 1);
+    submit_held_read(&mut rig, 0, 2);
+    let resets_before = rig.sim.stats().resets;
+    let controller = rig.controller.clone();
+    let resetter = std::thread::spawn(move || controller.reset());
+    let socket_data = pattern(len, 2);
+    let registers = rig.sim.registers().clone();
+    let mut returned = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while returned.is_none() {
+        assert!(Instant::now() < deadline, "the read never came back");
+        let disabling = !registers.cc().en();
+        rig.qpair.poll(usize::MAX, |mut done| {
+            let device_resets = rig.sim.stats().resets;
+            let mut buffer = done.buffer.take().expect("the buffer comes back");
+            // What the target does with a buffer that came back: the next command's data.
+            buffer.as_mut_slice()[..len].copy_from_slice(&socket_data);
+            // The device finishes what it was doing at the worst moment it still may.
+            rig.sim.release_held();
+            returned = Some((done, device_resets, buffer));
+        });
+        if disabling {
+            // Told to reset, the device finishes its transfer first (real devices do too).
+            rig.sim.release_held();
+        }
+    }
+    resetter.join().unwrap().expect("the reset succeeds");
+    let (done, device_resets, buffer) = returned.unwrap();
+    assert_eq!((done.tag, done.status), (2, LOST_IN_RESET));
+    assert!(
+        buffer.as_slice()[..len] == socket_data[..],
+        "the device wrote into the buffer after it was handed back"
+    );
+    assert!(
+        device_resets > resets_before,
+        "the buffer came back before the device finished its reset (CSTS.RDY still 1)"
+    );
+    rig.pool.give_back(buffer);
+    assert_eq!(rig.sim.stats().iommu_faults, 0);
+    write_read_back(&mut rig, 16, 8, 3);
+}
+
+/// A device that does not stop when reset (CSTS.RDY stays 1): the controller is taken out of
+/// service and the buffer of the command the device still holds never comes back; when the
+/// device finally moves that data, the memory is still allocated and mapped (no IOMMU fault).
+#[test]
+fn a_device_that_does_not_stop_takes_the_controller_out_of_service_keeping_its_memory() {
+    let mut rig = rig();
+    submit_held_read(&mut rig, 0, 1);
+    match rig.controller.reset() {
+        Err(Error::Timeout { what, .. }) => assert_eq!(what, "controller disable (CSTS.RDY = 0)"),
+        other => panic!("expected a disable timeout, got {other:?}"),
+    }
+    assert!(rig.controller.is_out_of_service());
+    let handed_back = rig.qpair.poll(usize::MAX, |done| {
+        panic!(
+            "command {} was handed back while the device holds it",
+            done.cid
+        )
+    });
+    assert_eq!(handed_back, 0);
+    let buffer = rig.pool.take().unwrap();
+    let refused = rig.qpair.read(&rig.ns, 8, 1, buffer, 2).unwrap_err();
+    assert_eq!(refused.error, SubmitError::OutOfService);
+    rig.pool.give_back(refused.buffer.unwrap());
+    match rig.controller.reset() {
+        Err(Error::OutOfService { address }) => assert_eq!(address, "sim"),
+        other => panic!("expected OutOfService, got {other:?}"),
+    }
+    let sim = rig.sim.clone();
+    drop(rig);
+    assert!(
+        sim.mapped_bytes() > 0,
+        "memory the device may still write was unmapped"
+    );
+    assert_eq!(sim.release_held(), 1, "the device still had the read");
+    poll_until(
+        Duration::from_secs(10),
+        Duration::ZERO,
+        || (sim.stats().resets == 1).then_some(()),
+        || "the device never finished its reset".to_owned(),
+    );
+    assert_eq!(sim.stats().iommu_faults, 0);
+}
+
+/// The device sends a completion twice, the copy after the command's slot was taken by a new
+/// command: the copy must not complete the new command (which is still being transferred); it
+/// is counted and dropped, and the new command completes later with its own data and status.
+#[test]
+fn a_duplicate_completion_never_completes_the_command_that_reused_its_slot() {
+    let mut rig = rig();
+    let len = 8 * rig.ns.block_size as usize;
+    write_read_back(&mut rig, 0, 8, 4);
+    write_read_back(&mut rig, 8, 8, 5);
+    rig.sim.inject(Fault::DuplicateCompletion {
+        admin: false,
+        opcode: nvm_opcode::READ,
+        count: 1,
+    });
+    let (status, buffer) = run(&mut rig, |q, ns, b| q.read(ns, 0, 8, b, 1));
+    assert_eq!(status, Status::SUCCESS);
+    assert!(buffer.as_slice()[..len] == pattern(len, 4)[..]);
+    rig.pool.give_back(buffer);
+    // Fetching the second read (held mid-transfer) sends the first one's completion again, in
+    // the same step of the device.
+    submit_held_read(&mut rig, 8, 2);
+    assert_eq!(rig.sim.stats().duplicate_completions, 1);
+    rig.qpair.poll(usize::MAX, |done| {
+        panic!(
+            "command {} (tag {}) completed with {} by a stale completion while the device \
+             still held it",
+            done.cid, done.tag, done.status
+        )
+    });
+    assert_eq!(rig.qpair.stale_completions(), 1);
+    assert_eq!(rig.sim.release_held(), 1);
+    let done = wait_one(&mut rig.qpair);
+    assert_eq!((done.tag, done.status), (2, Status::SUCCESS));
+    let buffer = done.buffer.expect("the buffer comes back");
+    assert!(
+        buffer.as_slice()[..len] == pattern(len, 5)[..],
+        "the second read's data"
+    );
+    rig.pool.give_back(buffer);
+}
+
+/// The simulated device reaching memory while the driver unmaps and frees it: every access
+/// either completes on memory that is still alive or is counted as an IOMMU fault; none touches
+/// freed memory (which AddressSanitizer or a segfault would show: `make asan`).
+#[test]
+fn a_device_access_racing_an_unmap_is_a_fault_or_reaches_live_memory() {
+    const LEN: usize = 64 << 10;
+    let iommu = Arc::new(SimIommu::default());
+    let space = DmaSpace::new(
+        iommu.clone(),
+        MemoryKind::Anonymous,
+        std::iter::once(0..1u64 << 48).collect(),
+    );
+    for round in 0..64u8 {
+        let region = space.allocate(LEN).unwrap();
+        let iova = region.iova();
+        region.memory().write(0, &[round; LEN]);
+        let accesses = AtomicU64::new(0);
+        let faults_before = iommu.faults();
+        std::thread::scope(|scope| {
+            let device = scope.spawn(|| {
+                let mut seen = vec![0u8; LEN];
+                // A device transfer both ways: read the whole range, write it back.
+                while iommu
+                    .access(iova, LEN, |memory| {
+                        memory.copy_to(&mut seen[..]);
+                        memory.copy_from(&seen[..]);
+                    })
+                    .is_some()
+                {
+                    assert!(
+                        seen.iter().all(|&b| b == round),
+                        "memory changed under the device"
+                    );
+                    accesses.fetch_add(1, Ordering::Release);
+                }
+            });
+            while accesses.load(Ordering::Acquire) == 0 {
+                std::hint::spin_loop();
+            }
+            // Unmapped, then freed, while the device is in the middle of its accesses.
+            drop(region);
+            device.join().unwrap();
+        });
+        assert_eq!(
+            iommu.faults(),
+            faults_before + 1,
+            "the first access after the unmap, and only it, is a fault"
+        );
+    }
+    assert_eq!(iommu.mapped_bytes(), 0);
 }

@@ -50,6 +50,10 @@ pub struct Namespace {
 /// Status given to commands lost in a controller reset.
 pub const LOST_IN_RESET: Status = Status::generic(generic::SQ_DELETION_ABORT);
 
+/// The generation of a controller that did not stop when reset: its device may still write into
+/// the memory of the commands it had, so none of it is ever handed back, reused or freed.
+pub(super) const OUT_OF_SERVICE: u64 = u64::MAX;
+
 pub(super) struct Shared {
     pub(super) address: String,
     pub(super) cap: Cap,
@@ -57,7 +61,8 @@ pub(super) struct Shared {
     pub(super) identify: IdentifyController,
     pub(super) io_queues_granted: u16,
     pub(super) max_transfer: usize,
-    /// Bumped by every reset; queue pairs compare it to notice that their queues are gone.
+    /// Bumped by every reset once the device has stopped (CSTS.RDY = 0), [`OUT_OF_SERVICE`] if
+    /// it never did; queue pairs compare it to notice that their queues are gone.
     pub(super) generation: AtomicU64,
     /// Which I/O queue ids are taken, updated synchronously as queue pairs come and go.
     pub(super) qids_in_use: Mutex<Vec<bool>>,
@@ -193,9 +198,15 @@ impl Controller {
         self.shared.registers.csts().cfs()
     }
 
-    /// How many resets the controller went through.
+    /// How many resets the controller went through (`u64::MAX` once it is out of service).
     pub fn generation(&self) -> u64 {
         self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the controller did not stop when it was reset: then nothing more is submitted to
+    /// it, and the memory its commands used is never handed back or freed.
+    pub fn is_out_of_service(&self) -> bool {
+        self.generation() == OUT_OF_SERVICE
     }
 
     /// Every active namespace.
@@ -257,11 +268,26 @@ impl Controller {
     /// Disables and re-enables the controller. Every I/O queue is gone afterwards; queue pairs
     /// notice on their next poll, complete what they had in flight with [`LOST_IN_RESET`] and
     /// create their queues again.
+    ///
+    /// Nothing is announced before the device has stopped (CSTS.RDY = 0): until then it may
+    /// still move the data of commands in flight, so their buffers must not come back. A device
+    /// that does not stop takes the controller out of service instead: its memory is never
+    /// handed back.
     pub fn reset(&self) -> Result<()> {
         let shared = &self.shared;
         let mut admin = shared.lock_admin();
+        shared.check_in_service()?;
         log::warn!("{}: resetting the controller", shared.address);
-        // Announced first, so that queue pairs stop ringing doorbells of queues about to vanish.
+        if let Err(error) = disable(&shared.address, &shared.registers, shared.cap) {
+            log::error!(
+                "{}: {error}; taking the controller out of service: the memory of its commands \
+                 stays allocated and mapped so the device cannot write into reused buffers",
+                shared.address
+            );
+            shared.generation.store(OUT_OF_SERVICE, Ordering::Release);
+            return Err(error);
+        }
+        // The device is stopped: queue pairs may now hand back what was in flight.
         shared.generation.fetch_add(1, Ordering::AcqRel);
         admin
             .queue
@@ -293,6 +319,15 @@ impl Shared {
         }
     }
 
+    pub(super) fn check_in_service(&self) -> Result<()> {
+        if self.generation.load(Ordering::Acquire) == OUT_OF_SERVICE {
+            return Err(Error::OutOfService {
+                address: self.address.clone(),
+            });
+        }
+        Ok(())
+    }
+
     pub(super) fn take_qid(&self) -> Result<u16> {
         let mut qids = self.qids_in_use.lock().unwrap_or_else(|p| p.into_inner());
         let qid = qids
@@ -316,6 +351,19 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        if *self.generation.get_mut() == OUT_OF_SERVICE {
+            let admin = self
+                .admin
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            admin.queue.leak_memory();
+            admin.bounce.leak();
+            log::error!(
+                "{}: out of service; leaking its admin queue memory",
+                self.address
+            );
+            return;
+        }
         let registers = &self.registers;
         if !registers.csts().rdy() {
             return;
@@ -336,9 +384,9 @@ impl Drop for Shared {
     }
 }
 
-/// Brings the controller from any state to enabled with the admin queue in `admin`.
-fn enable(address: &str, registers: &Mmio, cap: Cap, admin: &mut QueuePair) -> Result<()> {
-    let timeout = Duration::from_millis(cap.timeout_ms().max(500));
+/// CC.EN = 0, then waits for CSTS.RDY = 0: from then on the device touches no host memory.
+fn disable(address: &str, registers: &Mmio, cap: Cap) -> Result<()> {
+    let timeout = enable_timeout(cap);
     let config = registers.cc();
     if config.en() {
         registers.set_cc(config.with_en(false));
@@ -350,6 +398,18 @@ fn enable(address: &str, registers: &Mmio, cap: Cap, admin: &mut QueuePair) -> R
             timeout,
         });
     }
+    Ok(())
+}
+
+/// CAP.TO, the longest a controller may take to become ready or to stop, with a floor.
+fn enable_timeout(cap: Cap) -> Duration {
+    Duration::from_millis(cap.timeout_ms().max(500))
+}
+
+/// Brings the controller from any state to enabled with the admin queue in `admin`.
+fn enable(address: &str, registers: &Mmio, cap: Cap, admin: &mut QueuePair) -> Result<()> {
+    disable(address, registers, cap)?;
+    let timeout = enable_timeout(cap);
     let entries = admin.entries() - 1;
     let aqa = Aqa::new().with_asqs(entries).with_acqs(entries);
     registers.write32(regs::AQA, aqa.into_bits());
@@ -382,6 +442,7 @@ impl Controller {
     /// controller. This is also the admin passthrough for arbitrary commands.
     pub fn admin(&self, command: Command, data: AdminData<'_>, name: &'static str) -> Result<u32> {
         let mut admin = self.shared.lock_admin();
+        self.shared.check_in_service()?;
         let result = self
             .shared
             .context()

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::admin::AdminData;
-use super::handle::{Controller, Namespace, LOST_IN_RESET};
-use crate::dma::{BufferPool, DmaBuffer, DmaRegion};
+use super::handle::{Controller, Namespace, LOST_IN_RESET, OUT_OF_SERVICE};
+use crate::dma::{keep_forever, BufferPool, DmaBuffer, DmaRegion};
 use crate::error::Result;
 use crate::queue::{Completed, DataPointer, QueuePair, Rejected, SubmitError};
 use vfnvme_spec::{admin_opcode, nvm_opcode, Command, DsmRange};
@@ -147,11 +147,14 @@ impl IoQueuePair {
             },
             None => (None, None),
         };
-        if self.controller.shared.generation.load(Ordering::Acquire) != self.generation {
-            return Err(Rejected {
-                error: SubmitError::ControllerReset,
-                buffer,
-            });
+        let generation = self.controller.shared.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            let error = if generation == OUT_OF_SERVICE {
+                SubmitError::OutOfService
+            } else {
+                SubmitError::ControllerReset
+            };
+            return Err(Rejected { error, buffer });
         }
         self.queue.submit(command, pointer, buffer, tag)
     }
@@ -251,14 +254,25 @@ impl IoQueuePair {
     }
 
     /// Reaps up to `max` completions. After a controller reset, first completes everything that
-    /// was in flight with [`LOST_IN_RESET`] and recreates the queues.
+    /// was in flight with [`LOST_IN_RESET`] and recreates the queues. A controller out of
+    /// service gives nothing back: its device may still write into those buffers.
     pub fn poll(&mut self, max: usize, mut on_complete: impl FnMut(Completed)) -> usize {
-        if self.controller.shared.generation.load(Ordering::Acquire) != self.generation {
+        let generation = self.controller.shared.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            if generation == OUT_OF_SERVICE {
+                return 0;
+            }
             return self.recover(&mut on_complete);
         }
         self.queue.poll(max, on_complete)
     }
 
+    /// Stale or duplicate completions seen and dropped (see `QueuePair::poll`).
+    pub fn stale_completions(&self) -> u64 {
+        self.queue.stale_completions()
+    }
+
+    /// Only called once the generation moved on, which happens after the device stopped.
     fn recover(&mut self, on_complete: &mut impl FnMut(Completed)) -> usize {
         let mut lost = 0;
         self.queue
@@ -319,9 +333,13 @@ impl IoQueuePair {
         Ok(report)
     }
 
-    /// Polls until nothing is outstanding or `deadline` passes; returns what was still out.
+    /// Polls until nothing is outstanding or `deadline` passes (or the controller is out of
+    /// service: nothing will come back); returns what was still out.
     pub fn drain(&mut self, deadline: Instant, mut on_complete: impl FnMut(Completed)) -> usize {
-        while self.outstanding() > 0 && Instant::now() < deadline {
+        while self.outstanding() > 0
+            && Instant::now() < deadline
+            && !self.controller.is_out_of_service()
+        {
             if self.poll(usize::MAX, &mut on_complete) == 0 {
                 std::hint::spin_loop();
             }
@@ -371,6 +389,9 @@ impl IoQueuePair {
     /// The device posts the completions of commands aborted by the SQ deletion before the
     /// deletion itself completes; they are reaped (to `on_complete`) before the CQ goes.
     fn delete_on_device(&mut self, on_complete: &mut dyn FnMut(Completed)) -> bool {
+        if self.controller.is_out_of_service() {
+            return false;
+        }
         if !self.live_on_device || self.controller.generation() != self.generation {
             return true;
         }
@@ -406,7 +427,9 @@ impl IoQueuePair {
                     self.controller.address()
                 );
                 // A reset (perhaps already done by the failed admin command) removes every queue.
-                self.controller.generation() != self.generation || self.controller.reset().is_ok()
+                let reset = self.controller.generation() != self.generation
+                    || self.controller.reset().is_ok();
+                reset && !self.controller.is_out_of_service()
             }
         }
     }
@@ -446,7 +469,7 @@ impl IoQueuePair {
             );
             self.queue.leak_memory();
             for region in self.pools.drain(..) {
-                std::mem::forget(region);
+                keep_forever(region);
             }
         }
     }

@@ -283,14 +283,23 @@ impl DeviceState {
         if qid == 0 || self.sqs.get(usize::from(qid)).is_none_or(|sq| sq.is_none()) {
             return specific_error(cs::INVALID_QUEUE_IDENTIFIER);
         }
-        // Withheld commands of this queue complete as aborted before the queue goes away.
+        // Withheld and held commands of this queue complete as aborted before the queue goes
+        // away; their data never moves.
         let aborted: Vec<u16> = self
             .lost
             .iter()
             .filter(|(sqid, _)| *sqid == qid)
             .map(|(_, cid)| *cid)
+            .chain(
+                self.held
+                    .iter()
+                    .filter(|(sqid, _)| *sqid == qid)
+                    .map(|(_, command)| command.cid()),
+            )
             .collect();
         self.lost.retain(|(sqid, _)| *sqid != qid);
+        self.held.retain(|(sqid, _)| *sqid != qid);
+        self.duplicates.retain(|(sqid, ..)| *sqid != qid);
         for cid in aborted {
             self.complete(qid, cid, fail(Status::generic(generic::SQ_DELETION_ABORT)));
         }

@@ -74,6 +74,16 @@ pub enum Fault {
     /// The next `count` matching commands are fetched but never complete, until aborted or the
     /// controller is reset.
     LoseCompletion { admin: bool, opcode: u8, count: u32 },
+    /// The next `count` matching commands are fetched and then held mid-transfer: their data is
+    /// moved and their completion posted only when [`super::SimController::release_held`] is
+    /// called. Meanwhile a disable (CC.EN = 0) is not finished: CSTS.RDY stays 1, as on a device
+    /// still busy with DMA, so the device may write into their buffers until RDY = 0.
+    HoldCommand { admin: bool, opcode: u8, count: u32 },
+    /// The completion of the next `count` matching commands is posted twice: again when the
+    /// next command is fetched from the same queue, so the copy arrives after the driver may
+    /// have reused the command's slot (a stale completion, as a buggy device or a lost doorbell
+    /// race can produce).
+    DuplicateCompletion { admin: bool, opcode: u8, count: u32 },
     /// Abort commands report that they aborted nothing.
     IgnoreAbort,
     /// CSTS.CFS: the controller stops processing until it is disabled.
@@ -92,4 +102,11 @@ pub struct SimStats {
     pub io_queues: u16,
     /// Commands fetched whose completion has not been posted.
     pub in_flight: usize,
+    /// Commands held mid-transfer ([`Fault::HoldCommand`]), a part of `in_flight`.
+    pub held: usize,
+    /// Resets completed (CC.EN 1 to 0 processed, CSTS.RDY = 0): from then on the device does
+    /// not touch host memory until it is enabled again.
+    pub resets: u64,
+    /// Duplicate completions sent ([`Fault::DuplicateCompletion`]).
+    pub duplicate_completions: u64,
 }

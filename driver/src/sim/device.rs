@@ -15,7 +15,7 @@ use crate::mmio::Mmio;
 use crate::ram::RamDisk;
 use vfnvme_spec::regs::{self, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
 use vfnvme_spec::status::sct;
-use vfnvme_spec::{Completion, Status, CQE_SIZE};
+use vfnvme_spec::{Command, Completion, Status, CQE_SIZE};
 
 /// CSTS.CFS = 1, the rest of CSTS kept.
 pub(super) fn set_fatal_status(bar: &Mmio) {
@@ -85,6 +85,13 @@ pub(super) struct DeviceState {
     pub(super) pending: VecDeque<PendingCompletion>,
     /// Fetched commands whose completion is being withheld (sqid, cid).
     pub(super) lost: Vec<(u16, u16)>,
+    /// Fetched commands held before their data moves ([`Fault::HoldCommand`]): (sqid, command).
+    pub(super) held: Vec<(u16, Command)>,
+    /// Completions to send a second time when the next command of their queue is fetched
+    /// ([`Fault::DuplicateCompletion`]): (sqid, cid, outcome).
+    pub(super) duplicates: Vec<(u16, u16, Outcome)>,
+    pub(super) duplicate_completions: u64,
+    pub(super) resets: u64,
     /// Async Event Requests waiting for an event (cid).
     pub(super) async_events: Vec<u16>,
     pub(super) faults: Vec<Fault>,
@@ -134,6 +141,10 @@ impl DeviceState {
             cqs: (0..queues).map(|_| None).collect(),
             pending: VecDeque::new(),
             lost: Vec::new(),
+            held: Vec::new(),
+            duplicates: Vec::new(),
+            duplicate_completions: 0,
+            resets: 0,
             async_events: Vec::new(),
             faults: Vec::new(),
             ignore_abort: false,
@@ -163,7 +174,13 @@ impl DeviceState {
             commands: self.commands,
             iommu_faults: 0,
             io_queues: self.sqs.iter().skip(1).filter(|q| q.is_some()).count() as u16,
-            in_flight: self.pending.len() + self.lost.len() + self.async_events.len(),
+            in_flight: self.pending.len()
+                + self.lost.len()
+                + self.held.len()
+                + self.async_events.len(),
+            held: self.held.len(),
+            duplicate_completions: self.duplicate_completions,
+            resets: self.resets,
         }
     }
 
@@ -238,12 +255,15 @@ impl DeviceState {
         self.cqs.iter_mut().for_each(|q| *q = None);
         self.pending.clear();
         self.lost.clear();
+        self.held.clear();
+        self.duplicates.clear();
         self.async_events.clear();
         self.io_queues_granted = 0;
         for qid in 0..self.sqs.len() as u16 {
             bar.write32(regs::sq_tail_doorbell(qid, self.doorbell_stride), 0);
             bar.write32(regs::cq_head_doorbell(qid, self.doorbell_stride), 0);
         }
+        self.resets += 1;
         bar.set_csts(Csts::new());
     }
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::{fence, Ordering};
 
 use super::config::Fault;
-use super::device::{set_fatal_status, DeviceState};
+use super::device::{set_fatal_status, DeviceState, Outcome};
 use super::iommu::SimIommu;
 use crate::mmio::Mmio;
 use vfnvme_spec::{regs, Command, SQE_SIZE};
@@ -15,6 +15,10 @@ impl DeviceState {
     pub(super) fn step(&mut self, bar: &Mmio, iommu: &SimIommu) -> bool {
         let mut busy = false;
         let config = bar.cc();
+        if config != self.last_cc && !self.held.is_empty() {
+            // Busy with a transfer: the register change (a disable) waits until it is done.
+            return false;
+        }
         if config != self.last_cc {
             self.on_config_change(config, bar);
             busy = true;
@@ -68,50 +72,94 @@ impl DeviceState {
     }
 
     pub(super) fn dispatch(&mut self, qid: u16, command: Command, bar: &Mmio, iommu: &SimIommu) {
-        let admin = qid == 0;
-        if let Some(position) = self.faults.iter().position(|fault| match *fault {
-            Fault::FailCommand {
-                admin: a, opcode, ..
-            }
-            | Fault::LoseCompletion {
-                admin: a, opcode, ..
-            } => a == admin && opcode == command.opcode(),
-            _ => false,
-        }) {
-            let fault = self.faults[position];
-            match fault {
-                Fault::FailCommand { status, count, .. } => {
-                    self.consume_fault(position, count);
-                    self.complete(qid, command.cid(), (status, 0));
-                    return;
-                }
-                Fault::LoseCompletion { count, .. } => {
-                    self.consume_fault(position, count);
-                    self.lost.push((qid, command.cid()));
-                    return;
-                }
-                _ => {}
-            }
+        let cid = command.cid();
+        // A duplicate armed by an earlier command of this queue goes out now, before this
+        // command's own completion: the driver may already have reused the earlier one's slot.
+        if let Some(position) = self.duplicates.iter().position(|d| d.0 == qid) {
+            let (_, duplicate_cid, outcome) = self.duplicates.remove(position);
+            self.duplicate_completions += 1;
+            self.complete(qid, duplicate_cid, outcome);
         }
-        if admin {
-            if let Some(outcome) = self.execute_admin(&command, bar, iommu) {
-                self.complete(qid, command.cid(), outcome);
+        match self.take_fault(qid == 0, command.opcode()) {
+            Some(Fault::FailCommand { status, .. }) => self.complete(qid, cid, (status, 0)),
+            Some(Fault::LoseCompletion { .. }) => self.lost.push((qid, cid)),
+            Some(Fault::HoldCommand { .. }) => self.held.push((qid, command)),
+            fault => {
+                let Some(outcome) = self.execute(qid, &command, bar, iommu) else {
+                    return;
+                };
+                self.complete(qid, cid, outcome);
+                if matches!(fault, Some(Fault::DuplicateCompletion { .. })) {
+                    self.duplicates.push((qid, cid, outcome));
+                }
             }
-        } else {
-            let outcome = self.execute_io(&command, iommu);
-            self.complete(qid, command.cid(), outcome);
         }
     }
 
-    pub(super) fn consume_fault(&mut self, position: usize, count: u32) {
+    /// What the command does; `None` when it completes later (Async Event Request).
+    fn execute(
+        &mut self,
+        qid: u16,
+        command: &Command,
+        bar: &Mmio,
+        iommu: &SimIommu,
+    ) -> Option<Outcome> {
+        if qid == 0 {
+            self.execute_admin(command, bar, iommu)
+        } else {
+            Some(self.execute_io(command, iommu))
+        }
+    }
+
+    /// Moves the data of every held command and queues its completion. Returns how many.
+    pub(super) fn release_held(&mut self, bar: &Mmio, iommu: &SimIommu) -> usize {
+        let held = std::mem::take(&mut self.held);
+        for (qid, command) in &held {
+            if let Some(outcome) = self.execute(*qid, command, bar, iommu) {
+                self.complete(*qid, command.cid(), outcome);
+            }
+        }
+        held.len()
+    }
+
+    /// The first injected fault for this kind of command, used up by one.
+    fn take_fault(&mut self, admin: bool, opcode: u8) -> Option<Fault> {
+        let position = self.faults.iter().position(|fault| match *fault {
+            Fault::FailCommand {
+                admin: a,
+                opcode: o,
+                ..
+            }
+            | Fault::LoseCompletion {
+                admin: a,
+                opcode: o,
+                ..
+            }
+            | Fault::HoldCommand {
+                admin: a,
+                opcode: o,
+                ..
+            }
+            | Fault::DuplicateCompletion {
+                admin: a,
+                opcode: o,
+                ..
+            } => a == admin && o == opcode,
+            Fault::IgnoreAbort | Fault::Fatal => false,
+        })?;
+        let fault = self.faults[position];
         match &mut self.faults[position] {
-            Fault::FailCommand { count: left, .. } | Fault::LoseCompletion { count: left, .. } => {
-                *left = count.saturating_sub(1);
-                if *left == 0 {
+            Fault::FailCommand { count, .. }
+            | Fault::LoseCompletion { count, .. }
+            | Fault::HoldCommand { count, .. }
+            | Fault::DuplicateCompletion { count, .. } => {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
                     self.faults.remove(position);
                 }
             }
-            _ => {}
+            Fault::IgnoreAbort | Fault::Fatal => {}
         }
+        Some(fault)
     }
 }

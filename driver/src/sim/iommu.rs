@@ -20,8 +20,10 @@ pub struct SimIommu {
 
 impl SimIommu {
     /// Runs `access` on a volatile view of the `len` bytes at `iova`, if one mapping covers them
-    /// all; otherwise an IOMMU fault is counted and `None` returned.
-    pub(crate) fn access<R>(
+    /// all; otherwise an IOMMU fault is counted and `None` returned. The lookup and the access
+    /// happen under one read guard, and the mapping holds its memory alive, so an unmap racing
+    /// an access waits for it: the access is either a fault or reaches memory that is alive.
+    pub fn access<R>(
         &self,
         iova: u64,
         len: usize,

@@ -109,6 +109,14 @@ impl SimController {
         self.shared.step()
     }
 
+    /// Lets every command held by [`Fault::HoldCommand`] move its data and complete, now: the
+    /// device finishing a transfer at the worst moment it may. Returns how many there were.
+    pub fn release_held(&self) -> usize {
+        self.shared
+            .lock()
+            .release_held(&self.shared.bar, &self.shared.iommu)
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.shared.lock().inject(fault, &self.shared.bar);
     }
