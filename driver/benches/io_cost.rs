@@ -28,6 +28,7 @@ fn main() {
             nsid: 1,
             blocks: 4096,
             block_size: BLOCK_SIZE,
+            ..SimNamespace::default()
         }],
         ..SimConfig::default()
     };

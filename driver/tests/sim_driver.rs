@@ -114,11 +114,13 @@ fn bring_up_identifies_controller_and_namespaces() {
                 nsid: 1,
                 blocks: 2048,
                 block_size: 512,
+                ..SimNamespace::default()
             },
             SimNamespace {
                 nsid: 3,
                 blocks: 1024,
                 block_size: 4096,
+                ..SimNamespace::default()
             },
         ],
         ..SimConfig::default()
@@ -173,6 +175,7 @@ fn unlimited_mdts_transfers_two_mebibytes_through_one_prp_list() {
             nsid: 1,
             blocks: 8192,
             block_size: 4096,
+            ..SimNamespace::default()
         }],
         ..SimConfig::default()
     };

@@ -25,6 +25,8 @@ pub struct NvmeDevice {
     pub namespace_images: Vec<PathBuf>,
     /// Attach it behind its own PCIe root port (hot-removable through QMP).
     pub behind_root_port: bool,
+    /// Extra `nvme-ns` properties of its namespaces (",eui64=...,uuid=..."); empty for none.
+    pub namespace_properties: String,
 }
 
 /// Everything needed for one boot.
@@ -88,20 +90,26 @@ impl VmConfig {
                 ]);
                 nvme.push_str(&format!(",bus={port}"));
             }
-            if let [image] = drive.namespace_images.as_slice() {
-                let drive_id = format!("{}-ns1", drive.id);
-                command.arg("-drive").arg(drive_arg(image, &drive_id));
-                command.args(["-device", &format!("{nvme},drive={drive_id}")]);
-            } else {
-                command.args(["-device", &nvme]);
-                for (index, image) in drive.namespace_images.iter().enumerate() {
-                    let nsid = index + 1;
-                    let drive_id = format!("{}-ns{nsid}", drive.id);
+            match drive.namespace_images.as_slice() {
+                [image] if drive.namespace_properties.is_empty() => {
+                    let drive_id = format!("{}-ns1", drive.id);
                     command.arg("-drive").arg(drive_arg(image, &drive_id));
-                    command.args([
-                        "-device",
-                        &format!("nvme-ns,drive={drive_id},bus={},nsid={nsid}", drive.id),
-                    ]);
+                    command.args(["-device", &format!("{nvme},drive={drive_id}")]);
+                }
+                images => {
+                    command.args(["-device", &nvme]);
+                    for (index, image) in images.iter().enumerate() {
+                        let nsid = index + 1;
+                        let drive_id = format!("{}-ns{nsid}", drive.id);
+                        command.arg("-drive").arg(drive_arg(image, &drive_id));
+                        command.args([
+                            "-device",
+                            &format!(
+                                "nvme-ns,drive={drive_id},bus={},nsid={nsid}{}",
+                                drive.id, drive.namespace_properties
+                            ),
+                        ]);
+                    }
                 }
             }
         }

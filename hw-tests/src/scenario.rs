@@ -35,6 +35,7 @@ pub struct Drive {
     serial: String,
     namespace_bytes: Vec<u64>,
     behind_root_port: bool,
+    namespace_properties: String,
 }
 
 impl Drive {
@@ -44,7 +45,16 @@ impl Drive {
             serial: serial.to_owned(),
             namespace_bytes: vec![bytes],
             behind_root_port: false,
+            namespace_properties: String::new(),
         }
+    }
+
+    /// Sets a QEMU `nvme-ns` property (e.g. `eui64=0x0011223344556677`, `uuid=...`) of the
+    /// drive's namespace: what the drive then reports in Identify Namespace.
+    pub fn namespace_property(mut self, property: &str) -> Self {
+        self.namespace_properties.push(',');
+        self.namespace_properties.push_str(property);
+        self
     }
 
     /// Puts the drive behind its own PCIe root port, so QMP `device_del` can remove it.
@@ -211,6 +221,7 @@ impl Scenario {
                 serial: drive.serial.clone(),
                 namespace_images: images,
                 behind_root_port: drive.behind_root_port,
+                namespace_properties: drive.namespace_properties.clone(),
             });
         }
         Ok(devices)
@@ -397,5 +408,24 @@ impl Outcome {
     pub fn expect_capture(&self, name: &str) -> Capture {
         self.capture(name)
             .unwrap_or_else(|| self.fail(&format!("the guest printed no capture named {name}")))
+    }
+
+    /// A capture that must have exited 0, and its stdout as JSON (anything before the first
+    /// line starting with `{` is skipped).
+    pub fn json(&self, name: &str) -> serde_json::Value {
+        let capture = self.expect_capture(name);
+        if capture.exit_code != 0 {
+            self.fail(&format!(
+                "{name}: exit {}\nstdout:\n{}\nstderr:\n{}",
+                capture.exit_code, capture.stdout, capture.stderr
+            ));
+        }
+        let stdout = capture.stdout.trim();
+        stdout
+            .match_indices('{')
+            .map(|(at, _)| at)
+            .filter(|&at| at == 0 || stdout[..at].ends_with('\n'))
+            .find_map(|at| serde_json::from_str(&stdout[at..]).ok())
+            .unwrap_or_else(|| self.fail(&format!("{name}: stdout is not JSON:\n{stdout}")))
     }
 }

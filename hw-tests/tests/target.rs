@@ -174,25 +174,6 @@ fn boot() -> &'static Outcome {
     .unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// A capture that must have exited 0, and its stdout as JSON (anything before the first line
-/// starting with `{` is skipped).
-fn json(outcome: &Outcome, name: &str) -> Value {
-    let capture = outcome.expect_capture(name);
-    if capture.exit_code != 0 {
-        outcome.fail(&format!(
-            "{name}: exit {}\nstdout:\n{}\nstderr:\n{}",
-            capture.exit_code, capture.stdout, capture.stderr
-        ));
-    }
-    let stdout = capture.stdout.trim();
-    stdout
-        .match_indices('{')
-        .map(|(at, _)| at)
-        .filter(|&at| at == 0 || stdout[..at].ends_with('\n'))
-        .find_map(|at| serde_json::from_str(&stdout[at..]).ok())
-        .unwrap_or_else(|| outcome.fail(&format!("{name}: stdout is not JSON:\n{stdout}")))
-}
-
 /// A guest line `VFNVME-TARGET-INFO: ... KEY=VALUE ...`.
 fn info(outcome: &Outcome, key: &str) -> String {
     let prefix = format!("{key}=");
@@ -239,7 +220,7 @@ fn serve_refuses_a_drive_the_kernel_owns_and_points_to_setup_sh() {
 #[test]
 fn discovery_lists_both_subsystems() {
     let outcome = boot();
-    let discovery = json(outcome, "discover");
+    let discovery = outcome.json("discover");
     let records = discovery["records"]
         .as_array()
         .unwrap_or_else(|| outcome.fail(&format!("no records in {discovery:#}")));
@@ -268,9 +249,9 @@ fn discovery_lists_both_subsystems() {
 #[test]
 fn id_ctrl_id_ns_and_nvme_list_show_the_emulated_drives() {
     let outcome = boot();
-    let list = json(outcome, "nvme_list");
+    let list = outcome.json("nvme_list");
     for (index, nqn, serial) in [(0, NQN0, DRIVE0_SERIAL), (1, NQN1, DRIVE1_SERIAL)] {
-        let id_ctrl = json(outcome, &format!("id_ctrl{index}"));
+        let id_ctrl = outcome.json(&format!("id_ctrl{index}"));
         let mut problems = Vec::new();
         if trimmed(&id_ctrl["sn"]) != Some(serial) {
             problems.push(format!("sn is {}, expected {serial}", id_ctrl["sn"]));
@@ -281,7 +262,7 @@ fn id_ctrl_id_ns_and_nvme_list_show_the_emulated_drives() {
         if trimmed(&id_ctrl["subnqn"]) != Some(nqn) {
             problems.push(format!("subnqn is {}, expected {nqn}", id_ctrl["subnqn"]));
         }
-        let id_ns = json(outcome, &format!("id_ns{index}"));
+        let id_ns = outcome.json(&format!("id_ns{index}"));
         let blocks = DRIVE_BYTES / 512;
         if id_ns["nsze"].as_u64() != Some(blocks) {
             problems.push(format!("nsze is {}, expected {blocks}", id_ns["nsze"]));
@@ -321,7 +302,7 @@ fn id_ctrl_id_ns_and_nvme_list_show_the_emulated_drives() {
 fn fio_randwrite_with_crc32c_verify_passes_at_qd1_and_qd32() {
     let outcome = boot();
     for (name, jobs, _, _) in FIO_RUNS {
-        let result = json(outcome, name);
+        let result = outcome.json(name);
         for (index, (_, _, size)) in jobs.iter().enumerate() {
             let job = &result["jobs"][index];
             let (error, written, read) = (
@@ -388,7 +369,7 @@ fn serve_with_two_poll_groups_starts_serves_both_drives_and_stops() {
             serve.exit_code, serve.stderr
         ));
     }
-    let result = json(outcome, "fio_two_groups");
+    let result = outcome.json("fio_two_groups");
     for index in 0..2 {
         let job = &result["jobs"][index];
         if job["error"].as_u64() != Some(0) || job["read"]["io_bytes"].as_u64() != Some(8 << 20) {

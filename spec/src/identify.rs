@@ -523,6 +523,82 @@ pub fn parse_namespace_id_descriptors(data: &[u8]) -> Result<Vec<NamespaceId>, S
     Ok(ids)
 }
 
+/// A namespace's globally unique identifiers, each absent or not: as a drive reports them
+/// (Identify Namespace NGUID and EUI64, the descriptor list's NGUID, EUI-64 and UUID) and as a
+/// target reports them again. An all-zero value means "none" (NVMe Base Specification: the
+/// field is cleared when not supported), so it is never reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NamespaceIds {
+    pub nguid: Option<[u8; 16]>,
+    pub eui64: Option<[u8; 8]>,
+    pub uuid: Option<[u8; 16]>,
+}
+
+fn nonzero<const N: usize>(id: [u8; N]) -> Option<[u8; N]> {
+    id.iter().any(|&b| b != 0).then_some(id)
+}
+
+impl NamespaceIds {
+    /// The identifiers in a drive's Identify Namespace data and descriptor list (`descriptors`
+    /// empty if it has none); where both carry one, the descriptor list's wins.
+    pub fn reported(identify: &IdentifyNamespace, descriptors: &[NamespaceId]) -> Self {
+        let mut ids = Self {
+            nguid: nonzero(identify.nguid),
+            eui64: nonzero(identify.eui64),
+            uuid: None,
+        };
+        for descriptor in descriptors {
+            match *descriptor {
+                NamespaceId::Nguid(id) => ids.nguid = nonzero(id).or(ids.nguid),
+                NamespaceId::Eui64(id) => ids.eui64 = nonzero(id).or(ids.eui64),
+                NamespaceId::Uuid(id) => ids.uuid = nonzero(id).or(ids.uuid),
+                NamespaceId::Csi(_) => {}
+            }
+        }
+        ids
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nguid.is_none() && self.eui64.is_none() && self.uuid.is_none()
+    }
+
+    /// Writes the NGUID and EUI64 fields of Identify Namespace (zero where absent).
+    pub fn fill(&self, identify: &mut IdentifyNamespace) {
+        identify.nguid = self.nguid.unwrap_or_default();
+        identify.eui64 = self.eui64.unwrap_or_default();
+    }
+
+    /// The descriptor list (CNS 03h) of a namespace of command set `csi` with these ids.
+    pub fn descriptor_list(&self, csi: u8) -> Vec<u8> {
+        let ids: Vec<NamespaceId> = [
+            self.eui64.map(NamespaceId::Eui64),
+            self.nguid.map(NamespaceId::Nguid),
+            self.uuid.map(NamespaceId::Uuid),
+            Some(NamespaceId::Csi(csi)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        build_namespace_id_descriptors(&ids)
+    }
+}
+
+/// Optional NVM Command Support (Identify Controller ONCS) bits.
+pub mod oncs {
+    pub const COMPARE: u16 = 1 << 0;
+    pub const WRITE_UNCORRECTABLE: u16 = 1 << 1;
+    pub const DATASET_MANAGEMENT: u16 = 1 << 2;
+    pub const WRITE_ZEROES: u16 = 1 << 3;
+    pub const SAVE_SELECT: u16 = 1 << 4;
+    pub const RESERVATIONS: u16 = 1 << 5;
+    pub const TIMESTAMP: u16 = 1 << 6;
+    pub const VERIFY: u16 = 1 << 7;
+    pub const COPY: u16 = 1 << 8;
+}
+
+/// Identify Controller VWC bit 0: a volatile write cache is present.
+pub const VWC_PRESENT: u8 = 1 << 0;
+
 /// A 4096-byte Namespace Identification Descriptor list, zero terminated. Descriptors that
 /// would not fit are left out.
 pub fn build_namespace_id_descriptors(ids: &[NamespaceId]) -> Vec<u8> {
@@ -891,5 +967,49 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn namespace_ids_read_both_structures_and_skip_zeroes() {
+        let mut identify = IdentifyNamespace::simple(8, 512);
+        identify.nguid = [0x11; 16];
+        identify.eui64 = [0x22; 8];
+        let from_identify = NamespaceIds::reported(&identify, &[]);
+        assert_eq!(from_identify.nguid, Some([0x11; 16]));
+        assert_eq!(from_identify.eui64, Some([0x22; 8]));
+        assert_eq!(from_identify.uuid, None);
+        let descriptors = [
+            NamespaceId::Nguid([0x33; 16]),
+            NamespaceId::Eui64([0; 8]),
+            NamespaceId::Uuid([0x44; 16]),
+            NamespaceId::Csi(0),
+        ];
+        let both = NamespaceIds::reported(&identify, &descriptors);
+        assert_eq!(
+            both,
+            NamespaceIds {
+                nguid: Some([0x33; 16]),
+                eui64: Some([0x22; 8]),
+                uuid: Some([0x44; 16]),
+            }
+        );
+        assert!(NamespaceIds::reported(&IdentifyNamespace::default(), &[]).is_empty());
+
+        let mut written = IdentifyNamespace::default();
+        both.fill(&mut written);
+        assert_eq!((written.nguid, written.eui64), ([0x33; 16], [0x22; 8]));
+        assert_eq!(
+            parse_namespace_id_descriptors(&both.descriptor_list(0)).unwrap(),
+            vec![
+                NamespaceId::Eui64([0x22; 8]),
+                NamespaceId::Nguid([0x33; 16]),
+                NamespaceId::Uuid([0x44; 16]),
+                NamespaceId::Csi(0)
+            ]
+        );
+        assert_eq!(
+            parse_namespace_id_descriptors(&NamespaceIds::default().descriptor_list(0)).unwrap(),
+            vec![NamespaceId::Csi(0)]
+        );
     }
 }

@@ -56,21 +56,31 @@ impl Drive {
         latency: std::time::Duration,
     ) -> vfnvme_driver::Result<Self> {
         use vfnvme_driver::sim::{SimConfig, SimController, SimNamespace};
+        use vfnvme_spec::identify::NamespaceIds;
 
+        let unsupported = |what: String| vfnvme_driver::Error::Unsupported {
+            address: "sim".into(),
+            what,
+        };
+        // Its medium is new at each start, so is its identity (as a RAM namespace's).
+        let nguid = crate::subsystem::random_id()
+            .map_err(|e| unsupported(format!("cannot draw a random NGUID: {e}")))?;
         let config = SimConfig {
             namespaces: vec![SimNamespace {
                 nsid: 1,
                 blocks,
                 block_size,
+                ids: NamespaceIds {
+                    nguid: Some(nguid),
+                    ..NamespaceIds::default()
+                },
             }],
             io_queues: 64,
             latency,
             ..SimConfig::default()
         };
-        let device = SimController::new(config).map_err(|e| vfnvme_driver::Error::Unsupported {
-            address: "sim".into(),
-            what: format!("cannot start the simulated controller: {e}"),
-        })?;
+        let device = SimController::new(config)
+            .map_err(|e| unsupported(format!("cannot start the simulated controller: {e}")))?;
         Ok(Self::Nvme(Controller::new(
             device,
             ControllerOptions::default(),

@@ -10,9 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vfnvme_driver::{AdminData, Controller};
+use vfnvme_spec::identify::{
+    parse_namespace_id_descriptors, NamespaceId, NamespaceIds, IDENTIFY_DATA_SIZE, VWC_PRESENT,
+};
 use vfnvme_spec::log_page::log_id;
 use vfnvme_spec::status::generic;
-use vfnvme_spec::{admin_opcode, feature, Command, Status};
+use vfnvme_spec::{admin_opcode, cns, feature, Command, Status};
 
 use crate::backend::{Drive, DriveSlot};
 use crate::config::Config;
@@ -33,6 +36,8 @@ pub struct NamespaceRoute {
     pub drive: usize,
     pub device_nsid: u32,
     pub block_size: u32,
+    /// The optional NVM commands (ONCS bits) its subsystem advertises: the others are refused.
+    pub oncs: u16,
 }
 
 /// Every subsystem's controllers, and how each namespace reaches its drive.
@@ -90,6 +95,7 @@ impl Registry {
                         drive,
                         device_nsid,
                         block_size: namespace.block_size,
+                        oncs: subsystem.oncs,
                     }
                 })
                 .collect();
@@ -155,15 +161,43 @@ fn describe_drive_namespace(
         .namespace(device_nsid)
         .map_err(|e| e.to_string())?;
     let identify = controller.identify();
+    let descriptors = namespace_descriptors(controller, device_nsid);
     Ok(DriveNamespace {
         device_index: index,
         block_size: namespace.block_size,
         blocks: namespace.blocks,
+        vid: identify.vid.get(),
         serial: identify.serial.to_string(),
         model: identify.model.to_string(),
         firmware: identify.firmware.to_string(),
-        volatile_write_cache: identify.vwc & 1 != 0,
+        ids: NamespaceIds::reported(&namespace.identify, &descriptors),
+        oncs: identify.oncs.get(),
+        volatile_write_cache: identify.vwc & VWC_PRESENT != 0,
         max_transfer: controller.max_transfer(),
+    })
+}
+
+/// The drive's Namespace Identification Descriptor list of namespace `nsid`; none from a drive
+/// older than NVMe 1.3, which answers Invalid Field (its Identify Namespace still has the
+/// NGUID and EUI-64).
+fn namespace_descriptors(controller: &Controller, nsid: u32) -> Vec<NamespaceId> {
+    let mut data = vec![0u8; IDENTIFY_DATA_SIZE];
+    let command = Command {
+        cdw10: u32::from(cns::NAMESPACE_ID_DESCRIPTORS),
+        ..Command::new(admin_opcode::IDENTIFY, nsid)
+    };
+    let name = "Identify (Namespace Identification Descriptor list)";
+    let answered = controller
+        .admin(command, AdminData::FromDevice(&mut data), name)
+        .map_err(|e| e.to_string())
+        .and_then(|_| parse_namespace_id_descriptors(&data).map_err(|e| e.to_string()));
+    answered.unwrap_or_else(|error| {
+        log::info!(
+            "{}: namespace {nsid}: no descriptor list ({error}); its Identify Namespace \
+             identifiers are used",
+            controller.address()
+        );
+        Vec::new()
     })
 }
 

@@ -17,6 +17,7 @@ use vfnvme_spec::discovery::{
     TRTYPE_TCP,
 };
 use vfnvme_spec::fabrics::{CNTLID_DYNAMIC, DISCOVERY_NQN, MAX_ADMIN_QUEUE_ENTRIES};
+use vfnvme_spec::identify::{oncs, NamespaceIds};
 use vfnvme_spec::padded::PaddedString;
 use zerocopy::little_endian::{U16, U64};
 use zerocopy::IntoBytes;
@@ -25,6 +26,11 @@ use zerocopy::IntoBytes;
 pub const RAM_MAX_IO_SIZE: u32 = 128 * 1024;
 /// Smallest transfer size MDTS can express (2 pages of 4 KiB; MDTS 0 means unlimited).
 const MIN_MAX_IO_SIZE: u32 = 8192;
+/// The optional NVM commands the target passes on to a drive (`conn/io_cmd.rs`): a subsystem
+/// advertises those of them that all its drives support.
+const FORWARDED_ONCS: u16 = oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT;
+/// The optional NVM commands the RAM backend executes (`vfnvme_driver::ram`).
+const RAM_ONCS: u16 = oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT;
 
 /// How the target names the drive behind a passthrough or simulated namespace, and which of the
 /// drive's namespaces it is: a PCI address (shared by the namespaces of one drive), or for a
@@ -54,9 +60,9 @@ pub struct NamespaceInfo {
     pub nsid: u32,
     pub block_size: u32,
     pub blocks: u64,
-    /// Namespace Globally Unique Identifier, derived from the subsystem NQN and the NSID so
-    /// that hosts see the same namespace identity after a restart.
-    pub nguid: [u8; 16],
+    /// NGUID, EUI-64 and UUID as hosts see them: the drive's own, else derived from the drive
+    /// (see [`drive_namespace_ids`]); for RAM, new at each start, like its content.
+    pub ids: NamespaceIds,
     pub backend: NamespaceBacking,
 }
 
@@ -67,9 +73,15 @@ pub struct DriveNamespace {
     pub device_index: usize,
     pub block_size: u32,
     pub blocks: u64,
+    /// PCI Vendor ID (Identify Controller VID).
+    pub vid: u16,
     pub serial: String,
     pub model: String,
     pub firmware: String,
+    /// The namespace's identifiers as the drive reports them.
+    pub ids: NamespaceIds,
+    /// The optional NVM commands the drive supports (Identify Controller ONCS).
+    pub oncs: u16,
     /// Whether the drive has a volatile write cache (Identify Controller VWC bit 0).
     pub volatile_write_cache: bool,
     /// Largest transfer of one command to the drive, in bytes.
@@ -91,13 +103,15 @@ pub struct Subsystem {
     pub max_io_size: u32,
     /// Whether hosts are told about a volatile write cache (and so send Flush).
     pub volatile_write_cache: bool,
+    /// The optional NVM commands hosts are told of (ONCS) and may send.
+    pub oncs: u16,
 }
 
 impl Subsystem {
     /// Builds a subsystem from its configuration; `drive_namespace(key, device_nsid)` tells what
     /// the opened drive known by `key` (see [`drive_key`]) offers as namespace `device_nsid`, or
     /// why it cannot.
-    pub fn from_config<E>(
+    pub fn from_config<E: From<String>>(
         config: &SubsystemConfig,
         target: &TargetConfig,
         mut drive_namespace: impl FnMut(&str, u32) -> Result<DriveNamespace, E>,
@@ -106,7 +120,6 @@ impl Subsystem {
         let mut drives: Vec<DriveNamespace> = Vec::new();
         let mut has_ram = false;
         for namespace in &config.namespaces {
-            let nguid = derive_nguid(&config.nqn, namespace.nsid);
             let info = match &namespace.backing {
                 BackingConfig::Ram { bytes, block_size } => {
                     has_ram = true;
@@ -114,7 +127,15 @@ impl Subsystem {
                         nsid: namespace.nsid,
                         block_size: *block_size,
                         blocks: bytes / u64::from(*block_size),
-                        nguid,
+                        ids: NamespaceIds {
+                            nguid: Some(random_id().map_err(|e| {
+                                format!(
+                                    "{}: namespace {}: cannot draw a random NGUID: {e}",
+                                    config.nqn, namespace.nsid
+                                )
+                            })?),
+                            ..NamespaceIds::default()
+                        },
                         backend: NamespaceBacking::Ram { bytes: *bytes },
                     }
                 }
@@ -126,7 +147,7 @@ impl Subsystem {
                         nsid: namespace.nsid,
                         block_size: drive.block_size,
                         blocks: drive.blocks,
-                        nguid,
+                        ids: drive_namespace_ids(&drive, *device_nsid),
                         backend: NamespaceBacking::Passthrough {
                             device_index: drive.device_index,
                             device_nsid: *device_nsid,
@@ -183,7 +204,13 @@ impl Subsystem {
             hosts: config.hosts.clone(),
             namespaces,
             max_io_size,
+            // Flush matters if any drive caches writes: a host told of no cache sends none.
             volatile_write_cache: has_ram || drives.iter().any(|d| d.volatile_write_cache),
+            oncs: drives
+                .iter()
+                .map(|drive| drive.oncs)
+                .chain(has_ram.then_some(RAM_ONCS))
+                .fold(FORWARDED_ONCS, |common, supported| common & supported),
         })
     }
 
@@ -217,6 +244,7 @@ impl Subsystem {
             namespaces: Vec::new(),
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
+            oncs: 0,
         }
     }
 }
@@ -328,13 +356,41 @@ fn generated_serial(nqn: &str) -> String {
     format!("VFNVME{:014X}", hash >> 8)
 }
 
-fn derive_nguid(nqn: &str, nsid: u32) -> [u8; 16] {
-    let first = fnv1a(FNV_OFFSET_BASIS, nqn.as_bytes());
-    let second = fnv1a(first, &nsid.to_le_bytes());
+/// The identifiers hosts see for namespace `device_nsid` of `drive`: the drive's own (as
+/// nvmet's passthru reports them); for a drive that reports none, an NGUID derived from the
+/// drive itself (vendor, serial, model, namespace), so that two drives never look like one
+/// and a swapped drive looks new, whatever the configuration says.
+fn drive_namespace_ids(drive: &DriveNamespace, device_nsid: u32) -> NamespaceIds {
+    if !drive.ids.is_empty() {
+        return drive.ids;
+    }
+    let mut identity = Vec::with_capacity(drive.serial.len() + drive.model.len() + 8);
+    identity.extend_from_slice(&drive.vid.to_le_bytes());
+    // Each string ends with a NUL, so that moving bytes between serial and model changes
+    // the identity.
+    for text in [&drive.serial, &drive.model] {
+        identity.extend_from_slice(text.as_bytes());
+        identity.push(0);
+    }
+    identity.extend_from_slice(&device_nsid.to_le_bytes());
+    let first = fnv1a(FNV_OFFSET_BASIS, &identity);
+    let second = fnv1a(first, &identity);
     let mut nguid = [0u8; 16];
     nguid[..8].copy_from_slice(&first.to_be_bytes());
     nguid[8..].copy_from_slice(&second.to_be_bytes());
-    nguid
+    NamespaceIds {
+        nguid: Some(nguid),
+        ..NamespaceIds::default()
+    }
+}
+
+/// A random identifier of `N` bytes, never all zero (which means "none").
+pub fn random_id<const N: usize>() -> Result<[u8; N], getrandom::Error> {
+    let mut id = [0u8; N];
+    while id.iter().all(|&b| b == 0) {
+        getrandom::fill(&mut id)?;
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -348,9 +404,12 @@ mod tests {
             device_index,
             block_size: 4096,
             blocks: 1 << 20,
+            vid: 0x1b36,
             serial: format!("SERIAL{device_index}"),
             model: "QEMU NVMe Ctrl".into(),
             firmware: "8.2.0".into(),
+            ids: NamespaceIds::default(),
+            oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT | oncs::COMPARE,
             volatile_write_cache: false,
             max_transfer: 512 * 1024,
         }
@@ -436,8 +495,8 @@ mod tests {
         assert!(subsystem.namespace(2).is_none());
         assert_eq!(subsystem.max_nsid(), 3);
         assert_ne!(
-            subsystem.namespace(1).unwrap().nguid,
-            subsystem.namespace(3).unwrap().nguid
+            subsystem.namespace(1).unwrap().ids,
+            subsystem.namespace(3).unwrap().ids
         );
     }
 
@@ -494,7 +553,7 @@ mod tests {
     #[test]
     fn odd_drive_limits_round_down_to_what_mdts_expresses() {
         let config = subsystem_config(vec![passthrough(1, "0000:01:00.0", 1)]);
-        let odd = |_: &str, _: u32| -> Result<DriveNamespace, ()> {
+        let odd = |_: &str, _: u32| -> Result<DriveNamespace, String> {
             Ok(DriveNamespace {
                 max_transfer: 100_000,
                 ..drive(0)
@@ -502,6 +561,68 @@ mod tests {
         };
         let subsystem = Subsystem::from_config(&config, &TargetConfig::default(), odd).unwrap();
         assert_eq!(subsystem.max_io_size, 65536);
+    }
+
+    #[test]
+    fn oncs_is_what_every_drive_supports_and_the_target_forwards() {
+        let config = subsystem_config(vec![
+            passthrough(1, "0000:01:00.0", 1),
+            passthrough(2, "0000:02:00.0", 1),
+        ]);
+        let target = TargetConfig::default();
+        let both = Subsystem::from_config(&config, &target, open).unwrap();
+        assert_eq!(
+            both.oncs,
+            oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
+            "Compare is not forwarded"
+        );
+        let one_lacks_write_zeroes = |pci: &str, nsid: u32| {
+            open(pci, nsid).map(|drive| DriveNamespace {
+                oncs: if drive.device_index == 1 {
+                    oncs::DATASET_MANAGEMENT
+                } else {
+                    drive.oncs
+                },
+                ..drive
+            })
+        };
+        let subsystem = Subsystem::from_config(&config, &target, one_lacks_write_zeroes).unwrap();
+        assert_eq!(subsystem.oncs, oncs::DATASET_MANAGEMENT);
+        let ram = Subsystem::from_config(&subsystem_config(vec![ram(1)]), &target, open).unwrap();
+        assert_eq!(ram.oncs, RAM_ONCS);
+    }
+
+    #[test]
+    fn namespace_ids_are_the_drives_or_derived_from_it() {
+        let config = subsystem_config(vec![passthrough(1, "0000:01:00.0", 1)]);
+        let target = TargetConfig::default();
+        let own = NamespaceIds {
+            eui64: Some([7; 8]),
+            ..NamespaceIds::default()
+        };
+        let reporting = |pci: &str, nsid: u32| {
+            open(pci, nsid).map(|drive| DriveNamespace { ids: own, ..drive })
+        };
+        let subsystem = Subsystem::from_config(&config, &target, reporting).unwrap();
+        assert_eq!(subsystem.namespace(1).unwrap().ids, own, "the drive's own");
+
+        let derived = |serial: &'static str| {
+            let drive = move |pci: &str, nsid: u32| {
+                open(pci, nsid).map(|drive| DriveNamespace {
+                    serial: serial.into(),
+                    ..drive
+                })
+            };
+            let ids = Subsystem::from_config(&config, &target, drive)
+                .unwrap()
+                .namespace(1)
+                .unwrap()
+                .ids;
+            assert!(ids.nguid.is_some() && ids.eui64.is_none() && ids.uuid.is_none());
+            ids
+        };
+        assert_ne!(derived("SN-A"), derived("SN-B"));
+        assert_eq!(derived("SN-A"), derived("SN-A"));
     }
 
     #[test]

@@ -71,6 +71,15 @@ pub struct ShutdownReport {
 impl Target {
     /// Opens the drives, builds the subsystems, listens, and starts the poll groups.
     pub fn start(config: Config) -> Result<Self, TargetError> {
+        Self::start_opening(config, Drive::open_pci)
+    }
+
+    /// As [`Self::start`], with `open_pci` opening the drive of each `pci` address (tests put
+    /// simulated controllers there).
+    pub fn start_opening(
+        config: Config,
+        mut open_pci: impl FnMut(&str) -> vfnvme_driver::Result<Drive>,
+    ) -> Result<Self, TargetError> {
         let mut drives: Vec<(String, Drive)> = Vec::new();
         let mut placement = DrivePlacement {
             pci: Vec::new(),
@@ -81,7 +90,7 @@ impl Target {
                 match &namespace.backing {
                     BackingConfig::Passthrough { pci, .. } => {
                         if !placement.pci.iter().any(|(address, _)| address == pci) {
-                            drives.push((pci.clone(), Drive::open_pci(pci)?));
+                            drives.push((pci.clone(), open_pci(pci)?));
                             placement.pci.push((pci.clone(), drives.len() - 1));
                         }
                     }

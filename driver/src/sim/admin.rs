@@ -9,8 +9,7 @@ use super::device::{
 use super::iommu::SimIommu;
 use crate::mmio::Mmio;
 use vfnvme_spec::identify::{
-    build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
-    IdentifyNamespace, NamespaceId,
+    build_active_namespace_list, IdentifyController, IdentifyNamespace, NamespaceIds, VWC_PRESENT,
 };
 use vfnvme_spec::log_page::{log_id, ErrorLogEntry, FirmwareSlotLog, SmartLog};
 use vfnvme_spec::padded::PaddedString;
@@ -68,9 +67,12 @@ impl DeviceState {
             sqes: 0x66,
             cqes: 0x44,
             nn: self.media.iter().map(|m| m.nsid).max().unwrap_or(0).into(),
-            // Write Zeroes and Dataset Management.
-            oncs: ((1 << 3) | (1 << 2)).into(),
-            vwc: 1,
+            oncs: self.config.oncs.into(),
+            vwc: if self.config.volatile_write_cache {
+                VWC_PRESENT
+            } else {
+                0
+            },
             ..IdentifyController::default()
         }
     }
@@ -83,6 +85,7 @@ impl DeviceState {
                     let mut identify = IdentifyNamespace::simple(medium.blocks, medium.block_size);
                     // Deallocated blocks read as zeroes.
                     identify.dlfeat = 1;
+                    self.namespace_ids(medium.nsid).fill(&mut identify);
                     identify.to_bytes()
                 }
                 None => return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT),
@@ -92,15 +95,7 @@ impl DeviceState {
                 build_active_namespace_list(&nsids, command.nsid)
             }
             cns::NAMESPACE_ID_DESCRIPTORS => match self.medium(command.nsid) {
-                Some(medium) => {
-                    let mut nguid = [0u8; 16];
-                    nguid[..4].copy_from_slice(&medium.nsid.to_be_bytes());
-                    nguid[4..].copy_from_slice(&self.serial_hash().to_be_bytes()[..12]);
-                    build_namespace_id_descriptors(&[
-                        NamespaceId::Nguid(nguid),
-                        NamespaceId::Csi(0),
-                    ])
-                }
+                Some(medium) => self.namespace_ids(medium.nsid).descriptor_list(0),
                 None => return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT),
             },
             _ => return generic_error(generic::INVALID_FIELD),
@@ -108,13 +103,12 @@ impl DeviceState {
         self.copy_to_host(command, &data, iommu)
     }
 
-    fn serial_hash(&self) -> u128 {
+    fn namespace_ids(&self, nsid: u32) -> NamespaceIds {
         self.config
-            .serial
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u128, |hash, byte| {
-                (hash ^ u128::from(byte)).wrapping_mul(0x100_0000_01b3)
-            })
+            .namespaces
+            .iter()
+            .find(|namespace| namespace.nsid == nsid)
+            .map_or_else(NamespaceIds::default, |namespace| namespace.ids)
     }
 
     fn get_log_page(&mut self, command: &Command, iommu: &SimIommu) -> Outcome {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use vfnvme_spec::identify::{oncs, NamespaceIds};
 use vfnvme_spec::regs::{self, Vs};
 use vfnvme_spec::Status;
 
@@ -19,6 +20,20 @@ pub struct SimNamespace {
     pub nsid: u32,
     pub blocks: u64,
     pub block_size: u32,
+    /// The NGUID, EUI-64 and UUID it reports (Identify Namespace, descriptor list); by default
+    /// none, as drives that predate them.
+    pub ids: NamespaceIds,
+}
+
+impl Default for SimNamespace {
+    fn default() -> Self {
+        Self {
+            nsid: 1,
+            blocks: 16384,
+            block_size: 512,
+            ids: NamespaceIds::default(),
+        }
+    }
 }
 
 /// What the simulated controller looks like.
@@ -38,6 +53,10 @@ pub struct SimConfig {
     pub latency: Duration,
     /// CAP.DSTRD: doorbells are `4 << dstrd` bytes apart.
     pub doorbell_stride_shift: u8,
+    /// Identify Controller ONCS: the optional NVM commands it reports (it executes them all).
+    pub oncs: u16,
+    /// Identify Controller VWC: whether it reports a volatile write cache.
+    pub volatile_write_cache: bool,
 }
 
 impl Default for SimConfig {
@@ -46,16 +65,14 @@ impl Default for SimConfig {
             serial: "VFNVME-SIM-0001".into(),
             model: "vfnvme simulated controller".into(),
             firmware: "1.0".into(),
-            namespaces: vec![SimNamespace {
-                nsid: 1,
-                blocks: 16384,
-                block_size: 512,
-            }],
+            namespaces: vec![SimNamespace::default()],
             max_queue_entries: 1024,
             mdts: 5,
             io_queues: 16,
             latency: Duration::ZERO,
             doorbell_stride_shift: 0,
+            oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
+            volatile_write_cache: true,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use vfnvme_driver::vfio::PciAddress;
-use vfnvme_spec::fabrics::{DISCOVERY_NQN, MAX_NQN_BYTES};
+use vfnvme_spec::fabrics::{CNTLID_MAX, CNTLID_MIN, DISCOVERY_NQN, MAX_NQN_BYTES};
 
 use super::raw::{RawConfig, RawNamespace, RawSubsystem, RawTarget, Source};
 use super::types::{
@@ -154,6 +154,7 @@ impl Checker<'_> {
                 Some(bytes as u32)
             }
         };
+        let cntlids = self.cntlid_range(raw.cntlid_min, raw.cntlid_max)?;
         Ok(TargetConfig {
             cores: self.integer(raw.cores, "cores", 1..=1024, defaults.cores)?,
             in_capsule_data_size: self.integer(
@@ -187,7 +188,31 @@ impl Checker<'_> {
                 1..=3_600_000,
                 DEFAULT_SHUTDOWN_DEADLINE_MS,
             )?),
+            cntlids,
         })
+    }
+
+    /// `cntlid_min` and `cntlid_max` (as nvmet's attr_cntlid_min/max and SPDK's
+    /// min_cntlid/max_cntlid): valid fabrics controller IDs, the lower one first.
+    fn cntlid_range(
+        &self,
+        min: Option<Spanned<u64>>,
+        max: Option<Spanned<u64>>,
+    ) -> Result<std::ops::RangeInclusive<u16>, ConfigError> {
+        let valid = u64::from(CNTLID_MIN)..=u64::from(CNTLID_MAX);
+        let span = min.as_ref().or(max.as_ref()).map(Spanned::span);
+        let low: u16 = self.integer(min, "cntlid_min", valid.clone(), CNTLID_MIN)?;
+        let high: u16 = self.integer(max, "cntlid_max", valid, CNTLID_MAX)?;
+        match span {
+            Some(span) if low > high => self.source.invalid(
+                span,
+                format!(
+                    "cntlid_min = {low} is above cntlid_max = {high}; controller IDs are given \
+                     from cntlid_min to cntlid_max"
+                ),
+            ),
+            _ => Ok(low..=high),
+        }
     }
 
     fn nqn(&self, nqn: Spanned<String>, what: &str) -> Result<String, ConfigError> {
@@ -559,6 +584,8 @@ max_io_queues = 8
 max_io_size = 131072
 keep_alive_timeout_ms = 5000
 shutdown_deadline_ms = 2500
+cntlid_min = 16
+cntlid_max = 31
 
 [[listener]]
 address = "[::1]:4420"
@@ -590,6 +617,7 @@ device_nsid = 3
                 max_io_size: Some(131072),
                 keep_alive_timeout: Duration::from_secs(5),
                 shutdown_deadline: Duration::from_millis(2500),
+                cntlids: 16..=31,
             }
         );
         let subsystem = &config.subsystems[0];
@@ -651,6 +679,30 @@ device_nsid = 3
         );
         let zero = Config::parse(&MINIMAL.replace("cores = 2", "max_io_size = 0"), "f").unwrap();
         assert_eq!(zero.target.max_io_size, None);
+    }
+
+    #[test]
+    fn controller_id_range_is_checked() {
+        let range = |keys: &str| error_of(&MINIMAL.replace("cores = 2", keys));
+        assert_eq!(
+            range("cntlid_min = 0"),
+            "vfnvme.toml:2: cntlid_min = 0 is out of range; give 1 to 65519"
+        );
+        assert_eq!(
+            range("cntlid_max = 65520"),
+            "vfnvme.toml:2: cntlid_max = 65520 is out of range; give 1 to 65519"
+        );
+        assert_eq!(
+            range("cntlid_min = 200\ncntlid_max = 100"),
+            "vfnvme.toml:2: cntlid_min = 200 is above cntlid_max = 100; controller IDs are \
+             given from cntlid_min to cntlid_max"
+        );
+        let parse = |keys: &str| Config::parse(&MINIMAL.replace("cores = 2", keys), "f");
+        assert_eq!(parse("cntlid_max = 1").unwrap().target.cntlids, 1..=1);
+        assert_eq!(
+            parse("cntlid_min = 65519").unwrap().target.cntlids,
+            65519..=65519
+        );
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub(super) struct RawTarget {
     pub max_io_size: Option<Spanned<u64>>,
     pub keep_alive_timeout_ms: Option<Spanned<u64>>,
     pub shutdown_deadline_ms: Option<Spanned<u64>>,
+    pub cntlid_min: Option<Spanned<u64>>,
+    pub cntlid_max: Option<Spanned<u64>>,
 }
 
 /// A `[[listener]]` as written.

@@ -3,9 +3,11 @@
 //! (`raw`, `check`) and the loader in `config/mod.rs` build on it.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use thiserror::Error;
+use vfnvme_spec::fabrics::{CNTLID_MAX, CNTLID_MIN};
 
 /// Length of the Serial Number field of Identify Controller.
 pub const MAX_SERIAL_BYTES: usize = 20;
@@ -67,6 +69,9 @@ pub struct TargetConfig {
     pub keep_alive_timeout: Duration,
     /// How long shutdown waits for outstanding commands before aborting them.
     pub shutdown_deadline: Duration,
+    /// The controller IDs this target gives (`cntlid_min..=cntlid_max`): disjoint ranges keep
+    /// the controllers of two targets exporting one subsystem apart at a multipath host.
+    pub cntlids: RangeInclusive<u16>,
 }
 
 /// `[[listener]]`: an address accepting NVMe/TCP connections, to both the I/O subsystems and
@@ -125,6 +130,7 @@ impl Default for TargetConfig {
             max_io_size: Some(DEFAULT_MAX_IO_SIZE),
             keep_alive_timeout: Duration::from_millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
             shutdown_deadline: Duration::from_millis(DEFAULT_SHUTDOWN_DEADLINE_MS),
+            cntlids: CNTLID_MIN..=CNTLID_MAX,
         }
     }
 }

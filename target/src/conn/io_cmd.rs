@@ -6,6 +6,7 @@
 //! and take no lock, unlike the admin and fabrics commands beside it.
 
 use vfnvme_driver::queue::{Completed, SubmitError};
+use vfnvme_spec::identify::oncs;
 use vfnvme_spec::sgl::{self, SglDescriptor};
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, Status};
@@ -330,8 +331,12 @@ fn check_io(
     let buffer_len = buffer_sizes[route.drive];
     let len = match command.opcode() {
         nvm_opcode::READ | nvm_opcode::WRITE => command.nlb() as usize * route.block_size as usize,
-        nvm_opcode::DATASET_MANAGEMENT => ((command.cdw10 & 0xff) as usize + 1) * 16,
-        nvm_opcode::FLUSH | nvm_opcode::WRITE_ZEROES => 0,
+        // Optional commands the subsystem does not advertise never reach the drive.
+        nvm_opcode::DATASET_MANAGEMENT if route.oncs & oncs::DATASET_MANAGEMENT != 0 => {
+            ((command.cdw10 & 0xff) as usize + 1) * 16
+        }
+        nvm_opcode::WRITE_ZEROES if route.oncs & oncs::WRITE_ZEROES != 0 => 0,
+        nvm_opcode::FLUSH => 0,
         _ => return Err(Status::invalid_opcode()),
     };
     if len > 0 {

@@ -4,8 +4,8 @@
 //! the dispatch ([`FabricController::execute_admin`]); log pages have their own file.
 
 use vfnvme_spec::identify::{
-    build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
-    IdentifyNamespace, NamespaceId, IDENTIFY_DATA_SIZE,
+    build_active_namespace_list, IdentifyController, IdentifyNamespace, IDENTIFY_DATA_SIZE,
+    VWC_PRESENT,
 };
 use vfnvme_spec::padded::PaddedString;
 use vfnvme_spec::status::command_specific;
@@ -25,8 +25,6 @@ const CTRATT_128_BIT_HOST_ID: u32 = 1 << 0;
 const CNTRLTYPE_IO: u8 = 1;
 const CNTRLTYPE_DISCOVERY: u8 = 2;
 const LPA_EXTENDED_DATA: u8 = 1 << 2;
-const ONCS_DATASET_MANAGEMENT: u16 = 1 << 2;
-const ONCS_WRITE_ZEROES: u16 = 1 << 3;
 /// SGLs supported without alignment requirements, with in-capsule data at an offset: what
 /// Linux nvmet reports for TCP, and what the Linux host requires (bit 0 or 1).
 const SGLS_SUPPORTED: u32 = (1 << 0) | (1 << 20);
@@ -92,8 +90,12 @@ impl FabricController {
             // One read-only firmware slot.
             frmw: (1 << 1) | 1,
             nn: U32::new(subsystem.max_nsid()),
-            oncs: U16::new(ONCS_DATASET_MANAGEMENT | ONCS_WRITE_ZEROES),
-            vwc: u8::from(subsystem.volatile_write_cache),
+            oncs: U16::new(subsystem.oncs),
+            vwc: if subsystem.volatile_write_cache {
+                VWC_PRESENT
+            } else {
+                0
+            },
             ..common
         }
     }
@@ -111,9 +113,9 @@ impl FabricController {
                     ncap: U64::new(namespace.blocks),
                     nuse: U64::new(namespace.blocks),
                     nmic: NMIC_SHARED,
-                    nguid: namespace.nguid,
                     ..IdentifyNamespace::default()
                 };
+                namespace.ids.fill(&mut identify);
                 identify.lbaf[0].lbads = namespace.block_size.trailing_zeros() as u8;
                 identify.to_bytes()
             }
@@ -135,10 +137,7 @@ impl FabricController {
             .subsystem()
             .namespace(nsid)
             .ok_or_else(Status::invalid_namespace)?;
-        Ok(build_namespace_id_descriptors(&[
-            NamespaceId::Nguid(namespace.nguid),
-            NamespaceId::Csi(0),
-        ]))
+        Ok(namespace.ids.descriptor_list(0))
     }
 
     pub(super) fn execute_get_features(
@@ -307,7 +306,7 @@ mod tests {
             (1000, 1000, 1000)
         );
         assert_eq!(ns.block_size(), 4096);
-        assert_eq!(ns.nguid, [0x11; 16]);
+        assert_eq!((ns.nguid, ns.eui64), ([0x11; 16], [0x12; 8]));
         assert_eq!(ns.nmic, 1);
         let ram =
             IdentifyNamespace::from_bytes(&identify(&controller, cns::NAMESPACE, 3).data).unwrap();
@@ -331,7 +330,10 @@ mod tests {
         let descriptors = identify(&controller, cns::NAMESPACE_ID_DESCRIPTORS, 3).data;
         assert_eq!(
             vfnvme_spec::identify::parse_namespace_id_descriptors(&descriptors).unwrap(),
-            vec![NamespaceId::Nguid([0x33; 16]), NamespaceId::Csi(0)]
+            vec![
+                vfnvme_spec::identify::NamespaceId::Nguid([0x33; 16]),
+                vfnvme_spec::identify::NamespaceId::Csi(0)
+            ]
         );
         let missing = identify(&controller, cns::NAMESPACE_ID_DESCRIPTORS, 2);
         assert_eq!(missing.status.sc(), generic::INVALID_NAMESPACE_OR_FORMAT);

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -51,6 +52,8 @@ pub struct ControllerSettings {
     pub max_io_queues: u16,
     /// Keep-alive timeout of discovery controllers connected with KATO 0.
     pub discovery_keep_alive: Duration,
+    /// The controller IDs new controllers get, the lowest free one first.
+    pub cntlids: RangeInclusive<u16>,
 }
 
 impl ControllerSettings {
@@ -60,6 +63,7 @@ impl ControllerSettings {
             in_capsule_data_size: target.in_capsule_data_size,
             max_io_queues: target.max_io_queues,
             discovery_keep_alive: target.keep_alive_timeout,
+            cntlids: target.cntlids.clone(),
         }
     }
 }

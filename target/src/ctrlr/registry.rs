@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use vfnvme_spec::fabrics::{
-    connect_offset, ConnectCommand, ConnectData, ConnectRejection, CNTLID_DYNAMIC, CNTLID_MAX,
-    CNTLID_MIN, MAX_ADMIN_QUEUE_ENTRIES,
+    connect_offset, ConnectCommand, ConnectData, ConnectRejection, CNTLID_DYNAMIC,
+    MAX_ADMIN_QUEUE_ENTRIES,
 };
 
 use super::controller::{
@@ -39,7 +39,8 @@ impl ControllerRegistry {
         Ok(())
     }
 
-    /// An admin queue Connect: creates a controller with the lowest free controller ID.
+    /// An admin queue Connect: creates a controller with the lowest free controller ID of the
+    /// configured range.
     /// `local_address` is where the host reached the target (reported in discovery entries of
     /// wildcard listeners).
     pub fn connect_admin(
@@ -67,7 +68,11 @@ impl ControllerRegistry {
             requested => requested,
         };
         let mut controllers = lock(&self.controllers);
-        let cntlid = (CNTLID_MIN..=CNTLID_MAX)
+        // Every ID of the range taken: Connect Controller Busy, do not retry (as nvmet).
+        let cntlid = self
+            .settings
+            .cntlids
+            .clone()
             .find(|id| controllers.get(id).is_none_or(|c| c.strong_count() == 0))
             .ok_or_else(ConnectRejection::controller_busy)?;
         let controller = Arc::new(FabricController {

@@ -11,6 +11,7 @@ use vfnvme_spec::fabrics::{
     ConnectCommand, ConnectData, ConnectRejection, FabricsCommand, PropertyGet, PropertySet,
     PropertySize, CNTLID_DYNAMIC,
 };
+use vfnvme_spec::identify::{oncs, NamespaceIds};
 use vfnvme_spec::log_page::SmartLog;
 use vfnvme_spec::regs::{self, Cc};
 use vfnvme_spec::status::sct;
@@ -67,7 +68,11 @@ pub(super) fn subsystem() -> Subsystem {
                 nsid: 1,
                 block_size: 4096,
                 blocks: 1000,
-                nguid: [0x11; 16],
+                ids: NamespaceIds {
+                    nguid: Some([0x11; 16]),
+                    eui64: Some([0x12; 8]),
+                    uuid: None,
+                },
                 backend: NamespaceBacking::Passthrough {
                     device_index: 0,
                     device_nsid: 1,
@@ -77,12 +82,16 @@ pub(super) fn subsystem() -> Subsystem {
                 nsid: 3,
                 block_size: 512,
                 blocks: 2048,
-                nguid: [0x33; 16],
+                ids: NamespaceIds {
+                    nguid: Some([0x33; 16]),
+                    ..NamespaceIds::default()
+                },
                 backend: NamespaceBacking::Ram { bytes: 2048 * 512 },
             },
         ],
         max_io_size: 128 * 1024,
         volatile_write_cache: true,
+        oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
     }
 }
 

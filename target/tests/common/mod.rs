@@ -15,6 +15,7 @@ use vfnvme_host::{Host, HostError, HostOptions};
 use vfnvme_spec::fabrics::{ConnectCommand, ConnectData, FabricsCommand, CNTLID_DYNAMIC};
 use vfnvme_spec::sgl::SglDescriptor;
 use vfnvme_spec::{Command, Completion, Status};
+use vfnvme_target::backend::Drive;
 use vfnvme_target::config::Config;
 use vfnvme_target::tgt::{DriveControl, ShutdownReport, Target};
 use vfnvme_tcp::pdu::{self, H2CData, ICReq, TermReq};
@@ -65,8 +66,16 @@ impl RunningTarget {
     }
 
     pub fn with_config(text: &str) -> Self {
+        Self::with_drives(text, Drive::open_pci)
+    }
+
+    /// As [`Self::with_config`], with `open_pci` opening the drive of each `pci` address.
+    pub fn with_drives(
+        text: &str,
+        open_pci: impl FnMut(&str) -> vfnvme_driver::Result<Drive>,
+    ) -> Self {
         let config = Config::parse(text, "test.toml").expect("valid config");
-        let mut target = Target::start(config).expect("target starts");
+        let mut target = Target::start_opening(config, open_pci).expect("target starts");
         let address = target.local_addresses()[0];
         let drives = target.drive_control();
         let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
