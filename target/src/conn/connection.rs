@@ -56,6 +56,8 @@ pub(super) enum DataTarget {
 pub struct Connection {
     pub(super) socket: TcpStream,
     pub(super) peer: String,
+    /// The listener (an index in the target's listeners) the connection was accepted on.
+    pub(super) listener: usize,
     pub(super) slot: u32,
     pub(super) shared: Arc<TargetShared>,
     pub(super) phase: Phase,
@@ -88,7 +90,12 @@ pub(super) struct PendingConnect {
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, shared: Arc<TargetShared>, slot: u32) -> std::io::Result<Self> {
+    pub fn new(
+        socket: TcpStream,
+        listener: usize,
+        shared: Arc<TargetShared>,
+        slot: u32,
+    ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
         let peer = socket
@@ -102,6 +109,7 @@ impl Connection {
         Ok(Self {
             socket,
             peer,
+            listener,
             slot,
             phase: Phase::Initializing,
             reader: PduReader::new(DecodeConfig::initial(Role::Controller), RECV_BUFFER_LEN),
