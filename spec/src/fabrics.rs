@@ -71,9 +71,10 @@ pub const CNTLID_DYNAMIC: u16 = 0xffff;
 pub const CNTLID_MIN: u16 = 1;
 /// Highest controller ID; FFF0h and above are reserved.
 pub const CNTLID_MAX: u16 = 0xffef;
-/// Entries of an admin queue the target accepts (Connect SQSIZE + 1 at most), as Linux
-/// `NVME_AQ_DEPTH`.
-pub const MAX_ADMIN_QUEUE_ENTRIES: u16 = 32;
+/// Entries of an admin queue the target accepts (Connect SQSIZE + 1 at most) and advertises as
+/// ASQSZ, as SPDK's target (`max_aq_depth`): SPDK's `abort` sizes its admin queue to the aborts
+/// it keeps in flight (72 entries for `-q 64`), beyond Linux's 32 (`NVME_AQ_DEPTH`).
+pub const MAX_ADMIN_QUEUE_ENTRIES: u16 = 128;
 /// Connect attribute: the host disables SQ flow control, so SQHD in completions is unused.
 pub const CATTR_DISABLE_SQ_FLOW_CONTROL: u8 = 1 << 2;
 

@@ -244,6 +244,11 @@ impl PollGroup {
                 .iter()
                 .flatten()
                 .any(|c| c.has_output() && !c.write_blocked());
+            let input_pending = self
+                .connections
+                .iter()
+                .flatten()
+                .any(Connection::input_pending);
             let now = Instant::now();
             let seen = Observation {
                 stop_requested: self.stop_requested,
@@ -270,7 +275,10 @@ impl PollGroup {
                 }
                 Action::Release => break,
             }
-            let busy = commands_on_drives > 0 || output_pending || !self.lifecycle.is_running();
+            let busy = commands_on_drives > 0
+                || output_pending
+                || input_pending
+                || !self.lifecycle.is_running();
             if busy {
                 last_busy = now;
             }
@@ -290,6 +298,7 @@ impl PollGroup {
                     self.on_readable(token as usize);
                 }
             }
+            self.read_pending_input();
             if self.reap_completions() > 0 || ready > 0 {
                 idle_rounds = 0;
             } else if idle_rounds >= SPINS_BEFORE_YIELD {
@@ -413,6 +422,17 @@ impl PollGroup {
         let (connections, mut context) = self.context();
         if let Some(Some(connection)) = connections.get_mut(slot) {
             connection.on_readable(&mut context);
+        }
+    }
+
+    /// Reads on where a connection stopped at its round limit: the PDUs left in its receive
+    /// buffer came with an epoll event that was already used.
+    fn read_pending_input(&mut self) {
+        let (connections, mut context) = self.context();
+        for connection in connections.iter_mut().flatten() {
+            if connection.input_pending() {
+                connection.on_readable(&mut context);
+            }
         }
     }
 

@@ -595,7 +595,7 @@ mod tests {
         );
         assert_eq!(field(current, OFFSET_PORTID, 2), &[2, 0]);
         assert_eq!(field(current, OFFSET_CNTLID, 2), &[0xff, 0xff]);
-        assert_eq!(field(current, OFFSET_ASQSZ, 2), &[32, 0]);
+        assert_eq!(field(current, OFFSET_ASQSZ, 2), &[128, 0]);
         assert_eq!(field(current, OFFSET_EFLAGS, 2), &[3, 0]);
         assert!(current[12..32].iter().all(|&b| b == 0));
         let mut trsvcid = *b"4421                            ";

@@ -7,12 +7,16 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 
-use common::{options, pattern, RawClient, RunningTarget, NQN, NS_BLOCKS};
+use common::{
+    options, pattern, with_transport_sgl, RawClient, Received, RunningTarget, NQN, NS_BLOCKS,
+};
 use vfnvme_host::{Host, HostError, HostOptions};
 use vfnvme_spec::fabrics::{
     connect_offset, connect_status, is_connect_status, CNTLID_DYNAMIC, DISCOVERY_NQN,
 };
 use vfnvme_spec::{nvm_opcode, Command, Completion, Status};
+use vfnvme_tcp::PduHeader;
+use vfnvme_test_support::ConfigText;
 
 /// What SPDK's initiator puts in Connect data when the user gives no `hostnqn:`.
 fn empty_host_nqn() -> HostOptions {
@@ -97,39 +101,22 @@ const OTHER: &str = "nqn.2026-11.io.vfnvme:other";
 
 /// Two I/O listeners (`NQN` on the first, `OTHER` on the second) and a discovery-only one.
 fn bound_config() -> String {
-    format!(
-        r#"[target]
-cores = 2
-
-[[listener]]
-address = "127.0.0.1:0"
-
-[[listener]]
-address = "127.0.0.2:0"
-
-[[listener]]
-address = "127.0.0.3:0"
-discovery_only = true
-
-[[subsystem]]
-nqn = "{NQN}"
-allow_any_host = true
-listeners = ["127.0.0.1:0"]
-
-[[subsystem.namespace]]
-nsid = 1
-ram_mib = 16
-
-[[subsystem]]
-nqn = "{OTHER}"
-allow_any_host = true
-listeners = ["127.0.0.2:0"]
-
-[[subsystem.namespace]]
-nsid = 1
-ram_mib = 1
-"#
-    )
+    ConfigText::new("cores = 2")
+        .listener("127.0.0.1:0")
+        .listener("127.0.0.2:0")
+        .listener("127.0.0.3:0")
+        .subsystem(NQN, "allow_any_host = true\nlisteners = [\"127.0.0.1:0\"]")
+        .namespace(1, "ram_mib = 16")
+        .subsystem(
+            OTHER,
+            "allow_any_host = true\nlisteners = [\"127.0.0.2:0\"]",
+        )
+        .namespace(1, "ram_mib = 1")
+        .text()
+        .replace(
+            "address = \"127.0.0.3:0\"\n",
+            "address = \"127.0.0.3:0\"\ndiscovery_only = true\n",
+        )
 }
 
 fn assert_not_on_this_listener(address: SocketAddr, subsystem: &str) {
@@ -258,5 +245,60 @@ fn a_refused_connect_is_logged_with_who_what_and_why() {
     assert!(line.starts_with("INFO "), "{line}");
     for part in [peer.as_str(), NQN, "host NQN", "allow list"] {
         assert!(line.contains(part), "{line:?} does not say {part:?}");
+    }
+}
+
+/// SPDK's `abort` example sizes its admin queue for the aborts it sends: queue depth / abort
+/// interval + 8 entries, 72 for `-q 64`. SPDK's target takes admin queues up to 128 entries
+/// (`max_aq_depth`) and so do we, advertised as ASQSZ.
+#[test]
+fn an_admin_queue_as_deep_as_spdk_abort_asks_is_accepted() {
+    let target = RunningTarget::start("");
+    let mut raw = RawClient::established(target.address, false, false);
+    let bytes = raw.connect_bytes(NQN, 0, CNTLID_DYNAMIC, 72);
+    raw.send(&bytes);
+    let accepted = raw.expect_response();
+    assert!(accepted.status().is_success(), "{}", accepted.status());
+
+    let mut raw = RawClient::established(target.address, false, false);
+    let bytes = raw.connect_bytes(NQN, 0, CNTLID_DYNAMIC, 129);
+    raw.send(&bytes);
+    let refused = raw.expect_response();
+    assert!(is_connect_status(
+        refused.status(),
+        connect_status::INVALID_PARAMETERS
+    ));
+    assert_eq!(refused.result, u32::from(connect_offset::SQSIZE));
+}
+
+/// More commands in one burst than a connection handles per round (SPDK's `abort` drains its
+/// queue this way): the ones left in the receive buffer, which no epoll event announces any
+/// more, are still read and answered.
+#[test]
+fn a_burst_longer_than_one_receive_round_is_answered_in_full() {
+    const COMMANDS: u16 = 120;
+    let target = RunningTarget::start("");
+    let host = target.host();
+    let mut raw = RawClient::established(target.address, false, false);
+    raw.connect_io_of(&host, 1, 128);
+    let mut burst = Vec::new();
+    for cid in 0..COMMANDS {
+        let read = Command::nvm_rw(nvm_opcode::READ, 1, u64::from(cid), 1);
+        burst.extend(raw.capsule_bytes(&with_transport_sgl(read, cid, 512), &[]));
+    }
+    raw.send(&burst);
+    let mut answered = vec![false; usize::from(COMMANDS)];
+    while answered.iter().any(|done| !done) {
+        match raw.receive() {
+            Received::Pdu(PduHeader::CapsuleResp(response), _) => {
+                assert!(response.status().is_success(), "{}", response.status());
+                answered[usize::from(response.cid)] = true;
+            }
+            Received::Pdu(PduHeader::C2HData(_), _) => {}
+            other => panic!(
+                "{} of {COMMANDS} answered, then {other:?}",
+                answered.iter().filter(|done| **done).count()
+            ),
+        }
     }
 }

@@ -77,6 +77,9 @@ pub struct Connection {
     pub(super) closing_deadline: Option<Instant>,
     /// The last write found the socket's send buffer full.
     pub(super) write_blocked: bool,
+    /// The last read stopped at the round limit with PDUs possibly left in the receive buffer,
+    /// which no epoll event will announce: read on without waiting for one.
+    pub(super) input_pending: bool,
     /// An I/O queue Connect waiting for its QID to be released by the previous connection.
     pub(super) pending_connect: Option<PendingConnect>,
 }
@@ -125,6 +128,7 @@ impl Connection {
             accepting_commands: true,
             closing_deadline: None,
             write_blocked: false,
+            input_pending: false,
             pending_connect: None,
             shared,
         })
@@ -142,6 +146,12 @@ impl Connection {
     /// writability (EPOLLOUT) is worth waking up for, not a busy poll.
     pub fn write_blocked(&self) -> bool {
         self.write_blocked && self.has_output()
+    }
+
+    /// Whether [`on_readable`](Self::on_readable) stopped at its round limit and must be
+    /// called again without an epoll event.
+    pub fn input_pending(&self) -> bool {
+        self.input_pending && matches!(self.phase, Phase::Initializing | Phase::Established)
     }
 
     pub fn is_closed(&self) -> bool {

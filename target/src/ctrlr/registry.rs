@@ -61,7 +61,7 @@ impl ControllerRegistry {
         if connect.sqsize == 0 || connect.sqsize >= MAX_ADMIN_QUEUE_ENTRIES {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::SQSIZE,
-                "an admin queue has 2 to 32 entries",
+                "an admin queue has 2 to 128 entries (ASQSZ)",
             ));
         }
         if data.cntlid != CNTLID_DYNAMIC {
@@ -320,7 +320,7 @@ mod tests {
             connect_status::INCOMPATIBLE_FORMAT,
             0,
         );
-        for sqsize in [0, 32] {
+        for sqsize in [0, MAX_ADMIN_QUEUE_ENTRIES] {
             let size = ConnectCommand {
                 sqsize,
                 ..admin_connect(0)
