@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use vfnvme_spec::fabrics::{
-    FabricsCommand, PropertyGet, PropertySet, PropertySize, CNTLID_DYNAMIC, MAX_ADMIN_QUEUE_ENTRIES,
+    FabricsCommand, PropertyGet, PropertySet, PropertySize, CNTLID_DYNAMIC,
 };
 use vfnvme_spec::identify::{IdentifyController, IdentifyNamespace, IDENTIFY_DATA_SIZE};
 use vfnvme_spec::regs::{self, Cc, Csts};
@@ -16,6 +16,9 @@ use vfnvme_tcp::PduError;
 use crate::error::HostError;
 use crate::options::HostOptions;
 use crate::queue::HostQueue;
+
+/// Entries of the admin queue, as the Linux host (`NVME_AQ_DEPTH`).
+const ADMIN_QUEUE_ENTRIES: u16 = 32;
 
 /// A fabric controller, reached through its admin queue.
 pub struct Host {
@@ -35,7 +38,7 @@ impl Host {
         subsystem_nqn: &str,
         options: HostOptions,
     ) -> Result<Self, HostError> {
-        let mut admin = HostQueue::open(address, MAX_ADMIN_QUEUE_ENTRIES, &options)?;
+        let mut admin = HostQueue::open(address, ADMIN_QUEUE_ENTRIES, &options)?;
         admin.in_capsule_max = 8192;
         let cntlid = admin.connect(0, CNTLID_DYNAMIC, subsystem_nqn, &options)?;
         Ok(Self {

@@ -24,8 +24,12 @@ pub const ADRFAM_IPV6: u8 = 2;
 pub const SUBTYPE_NVME: u8 = 2;
 /// Subsystem Type: the discovery subsystem that returned the log page.
 pub const SUBTYPE_CURRENT_DISCOVERY: u8 = 3;
-/// Transport Requirements: a secure channel is not required (what SPDK reports for TCP).
-pub const TREQ_SECURE_CHANNEL_NOT_REQUIRED: u8 = 2;
+/// Transport Requirements, bits 1:0: secure channel requirements not specified. What nvmet
+/// reports for a port without TLS; "not required" (2) would make libnvme before 1.4 add `tls`
+/// to the connect options, which kernels without TLS refuse.
+pub const TREQ_SECURE_CHANNEL_NOT_SPECIFIED: u8 = 0;
+/// Transport Requirements, bit 2: the host may disable SQ flow control (Connect CATTR).
+pub const TREQ_SQ_FLOW_CONTROL_DISABLE_SUPPORTED: u8 = 1 << 2;
 /// Entry Flags: every listener returns the same log page (Duplicate Returned Information).
 pub const EFLAGS_DUPRETINFO: u16 = 1 << 0;
 /// Entry Flags: explicit persistent connections (keep-alive, AER) are supported.

@@ -71,9 +71,10 @@ pub const CNTLID_DYNAMIC: u16 = 0xffff;
 pub const CNTLID_MIN: u16 = 1;
 /// Highest controller ID; FFF0h and above are reserved.
 pub const CNTLID_MAX: u16 = 0xffef;
-/// Entries of an admin queue the target accepts (Connect SQSIZE + 1 at most), as Linux
-/// `NVME_AQ_DEPTH`.
-pub const MAX_ADMIN_QUEUE_ENTRIES: u16 = 32;
+/// Entries of an admin queue the target accepts (Connect SQSIZE + 1 at most) and advertises as
+/// ASQSZ, as SPDK's target (`max_aq_depth`): SPDK's `abort` sizes its admin queue to the aborts
+/// it keeps in flight (72 entries for `-q 64`), beyond Linux's 32 (`NVME_AQ_DEPTH`).
+pub const MAX_ADMIN_QUEUE_ENTRIES: u16 = 128;
 /// Connect attribute: the host disables SQ flow control, so SQHD in completions is unused.
 pub const CATTR_DISABLE_SQ_FLOW_CONTROL: u8 = 1 << 2;
 
@@ -224,12 +225,22 @@ impl ConnectData {
         let Ok((layout, _)) = ConnectDataLayout::read_from_prefix(data) else {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::RECFMT,
+                "the Connect data is shorter than 1024 bytes",
             ));
         };
+        let subsystem_nqn = read_nqn(&layout.subnqn, connect_offset::SUBNQN)?;
+        if subsystem_nqn.is_empty() {
+            return Err(ConnectRejection::invalid_data_field(
+                connect_offset::SUBNQN,
+                "the subsystem NQN is empty",
+            ));
+        }
         Ok(ConnectData {
             host_id: layout.hostid,
             cntlid: layout.cntlid.get(),
-            subsystem_nqn: read_nqn(&layout.subnqn, connect_offset::SUBNQN)?,
+            subsystem_nqn,
+            // May be empty: SPDK's initiator sends none unless told one; whether such a host
+            // may connect is the subsystem's allow list's to say (as nvmet and SPDK do).
             host_nqn: read_nqn(&layout.hostnqn, connect_offset::HOSTNQN)?,
         })
     }
@@ -245,16 +256,21 @@ impl ConnectData {
     }
 }
 
-/// A NUL terminated NQN of at most 223 bytes in `field`, the field at `offset` of the data.
+/// A NUL terminated NQN of at most 223 bytes (possibly empty) in `field`, the field at
+/// `offset` of the data.
 fn read_nqn(field: &PaddedString<256>, offset: u16) -> Result<String, ConnectRejection> {
-    let invalid = || ConnectRejection::invalid_data_field(offset);
-    let len = field.0.iter().position(|&b| b == 0).ok_or_else(invalid)?;
-    if len == 0 || len > MAX_NQN_BYTES {
-        return Err(invalid());
+    let invalid = |reason| ConnectRejection::invalid_data_field(offset, reason);
+    let len = field
+        .0
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| invalid("the NQN is not NUL terminated"))?;
+    if len > MAX_NQN_BYTES {
+        return Err(invalid("the NQN is longer than 223 bytes"));
     }
     std::str::from_utf8(&field.0[..len])
         .map(str::to_owned)
-        .map_err(|_| invalid())
+        .map_err(|_| invalid("the NQN is not UTF-8"))
 }
 
 fn nqn_field(nqn: &str) -> PaddedString<256> {
@@ -400,11 +416,12 @@ impl FabricsCommand {
 
 /// A refused Connect: the status, and the completion's DW0, which for Connect Invalid
 /// Parameters names the offending field (IATTR in bits 23:16: 0 for the entry, 1 for the
-/// data; IPO in bits 15:0: its byte offset).
+/// data; IPO in bits 15:0: its byte offset); and why, for the target's log (never sent).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectRejection {
     pub status: Status,
     pub result: u32,
+    pub reason: &'static str,
 }
 
 fn connect_failure(sc: u8) -> Status {
@@ -415,18 +432,20 @@ const IATTR_DATA: u32 = 1 << 16;
 
 impl ConnectRejection {
     /// Connect Invalid Parameters for the field at byte `offset` of the command.
-    pub fn invalid_command_field(offset: u16) -> Self {
+    pub fn invalid_command_field(offset: u16, reason: &'static str) -> Self {
         Self {
             status: connect_failure(connect_status::INVALID_PARAMETERS),
             result: u32::from(offset),
+            reason,
         }
     }
 
     /// Connect Invalid Parameters for the field at byte `offset` of the Connect data.
-    pub fn invalid_data_field(offset: u16) -> Self {
+    pub fn invalid_data_field(offset: u16, reason: &'static str) -> Self {
         Self {
             status: connect_failure(connect_status::INVALID_PARAMETERS),
             result: IATTR_DATA | u32::from(offset),
+            reason,
         }
     }
 
@@ -436,6 +455,7 @@ impl ConnectRejection {
         Self {
             status: connect_failure(connect_status::INVALID_HOST),
             result: IATTR_DATA | u32::from(connect_offset::HOSTNQN),
+            reason: "the host NQN is not on the subsystem's allow list",
         }
     }
 
@@ -444,6 +464,7 @@ impl ConnectRejection {
         Self {
             status: connect_failure(connect_status::INCOMPATIBLE_FORMAT),
             result: 0,
+            reason: "the record format is not 0",
         }
     }
 
@@ -452,6 +473,7 @@ impl ConnectRejection {
         Self {
             status: connect_failure(connect_status::CONTROLLER_BUSY),
             result: 0,
+            reason: "every controller ID is in use",
         }
     }
 
@@ -464,19 +486,66 @@ impl ConnectRejection {
     pub fn parameter_offset(&self) -> u16 {
         self.result as u16
     }
+
+    /// The name of the field DW0 points at, when it points at one.
+    pub fn field(&self) -> Option<&'static str> {
+        let points = is_connect_status(self.status, connect_status::INVALID_PARAMETERS)
+            || is_connect_status(self.status, connect_status::INVALID_HOST);
+        if !points {
+            return None;
+        }
+        let offset = self.parameter_offset();
+        let name = if self.in_data() {
+            match offset {
+                connect_offset::HOSTID => "host ID",
+                connect_offset::CNTLID => "controller ID",
+                connect_offset::SUBNQN => "subsystem NQN",
+                connect_offset::HOSTNQN => "host NQN",
+                _ => "Connect data",
+            }
+        } else {
+            match offset {
+                connect_offset::RECFMT => "RECFMT",
+                connect_offset::QID => "QID",
+                connect_offset::SQSIZE => "SQSIZE",
+                connect_offset::CATTR => "CATTR",
+                connect_offset::KATO => "KATO",
+                _ => "Connect command",
+            }
+        };
+        Some(name)
+    }
+
+    /// The status by its Connect name (these command specific codes mean other things for
+    /// other commands, so `Status` alone cannot name them).
+    fn status_name(&self) -> Option<&'static str> {
+        if self.status.sct() != sct::COMMAND_SPECIFIC {
+            return None;
+        }
+        Some(match self.status.sc() {
+            connect_status::INCOMPATIBLE_FORMAT => "Connect Incompatible Format",
+            connect_status::CONTROLLER_BUSY => "Connect Controller Busy",
+            connect_status::INVALID_PARAMETERS => "Connect Invalid Parameters",
+            connect_status::RESTART_DISCOVERY => "Connect Restart Discovery",
+            connect_status::INVALID_HOST => "Connect Invalid Host",
+            _ => return None,
+        })
+    }
 }
 
+/// E.g. `Connect Invalid Host (host NQN, data byte 512): the host NQN is not on the
+/// subsystem's allow list`.
 impl fmt::Display for ConnectRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.status)?;
-        if self
-            .status
-            .same_code(connect_failure(connect_status::INVALID_PARAMETERS))
-        {
-            let place = if self.in_data() { "data" } else { "command" };
-            write!(f, " at {place} byte {}", self.parameter_offset())?;
+        match self.status_name() {
+            Some(name) => write!(f, "{name}")?,
+            None => write!(f, "{}", self.status)?,
         }
-        Ok(())
+        if let Some(field) = self.field() {
+            let place = if self.in_data() { "data" } else { "command" };
+            write!(f, " ({field}, {place} byte {})", self.parameter_offset())?;
+        }
+        write!(f, ": {}", self.reason)
     }
 }
 
@@ -577,6 +646,12 @@ mod tests {
             ConnectData::from_bytes(&empty_subnqn).unwrap_err().result,
             0x0001_0100
         );
+        let mut too_long = good;
+        too_long[512..512 + 224].fill(b'a');
+        assert_eq!(
+            ConnectData::from_bytes(&too_long).unwrap_err().result,
+            0x0001_0200
+        );
         let mut not_utf8 = good;
         not_utf8[256] = 0xff;
         assert_eq!(
@@ -586,6 +661,17 @@ mod tests {
             256
         );
         assert!(ConnectData::from_bytes(&good[..1000]).is_err());
+    }
+
+    #[test]
+    fn an_empty_host_nqn_is_decoded_for_the_allow_list_to_judge() {
+        let data = ConnectData {
+            host_id: [1; 16],
+            cntlid: CNTLID_DYNAMIC,
+            subsystem_nqn: "nqn.s".into(),
+            host_nqn: String::new(),
+        };
+        assert_eq!(ConnectData::from_bytes(&data.to_bytes()).unwrap(), data);
     }
 
     #[test]
@@ -650,7 +736,7 @@ mod tests {
             (ConnectRejection::incompatible_format(), 0x180),
             (ConnectRejection::controller_busy(), 0x181),
             (
-                ConnectRejection::invalid_command_field(connect_offset::QID),
+                ConnectRejection::invalid_command_field(connect_offset::QID, "r"),
                 0x182,
             ),
             (ConnectRejection::invalid_host(), 0x184),
@@ -659,11 +745,29 @@ mod tests {
             assert_eq!(rejection.status.raw() & 0x7ff, raw);
             assert!(rejection.status.dnr());
         }
-        assert_eq!(ConnectRejection::invalid_command_field(42).result, 42);
+        assert_eq!(ConnectRejection::invalid_command_field(42, "r").result, 42);
         assert_eq!(connect_status::RESTART_DISCOVERY, 0x83);
+    }
+
+    #[test]
+    fn rejections_say_the_status_the_field_and_why() {
         assert_eq!(
-            ConnectRejection::invalid_data_field(16).to_string(),
-            "unknown status (sct 0x1, sc 0x82, dnr) at data byte 16"
+            ConnectRejection::invalid_data_field(connect_offset::HOSTID, "another host ID")
+                .to_string(),
+            "Connect Invalid Parameters (host ID, data byte 0): another host ID"
+        );
+        assert_eq!(
+            ConnectRejection::invalid_command_field(connect_offset::SQSIZE, "too deep").to_string(),
+            "Connect Invalid Parameters (SQSIZE, command byte 44): too deep"
+        );
+        assert_eq!(
+            ConnectRejection::invalid_host().to_string(),
+            "Connect Invalid Host (host NQN, data byte 512): the host NQN is not on the \
+             subsystem's allow list"
+        );
+        assert_eq!(
+            ConnectRejection::controller_busy().to_string(),
+            "Connect Controller Busy: every controller ID is in use"
         );
     }
 }

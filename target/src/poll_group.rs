@@ -28,7 +28,8 @@ use vfnvme_driver::queue::Completed;
 
 /// Messages from the acceptor to a poll group.
 pub enum Message {
-    Connection(std::net::TcpStream),
+    /// A connection accepted on listener `.1` (an index in the target's listeners).
+    Connection(std::net::TcpStream, usize),
     /// Finish in-flight work, close everything, exit.
     Shutdown,
 }
@@ -114,16 +115,20 @@ impl PollGroupHandle {
 
     /// Hands a connection over, through the group's gate. Gives it back if the gate is closed
     /// (the group is stopping or gone) or the ring is full.
-    pub fn hand_over(&mut self, stream: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
+    pub fn hand_over(
+        &mut self,
+        stream: std::net::TcpStream,
+        listener: usize,
+    ) -> Result<(), std::net::TcpStream> {
         let Some(_handover) = self.gate.enter() else {
             return Err(stream);
         };
-        match self.inbox.push(Message::Connection(stream)) {
+        match self.inbox.push(Message::Connection(stream, listener)) {
             Ok(()) => {
                 self.wake();
                 Ok(())
             }
-            Err(rtrb::PushError::Full(Message::Connection(stream))) => Err(stream),
+            Err(rtrb::PushError::Full(Message::Connection(stream, _))) => Err(stream),
             Err(rtrb::PushError::Full(Message::Shutdown)) => unreachable!("pushed a connection"),
         }
     }
@@ -239,6 +244,11 @@ impl PollGroup {
                 .iter()
                 .flatten()
                 .any(|c| c.has_output() && !c.write_blocked());
+            let input_pending = self
+                .connections
+                .iter()
+                .flatten()
+                .any(Connection::input_pending);
             let now = Instant::now();
             let seen = Observation {
                 stop_requested: self.stop_requested,
@@ -265,7 +275,10 @@ impl PollGroup {
                 }
                 Action::Release => break,
             }
-            let busy = commands_on_drives > 0 || output_pending || !self.lifecycle.is_running();
+            let busy = commands_on_drives > 0
+                || output_pending
+                || input_pending
+                || !self.lifecycle.is_running();
             if busy {
                 last_busy = now;
             }
@@ -285,6 +298,7 @@ impl PollGroup {
                     self.on_readable(token as usize);
                 }
             }
+            self.read_pending_input();
             if self.reap_completions() > 0 || ready > 0 {
                 idle_rounds = 0;
             } else if idle_rounds >= SPINS_BEFORE_YIELD {
@@ -351,8 +365,10 @@ impl PollGroup {
     fn take_messages(&mut self) {
         while let Ok(message) = self.inbox.pop() {
             match message {
-                Message::Connection(stream) if self.lifecycle.is_running() => self.adopt(stream),
-                Message::Connection(_) => {
+                Message::Connection(stream, listener) if self.lifecycle.is_running() => {
+                    self.adopt(stream, listener)
+                }
+                Message::Connection(..) => {
                     log::info!(
                         "poll group {}: stopping; closed a late connection",
                         self.index
@@ -366,7 +382,7 @@ impl PollGroup {
         }
     }
 
-    fn adopt(&mut self, stream: std::net::TcpStream) {
+    fn adopt(&mut self, stream: std::net::TcpStream, listener: usize) {
         let slot = match self.connections.iter().position(Option::is_none) {
             Some(slot) => slot,
             None => {
@@ -375,7 +391,7 @@ impl PollGroup {
                 self.connections.len() - 1
             }
         };
-        match Connection::new(stream, Arc::clone(&self.shared), slot as u32) {
+        match Connection::new(stream, listener, Arc::clone(&self.shared), slot as u32) {
             Ok(connection) => {
                 let event = EpollEvent::new(EpollFlags::EPOLLIN, slot as u64);
                 if let Err(error) = self.epoll.add(connection.socket(), event) {
@@ -406,6 +422,17 @@ impl PollGroup {
         let (connections, mut context) = self.context();
         if let Some(Some(connection)) = connections.get_mut(slot) {
             connection.on_readable(&mut context);
+        }
+    }
+
+    /// Reads on where a connection stopped at its round limit: the PDUs left in its receive
+    /// buffer came with an epoll event that was already used.
+    fn read_pending_input(&mut self) {
+        let (connections, mut context) = self.context();
+        for connection in connections.iter_mut().flatten() {
+            if connection.input_pending() {
+                connection.on_readable(&mut context);
+            }
         }
     }
 

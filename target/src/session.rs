@@ -20,7 +20,7 @@ use vfnvme_spec::{admin_opcode, cns, feature, Command, Status};
 use crate::backend::{Drive, DriveSlot};
 use crate::config::Config;
 use crate::ctrlr::{
-    AdminForwarder, AdminResponse, Association, ControllerSettings, FabricController,
+    AdminForwarder, AdminResponse, Arrival, Association, ControllerSettings, FabricController,
     IoQueueAttachment, TargetSubsystems,
 };
 use crate::subsystem::{DriveNamespace, NamespaceBacking, Subsystem};
@@ -290,24 +290,59 @@ pub struct QueueBinding {
     routes: Arc<[NamespaceRoute]>,
 }
 
-/// Handles a Connect: returns the binding and the completion's DW0 (the controller ID), or the
-/// status and DW0 to refuse it with.
+/// A refused Connect: the status and DW0 to answer with, and for the log who asked for what
+/// and why it was refused.
+#[derive(Debug)]
+pub struct RefusedConnect {
+    pub status: Status,
+    pub result: u32,
+    pub why: String,
+}
+
+impl RefusedConnect {
+    fn new(status: Status, why: impl Into<String>) -> Self {
+        Self {
+            status,
+            result: 0,
+            why: why.into(),
+        }
+    }
+}
+
+/// Handles a Connect that arrived at `arrival`: returns the binding and the completion's DW0
+/// (the controller ID), or what to refuse it with.
 pub fn connect(
     registry: &Registry,
     command: &Command,
     data: &[u8],
-    local_address: SocketAddr,
-) -> Result<(QueueBinding, u32), (Status, u32)> {
+    arrival: Arrival,
+) -> Result<(QueueBinding, u32), RefusedConnect> {
     let connect = match FabricsCommand::parse(command) {
         Ok(FabricsCommand::Connect(connect)) => connect,
-        Ok(_) => return Err((Status::command_sequence_error(), 0)),
-        Err(status) => return Err((status, 0)),
+        Ok(_) => {
+            return Err(RefusedConnect::new(
+                Status::command_sequence_error(),
+                "not a Connect command",
+            ))
+        }
+        Err(status) => return Err(RefusedConnect::new(status, "not a Connect command")),
     };
-    let data = ConnectData::from_bytes(data).map_err(|r| (r.status, r.result))?;
+    let data = ConnectData::from_bytes(data).map_err(|rejection| RefusedConnect {
+        status: rejection.status,
+        result: rejection.result,
+        why: format!("queue {}, malformed Connect data: {rejection}", connect.qid),
+    })?;
     let association = registry
         .subsystems
-        .connect(&connect, &data, local_address, Instant::now())
-        .map_err(|r| (r.status, r.result))?;
+        .connect(&connect, &data, arrival, Instant::now())
+        .map_err(|rejection| RefusedConnect {
+            status: rejection.status,
+            result: rejection.result,
+            why: format!(
+                "host NQN {:?} to subsystem {:?}, queue {}: {rejection}",
+                data.host_nqn, data.subsystem_nqn, connect.qid
+            ),
+        })?;
     let (queue, controller) = match association {
         Association::Admin(controller) => (Queue::Admin(Arc::clone(&controller)), controller),
         Association::Io(attachment) => {

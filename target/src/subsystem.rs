@@ -13,8 +13,8 @@ use crate::config::{
 };
 use vfnvme_spec::discovery::{
     DiscoveryLogEntry, DiscoveryLogHeader, ADRFAM_IPV4, ADRFAM_IPV6, EFLAGS_DUPRETINFO,
-    EFLAGS_EPCSD, SUBTYPE_CURRENT_DISCOVERY, SUBTYPE_NVME, TREQ_SECURE_CHANNEL_NOT_REQUIRED,
-    TRTYPE_TCP,
+    EFLAGS_EPCSD, SUBTYPE_CURRENT_DISCOVERY, SUBTYPE_NVME, TREQ_SECURE_CHANNEL_NOT_SPECIFIED,
+    TREQ_SQ_FLOW_CONTROL_DISABLE_SUPPORTED, TRTYPE_TCP,
 };
 use vfnvme_spec::fabrics::{CNTLID_DYNAMIC, DISCOVERY_NQN, MAX_ADMIN_QUEUE_ENTRIES};
 use vfnvme_spec::identify::{oncs, NamespaceIds};
@@ -105,6 +105,8 @@ pub struct Subsystem {
     pub volatile_write_cache: bool,
     /// The optional NVM commands hosts are told of (ONCS) and may send.
     pub oncs: u16,
+    /// The listeners (indices in the target's list, ascending) hosts reach it on.
+    pub listeners: Vec<usize>,
 }
 
 impl Subsystem {
@@ -211,12 +213,18 @@ impl Subsystem {
                 .map(|drive| drive.oncs)
                 .chain(has_ram.then_some(RAM_ONCS))
                 .fold(FORWARDED_ONCS, |common, supported| common & supported),
+            listeners: config.listeners.clone(),
         })
     }
 
     /// Whether host `host_nqn` may connect to this subsystem and see it in discovery.
     pub fn allows(&self, host_nqn: &str) -> bool {
         self.allow_any_host || self.hosts.iter().any(|host| host == host_nqn)
+    }
+
+    /// Whether hosts may reach this subsystem on listener `listener` (an index).
+    pub fn is_reachable_on(&self, listener: usize) -> bool {
+        self.listeners.binary_search(&listener).is_ok()
     }
 
     /// The namespace `nsid`, if active. No allocation: the I/O path calls this per command.
@@ -232,8 +240,9 @@ impl Subsystem {
         self.namespaces.last().map_or(0, |namespace| namespace.nsid)
     }
 
-    /// The discovery subsystem: no namespaces, open to every host.
-    pub fn discovery() -> Subsystem {
+    /// The discovery subsystem: no namespaces, open to every host, on every one of the
+    /// `listener_count` listeners.
+    pub fn discovery(listener_count: usize) -> Subsystem {
         Subsystem {
             nqn: DISCOVERY_NQN.to_owned(),
             serial: generated_serial(DISCOVERY_NQN),
@@ -245,47 +254,59 @@ impl Subsystem {
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
             oncs: 0,
+            listeners: (0..listener_count).collect(),
         }
     }
 }
 
-/// The Discovery Log Page (log 70h) for host `host_nqn`: one entry for this discovery subsystem
-/// per listener, then one per listener for each subsystem the host may connect to. Listeners on
-/// a wildcard address are reported with `local_address`, the address the host reached us on.
-/// `generation` is the Generation Counter: change it when the subsystems or listeners change.
+/// The Discovery Log Page (log 70h) for host `host_nqn`, asked through listener `current`
+/// (an index into `listeners`): as nvmet, one entry for this discovery subsystem where the host
+/// asked, then, as SPDK, one per listener of each subsystem the host may connect to, with the
+/// listener's port ID. Wildcard listeners are reported with `local_address`, the address the
+/// host reached us on. `generation` is the Generation Counter: change it when the subsystems or
+/// listeners change.
 pub fn discovery_log_page(
     subsystems: &[Arc<Subsystem>],
     listeners: &[SocketAddr],
+    current: usize,
     local_address: IpAddr,
     host_nqn: &str,
     generation: u64,
 ) -> Vec<u8> {
-    let allowed: Vec<&Subsystem> = subsystems
+    let current_entry = std::iter::once((DISCOVERY_NQN, current));
+    let nvm_entries = subsystems
         .iter()
-        .map(Arc::as_ref)
         .filter(|subsystem| subsystem.allows(host_nqn))
-        .collect();
-    let records = listeners.len() * (1 + allowed.len());
+        .flat_map(|subsystem| {
+            let nqn = subsystem.nqn.as_str();
+            subsystem
+                .listeners
+                .iter()
+                .map(move |&listener| (nqn, listener))
+        });
+    let entries: Vec<(&str, usize)> = current_entry.chain(nvm_entries).collect();
     let header = DiscoveryLogHeader {
         genctr: U64::new(generation),
-        numrec: U64::new(records as u64),
+        numrec: U64::new(entries.len() as u64),
         ..DiscoveryLogHeader::default()
     };
     let mut page = header.as_bytes().to_vec();
-    let discovery = std::iter::repeat(DISCOVERY_NQN).zip(listeners.iter().enumerate());
-    let nvm = allowed.iter().flat_map(|subsystem| {
-        std::iter::repeat(subsystem.nqn.as_str()).zip(listeners.iter().enumerate())
-    });
-    for (nqn, (port, listener)) in discovery.chain(nvm) {
-        let entry = discovery_entry(nqn, port as u16, *listener, local_address);
+    for (nqn, listener) in entries {
+        let entry = discovery_entry(nqn, listener, listeners[listener], local_address);
         page.extend_from_slice(entry.as_bytes());
     }
     page
 }
 
+/// The Port ID of listener `index`: stable for a configuration, from 1 as nvmet's ports are
+/// usually numbered.
+fn port_id(index: usize) -> u16 {
+    u16::try_from(index + 1).unwrap_or(u16::MAX)
+}
+
 fn discovery_entry(
     nqn: &str,
-    port_id: u16,
+    listener_index: usize,
     listener: SocketAddr,
     local_address: IpAddr,
 ) -> DiscoveryLogEntry {
@@ -307,10 +328,12 @@ fn discovery_entry(
         } else {
             SUBTYPE_NVME
         },
-        treq: TREQ_SECURE_CHANNEL_NOT_REQUIRED,
-        portid: U16::new(port_id),
+        // As nvmet for a port without TLS; SQ flow control may be disabled (Connect CATTR).
+        treq: TREQ_SECURE_CHANNEL_NOT_SPECIFIED | TREQ_SQ_FLOW_CONTROL_DISABLE_SUPPORTED,
+        portid: U16::new(port_id(listener_index)),
         cntlid: U16::new(CNTLID_DYNAMIC),
         asqsz: U16::new(MAX_ADMIN_QUEUE_ENTRIES),
+        // As SPDK: every listener returns the same log; keep-alive and AER are supported.
         eflags: U16::new(if current {
             EFLAGS_DUPRETINFO | EFLAGS_EPCSD
         } else {
@@ -422,6 +445,7 @@ mod tests {
             hosts: vec!["nqn.host:a".into()],
             serial: None,
             model: None,
+            listeners: vec![0],
             namespaces,
         }
     }
@@ -635,7 +659,7 @@ mod tests {
         .unwrap();
         assert!(subsystem.allows("nqn.host:a"));
         assert!(!subsystem.allows("nqn.host:b"));
-        assert!(Subsystem::discovery().allows("nqn.host:b"));
+        assert!(Subsystem::discovery(1).allows("nqn.host:b"));
     }
 
     fn field(entry: &[u8], offset: usize, len: usize) -> &[u8] {
@@ -655,12 +679,12 @@ mod tests {
         const OFFSET_EFLAGS: usize = 10;
         let text = ConfigText::new("")
             .listener("192.0.2.7:4420")
-            .listener("0.0.0.0:8009")
+            .listener("0.0.0.0:4421")
             .subsystem("nqn.2026-11.io.vfnvme:open", "allow_any_host = true")
             .namespace(1, "ram_mib = 1")
             .subsystem(
                 "nqn.2026-11.io.vfnvme:closed",
-                "hosts = [\"nqn.host:other\"]",
+                "hosts = [\"nqn.host:other\"]\nlisteners = [\"0.0.0.0:4421\"]",
             )
             .namespace(1, "ram_mib = 1")
             .text();
@@ -672,25 +696,30 @@ mod tests {
             .collect();
         let listeners: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
         let local: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
-        let page = discovery_log_page(&subsystems, &listeners, local, "nqn.host:me", 5);
+        let page = discovery_log_page(&subsystems, &listeners, 1, local, "nqn.host:me", 5);
 
-        assert_eq!(page.len(), 1024 + 4 * 1024);
+        assert_eq!(page.len(), 1024 + 3 * 1024);
         assert_eq!(&page[0..8], &5u64.to_le_bytes());
-        assert_eq!(&page[8..16], &4u64.to_le_bytes());
+        assert_eq!(&page[8..16], &3u64.to_le_bytes());
         assert_eq!(&page[16..18], &[0, 0]);
         let entries: Vec<&[u8]> = page[1024..].chunks(1024).collect();
 
+        // The discovery subsystem, once: where the host asked (listener 1, a wildcard).
         let current = entries[0];
         assert_eq!(current[OFFSET_TRTYPE], 3);
         assert_eq!(current[OFFSET_ADRFAM], 1);
         assert_eq!(current[OFFSET_SUBTYPE], 3);
-        assert_eq!(current[OFFSET_TREQ], 2);
-        assert_eq!(field(current, OFFSET_PORTID, 2), &[0, 0]);
+        assert_eq!(
+            current[OFFSET_TREQ], 0x04,
+            "secure channel not specified (as nvmet without TLS), SQ flow control disable \
+             supported"
+        );
+        assert_eq!(field(current, OFFSET_PORTID, 2), &[2, 0]);
         assert_eq!(field(current, OFFSET_CNTLID, 2), &[0xff, 0xff]);
-        assert_eq!(field(current, OFFSET_ASQSZ, 2), &[32, 0]);
+        assert_eq!(field(current, OFFSET_ASQSZ, 2), &[128, 0]);
         assert_eq!(field(current, OFFSET_EFLAGS, 2), &[3, 0]);
         assert!(current[12..32].iter().all(|&b| b == 0));
-        let mut trsvcid = *b"4420                            ";
+        let mut trsvcid = *b"4421                            ";
         assert_eq!(field(current, 32, 32), &trsvcid);
         assert!(current[64..256].iter().all(|&b| b == 0));
         assert_eq!(
@@ -700,32 +729,42 @@ mod tests {
         assert!(current[256 + DISCOVERY_NQN.len()..512]
             .iter()
             .all(|&b| b == 0));
-        assert_eq!(&current[512..522], b"192.0.2.7 ");
-        assert!(current[521..768].iter().all(|&b| b == b' '));
-        assert!(current[768..].iter().all(|&b| b == 0));
-
-        let wildcard = entries[1];
-        assert_eq!(wildcard[OFFSET_SUBTYPE], 3);
-        assert_eq!(field(wildcard, OFFSET_PORTID, 2), &[1, 0]);
-        trsvcid[..4].copy_from_slice(b"8009");
-        assert_eq!(field(wildcard, 32, 32), &trsvcid);
         assert_eq!(
-            &wildcard[512..525],
+            &current[512..525],
             b"198.51.100.9 ",
             "wildcard reported as the local address"
         );
+        assert!(current[524..768].iter().all(|&b| b == b' '));
+        assert!(current[768..].iter().all(|&b| b == 0));
 
-        for (entry, port) in entries[2..].iter().zip([0u8, 1]) {
+        // The open subsystem on each of its listeners (by default both), with their port IDs.
+        for (entry, (port_id, address)) in entries[1..]
+            .iter()
+            .zip([(1u8, &b"192.0.2.7 "[..]), (2, b"198.51.100.9 ")])
+        {
             assert_eq!(entry[OFFSET_SUBTYPE], 2);
+            assert_eq!(entry[OFFSET_TREQ], 0x04);
             assert_eq!(field(entry, OFFSET_EFLAGS, 2), &[0, 0]);
-            assert_eq!(field(entry, OFFSET_PORTID, 2), &[port, 0]);
+            assert_eq!(field(entry, OFFSET_PORTID, 2), &[port_id, 0]);
+            assert_eq!(&entry[512..512 + address.len()], address);
             let nqn = b"nqn.2026-11.io.vfnvme:open";
             assert_eq!(&entry[256..256 + nqn.len()], nqn);
             assert_eq!(entry[256 + nqn.len()], 0);
         }
+        trsvcid[..4].copy_from_slice(b"4420");
+        assert_eq!(field(entries[1], 32, 32), &trsvcid);
 
-        let other = discovery_log_page(&subsystems, &listeners, local, "nqn.host:other", 5);
-        assert_eq!(u64::from_le_bytes(other[8..16].try_into().unwrap()), 6);
+        // The closed subsystem only on its one listener, for the host it admits.
+        let other = discovery_log_page(&subsystems, &listeners, 0, local, "nqn.host:other", 5);
+        assert_eq!(u64::from_le_bytes(other[8..16].try_into().unwrap()), 4);
+        let last = &other[4 * 1024..];
+        assert_eq!(&last[256..284], b"nqn.2026-11.io.vfnvme:closed");
+        assert_eq!(field(last, OFFSET_PORTID, 2), &[2, 0]);
+        assert_eq!(
+            field(&other[1024..], OFFSET_PORTID, 2),
+            &[1, 0],
+            "asked on 0"
+        );
     }
 
     #[test]
@@ -733,6 +772,7 @@ mod tests {
         let page = discovery_log_page(
             &[],
             &["[2001:db8::1]:4420".parse().unwrap()],
+            0,
             "::1".parse().unwrap(),
             "nqn.h",
             1,

@@ -304,7 +304,7 @@ impl Target {
             match self.listeners[listener].accept() {
                 Ok((stream, peer)) => {
                     log::debug!("connection from {peer}");
-                    self.hand_over(stream);
+                    self.hand_over(stream, listener);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -317,7 +317,7 @@ impl Target {
 
     /// Round robin over the groups whose gate is open, skipping one whose ring is fuller than
     /// the others'.
-    fn hand_over(&mut self, mut stream: std::net::TcpStream) {
+    fn hand_over(&mut self, mut stream: std::net::TcpStream, listener: usize) {
         let count = self.groups.len();
         let least = self
             .groups
@@ -333,7 +333,7 @@ impl Target {
             {
                 continue;
             }
-            match self.groups[index].hand_over(stream) {
+            match self.groups[index].hand_over(stream, listener) {
                 Ok(()) => {
                     self.next_group = (index + 1) % count;
                     return;

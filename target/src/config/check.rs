@@ -11,7 +11,7 @@ use toml::Spanned;
 use vfnvme_driver::vfio::PciAddress;
 use vfnvme_spec::fabrics::{CNTLID_MAX, CNTLID_MIN, DISCOVERY_NQN, MAX_NQN_BYTES};
 
-use super::raw::{RawConfig, RawNamespace, RawSubsystem, RawTarget, Source};
+use super::raw::{RawConfig, RawListener, RawNamespace, RawSubsystem, RawTarget, Source};
 use super::types::{
     BackingConfig, Config, ConfigError, ListenerConfig, NamespaceConfig, SubsystemConfig,
     TargetConfig, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_IO_SIZE, DEFAULT_SHUTDOWN_DEADLINE_MS,
@@ -69,28 +69,7 @@ impl Checker<'_> {
                 "no [[listener]]; add one, e.g. [[listener]] address = \"0.0.0.0:4420\"",
             );
         }
-        let mut listeners = Vec::with_capacity(raw.listener.len());
-        let mut listener_lines: HashMap<SocketAddr, usize> = HashMap::new();
-        for listener in raw.listener {
-            let span = listener.address.span();
-            let text = listener.address.into_inner();
-            let Ok(address) = text.parse::<SocketAddr>() else {
-                return self.source.invalid(
-                    span,
-                    format!(
-                        "listener address \"{text}\" is not an IP address with a port; \
-                         write e.g. \"192.0.2.1:4420\" or \"[2001:db8::1]:4420\""
-                    ),
-                );
-            };
-            if let Some(first) = listener_lines.insert(address, self.source.line_of(&span)) {
-                return self.source.invalid(
-                    span,
-                    format!("listener {address} is already configured at line {first}"),
-                );
-            }
-            listeners.push(ListenerConfig { address });
-        }
+        let listeners = self.listeners(raw.listener)?;
         if raw.subsystem.is_empty() {
             return self
                 .source
@@ -101,7 +80,7 @@ impl Checker<'_> {
         let mut exported: HashMap<(String, u32), (String, usize)> = HashMap::new();
         for raw_subsystem in raw.subsystem {
             let nqn_span = raw_subsystem.nqn.span();
-            let subsystem = self.subsystem(raw_subsystem, &mut exported)?;
+            let subsystem = self.subsystem(raw_subsystem, &listeners, &mut exported)?;
             if let Some(first) =
                 nqn_lines.insert(subsystem.nqn.clone(), self.source.line_of(&nqn_span))
             {
@@ -120,6 +99,115 @@ impl Checker<'_> {
             listeners,
             subsystems,
         })
+    }
+
+    /// The `[[listener]]` tables: addresses, each once.
+    fn listeners(&self, raw: Vec<RawListener>) -> Result<Vec<ListenerConfig>, ConfigError> {
+        let mut listeners = Vec::with_capacity(raw.len());
+        let mut listener_lines: HashMap<SocketAddr, usize> = HashMap::new();
+        for listener in raw {
+            let span = listener.address.span();
+            let text = listener.address.into_inner();
+            let Ok(address) = text.parse::<SocketAddr>() else {
+                return self.source.invalid(
+                    span,
+                    format!(
+                        "listener address \"{text}\" is not an IP address with a port; \
+                         write e.g. \"192.0.2.1:4420\" or \"[2001:db8::1]:4420\""
+                    ),
+                );
+            };
+            if let Some(first) = listener_lines.insert(address, self.source.line_of(&span)) {
+                return self.source.invalid(
+                    span,
+                    format!("listener {address} is already configured at line {first}"),
+                );
+            }
+            listeners.push(ListenerConfig {
+                address,
+                discovery_only: listener.discovery_only,
+            });
+        }
+        Ok(listeners)
+    }
+
+    /// A subsystem's `listeners`: the indices of the listeners named, or by default of every
+    /// listener that is not discovery-only. A subsystem must be reachable somewhere.
+    fn subsystem_listeners(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+        nqn: &str,
+        nqn_span: std::ops::Range<usize>,
+        listeners: &[ListenerConfig],
+    ) -> Result<Vec<usize>, ConfigError> {
+        let Some(raw) = raw else {
+            let io_listeners: Vec<usize> = (0..listeners.len())
+                .filter(|&index| !listeners[index].discovery_only)
+                .collect();
+            if io_listeners.is_empty() {
+                return self.source.invalid(
+                    nqn_span,
+                    format!(
+                        "subsystem {nqn} is reachable on no listener: every [[listener]] is \
+                         discovery_only; add a listener without it"
+                    ),
+                );
+            }
+            return Ok(io_listeners);
+        };
+        let list_span = raw.span();
+        let mut chosen = Vec::new();
+        for entry in raw.into_inner() {
+            let span = entry.span();
+            let text = entry.into_inner();
+            let Ok(address) = text.parse::<SocketAddr>() else {
+                return self.source.invalid(
+                    span,
+                    format!(
+                        "subsystem {nqn}: listener \"{text}\" is not an IP address with a port; \
+                         write it as its [[listener]] address is written, e.g. \"0.0.0.0:4420\""
+                    ),
+                );
+            };
+            let Some(index) = listeners.iter().position(|l| l.address == address) else {
+                let known: Vec<String> = listeners.iter().map(|l| l.address.to_string()).collect();
+                return self.source.invalid(
+                    span,
+                    format!(
+                        "subsystem {nqn}: {address} is not a [[listener]] address; give one of {}",
+                        known.join(", ")
+                    ),
+                );
+            };
+            if listeners[index].discovery_only {
+                return self.source.invalid(
+                    span,
+                    format!(
+                        "subsystem {nqn}: listener {address} is discovery_only (only the \
+                         discovery subsystem is reachable there); name another listener"
+                    ),
+                );
+            }
+            if chosen.contains(&index) {
+                return self.source.invalid(
+                    span,
+                    format!("subsystem {nqn}: listener {address} is listed twice"),
+                );
+            }
+            chosen.push(index);
+        }
+        if chosen.is_empty() {
+            return self.source.invalid(
+                list_span,
+                format!(
+                    "subsystem {nqn} has listeners = [], so no host could reach it; name a \
+                     [[listener]] address, or remove the key for every listener that is not \
+                     discovery_only"
+                ),
+            );
+        }
+        chosen.sort_unstable();
+        Ok(chosen)
     }
 
     fn target(&self, raw: RawTarget) -> Result<TargetConfig, ConfigError> {
@@ -262,6 +350,7 @@ impl Checker<'_> {
     fn subsystem(
         &self,
         raw: RawSubsystem,
+        listeners: &[ListenerConfig],
         exported: &mut HashMap<(String, u32), (String, usize)>,
     ) -> Result<SubsystemConfig, ConfigError> {
         let nqn_span = raw.nqn.span();
@@ -305,6 +394,8 @@ impl Checker<'_> {
             }
             _ => {}
         }
+        let listeners =
+            self.subsystem_listeners(raw.listeners, &nqn, nqn_span.clone(), listeners)?;
         let serial = self.identify_string(raw.serial, "serial", MAX_SERIAL_BYTES)?;
         let model = self.identify_string(raw.model, "model", MAX_MODEL_BYTES)?;
         if raw.namespace.is_empty() {
@@ -337,6 +428,7 @@ impl Checker<'_> {
             hosts,
             serial,
             model,
+            listeners,
             namespaces,
         })
     }
@@ -543,7 +635,8 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
         assert_eq!(
             config.listeners,
             vec![ListenerConfig {
-                address: "127.0.0.1:4420".parse().unwrap()
+                address: "127.0.0.1:4420".parse().unwrap(),
+                discovery_only: false,
             }]
         );
         assert_eq!(
@@ -554,6 +647,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 hosts: vec![],
                 serial: None,
                 model: None,
+                listeners: vec![0],
                 namespaces: vec![NamespaceConfig {
                     nsid: 1,
                     backing: BackingConfig::Passthrough {
@@ -721,6 +815,91 @@ device_nsid = 3
         );
         let none = error_of(&MINIMAL.replace("[[listener]]\naddress = \"127.0.0.1:4420\"", ""));
         assert!(none.starts_with("vfnvme.toml: no [[listener]]"), "{none}");
+    }
+
+    /// `MINIMAL` with a discovery-only listener on 8009 after its listener, and `keys` in its
+    /// subsystem (after `allow_any_host`, line 13).
+    fn with_listeners(keys: &str) -> String {
+        MINIMAL
+            .replace(
+                "address = \"127.0.0.1:4420\"\n",
+                "address = \"127.0.0.1:4420\"\n\n[[listener]]\naddress = \"0.0.0.0:8009\"\n\
+                 discovery_only = true\n",
+            )
+            .replace(
+                "# or: hosts = [\"nqn.2014-08.org.nvmexpress:uuid:...\"]\n",
+                &format!("# or: hosts = [\"nqn.2014-08.org.nvmexpress:uuid:...\"]\n{keys}\n"),
+            )
+    }
+
+    #[test]
+    fn subsystems_are_on_the_listeners_they_name_by_default_every_io_listener() {
+        let config = Config::parse(&with_listeners(""), "vfnvme.toml").unwrap();
+        assert_eq!(
+            config.listeners[1],
+            ListenerConfig {
+                address: "0.0.0.0:8009".parse().unwrap(),
+                discovery_only: true
+            }
+        );
+        assert_eq!(
+            config.subsystems[0].listeners,
+            vec![0],
+            "not the discovery port"
+        );
+        let two = with_listeners("listeners = [\"127.0.0.2:4420\", \"127.0.0.1:4420\"]").replace(
+            "[[subsystem]]",
+            "[[listener]]\naddress = \"127.0.0.2:4420\"\n\n[[subsystem]]",
+        );
+        let config = Config::parse(&two, "vfnvme.toml").unwrap();
+        assert_eq!(config.subsystems[0].listeners, vec![0, 2]);
+    }
+
+    #[test]
+    fn subsystem_listener_errors_point_at_their_line() {
+        assert_eq!(
+            error_of(&with_listeners("listeners = [\"127.0.0.1:4421\"]")),
+            "vfnvme.toml:14: subsystem nqn.2026-11.io.vfnvme:ssd0: 127.0.0.1:4421 is not a \
+             [[listener]] address; give one of 127.0.0.1:4420, 0.0.0.0:8009"
+        );
+        assert_eq!(
+            error_of(&with_listeners("listeners = [\"0.0.0.0:8009\"]")),
+            "vfnvme.toml:14: subsystem nqn.2026-11.io.vfnvme:ssd0: listener 0.0.0.0:8009 is \
+             discovery_only (only the discovery subsystem is reachable there); name another \
+             listener"
+        );
+        assert_eq!(
+            error_of(&with_listeners(
+                "listeners = [\"127.0.0.1:4420\", \"127.0.0.1:4420\"]"
+            )),
+            "vfnvme.toml:14: subsystem nqn.2026-11.io.vfnvme:ssd0: listener 127.0.0.1:4420 is \
+             listed twice"
+        );
+        let empty = error_of(&with_listeners("listeners = []"));
+        assert!(
+            empty.starts_with(
+                "vfnvme.toml:14: subsystem nqn.2026-11.io.vfnvme:ssd0 has listeners = [], so no \
+                 host could reach it"
+            ),
+            "{empty}"
+        );
+        let bad = error_of(&with_listeners("listeners = [\"localhost:4420\"]"));
+        assert!(
+            bad.starts_with(
+                "vfnvme.toml:14: subsystem nqn.2026-11.io.vfnvme:ssd0: listener \"localhost:4420\" \
+                 is not an IP address with a port"
+            ),
+            "{bad}"
+        );
+        let nowhere = error_of(&with_listeners("").replace(
+            "address = \"127.0.0.1:4420\"\n",
+            "address = \"127.0.0.1:4420\"\ndiscovery_only = true\n",
+        ));
+        assert_eq!(
+            nowhere,
+            "vfnvme.toml:13: subsystem nqn.2026-11.io.vfnvme:ssd0 is reachable on no listener: \
+             every [[listener]] is discovery_only; add a listener without it"
+        );
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub(super) struct RawTarget {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawListener {
     pub address: Spanned<String>,
+    #[serde(default)]
+    pub discovery_only: bool,
 }
 
 /// A `[[subsystem]]` as written.
@@ -97,6 +99,8 @@ pub(super) struct RawSubsystem {
     pub hosts: Vec<Spanned<String>>,
     pub serial: Option<Spanned<String>>,
     pub model: Option<Spanned<String>>,
+    /// Listener addresses, as written in `[[listener]] address`.
+    pub listeners: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub namespace: Vec<RawNamespace>,
 }

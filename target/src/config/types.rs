@@ -74,11 +74,14 @@ pub struct TargetConfig {
     pub cntlids: RangeInclusive<u16>,
 }
 
-/// `[[listener]]`: an address accepting NVMe/TCP connections, to both the I/O subsystems and
-/// the discovery subsystem.
+/// `[[listener]]`: an address accepting NVMe/TCP connections. The discovery subsystem is
+/// reachable on every listener; an NVM subsystem on those its `listeners` name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
+    /// Only the discovery subsystem is reachable here (a discovery port such as 8009), so that
+    /// a host discovering through it is not handed a second path to every subsystem.
+    pub discovery_only: bool,
 }
 
 /// `[[subsystem]]`: an NVM subsystem exported to hosts.
@@ -92,6 +95,9 @@ pub struct SubsystemConfig {
     pub serial: Option<String>,
     /// Model Number reported to hosts; `None`: derived from the backing drive.
     pub model: Option<String>,
+    /// The listeners hosts reach this subsystem on: indices into [`Config::listeners`],
+    /// ascending. By default every listener that is not `discovery_only`.
+    pub listeners: Vec<usize>,
     /// Sorted by NSID.
     pub namespaces: Vec<NamespaceConfig>,
 }

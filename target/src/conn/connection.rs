@@ -56,6 +56,8 @@ pub(super) enum DataTarget {
 pub struct Connection {
     pub(super) socket: TcpStream,
     pub(super) peer: String,
+    /// The listener (an index in the target's listeners) the connection was accepted on.
+    pub(super) listener: usize,
     pub(super) slot: u32,
     pub(super) shared: Arc<TargetShared>,
     pub(super) phase: Phase,
@@ -75,6 +77,9 @@ pub struct Connection {
     pub(super) closing_deadline: Option<Instant>,
     /// The last write found the socket's send buffer full.
     pub(super) write_blocked: bool,
+    /// The last read stopped at the round limit with PDUs possibly left in the receive buffer,
+    /// which no epoll event will announce: read on without waiting for one.
+    pub(super) input_pending: bool,
     /// An I/O queue Connect waiting for its QID to be released by the previous connection.
     pub(super) pending_connect: Option<PendingConnect>,
 }
@@ -88,7 +93,12 @@ pub(super) struct PendingConnect {
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, shared: Arc<TargetShared>, slot: u32) -> std::io::Result<Self> {
+    pub fn new(
+        socket: TcpStream,
+        listener: usize,
+        shared: Arc<TargetShared>,
+        slot: u32,
+    ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
         let peer = socket
@@ -102,6 +112,7 @@ impl Connection {
         Ok(Self {
             socket,
             peer,
+            listener,
             slot,
             phase: Phase::Initializing,
             reader: PduReader::new(DecodeConfig::initial(Role::Controller), RECV_BUFFER_LEN),
@@ -117,6 +128,7 @@ impl Connection {
             accepting_commands: true,
             closing_deadline: None,
             write_blocked: false,
+            input_pending: false,
             pending_connect: None,
             shared,
         })
@@ -134,6 +146,12 @@ impl Connection {
     /// writability (EPOLLOUT) is worth waking up for, not a busy poll.
     pub fn write_blocked(&self) -> bool {
         self.write_blocked && self.has_output()
+    }
+
+    /// Whether [`on_readable`](Self::on_readable) stopped at its round limit and must be
+    /// called again without an epoll event.
+    pub fn input_pending(&self) -> bool {
+        self.input_pending && matches!(self.phase, Phase::Initializing | Phase::Established)
     }
 
     pub fn is_closed(&self) -> bool {

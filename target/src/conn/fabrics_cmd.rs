@@ -15,7 +15,7 @@ use vfnvme_tcp::{DecodeConfig, EncodeConfig, Role};
 use super::connection::{Connection, PendingConnect, Phase, CLOSING_GRACE};
 use super::request::Event;
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
-use crate::ctrlr::AdminResponse;
+use crate::ctrlr::{AdminResponse, Arrival};
 use crate::session::AdminOutcome;
 
 /// How long an I/O queue Connect whose QID is still attached waits for the previous connection
@@ -102,38 +102,49 @@ impl Connection {
     /// read the EOF (SPDK's "Duplicate QID" on reconnect).
     fn try_connect(&mut self, index: u16, data: Vec<u8>, deadline: Instant) {
         let command = self.requests[usize::from(index)].command;
-        let local = self
-            .socket
-            .local_addr()
-            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-        let outcome = match crate::session::connect(self.shared.registry(), &command, &data, local)
-        {
-            Ok((binding, result)) => {
-                log::info!(
-                    "{}: connected queue {} (controller {result})",
-                    self.peer,
-                    binding.qid()
-                );
-                self.sq_head %= binding.sq_entries();
-                self.binding = Some(binding);
-                AdminResponse::success(result)
-            }
-            Err((status, result)) => {
-                if qid_in_use(&command, status, result) && Instant::now() < deadline {
-                    self.requests[usize::from(index)].advance(Event::Held);
-                    self.pending_connect = Some(PendingConnect {
-                        index,
-                        data,
-                        deadline,
-                    });
-                    return;
-                }
-                AdminResponse {
-                    result,
-                    ..AdminResponse::failure(status)
-                }
-            }
+        let arrival = Arrival {
+            listener: self.listener,
+            local_address: self
+                .socket
+                .local_addr()
+                .unwrap_or_else(|_| self.shared.listeners()[self.listener]),
         };
+        let outcome =
+            match crate::session::connect(self.shared.registry(), &command, &data, arrival) {
+                Ok((binding, result)) => {
+                    log::info!(
+                        "{}: connected queue {} (controller {result})",
+                        self.peer,
+                        binding.qid()
+                    );
+                    self.sq_head %= binding.sq_entries();
+                    self.binding = Some(binding);
+                    AdminResponse::success(result)
+                }
+                Err(refused) => {
+                    if qid_in_use(&command, refused.status, refused.result)
+                        && Instant::now() < deadline
+                    {
+                        self.requests[usize::from(index)].advance(Event::Held);
+                        self.pending_connect = Some(PendingConnect {
+                            index,
+                            data,
+                            deadline,
+                        });
+                        return;
+                    }
+                    log::info!(
+                        "{}: Connect refused on listener {}: {}",
+                        self.peer,
+                        self.shared.listeners()[self.listener],
+                        refused.why
+                    );
+                    AdminResponse {
+                        result: refused.result,
+                        ..AdminResponse::failure(refused.status)
+                    }
+                }
+            };
         self.answer_admin(index, AdminOutcome::Respond(outcome));
     }
 

@@ -43,8 +43,11 @@ use self::send_queue::{Marker, IOVECS_PER_WRITE};
 use crate::session::QueueBinding;
 
 impl Connection {
-    /// Reads and handles what the socket has.
+    /// Reads and handles what the socket has, at most `PDUS_PER_ROUND` PDUs so that one busy
+    /// connection does not starve the others; [`input_pending`](Self::input_pending) then says
+    /// to come back.
     pub fn on_readable(&mut self, context: &mut IoContext<'_>) {
+        self.input_pending = false;
         for _ in 0..PDUS_PER_ROUND {
             if !matches!(self.phase, Phase::Initializing | Phase::Established) {
                 return;
@@ -87,6 +90,9 @@ impl Connection {
                 }
             }
         }
+        // Every early return above waits for something (bytes, room, a close); only the round
+        // limit leaves PDUs in the receive buffer with nothing to announce them.
+        self.input_pending = true;
     }
 
     /// Moves data of the current PDU into its target. Returns false when the socket has no

@@ -133,13 +133,23 @@ impl AdminState {
     }
 }
 
+/// Where a queue's connection arrived: the listener (its index in the target's listeners) and
+/// the local address the host reached, which for a wildcard listener is the one the host chose
+/// (discovery entries report it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub listener: usize,
+    pub local_address: SocketAddr,
+}
+
 /// A controller of a subsystem, as one host sees it.
 pub struct FabricController {
     pub(super) registry: Arc<ControllerRegistry>,
     pub(super) cntlid: u16,
     pub(super) host_nqn: String,
     pub(super) host_id: [u8; 16],
-    pub(super) local_address: SocketAddr,
+    /// Where the admin queue arrived.
+    pub(super) arrival: Arrival,
     /// CSTS.RDY, for the I/O path.
     pub(super) enabled: AtomicBool,
     pub(super) terminated: AtomicBool,
@@ -266,7 +276,7 @@ impl ControllerRegistry {
         settings: ControllerSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
-            subsystem: Arc::new(Subsystem::discovery()),
+            subsystem: Arc::new(Subsystem::discovery(listeners.len())),
             role: Role::Discovery {
                 subsystems,
                 listeners,

@@ -44,7 +44,8 @@ impl FabricController {
             ) => discovery_log_page(
                 subsystems,
                 listeners,
-                self.local_address.ip(),
+                self.arrival.listener,
+                self.arrival.local_address.ip(),
                 &self.host_nqn,
                 DISCOVERY_GENERATION,
             ),

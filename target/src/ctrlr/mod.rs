@@ -39,7 +39,7 @@ use vfnvme_spec::{admin_opcode, Command, Status};
 
 use self::controller::lock;
 pub use self::controller::{
-    AdminForwarder, ControllerRegistry, ControllerSettings, FabricController, AER_LIMIT,
+    AdminForwarder, Arrival, ControllerRegistry, ControllerSettings, FabricController, AER_LIMIT,
     NVME_VERSION,
 };
 pub use self::registry::{Association, IoQueueAttachment, TargetSubsystems};

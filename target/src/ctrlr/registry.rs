@@ -16,8 +16,8 @@ use vfnvme_spec::fabrics::{
 };
 
 use super::controller::{
-    keep_alive_from_ms, lock, AdminForwarder, AdminState, ControllerRegistry, ControllerSettings,
-    FabricController,
+    keep_alive_from_ms, lock, AdminForwarder, AdminState, Arrival, ControllerRegistry,
+    ControllerSettings, FabricController,
 };
 use crate::subsystem::Subsystem;
 
@@ -31,7 +31,10 @@ impl ControllerRegistry {
             return Err(ConnectRejection::incompatible_format());
         }
         if data.subsystem_nqn != self.subsystem.nqn {
-            return Err(ConnectRejection::invalid_data_field(connect_offset::SUBNQN));
+            return Err(ConnectRejection::invalid_data_field(
+                connect_offset::SUBNQN,
+                "not this subsystem",
+            ));
         }
         if !self.subsystem.allows(&data.host_nqn) {
             return Err(ConnectRejection::invalid_host());
@@ -39,29 +42,33 @@ impl ControllerRegistry {
         Ok(())
     }
 
-    /// An admin queue Connect: creates a controller with the lowest free controller ID of the
-    /// configured range.
-    /// `local_address` is where the host reached the target (reported in discovery entries of
-    /// wildcard listeners).
+    /// An admin queue Connect arrived at `arrival`: creates a controller with the lowest free
+    /// controller ID of the configured range.
     pub fn connect_admin(
         self: &Arc<Self>,
         connect: &ConnectCommand,
         data: &ConnectData,
-        local_address: SocketAddr,
+        arrival: Arrival,
         now: Instant,
     ) -> Result<Arc<FabricController>, ConnectRejection> {
         self.check_common(connect, data)?;
         if connect.qid != 0 {
-            return Err(ConnectRejection::invalid_command_field(connect_offset::QID));
+            return Err(ConnectRejection::invalid_command_field(
+                connect_offset::QID,
+                "an admin queue Connect has QID 0",
+            ));
         }
         if connect.sqsize == 0 || connect.sqsize >= MAX_ADMIN_QUEUE_ENTRIES {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::SQSIZE,
+                "an admin queue has 2 to 128 entries (ASQSZ)",
             ));
         }
         if data.cntlid != CNTLID_DYNAMIC {
-            // Only the dynamic controller model exists here.
-            return Err(ConnectRejection::invalid_data_field(connect_offset::CNTLID));
+            return Err(ConnectRejection::invalid_data_field(
+                connect_offset::CNTLID,
+                "only the dynamic controller model (controller ID FFFFh) is supported",
+            ));
         }
         let keep_alive = match keep_alive_from_ms(connect.kato_ms) {
             None if self.is_discovery() => Some(self.settings.discovery_keep_alive),
@@ -80,7 +87,7 @@ impl ControllerRegistry {
             cntlid,
             host_nqn: data.host_nqn.clone(),
             host_id: data.host_id,
-            local_address,
+            arrival,
             enabled: AtomicBool::new(false),
             terminated: AtomicBool::new(false),
             state: Mutex::new(AdminState::new(
@@ -113,14 +120,21 @@ impl ControllerRegistry {
             .and_then(Weak::upgrade);
         let controller = found
             .filter(|controller| !controller.is_terminated())
-            .ok_or(ConnectRejection::invalid_data_field(connect_offset::CNTLID))?;
+            .ok_or(ConnectRejection::invalid_data_field(
+                connect_offset::CNTLID,
+                "no live controller has this ID",
+            ))?;
         if controller.host_nqn != data.host_nqn {
             return Err(ConnectRejection::invalid_data_field(
                 connect_offset::HOSTNQN,
+                "the controller belongs to another host NQN",
             ));
         }
         if controller.host_id != data.host_id {
-            return Err(ConnectRejection::invalid_data_field(connect_offset::HOSTID));
+            return Err(ConnectRejection::invalid_data_field(
+                connect_offset::HOSTID,
+                "the controller belongs to another host ID",
+            ));
         }
         controller.attach_io_queue(connect)
     }
@@ -168,22 +182,33 @@ impl TargetSubsystems {
         &self.registries
     }
 
-    /// Handles a Connect on a new queue (QID 0: admin queue, else I/O queue).
+    /// Handles a Connect on a new queue (QID 0: admin queue, else I/O queue) that arrived at
+    /// `arrival`. A subsystem not reachable on that listener is refused as an unknown one,
+    /// as nvmet refuses a subsystem that is not on the port.
     pub fn connect(
         &self,
         connect: &ConnectCommand,
         data: &ConnectData,
-        local_address: SocketAddr,
+        arrival: Arrival,
         now: Instant,
     ) -> Result<Association, ConnectRejection> {
-        let registry = self
-            .registries
-            .iter()
-            .find(|registry| registry.subsystem.nqn == data.subsystem_nqn)
-            .ok_or(ConnectRejection::invalid_data_field(connect_offset::SUBNQN))?;
+        let named =
+            |registry: &&Arc<ControllerRegistry>| registry.subsystem.nqn == data.subsystem_nqn;
+        let Some(registry) = self.registries.iter().find(named) else {
+            return Err(ConnectRejection::invalid_data_field(
+                connect_offset::SUBNQN,
+                "no such subsystem",
+            ));
+        };
+        if !registry.subsystem.is_reachable_on(arrival.listener) {
+            return Err(ConnectRejection::invalid_data_field(
+                connect_offset::SUBNQN,
+                "the subsystem is not reachable on this listener (see its listeners)",
+            ));
+        }
         if connect.qid == 0 {
             registry
-                .connect_admin(connect, data, local_address, now)
+                .connect_admin(connect, data, arrival, now)
                 .map(Association::Admin)
         } else {
             registry.connect_io(connect, data).map(Association::Io)
@@ -227,21 +252,30 @@ impl FabricController {
         self: &Arc<Self>,
         connect: &ConnectCommand,
     ) -> Result<IoQueueAttachment, ConnectRejection> {
-        let invalid_qid = ConnectRejection::invalid_command_field(connect_offset::QID);
+        let invalid_qid =
+            |reason| ConnectRejection::invalid_command_field(connect_offset::QID, reason);
         let mut state = lock(&self.state);
-        if self.is_discovery() || self.is_terminated() || !state.ready() {
-            return Err(invalid_qid);
+        if self.is_discovery() {
+            return Err(invalid_qid("a discovery controller has no I/O queues"));
+        }
+        if self.is_terminated() || !state.ready() {
+            return Err(invalid_qid("the controller is not enabled"));
         }
         if connect.qid == 0 || connect.qid > state.io_queues_granted {
-            return Err(invalid_qid);
+            return Err(invalid_qid(
+                "the QID is beyond the I/O queues granted (Set Features Number of Queues)",
+            ));
         }
         if connect.sqsize == 0 || connect.sqsize >= self.registry.settings.max_queue_depth {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::SQSIZE,
+                "the I/O queue size is beyond CAP.MQES",
             ));
         }
         if !state.io_queues.insert(connect.qid) {
-            return Err(invalid_qid);
+            return Err(invalid_qid(
+                "an I/O queue with this QID is connected already",
+            ));
         }
         Ok(IoQueueAttachment {
             controller: Arc::clone(self),
@@ -290,7 +324,7 @@ mod tests {
             connect_status::INCOMPATIBLE_FORMAT,
             0,
         );
-        for sqsize in [0, 32] {
+        for sqsize in [0, MAX_ADMIN_QUEUE_ENTRIES] {
             let size = ConnectCommand {
                 sqsize,
                 ..admin_connect(0)
@@ -420,7 +454,7 @@ mod tests {
     fn connects_are_routed_by_subsystem_nqn() {
         let target = TargetSubsystems::new(
             vec![Arc::new(subsystem())],
-            vec![local()],
+            vec![local().local_address, "192.0.2.1:4421".parse().unwrap()],
             settings(),
             Arc::new(FakeDrives::default()),
         );
@@ -432,6 +466,17 @@ mod tests {
         assert_rejection(
             target
                 .connect(&admin_connect(0), &unknown, local(), now)
+                .map(|_| ()),
+            connect_status::INVALID_PARAMETERS,
+            0x0001_0100,
+        );
+        let elsewhere = Arrival {
+            listener: 1,
+            ..local()
+        };
+        assert_rejection(
+            target
+                .connect(&admin_connect(0), &data(0xffff), elsewhere, now)
                 .map(|_| ()),
             connect_status::INVALID_PARAMETERS,
             0x0001_0100,

@@ -2,7 +2,6 @@
 //! a RAM namespace, fake drives, and the Connect and admin commands hosts send. Its own file
 //! because every concern's tests start from the same connected controller.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +17,7 @@ use vfnvme_spec::status::sct;
 use vfnvme_spec::{admin_opcode, Command, Status};
 
 use super::{
-    AdminForwarder, AdminOutcome, AdminResponse, ControllerRegistry, ControllerSettings,
+    AdminForwarder, AdminOutcome, AdminResponse, Arrival, ControllerRegistry, ControllerSettings,
     FabricController,
 };
 use crate::config::TargetConfig;
@@ -92,6 +91,7 @@ pub(super) fn subsystem() -> Subsystem {
         max_io_size: 128 * 1024,
         volatile_write_cache: true,
         oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
+        listeners: vec![0],
     }
 }
 
@@ -107,8 +107,12 @@ pub(super) fn registry() -> Arc<ControllerRegistry> {
     registry_with(Arc::default())
 }
 
-pub(super) fn local() -> SocketAddr {
-    "192.0.2.1:4420".parse().unwrap()
+/// Listener 0, at 192.0.2.1:4420.
+pub(super) fn local() -> Arrival {
+    Arrival {
+        listener: 0,
+        local_address: "192.0.2.1:4420".parse().unwrap(),
+    }
 }
 
 pub(super) fn admin_connect(kato_ms: u32) -> ConnectCommand {

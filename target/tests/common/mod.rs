@@ -33,6 +33,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A target on 127.0.0.1 with its acceptor on a thread; stopped (in order) when dropped.
 pub struct RunningTarget {
     pub address: SocketAddr,
+    /// Every listener's address, in configuration order (`address` is the first).
+    pub addresses: Vec<SocketAddr>,
     /// Asks for drives to be given up (hot removal).
     pub drives: DriveControl,
     stop: Arc<EventFd>,
@@ -76,7 +78,8 @@ impl RunningTarget {
     ) -> Self {
         let config = Config::parse(text, "test.toml").expect("valid config");
         let mut target = Target::start_opening(config, open_pci).expect("target starts");
-        let address = target.local_addresses()[0];
+        let addresses = target.local_addresses().to_vec();
+        let address = addresses[0];
         let drives = target.drive_control();
         let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
         let stop_for_thread = Arc::clone(&stop);
@@ -86,6 +89,7 @@ impl RunningTarget {
         });
         Self {
             address,
+            addresses,
             drives,
             stop,
             thread: Some(thread),
