@@ -131,7 +131,9 @@ impl Drive {
     ) -> vfnvme_driver::Result<BackendQueue> {
         // One buffer per command the queue can hold, within a memory budget: with large
         // transfers, commands beyond it wait for a buffer rather than pin more hugepages.
-        let count = (POOL_BUDGET / buffer_size).clamp(MIN_POOL_BUFFERS, usize::from(depth));
+        let count = (POOL_BUDGET / buffer_size)
+            .max(MIN_POOL_BUFFERS)
+            .min(usize::from(depth));
         let pool = BufferPool::new(self.dma(), buffer_size, count)?;
         Ok(match self {
             Self::Nvme(controller) => {

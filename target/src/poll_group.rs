@@ -12,6 +12,7 @@
 //! and only then drops its backend queues: queue pairs first (deleting their queues on the
 //! drive), buffer pools after.
 
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,7 +22,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::backend::BackendQueue;
-use crate::conn::{Connection, IoContext};
+use crate::conn::{BufferWaiter, Connection, IoContext};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
 use crate::shared::TargetShared;
 use vfnvme_driver::queue::Completed;
@@ -96,6 +97,7 @@ impl PollGroupHandle {
             connections: Vec::new(),
             interest: Vec::new(),
             removal_seen: vec![None; backends.len()],
+            buffer_waiters: (0..backends.len()).map(|_| VecDeque::new()).collect(),
             backends,
             completions: Vec::with_capacity(COMPLETIONS_PER_ROUND),
             shared,
@@ -185,9 +187,10 @@ enum Interest {
     /// Not in epoll: a closed connection (a shut-down socket is always readable, so it must
     /// leave epoll at once or the group would spin on it) or a free slot.
     Nothing,
-    Readable,
-    /// Its peer has not taken what was sent: wait for room rather than busy-poll.
-    ReadableOrWritable,
+    /// EPOLLIN unless the connection waits for a buffer before it can read on (its data is
+    /// in the socket: readability would wake the group for nothing); EPOLLOUT when its peer
+    /// has not taken what was sent (wait for room rather than busy-poll).
+    Watched(EpollFlags),
 }
 
 struct PollGroup {
@@ -208,6 +211,9 @@ struct PollGroup {
     completions: Vec<Completed>,
     /// Dropped last: after every connection, so nothing can still want its buffers.
     backends: Vec<BackendQueue>,
+    /// Per drive, the requests waiting for one of its buffers, oldest first, whatever their
+    /// connection: buffers go to them in that order.
+    buffer_waiters: Vec<VecDeque<BufferWaiter>>,
     /// When this group first saw each drive being removed.
     removal_seen: Vec<Option<Instant>>,
     shared: Arc<TargetShared>,
@@ -265,7 +271,11 @@ impl PollGroup {
                 }
                 Action::Release => break,
             }
-            let busy = commands_on_drives > 0 || output_pending || !self.lifecycle.is_running();
+            let waiting_for_buffers = self.buffer_waiters.iter().any(|w| !w.is_empty());
+            let busy = commands_on_drives > 0
+                || output_pending
+                || waiting_for_buffers
+                || !self.lifecycle.is_running();
             if busy {
                 last_busy = now;
             }
@@ -294,6 +304,7 @@ impl PollGroup {
                 std::thread::yield_now();
             }
             self.retire_removed_drives();
+            self.hand_out_buffers();
             self.flush_all();
             if now >= next_tick {
                 next_tick = now + TICK;
@@ -333,6 +344,7 @@ impl PollGroup {
             for connection in connections.iter_mut().flatten() {
                 connection.abandon_drive(drive, overdue, &mut context);
             }
+            self.buffer_waiters[drive].clear();
             drop(std::mem::replace(
                 &mut self.backends[drive],
                 BackendQueue::Gone,
@@ -387,9 +399,24 @@ impl PollGroup {
                 }
                 self.summary.connections_served += 1;
                 self.connections[slot] = Some(connection);
-                self.interest[slot] = Interest::Readable;
+                self.interest[slot] = Interest::Watched(EpollFlags::EPOLLIN);
+                self.reserve_buffer_waits();
             }
             Err(error) => log::warn!("poll group {}: refused a connection: {error}", self.index),
+        }
+    }
+
+    /// Room in each drive's waiting list for every request of every connection, so that
+    /// queueing one on the I/O path never allocates.
+    fn reserve_buffer_waits(&mut self) {
+        let requests: usize = self
+            .connections
+            .iter()
+            .flatten()
+            .map(Connection::request_slots)
+            .sum();
+        for waiters in &mut self.buffer_waiters {
+            waiters.reserve(requests.saturating_sub(waiters.len()));
         }
     }
 
@@ -398,8 +425,28 @@ impl PollGroup {
             &mut self.connections,
             IoContext {
                 backends: &mut self.backends,
+                buffer_waiters: &mut self.buffer_waiters,
             },
         )
+    }
+
+    /// Gives the buffers that came back to the requests waiting for them, oldest first.
+    fn hand_out_buffers(&mut self) {
+        for drive in 0..self.backends.len() {
+            while let Some(&waiter) = self.buffer_waiters[drive].front() {
+                let Some(buffer) = self.backends[drive].take_buffer() else {
+                    break;
+                };
+                self.buffer_waiters[drive].pop_front();
+                let (connections, mut context) = self.context();
+                match connections.get_mut(waiter.slot as usize) {
+                    Some(Some(connection)) => {
+                        connection.on_buffer(drive, waiter.request, buffer, &mut context)
+                    }
+                    _ => context.backends[drive].give_back(buffer),
+                }
+            }
+        }
     }
 
     fn on_readable(&mut self, slot: usize) {
@@ -472,10 +519,11 @@ impl PollGroup {
             };
             let wanted = if connection.is_closed() {
                 Interest::Nothing
-            } else if connection.write_blocked() {
-                Interest::ReadableOrWritable
             } else {
-                Interest::Readable
+                let mut flags = EpollFlags::empty();
+                flags.set(EpollFlags::EPOLLIN, connection.wants_input());
+                flags.set(EpollFlags::EPOLLOUT, connection.write_blocked());
+                Interest::Watched(flags)
             };
             let current = self.interest[slot];
             if wanted == current {
@@ -487,8 +535,7 @@ impl PollGroup {
                     self.interest[slot] = Interest::Nothing;
                     continue;
                 }
-                Interest::Readable => EpollFlags::EPOLLIN,
-                Interest::ReadableOrWritable => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+                Interest::Watched(flags) => flags,
             };
             let mut event = EpollEvent::new(flags, slot as u64);
             match self.epoll.modify(connection.socket(), &mut event) {

@@ -21,6 +21,8 @@ use super::types::{
 const DEFAULT_RAM_BLOCK_SIZE: u32 = 512;
 /// In-capsule data beyond this is pointless: the host then sends the data in H2CData PDUs.
 const MAX_IN_CAPSULE_DATA_SIZE: u32 = 128 * 1024;
+/// Connect data must fit in the capsule.
+const CONNECT_DATA_LEN: u64 = vfnvme_spec::fabrics::CONNECT_DATA_SIZE as u64;
 
 /// The configuration `raw`, read from `source`, checked.
 pub(super) fn config(source: &Source, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -124,18 +126,6 @@ impl Checker<'_> {
 
     fn target(&self, raw: RawTarget) -> Result<TargetConfig, ConfigError> {
         let defaults = TargetConfig::default();
-        if let Some(size) = &raw.in_capsule_data_size {
-            let bytes = *size.get_ref();
-            if bytes % 16 != 0 {
-                return self.source.invalid(
-                    size.span(),
-                    format!(
-                        "in_capsule_data_size = {bytes} is not a multiple of 16 bytes, \
-                         the unit hosts are told capsule sizes in"
-                    ),
-                );
-            }
-        }
         let max_io_size = match raw.max_io_size {
             None => Some(DEFAULT_MAX_IO_SIZE),
             Some(size) if *size.get_ref() == 0 => None,
@@ -156,12 +146,7 @@ impl Checker<'_> {
         };
         Ok(TargetConfig {
             cores: self.integer(raw.cores, "cores", 1..=1024, defaults.cores)?,
-            in_capsule_data_size: self.integer(
-                raw.in_capsule_data_size,
-                "in_capsule_data_size",
-                0..=u64::from(MAX_IN_CAPSULE_DATA_SIZE),
-                defaults.in_capsule_data_size,
-            )?,
+            in_capsule_data_size: self.in_capsule_data_size(raw.in_capsule_data_size)?,
             max_queue_depth: self.integer(
                 raw.max_queue_depth,
                 "max_queue_depth",
@@ -188,6 +173,43 @@ impl Checker<'_> {
                 DEFAULT_SHUTDOWN_DEADLINE_MS,
             )?),
         })
+    }
+
+    /// In-capsule data: a multiple of 16 (hosts are told it in 16-byte units), and room for the
+    /// 1024 bytes of Connect data. Below that, Linux hosts send an I/O queue's Connect data by
+    /// R2T (they size it by IOCCSZ), which the target does not take for Connect; as every
+    /// connection always has 8 KiB for admin and Connect data anyway, a smaller value would
+    /// save nothing (docs/target.md).
+    fn in_capsule_data_size(&self, raw: Option<Spanned<u64>>) -> Result<u32, ConfigError> {
+        if let Some(size) = &raw {
+            let bytes = *size.get_ref();
+            if bytes % 16 != 0 {
+                return self.source.invalid(
+                    size.span(),
+                    format!(
+                        "in_capsule_data_size = {bytes} is not a multiple of 16 bytes, \
+                         the unit hosts are told capsule sizes in"
+                    ),
+                );
+            }
+            if bytes < CONNECT_DATA_LEN {
+                return self.source.invalid(
+                    size.span(),
+                    format!(
+                        "in_capsule_data_size = {bytes} leaves no room for the 1024 bytes of \
+                         Connect data, which Linux hosts then send by R2T, and every I/O queue \
+                         Connect would fail; give at least 1024 (8192, the default, is what \
+                         Linux and SPDK targets use)"
+                    ),
+                );
+            }
+        }
+        self.integer(
+            raw,
+            "in_capsule_data_size",
+            CONNECT_DATA_LEN..=u64::from(MAX_IN_CAPSULE_DATA_SIZE),
+            TargetConfig::default().in_capsule_data_size,
+        )
     }
 
     fn nqn(&self, nqn: Spanned<String>, what: &str) -> Result<String, ConfigError> {
@@ -651,6 +673,28 @@ device_nsid = 3
         );
         let zero = Config::parse(&MINIMAL.replace("cores = 2", "max_io_size = 0"), "f").unwrap();
         assert_eq!(zero.target.max_io_size, None);
+    }
+
+    #[test]
+    fn in_capsule_data_size_leaves_room_for_connect_data() {
+        for small in [0, 16, 1008] {
+            let line = format!("in_capsule_data_size = {small}");
+            assert_eq!(
+                error_of(&MINIMAL.replace("cores = 2", &line)),
+                format!(
+                    "vfnvme.toml:2: in_capsule_data_size = {small} leaves no room for the \
+                     1024 bytes of Connect data, which Linux hosts then send by R2T, and every \
+                     I/O queue Connect would fail; give at least 1024 (8192, the default, is \
+                     what Linux and SPDK targets use)"
+                )
+            );
+        }
+        let smallest = Config::parse(
+            &MINIMAL.replace("cores = 2", "in_capsule_data_size = 1024"),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(smallest.target.in_capsule_data_size, 1024);
     }
 
     #[test]
