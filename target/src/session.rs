@@ -14,7 +14,7 @@ use vfnvme_spec::log_page::log_id;
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, feature, Command, Status};
 
-use crate::backend::{Drive, DriveSlot};
+use crate::backend::{check_exportable, Drive, DriveSlot};
 use crate::config::Config;
 use crate::ctrlr::{
     AdminForwarder, AdminResponse, Association, ControllerSettings, FabricController,
@@ -154,6 +154,7 @@ fn describe_drive_namespace(
     let namespace = controller
         .namespace(device_nsid)
         .map_err(|e| e.to_string())?;
+    check_exportable(pci, &namespace)?;
     let identify = controller.identify();
     Ok(DriveNamespace {
         device_index: index,

@@ -89,11 +89,13 @@ impl Target {
                         bytes,
                         block_size,
                         latency_us,
+                        metadata_bytes,
                     } => {
                         let latency = Duration::from_micros(*latency_us);
                         let blocks = bytes / u64::from(*block_size);
                         let (key, _) = drive_key(&subsystem.nqn, namespace);
-                        let drive = Drive::simulated(blocks, *block_size, latency)?;
+                        let drive =
+                            Drive::simulated(blocks, *block_size, latency, *metadata_bytes)?;
                         drives.push((key.clone(), drive));
                         placement.pci.push((key, drives.len() - 1));
                     }

@@ -12,6 +12,9 @@ use vfnvme_spec::identify::{
     build_active_namespace_list, build_namespace_id_descriptors, IdentifyController,
     IdentifyNamespace, NamespaceId,
 };
+
+/// FLBAS bit 4: metadata is transferred at the end of each block (extended LBA).
+const FLBAS_EXTENDED_METADATA: u8 = 1 << 4;
 use vfnvme_spec::log_page::{log_id, ErrorLogEntry, FirmwareSlotLog, SmartLog};
 use vfnvme_spec::padded::PaddedString;
 use vfnvme_spec::regs;
@@ -83,6 +86,13 @@ impl DeviceState {
                     let mut identify = IdentifyNamespace::simple(medium.blocks, medium.block_size);
                     // Deallocated blocks read as zeroes.
                     identify.dlfeat = 1;
+                    if self.config.metadata_size != 0 {
+                        // Format 1: the same blocks with metadata, in use, as extended LBAs.
+                        identify.nlbaf = 1;
+                        identify.lbaf[1] = identify.lbaf[0];
+                        identify.lbaf[1].ms = self.config.metadata_size.into();
+                        identify.flbas = 1 | FLBAS_EXTENDED_METADATA;
+                    }
                     identify.to_bytes()
                 }
                 None => return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT),

@@ -38,6 +38,10 @@ pub struct SimConfig {
     pub latency: Duration,
     /// CAP.DSTRD: doorbells are `4 << dstrd` bytes apart.
     pub doorbell_stride_shift: u8,
+    /// Metadata bytes per block of the LBA format every namespace is formatted with (extended
+    /// LBAs; a format without metadata is offered beside it); 0: formatted without. Only
+    /// reported in Identify Namespace: the medium keeps no metadata.
+    pub metadata_size: u16,
 }
 
 impl Default for SimConfig {
@@ -56,6 +60,7 @@ impl Default for SimConfig {
             io_queues: 16,
             latency: Duration::ZERO,
             doorbell_stride_shift: 0,
+            metadata_size: 0,
         }
     }
 }

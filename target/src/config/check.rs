@@ -359,18 +359,26 @@ impl Checker<'_> {
             let block_size = self.block_size(raw.block_size.clone(), nsid_span.clone())?;
             let latency_us: u64 =
                 self.integer(raw.sim_latency_us, "sim_latency_us", 0..=10_000_000, 0)?;
+            let metadata_bytes: u16 =
+                self.integer(raw.sim_metadata_bytes, "sim_metadata_bytes", 0..=256, 0)?;
             let backing = BackingConfig::Simulated {
                 bytes: mib << 20,
                 block_size,
                 latency_us,
+                metadata_bytes,
             };
             return Ok(NamespaceConfig { nsid, backing });
         }
-        if let Some(latency) = raw.sim_latency_us {
-            return self.source.invalid(
-                latency.span(),
-                format!("namespace {nsid}: sim_latency_us applies to sim_mib namespaces only"),
-            );
+        for (key, value) in [
+            ("sim_latency_us", &raw.sim_latency_us),
+            ("sim_metadata_bytes", &raw.sim_metadata_bytes),
+        ] {
+            if let Some(value) = value {
+                return self.source.invalid(
+                    value.span(),
+                    format!("namespace {nsid}: {key} applies to sim_mib namespaces only"),
+                );
+            }
         }
         let backing = match (raw.pci, raw.ram_mib) {
             (Some(_), Some(ram)) => {
@@ -497,15 +505,16 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
     }
 
     #[test]
-    fn simulated_namespaces_take_size_block_size_and_latency() {
-        let text = with("\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nblock_size = 4096\nsim_latency_us = 50\n");
+    fn simulated_namespaces_take_size_block_size_latency_and_metadata() {
+        let text = with("\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nblock_size = 4096\nsim_latency_us = 50\nsim_metadata_bytes = 8\n");
         let config = Config::parse(&text, "vfnvme.toml").unwrap();
         assert_eq!(
             config.subsystems[0].namespaces[1].backing,
             BackingConfig::Simulated {
                 bytes: 8 << 20,
                 block_size: 4096,
-                latency_us: 50
+                latency_us: 50,
+                metadata_bytes: 8,
             }
         );
         assert_eq!(
@@ -519,6 +528,12 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_latency_us = 5\n"
             )),
             "vfnvme.toml:19: namespace 2: sim_latency_us applies to sim_mib namespaces only"
+        );
+        assert_eq!(
+            error_of(&with(
+                "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_metadata_bytes = 8\n"
+            )),
+            "vfnvme.toml:19: namespace 2: sim_metadata_bytes applies to sim_mib namespaces only"
         );
     }
 
