@@ -49,13 +49,15 @@ impl Drive {
     }
 
     /// A simulated NVMe controller with one namespace: the full driver path without a drive.
-    /// `metadata_size` bytes of metadata per block in its LBA format (0: none).
+    /// `metadata_size` bytes of metadata per block in its LBA format (0: none); its Get Log
+    /// Page takes `log_page_latency` more than its other commands.
     #[cfg(feature = "sim")]
     pub fn simulated(
         blocks: u64,
         block_size: u32,
         latency: std::time::Duration,
         metadata_size: u16,
+        log_page_latency: std::time::Duration,
     ) -> vfnvme_driver::Result<Self> {
         use vfnvme_driver::sim::{SimConfig, SimController, SimNamespace};
 
@@ -67,6 +69,7 @@ impl Drive {
             }],
             io_queues: 64,
             latency,
+            log_page_latency,
             metadata_size,
             ..SimConfig::default()
         };
@@ -87,6 +90,7 @@ impl Drive {
         _block_size: u32,
         _latency: std::time::Duration,
         _metadata_size: u16,
+        _log_page_latency: std::time::Duration,
     ) -> vfnvme_driver::Result<Self> {
         Err(vfnvme_driver::Error::Unsupported {
             address: "sim".into(),

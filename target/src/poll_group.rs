@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::admin_worker::{AdminResult, AdminSubmitter, RESULTS_PER_GROUP};
 use crate::backend::BackendQueue;
 use crate::conn::{BufferWaiter, Connection, IoContext};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
@@ -73,12 +74,16 @@ pub struct PollGroupSummary {
 impl PollGroupHandle {
     /// Starts poll group `index`. `backends` are its queues, one per drive, created by the
     /// caller on this thread so that a failure is reported before anything runs.
+    /// `admin` hands admin commands to the admin worker, whose results come back through the
+    /// ring whose producer end this returns (with the group's handle), for the worker.
     pub fn spawn(
         index: usize,
         shared: Arc<TargetShared>,
         backends: Vec<BackendQueue>,
-    ) -> std::io::Result<Self> {
+        admin: AdminSubmitter,
+    ) -> std::io::Result<(Self, rtrb::Producer<AdminResult>)> {
         let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
+        let (admin_results, admin_returns) = rtrb::RingBuffer::new(RESULTS_PER_GROUP);
         let gate = Arc::new(Gate::new());
         let wake = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK)?);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -100,18 +105,26 @@ impl PollGroupHandle {
             buffer_waiters: (0..backends.len()).map(|_| VecDeque::new()).collect(),
             backends,
             completions: Vec::with_capacity(COMPLETIONS_PER_ROUND),
+            admin,
+            admin_returns,
             shared,
             summary: PollGroupSummary::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("poll-group-{index}"))
             .spawn(move || group.run())?;
-        Ok(Self {
+        let handle = Self {
             gate,
             inbox: producer,
             wake,
             thread: Some(thread),
-        })
+        };
+        Ok((handle, admin_results))
+    }
+
+    /// The group's wake-up eventfd, for the admin worker to signal results with.
+    pub fn waker(&self) -> Arc<EventFd> {
+        Arc::clone(&self.wake)
     }
 
     /// Hands a connection over, through the group's gate. Gives it back if the gate is closed
@@ -214,6 +227,9 @@ struct PollGroup {
     /// Per drive, the requests waiting for one of its buffers, oldest first, whatever their
     /// connection: buffers go to them in that order.
     buffer_waiters: Vec<VecDeque<BufferWaiter>>,
+    /// Admin commands handed to the admin worker, and the ring their results come back in.
+    admin: AdminSubmitter,
+    admin_returns: rtrb::Consumer<AdminResult>,
     /// When this group first saw each drive being removed.
     removal_seen: Vec<Option<Instant>>,
     shared: Arc<TargetShared>,
@@ -239,7 +255,13 @@ impl PollGroup {
             // every connection there will ever be (the loom model found the other order wrong).
             let handovers_quiet = self.gate.is_quiet();
             self.take_messages();
-            let commands_on_drives = self.backends.iter().map(BackendQueue::outstanding).sum();
+            // Admin commands at the worker count as on a drive: their slots wait for them.
+            let commands_on_drives = self
+                .backends
+                .iter()
+                .map(BackendQueue::outstanding)
+                .sum::<usize>()
+                + self.admin.outstanding();
             let output_pending = self
                 .connections
                 .iter()
@@ -295,7 +317,7 @@ impl PollGroup {
                     self.on_readable(token as usize);
                 }
             }
-            if self.reap_completions() > 0 || ready > 0 {
+            if self.reap_completions() + self.take_admin_results() > 0 || ready > 0 {
                 idle_rounds = 0;
             } else if idle_rounds >= SPINS_BEFORE_YIELD {
                 // Busy polling with nothing arriving: let a thread that shares this CPU (a
@@ -426,6 +448,7 @@ impl PollGroup {
             IoContext {
                 backends: &mut self.backends,
                 buffer_waiters: &mut self.buffer_waiters,
+                admin: &mut self.admin,
             },
         )
     }
@@ -484,6 +507,19 @@ impl PollGroup {
             self.completions = completions;
         }
         reaped
+    }
+
+    /// Hands the admin worker's results to their connections.
+    fn take_admin_results(&mut self) -> usize {
+        let mut taken = 0;
+        while let Ok(result) = self.admin_returns.pop() {
+            taken += 1;
+            self.admin.returned();
+            if let Some(Some(connection)) = self.connections.get_mut(result.slot as usize) {
+                connection.on_admin_result(result.request, result.outcome);
+            }
+        }
+        taken
     }
 
     fn flush_all(&mut self) {

@@ -351,6 +351,17 @@ impl QueueBinding {
         self.controller().execute_admin(command, Instant::now())
     }
 
+    /// The controller to run `command` on off the poll group, if it is an admin queue command
+    /// a drive answers (and may take seconds over): see `admin_worker`.
+    pub fn forwarded_to_drive(&self, command: &Command) -> Option<Arc<FabricController>> {
+        match &self.queue {
+            Queue::Admin(controller) if controller.forwards_to_drive(command) => {
+                Some(Arc::clone(controller))
+            }
+            _ => None,
+        }
+    }
+
     /// Why this queue must close now, if it must: keep-alive expired (admin queue), or the
     /// controller ended (I/O queues).
     pub fn expired(&self, now: Instant) -> Option<&'static str> {

@@ -36,6 +36,8 @@ pub struct SimConfig {
     pub io_queues: u16,
     /// Time from fetching a command to posting its completion.
     pub latency: Duration,
+    /// Added to `latency` for Get Log Page: a drive slow to answer an admin command.
+    pub log_page_latency: Duration,
     /// CAP.DSTRD: doorbells are `4 << dstrd` bytes apart.
     pub doorbell_stride_shift: u8,
     /// Metadata bytes per block of the LBA format every namespace is formatted with (extended
@@ -59,6 +61,7 @@ impl Default for SimConfig {
             mdts: 5,
             io_queues: 16,
             latency: Duration::ZERO,
+            log_page_latency: Duration::ZERO,
             doorbell_stride_shift: 0,
             metadata_size: 0,
         }

@@ -95,7 +95,11 @@ impl DeviceState {
         }
         if admin {
             if let Some(outcome) = self.execute_admin(&command, bar, iommu) {
-                self.complete(qid, command.cid(), outcome);
+                let mut latency = self.config.latency;
+                if command.opcode() == vfnvme_spec::admin_opcode::GET_LOG_PAGE {
+                    latency += self.config.log_page_latency;
+                }
+                self.complete_after(latency, qid, command.cid(), outcome);
             }
         } else {
             let outcome = self.execute_io(&command, iommu);

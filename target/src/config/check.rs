@@ -361,17 +361,25 @@ impl Checker<'_> {
                 self.integer(raw.sim_latency_us, "sim_latency_us", 0..=10_000_000, 0)?;
             let metadata_bytes: u16 =
                 self.integer(raw.sim_metadata_bytes, "sim_metadata_bytes", 0..=256, 0)?;
+            let log_page_latency_ms: u64 = self.integer(
+                raw.sim_log_page_latency_ms,
+                "sim_log_page_latency_ms",
+                0..=60_000,
+                0,
+            )?;
             let backing = BackingConfig::Simulated {
                 bytes: mib << 20,
                 block_size,
                 latency_us,
                 metadata_bytes,
+                log_page_latency_ms,
             };
             return Ok(NamespaceConfig { nsid, backing });
         }
         for (key, value) in [
             ("sim_latency_us", &raw.sim_latency_us),
             ("sim_metadata_bytes", &raw.sim_metadata_bytes),
+            ("sim_log_page_latency_ms", &raw.sim_log_page_latency_ms),
         ] {
             if let Some(value) = value {
                 return self.source.invalid(
@@ -506,7 +514,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
 
     #[test]
     fn simulated_namespaces_take_size_block_size_latency_and_metadata() {
-        let text = with("\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nblock_size = 4096\nsim_latency_us = 50\nsim_metadata_bytes = 8\n");
+        let text = with("\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nblock_size = 4096\nsim_latency_us = 50\nsim_metadata_bytes = 8\nsim_log_page_latency_ms = 7\n");
         let config = Config::parse(&text, "vfnvme.toml").unwrap();
         assert_eq!(
             config.subsystems[0].namespaces[1].backing,
@@ -515,6 +523,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 block_size: 4096,
                 latency_us: 50,
                 metadata_bytes: 8,
+                log_page_latency_ms: 7,
             }
         );
         assert_eq!(
@@ -534,6 +543,13 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_metadata_bytes = 8\n"
             )),
             "vfnvme.toml:19: namespace 2: sim_metadata_bytes applies to sim_mib namespaces only"
+        );
+        assert_eq!(
+            error_of(&with(
+                "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_log_page_latency_ms = 8\n"
+            )),
+            "vfnvme.toml:19: namespace 2: sim_log_page_latency_ms applies to sim_mib namespaces \
+             only"
         );
     }
 

@@ -109,12 +109,14 @@ pub enum BackingConfig {
     /// bytes: the whole passthrough path (queue pairs, PRPs, DMA buffers) without a drive, for
     /// tests and demos. Completions take `latency_us` microseconds. With `metadata_bytes`, the
     /// namespace reports an LBA format with that much metadata per block (which the target
-    /// refuses to export, as it refuses such drives).
+    /// refuses to export, as it refuses such drives). Its Get Log Page takes
+    /// `log_page_latency_ms` more (a drive slow to answer an admin command).
     Simulated {
         bytes: u64,
         block_size: u32,
         latency_us: u64,
         metadata_bytes: u16,
+        log_page_latency_ms: u64,
     },
 }
 

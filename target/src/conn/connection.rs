@@ -17,6 +17,7 @@ use vfnvme_driver::dma::DmaBuffer;
 
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, SendQueue, MAX_SENT_HEADER};
+use crate::admin_worker::AdminSubmitter;
 use crate::backend::BackendQueue;
 use crate::session::QueueBinding;
 use crate::shared::TargetShared;
@@ -27,6 +28,8 @@ pub struct IoContext<'a> {
     /// Per drive, the requests of all the group's connections waiting for one of its buffers,
     /// oldest first: buffers go to them in that order (`PollGroup::hand_out_buffers`).
     pub buffer_waiters: &'a mut [VecDeque<BufferWaiter>],
+    /// Where admin commands a drive answers go, off the poll group.
+    pub admin: &'a mut AdminSubmitter,
 }
 
 /// A request waiting for a buffer: connection slot and request index.

@@ -224,7 +224,7 @@ impl Connection {
             if in_capsule > 0 {
                 self.receiving = Some(DataTarget::Scratch(index));
             } else {
-                self.finish_admin(index);
+                self.finish_admin(index, context);
             }
             return;
         }
@@ -238,7 +238,7 @@ impl Connection {
         match target {
             // Admin data, or the data of a command that already failed: `finish_admin` answers
             // with the failure if there is one.
-            DataTarget::Scratch(index) => self.finish_admin(index),
+            DataTarget::Scratch(index) => self.finish_admin(index, context),
             DataTarget::Request(index) | DataTarget::Discard(index) => {
                 self.on_io_data_complete(index, context)
             }
