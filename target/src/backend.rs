@@ -15,7 +15,7 @@ use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
 use vfnvme_driver::ram::RamDisk;
 use vfnvme_driver::vfio::VfioNvme;
-use vfnvme_driver::{Controller, ControllerOptions, NvmeDevice};
+use vfnvme_driver::{Controller, ControllerOptions, Namespace, NvmeDevice};
 use vfnvme_spec::Command;
 
 /// DMA buffer memory one poll group sets aside per drive.
@@ -49,11 +49,15 @@ impl Drive {
     }
 
     /// A simulated NVMe controller with one namespace: the full driver path without a drive.
+    /// `metadata_size` bytes of metadata per block in its LBA format (0: none); its Get Log
+    /// Page takes `log_page_latency` more than its other commands.
     #[cfg(feature = "sim")]
     pub fn simulated(
         blocks: u64,
         block_size: u32,
         latency: std::time::Duration,
+        metadata_size: u16,
+        log_page_latency: std::time::Duration,
     ) -> vfnvme_driver::Result<Self> {
         use vfnvme_driver::sim::{SimConfig, SimController, SimNamespace};
         use vfnvme_spec::identify::NamespaceIds;
@@ -77,6 +81,8 @@ impl Drive {
             }],
             io_queues: 64,
             latency,
+            log_page_latency,
+            metadata_size,
             ..SimConfig::default()
         };
         let device = SimController::new(config)
@@ -93,6 +99,8 @@ impl Drive {
         _blocks: u64,
         _block_size: u32,
         _latency: std::time::Duration,
+        _metadata_size: u16,
+        _log_page_latency: std::time::Duration,
     ) -> vfnvme_driver::Result<Self> {
         Err(vfnvme_driver::Error::Unsupported {
             address: "sim".into(),
@@ -141,7 +149,9 @@ impl Drive {
     ) -> vfnvme_driver::Result<BackendQueue> {
         // One buffer per command the queue can hold, within a memory budget: with large
         // transfers, commands beyond it wait for a buffer rather than pin more hugepages.
-        let count = (POOL_BUDGET / buffer_size).clamp(MIN_POOL_BUFFERS, usize::from(depth));
+        let count = (POOL_BUDGET / buffer_size)
+            .max(MIN_POOL_BUFFERS)
+            .min(usize::from(depth));
         let pool = BufferPool::new(self.dma(), buffer_size, count)?;
         Ok(match self {
             Self::Nvme(controller) => {
@@ -159,6 +169,55 @@ impl Drive {
             },
         })
     }
+}
+
+/// Refuses a namespace whose blocks carry metadata or protection information: the drive would
+/// move more bytes per block than the PRPs of a command's buffer describe. The error says how
+/// to reformat it.
+pub fn check_exportable(address: &str, namespace: &Namespace) -> Result<(), String> {
+    let identify = &namespace.identify;
+    let index = identify.formatted_lba_index();
+    let metadata = identify.lbaf[index].ms.get();
+    let protection = identify.dps & 0x7;
+    if metadata == 0 && protection == 0 {
+        return Ok(());
+    }
+    let nsid = namespace.nsid;
+    let what = if metadata == 0 {
+        format!("with end-to-end protection information (type {protection})")
+    } else {
+        let layout = if identify.flbas & (1 << 4) != 0 {
+            "extended"
+        } else {
+            "separate buffer"
+        };
+        let protection = match protection {
+            0 => String::new(),
+            kind => format!(", protection information type {kind}"),
+        };
+        format!(
+            "with {metadata} bytes of metadata per block (LBA format {index}, {layout}{protection})"
+        )
+    };
+    let plain = identify
+        .lba_formats()
+        .iter()
+        .enumerate()
+        .find(|(_, format)| format.ms.get() == 0 && format.lbads >= 9);
+    let remedy = match plain {
+        Some((plain, format)) => format!(
+            "reformat it with `nvme format /dev/nvmeXnY --namespace-id={nsid} --lbaf={plain}` \
+             ({}-byte blocks, no metadata{}) while the drive is bound to the nvme driver, then \
+             bind it to vfio-pci again",
+            1u64 << format.lbads,
+            if protection != 0 { "; add --pi=0" } else { "" },
+        ),
+        None => "the drive offers no LBA format without metadata: export another drive".into(),
+    };
+    Err(format!(
+        "{address} namespace {nsid} is formatted {what}; vfnvme exports namespaces without \
+         metadata: {remedy}"
+    ))
 }
 
 /// A drive as the target holds it: present until it is removed (hot removal, or an operator's

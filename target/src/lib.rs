@@ -6,9 +6,11 @@
 //! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
 //! - [`session`]: a connection's binding to a fabric controller.
 //! - [`shared`]: the state the target's threads share, built by [`tgt`].
+//! - [`admin_worker`]: the thread that runs the admin commands drives answer.
 
 #![forbid(unsafe_code)]
 
+pub mod admin_worker;
 pub mod backend;
 pub mod config;
 pub mod conn;

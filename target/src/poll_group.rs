@@ -12,6 +12,7 @@
 //! and only then drops its backend queues: queue pairs first (deleting their queues on the
 //! drive), buffer pools after.
 
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::admin_worker::{AdminResult, AdminSubmitter, RESULTS_PER_GROUP};
 use crate::backend::BackendQueue;
-use crate::conn::{Connection, IoContext};
+use crate::conn::{BufferWaiter, Connection, IoContext};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
 use crate::shared::TargetShared;
 use vfnvme_driver::queue::Completed;
@@ -73,12 +75,16 @@ pub struct PollGroupSummary {
 impl PollGroupHandle {
     /// Starts poll group `index`. `backends` are its queues, one per drive, created by the
     /// caller on this thread so that a failure is reported before anything runs.
+    /// `admin` hands admin commands to the admin worker, whose results come back through the
+    /// ring whose producer end this returns (with the group's handle), for the worker.
     pub fn spawn(
         index: usize,
         shared: Arc<TargetShared>,
         backends: Vec<BackendQueue>,
-    ) -> std::io::Result<Self> {
+        admin: AdminSubmitter,
+    ) -> std::io::Result<(Self, rtrb::Producer<AdminResult>)> {
         let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
+        let (admin_results, admin_returns) = rtrb::RingBuffer::new(RESULTS_PER_GROUP);
         let gate = Arc::new(Gate::new());
         let wake = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK)?);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -97,20 +103,29 @@ impl PollGroupHandle {
             connections: Vec::new(),
             interest: Vec::new(),
             removal_seen: vec![None; backends.len()],
+            buffer_waiters: (0..backends.len()).map(|_| VecDeque::new()).collect(),
             backends,
             completions: Vec::with_capacity(COMPLETIONS_PER_ROUND),
+            admin,
+            admin_returns,
             shared,
             summary: PollGroupSummary::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("poll-group-{index}"))
             .spawn(move || group.run())?;
-        Ok(Self {
+        let handle = Self {
             gate,
             inbox: producer,
             wake,
             thread: Some(thread),
-        })
+        };
+        Ok((handle, admin_results))
+    }
+
+    /// The group's wake-up eventfd, for the admin worker to signal results with.
+    pub fn waker(&self) -> Arc<EventFd> {
+        Arc::clone(&self.wake)
     }
 
     /// Hands a connection over, through the group's gate. Gives it back if the gate is closed
@@ -190,9 +205,10 @@ enum Interest {
     /// Not in epoll: a closed connection (a shut-down socket is always readable, so it must
     /// leave epoll at once or the group would spin on it) or a free slot.
     Nothing,
-    Readable,
-    /// Its peer has not taken what was sent: wait for room rather than busy-poll.
-    ReadableOrWritable,
+    /// EPOLLIN unless the connection waits for a buffer before it can read on (its data is
+    /// in the socket: readability would wake the group for nothing); EPOLLOUT when its peer
+    /// has not taken what was sent (wait for room rather than busy-poll).
+    Watched(EpollFlags),
 }
 
 struct PollGroup {
@@ -213,6 +229,12 @@ struct PollGroup {
     completions: Vec<Completed>,
     /// Dropped last: after every connection, so nothing can still want its buffers.
     backends: Vec<BackendQueue>,
+    /// Per drive, the requests waiting for one of its buffers, oldest first, whatever their
+    /// connection: buffers go to them in that order.
+    buffer_waiters: Vec<VecDeque<BufferWaiter>>,
+    /// Admin commands handed to the admin worker, and the ring their results come back in.
+    admin: AdminSubmitter,
+    admin_returns: rtrb::Consumer<AdminResult>,
     /// When this group first saw each drive being removed.
     removal_seen: Vec<Option<Instant>>,
     shared: Arc<TargetShared>,
@@ -238,7 +260,13 @@ impl PollGroup {
             // every connection there will ever be (the loom model found the other order wrong).
             let handovers_quiet = self.gate.is_quiet();
             self.take_messages();
-            let commands_on_drives = self.backends.iter().map(BackendQueue::outstanding).sum();
+            // Admin commands at the worker count as on a drive: their slots wait for them.
+            let commands_on_drives = self
+                .backends
+                .iter()
+                .map(BackendQueue::outstanding)
+                .sum::<usize>()
+                + self.admin.outstanding();
             let output_pending = self
                 .connections
                 .iter()
@@ -275,9 +303,11 @@ impl PollGroup {
                 }
                 Action::Release => break,
             }
+            let waiting_for_buffers = self.buffer_waiters.iter().any(|w| !w.is_empty());
             let busy = commands_on_drives > 0
                 || output_pending
                 || input_pending
+                || waiting_for_buffers
                 || !self.lifecycle.is_running();
             if busy {
                 last_busy = now;
@@ -299,7 +329,7 @@ impl PollGroup {
                 }
             }
             self.read_pending_input();
-            if self.reap_completions() > 0 || ready > 0 {
+            if self.reap_completions() + self.take_admin_results() > 0 || ready > 0 {
                 idle_rounds = 0;
             } else if idle_rounds >= SPINS_BEFORE_YIELD {
                 // Busy polling with nothing arriving: let a thread that shares this CPU (a
@@ -308,6 +338,7 @@ impl PollGroup {
                 std::thread::yield_now();
             }
             self.retire_removed_drives();
+            self.hand_out_buffers();
             self.flush_all();
             if now >= next_tick {
                 next_tick = now + TICK;
@@ -347,6 +378,7 @@ impl PollGroup {
             for connection in connections.iter_mut().flatten() {
                 connection.abandon_drive(drive, overdue, &mut context);
             }
+            self.buffer_waiters[drive].clear();
             drop(std::mem::replace(
                 &mut self.backends[drive],
                 BackendQueue::Gone,
@@ -403,9 +435,24 @@ impl PollGroup {
                 }
                 self.summary.connections_served += 1;
                 self.connections[slot] = Some(connection);
-                self.interest[slot] = Interest::Readable;
+                self.interest[slot] = Interest::Watched(EpollFlags::EPOLLIN);
+                self.reserve_buffer_waits();
             }
             Err(error) => log::warn!("poll group {}: refused a connection: {error}", self.index),
+        }
+    }
+
+    /// Room in each drive's waiting list for every request of every connection, so that
+    /// queueing one on the I/O path never allocates.
+    fn reserve_buffer_waits(&mut self) {
+        let requests: usize = self
+            .connections
+            .iter()
+            .flatten()
+            .map(Connection::request_slots)
+            .sum();
+        for waiters in &mut self.buffer_waiters {
+            waiters.reserve(requests.saturating_sub(waiters.len()));
         }
     }
 
@@ -414,8 +461,29 @@ impl PollGroup {
             &mut self.connections,
             IoContext {
                 backends: &mut self.backends,
+                buffer_waiters: &mut self.buffer_waiters,
+                admin: &mut self.admin,
             },
         )
+    }
+
+    /// Gives the buffers that came back to the requests waiting for them, oldest first.
+    fn hand_out_buffers(&mut self) {
+        for drive in 0..self.backends.len() {
+            while let Some(&waiter) = self.buffer_waiters[drive].front() {
+                let Some(buffer) = self.backends[drive].take_buffer() else {
+                    break;
+                };
+                self.buffer_waiters[drive].pop_front();
+                let (connections, mut context) = self.context();
+                match connections.get_mut(waiter.slot as usize) {
+                    Some(Some(connection)) => {
+                        connection.on_buffer(drive, waiter.request, buffer, &mut context)
+                    }
+                    _ => context.backends[drive].give_back(buffer),
+                }
+            }
+        }
     }
 
     fn on_readable(&mut self, slot: usize) {
@@ -466,6 +534,19 @@ impl PollGroup {
         reaped
     }
 
+    /// Hands the admin worker's results to their connections.
+    fn take_admin_results(&mut self) -> usize {
+        let mut taken = 0;
+        while let Ok(result) = self.admin_returns.pop() {
+            taken += 1;
+            self.admin.returned();
+            if let Some(Some(connection)) = self.connections.get_mut(result.slot as usize) {
+                connection.on_admin_result(result.request, result.outcome);
+            }
+        }
+        taken
+    }
+
     fn flush_all(&mut self) {
         let (connections, mut context) = self.context();
         for connection in connections.iter_mut().flatten() {
@@ -499,10 +580,11 @@ impl PollGroup {
             };
             let wanted = if connection.is_closed() {
                 Interest::Nothing
-            } else if connection.write_blocked() {
-                Interest::ReadableOrWritable
             } else {
-                Interest::Readable
+                let mut flags = EpollFlags::empty();
+                flags.set(EpollFlags::EPOLLIN, connection.wants_input());
+                flags.set(EpollFlags::EPOLLOUT, connection.write_blocked());
+                Interest::Watched(flags)
             };
             let current = self.interest[slot];
             if wanted == current {
@@ -514,8 +596,7 @@ impl PollGroup {
                     self.interest[slot] = Interest::Nothing;
                     continue;
                 }
-                Interest::Readable => EpollFlags::EPOLLIN,
-                Interest::ReadableOrWritable => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+                Interest::Watched(flags) => flags,
             };
             let mut event = EpollEvent::new(flags, slot as u64);
             match self.epoll.modify(connection.socket(), &mut event) {

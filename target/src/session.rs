@@ -17,7 +17,7 @@ use vfnvme_spec::log_page::log_id;
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, cns, feature, Command, Status};
 
-use crate::backend::{Drive, DriveSlot};
+use crate::backend::{check_exportable, Drive, DriveSlot};
 use crate::config::Config;
 use crate::ctrlr::{
     AdminForwarder, AdminResponse, Arrival, Association, ControllerSettings, FabricController,
@@ -160,6 +160,7 @@ fn describe_drive_namespace(
     let namespace = controller
         .namespace(device_nsid)
         .map_err(|e| e.to_string())?;
+    check_exportable(pci, &namespace)?;
     let identify = controller.identify();
     let descriptors = namespace_descriptors(controller, device_nsid);
     Ok(DriveNamespace {
@@ -417,6 +418,17 @@ impl QueueBinding {
             return AdminOutcome::Respond(AdminResponse::failure(Status::invalid_opcode()));
         }
         self.controller().execute_admin(command, Instant::now())
+    }
+
+    /// The controller to run `command` on off the poll group, if it is an admin queue command
+    /// a drive answers (and may take seconds over): see `admin_worker`.
+    pub fn forwarded_to_drive(&self, command: &Command) -> Option<Arc<FabricController>> {
+        match &self.queue {
+            Queue::Admin(controller) if controller.forwards_to_drive(command) => {
+                Some(Arc::clone(controller))
+            }
+            _ => None,
+        }
     }
 
     /// Why this queue must close now, if it must: keep-alive expired (admin queue), or the

@@ -5,8 +5,10 @@
 //! then tells each poll group to stop, which stops taking commands, drains its drives' queues,
 //! answers, closes its sockets and deletes its hardware queues, and joins its thread; the
 //! acceptor's handles are the only way to reach a poll group, so once they are gone no one can
-//! hand a connection to a stopped group (the SPDK #3273 failure). The drives, shared by all, go
-//! last: controllers shut down (CC.SHN) when the last poll group has let go of them.
+//! hand a connection to a stopped group (the SPDK #3273 failure). The admin worker goes
+//! next (its channel ends with the poll groups; it finishes the admin
+//! command it runs), and the drives, shared by all, go last: controllers shut down (CC.SHN)
+//! when the last poll group has let go of them.
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsFd;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
+use crate::admin_worker::{AdminChannel, AdminWorker, ResultRing};
 use crate::backend::{Drive, DriveSlot};
 use crate::config::{BackingConfig, Config};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
@@ -47,6 +50,8 @@ pub enum TargetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("starting the admin worker thread: {0}")]
+    AdminWorker(#[source] std::io::Error),
     #[error("the acceptor failed: {0}")]
     Acceptor(#[source] std::io::Error),
 }
@@ -57,6 +62,8 @@ pub struct Target {
     epoll: Epoll,
     /// Declared after the listeners: they close first.
     groups: Vec<PollGroupHandle>,
+    /// After the poll groups: its thread ends once they are gone.
+    admin_worker: AdminWorker,
     next_group: usize,
     shared: Arc<TargetShared>,
 }
@@ -98,11 +105,18 @@ impl Target {
                         bytes,
                         block_size,
                         latency_us,
+                        metadata_bytes,
+                        log_page_latency_ms,
                     } => {
-                        let latency = Duration::from_micros(*latency_us);
                         let blocks = bytes / u64::from(*block_size);
                         let (key, _) = drive_key(&subsystem.nqn, namespace);
-                        let drive = Drive::simulated(blocks, *block_size, latency)?;
+                        let drive = Drive::simulated(
+                            blocks,
+                            *block_size,
+                            Duration::from_micros(*latency_us),
+                            *metadata_bytes,
+                            Duration::from_millis(*log_page_latency_ms),
+                        )?;
                         drives.push((key.clone(), drive));
                         placement.pci.push((key, drives.len() - 1));
                     }
@@ -181,7 +195,9 @@ impl Target {
             addresses,
             drives,
         ));
+        let admin = AdminChannel::new();
         let mut groups = Vec::new();
+        let mut admin_rings = Vec::new();
         for index in 0..config.target.cores {
             let backends = shared
                 .drives()
@@ -197,10 +213,20 @@ impl Target {
                     Ok(queue)
                 })
                 .collect::<Result<Vec<_>, vfnvme_driver::Error>>()?;
-            let group = PollGroupHandle::spawn(index, Arc::clone(&shared), backends)
-                .map_err(|source| TargetError::PollGroup { index, source })?;
+            let (group, ring) = PollGroupHandle::spawn(
+                index,
+                Arc::clone(&shared),
+                backends,
+                admin.submitter(index),
+            )
+            .map_err(|source| TargetError::PollGroup { index, source })?;
+            admin_rings.push(ResultRing {
+                ring,
+                wake: group.waker(),
+            });
             groups.push(group);
         }
+        let admin_worker = admin.start(admin_rings).map_err(TargetError::AdminWorker)?;
         log::info!(
             "target started: {} poll groups, {} drives, listening on {:?}",
             groups.len(),
@@ -211,6 +237,7 @@ impl Target {
             listeners,
             epoll,
             groups,
+            admin_worker,
             next_group: 0,
             shared,
         })
@@ -350,6 +377,7 @@ impl Target {
         let Self {
             listeners,
             groups,
+            admin_worker,
             shared,
             ..
         } = self;
@@ -370,6 +398,8 @@ impl Target {
             report.abandoned_commands += abandoned_commands;
             report.connections_served += connections_served;
         }
+        // Every submitter is gone with its group: the worker ends after the command it runs.
+        drop(admin_worker);
         if report.abandoned_commands > 0 {
             log::warn!(
                 "shutdown: {} commands did not complete within {:?} and were aborted",

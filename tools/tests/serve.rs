@@ -229,6 +229,33 @@ fn a_port_in_use_is_one_line() {
     assert_clean_failure(&output, &format!("cannot listen on 127.0.0.1:{port}"));
 }
 
+#[test]
+fn a_namespace_formatted_with_metadata_is_refused_at_start_with_what_to_do() {
+    let text = ConfigText::new("cores = 1")
+        .listener(&format!("127.0.0.1:{}", free_port()))
+        .subsystem(NQN, "allow_any_host = true")
+        .namespace(1, "sim_mib = 8\nsim_metadata_bytes = 8")
+        .text();
+    let path = write_config(&text);
+    let output = vfnvme(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
+    // The drive was opened (and logged as it came up and shut down) before its namespace was
+    // looked at: the error is the last line.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("vfnvme: ")
+            && last.contains(
+                "namespace 1 is formatted with 8 bytes of metadata per block (LBA format 1, \
+                 extended); vfnvme exports namespaces without metadata: reformat it with \
+                 `nvme format /dev/nvmeXnY --namespace-id=1 --lbaf=0` (512-byte blocks, no \
+                 metadata)"
+            ),
+        "{stderr}"
+    );
+}
+
 /// `vfnvme perf --connect url` for a second of reads.
 fn perf_connect(url: &str) -> Output {
     vfnvme(&[&["perf", "--connect", url], ONE_SECOND_OF_READS].concat())

@@ -17,6 +17,9 @@ use vfnvme_spec::regs;
 use vfnvme_spec::status::{command_specific as cs, generic};
 use vfnvme_spec::{admin_opcode, cns, feature, Command, Status, CQE_SIZE, PAGE_SIZE, SQE_SIZE};
 
+/// FLBAS bit 4: metadata is transferred at the end of each block (extended LBA).
+const FLBAS_EXTENDED_METADATA: u8 = 1 << 4;
+
 impl DeviceState {
     /// `None` when the command completes later (Async Event Request).
     pub(super) fn execute_admin(
@@ -86,6 +89,13 @@ impl DeviceState {
                     // Deallocated blocks read as zeroes.
                     identify.dlfeat = 1;
                     self.namespace_ids(medium.nsid).fill(&mut identify);
+                    if self.config.metadata_size != 0 {
+                        // Format 1: the same blocks with metadata, in use, as extended LBAs.
+                        identify.nlbaf = 1;
+                        identify.lbaf[1] = identify.lbaf[0];
+                        identify.lbaf[1].ms = self.config.metadata_size.into();
+                        identify.flbas = 1 | FLBAS_EXTENDED_METADATA;
+                    }
                     identify.to_bytes()
                 }
                 None => return generic_error(generic::INVALID_NAMESPACE_OR_FORMAT),

@@ -51,12 +51,18 @@ pub struct SimConfig {
     pub io_queues: u16,
     /// Time from fetching a command to posting its completion.
     pub latency: Duration,
+    /// Added to `latency` for Get Log Page: a drive slow to answer an admin command.
+    pub log_page_latency: Duration,
     /// CAP.DSTRD: doorbells are `4 << dstrd` bytes apart.
     pub doorbell_stride_shift: u8,
     /// Identify Controller ONCS: the optional NVM commands it reports (it executes them all).
     pub oncs: u16,
     /// Identify Controller VWC: whether it reports a volatile write cache.
     pub volatile_write_cache: bool,
+    /// Metadata bytes per block of the LBA format every namespace is formatted with (extended
+    /// LBAs; a format without metadata is offered beside it); 0: formatted without. Only
+    /// reported in Identify Namespace: the medium keeps no metadata.
+    pub metadata_size: u16,
 }
 
 impl Default for SimConfig {
@@ -70,9 +76,11 @@ impl Default for SimConfig {
             mdts: 5,
             io_queues: 16,
             latency: Duration::ZERO,
+            log_page_latency: Duration::ZERO,
             doorbell_stride_shift: 0,
             oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
             volatile_write_cache: true,
+            metadata_size: 0,
         }
     }
 }

@@ -268,8 +268,18 @@ impl DeviceState {
     }
 
     pub(super) fn complete(&mut self, sqid: u16, cid: u16, outcome: Outcome) {
+        self.complete_after(self.config.latency, sqid, cid, outcome);
+    }
+
+    pub(super) fn complete_after(
+        &mut self,
+        latency: std::time::Duration,
+        sqid: u16,
+        cid: u16,
+        outcome: Outcome,
+    ) {
         self.pending.push_back(PendingCompletion {
-            due: Instant::now() + self.config.latency,
+            due: Instant::now() + latency,
             sqid,
             cid,
             outcome,
@@ -283,8 +293,9 @@ impl DeviceState {
         while index < self.pending.len() {
             let pending = &self.pending[index];
             if pending.due > now {
-                // Completions are queued in due order (one latency for all).
-                break;
+                // Not in due order: a slow Get Log Page does not hold back what follows.
+                index += 1;
+                continue;
             }
             match self.post(pending.sqid, pending.cid, pending.outcome, bar, iommu) {
                 Posted::Done | Posted::QueueGone => {

@@ -88,7 +88,11 @@ impl DeviceState {
                 let Some(outcome) = self.execute(qid, &command, bar, iommu) else {
                     return;
                 };
-                self.complete(qid, cid, outcome);
+                let mut latency = self.config.latency;
+                if qid == 0 && command.opcode() == vfnvme_spec::admin_opcode::GET_LOG_PAGE {
+                    latency += self.config.log_page_latency;
+                }
+                self.complete_after(latency, qid, cid, outcome);
                 if matches!(fault, Some(Fault::DuplicateCompletion { .. })) {
                     self.duplicates.push((qid, cid, outcome));
                 }

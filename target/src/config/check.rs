@@ -21,6 +21,8 @@ use super::types::{
 const DEFAULT_RAM_BLOCK_SIZE: u32 = 512;
 /// In-capsule data beyond this is pointless: the host then sends the data in H2CData PDUs.
 const MAX_IN_CAPSULE_DATA_SIZE: u32 = 128 * 1024;
+/// Connect data must fit in the capsule.
+const CONNECT_DATA_LEN: u64 = vfnvme_spec::fabrics::CONNECT_DATA_SIZE as u64;
 
 /// The configuration `raw`, read from `source`, checked.
 pub(super) fn config(source: &Source, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -212,18 +214,6 @@ impl Checker<'_> {
 
     fn target(&self, raw: RawTarget) -> Result<TargetConfig, ConfigError> {
         let defaults = TargetConfig::default();
-        if let Some(size) = &raw.in_capsule_data_size {
-            let bytes = *size.get_ref();
-            if bytes % 16 != 0 {
-                return self.source.invalid(
-                    size.span(),
-                    format!(
-                        "in_capsule_data_size = {bytes} is not a multiple of 16 bytes, \
-                         the unit hosts are told capsule sizes in"
-                    ),
-                );
-            }
-        }
         let max_io_size = match raw.max_io_size {
             None => Some(DEFAULT_MAX_IO_SIZE),
             Some(size) if *size.get_ref() == 0 => None,
@@ -245,12 +235,7 @@ impl Checker<'_> {
         let cntlids = self.cntlid_range(raw.cntlid_min, raw.cntlid_max)?;
         Ok(TargetConfig {
             cores: self.integer(raw.cores, "cores", 1..=1024, defaults.cores)?,
-            in_capsule_data_size: self.integer(
-                raw.in_capsule_data_size,
-                "in_capsule_data_size",
-                0..=u64::from(MAX_IN_CAPSULE_DATA_SIZE),
-                defaults.in_capsule_data_size,
-            )?,
+            in_capsule_data_size: self.in_capsule_data_size(raw.in_capsule_data_size)?,
             max_queue_depth: self.integer(
                 raw.max_queue_depth,
                 "max_queue_depth",
@@ -301,6 +286,43 @@ impl Checker<'_> {
             ),
             _ => Ok(low..=high),
         }
+    }
+
+    /// In-capsule data: a multiple of 16 (hosts are told it in 16-byte units), and room for the
+    /// 1024 bytes of Connect data. Below that, Linux hosts send an I/O queue's Connect data by
+    /// R2T (they size it by IOCCSZ), which the target does not take for Connect; as every
+    /// connection always has 8 KiB for admin and Connect data anyway, a smaller value would
+    /// save nothing (docs/target.md).
+    fn in_capsule_data_size(&self, raw: Option<Spanned<u64>>) -> Result<u32, ConfigError> {
+        if let Some(size) = &raw {
+            let bytes = *size.get_ref();
+            if bytes % 16 != 0 {
+                return self.source.invalid(
+                    size.span(),
+                    format!(
+                        "in_capsule_data_size = {bytes} is not a multiple of 16 bytes, \
+                         the unit hosts are told capsule sizes in"
+                    ),
+                );
+            }
+            if bytes < CONNECT_DATA_LEN {
+                return self.source.invalid(
+                    size.span(),
+                    format!(
+                        "in_capsule_data_size = {bytes} leaves no room for the 1024 bytes of \
+                         Connect data, which Linux hosts then send by R2T, and every I/O queue \
+                         Connect would fail; give at least 1024 (8192, the default, is what \
+                         Linux and SPDK targets use)"
+                    ),
+                );
+            }
+        }
+        self.integer(
+            raw,
+            "in_capsule_data_size",
+            CONNECT_DATA_LEN..=u64::from(MAX_IN_CAPSULE_DATA_SIZE),
+            TargetConfig::default().in_capsule_data_size,
+        )
     }
 
     fn nqn(&self, nqn: Spanned<String>, what: &str) -> Result<String, ConfigError> {
@@ -454,18 +476,34 @@ impl Checker<'_> {
             let block_size = self.block_size(raw.block_size.clone(), nsid_span.clone())?;
             let latency_us: u64 =
                 self.integer(raw.sim_latency_us, "sim_latency_us", 0..=10_000_000, 0)?;
+            let metadata_bytes: u16 =
+                self.integer(raw.sim_metadata_bytes, "sim_metadata_bytes", 0..=256, 0)?;
+            let log_page_latency_ms: u64 = self.integer(
+                raw.sim_log_page_latency_ms,
+                "sim_log_page_latency_ms",
+                0..=60_000,
+                0,
+            )?;
             let backing = BackingConfig::Simulated {
                 bytes: mib << 20,
                 block_size,
                 latency_us,
+                metadata_bytes,
+                log_page_latency_ms,
             };
             return Ok(NamespaceConfig { nsid, backing });
         }
-        if let Some(latency) = raw.sim_latency_us {
-            return self.source.invalid(
-                latency.span(),
-                format!("namespace {nsid}: sim_latency_us applies to sim_mib namespaces only"),
-            );
+        for (key, value) in [
+            ("sim_latency_us", &raw.sim_latency_us),
+            ("sim_metadata_bytes", &raw.sim_metadata_bytes),
+            ("sim_log_page_latency_ms", &raw.sim_log_page_latency_ms),
+        ] {
+            if let Some(value) = value {
+                return self.source.invalid(
+                    value.span(),
+                    format!("namespace {nsid}: {key} applies to sim_mib namespaces only"),
+                );
+            }
         }
         let backing = match (raw.pci, raw.ram_mib) {
             (Some(_), Some(ram)) => {
@@ -592,15 +630,17 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
     }
 
     #[test]
-    fn simulated_namespaces_take_size_block_size_and_latency() {
-        let text = with("\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nblock_size = 4096\nsim_latency_us = 50\n");
+    fn simulated_namespaces_take_size_block_size_latency_and_metadata() {
+        let text = with("\n[[subsystem.namespace]]\nnsid = 2\nsim_mib = 8\nblock_size = 4096\nsim_latency_us = 50\nsim_metadata_bytes = 8\nsim_log_page_latency_ms = 7\n");
         let config = Config::parse(&text, "vfnvme.toml").unwrap();
         assert_eq!(
             config.subsystems[0].namespaces[1].backing,
             BackingConfig::Simulated {
                 bytes: 8 << 20,
                 block_size: 4096,
-                latency_us: 50
+                latency_us: 50,
+                metadata_bytes: 8,
+                log_page_latency_ms: 7,
             }
         );
         assert_eq!(
@@ -614,6 +654,19 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_latency_us = 5\n"
             )),
             "vfnvme.toml:19: namespace 2: sim_latency_us applies to sim_mib namespaces only"
+        );
+        assert_eq!(
+            error_of(&with(
+                "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_metadata_bytes = 8\n"
+            )),
+            "vfnvme.toml:19: namespace 2: sim_metadata_bytes applies to sim_mib namespaces only"
+        );
+        assert_eq!(
+            error_of(&with(
+                "\n[[subsystem.namespace]]\nnsid = 2\nram_mib = 8\nsim_log_page_latency_ms = 8\n"
+            )),
+            "vfnvme.toml:19: namespace 2: sim_log_page_latency_ms applies to sim_mib namespaces \
+             only"
         );
     }
 
@@ -797,6 +850,28 @@ device_nsid = 3
             parse("cntlid_min = 65519").unwrap().target.cntlids,
             65519..=65519
         );
+    }
+
+    #[test]
+    fn in_capsule_data_size_leaves_room_for_connect_data() {
+        for small in [0, 16, 1008] {
+            let line = format!("in_capsule_data_size = {small}");
+            assert_eq!(
+                error_of(&MINIMAL.replace("cores = 2", &line)),
+                format!(
+                    "vfnvme.toml:2: in_capsule_data_size = {small} leaves no room for the \
+                     1024 bytes of Connect data, which Linux hosts then send by R2T, and every \
+                     I/O queue Connect would fail; give at least 1024 (8192, the default, is \
+                     what Linux and SPDK targets use)"
+                )
+            );
+        }
+        let smallest = Config::parse(
+            &MINIMAL.replace("cores = 2", "in_capsule_data_size = 1024"),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(smallest.target.in_capsule_data_size, 1024);
     }
 
     #[test]

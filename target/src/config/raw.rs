@@ -115,5 +115,7 @@ pub(super) struct RawNamespace {
     pub ram_mib: Option<Spanned<u64>>,
     pub sim_mib: Option<Spanned<u64>>,
     pub sim_latency_us: Option<Spanned<u64>>,
+    pub sim_metadata_bytes: Option<Spanned<u64>>,
+    pub sim_log_page_latency_ms: Option<Spanned<u64>>,
     pub block_size: Option<Spanned<u64>>,
 }

@@ -118,11 +118,16 @@ pub enum BackingConfig {
     Ram { bytes: u64, block_size: u32 },
     /// A simulated NVMe controller (the driver's simulator) with one namespace of `bytes`
     /// bytes: the whole passthrough path (queue pairs, PRPs, DMA buffers) without a drive, for
-    /// tests and demos. Completions take `latency_us` microseconds.
+    /// tests and demos. Completions take `latency_us` microseconds. With `metadata_bytes`, the
+    /// namespace reports an LBA format with that much metadata per block (which the target
+    /// refuses to export, as it refuses such drives). Its Get Log Page takes
+    /// `log_page_latency_ms` more (a drive slow to answer an admin command).
     Simulated {
         bytes: u64,
         block_size: u32,
         latency_us: u64,
+        metadata_bytes: u16,
+        log_page_latency_ms: u64,
     },
 }
 

@@ -13,8 +13,11 @@ use vfnvme_spec::{Completion, Status};
 use vfnvme_tcp::pdu::{self, PduError, TermReq, CAPSULE_RESP_HEADER_LEN};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduReader, Role};
 
+use vfnvme_driver::dma::DmaBuffer;
+
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, SendQueue, MAX_SENT_HEADER};
+use crate::admin_worker::AdminSubmitter;
 use crate::backend::BackendQueue;
 use crate::session::QueueBinding;
 use crate::shared::TargetShared;
@@ -22,6 +25,42 @@ use crate::shared::TargetShared;
 /// The poll group's state a connection works with.
 pub struct IoContext<'a> {
     pub backends: &'a mut [BackendQueue],
+    /// Per drive, the requests of all the group's connections waiting for one of its buffers,
+    /// oldest first: buffers go to them in that order (`PollGroup::hand_out_buffers`).
+    pub buffer_waiters: &'a mut [VecDeque<BufferWaiter>],
+    /// Where admin commands a drive answers go, off the poll group.
+    pub admin: &'a mut AdminSubmitter,
+}
+
+/// A request waiting for a buffer: connection slot and request index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferWaiter {
+    pub slot: u32,
+    pub request: u16,
+}
+
+impl IoContext<'_> {
+    /// A buffer of drive `drive`, unless others wait for one already (they come first).
+    pub(super) fn take_buffer_in_turn(&mut self, drive: usize) -> Option<DmaBuffer> {
+        if self.buffer_waiters[drive].is_empty() {
+            self.backends[drive].take_buffer()
+        } else {
+            None
+        }
+    }
+
+    /// Queues a request for the next buffer of `drive`. The queue has room for every request
+    /// of the group's connections (reserved as each connection is adopted): nothing allocates.
+    pub(super) fn wait_for_buffer(&mut self, drive: usize, slot: u32, request: u16) {
+        self.buffer_waiters[drive].push_back(BufferWaiter { slot, request });
+    }
+
+    /// A closing connection's requests stop waiting.
+    fn forget_buffer_waits(&mut self, slot: u32) {
+        for waiters in self.buffer_waiters.iter_mut() {
+            waiters.retain(|waiter| waiter.slot != slot);
+        }
+    }
 }
 
 /// PDUs handled per readiness event before other connections get their turn.
@@ -49,8 +88,11 @@ pub(super) enum Phase {
 pub(super) enum DataTarget {
     /// A command's DMA buffer.
     Request(u16),
-    /// `scratch`: admin command data, or data of a command already failed.
+    /// `scratch`: admin command data, or in-capsule data of a command already failed.
     Scratch(u16),
+    /// Write data of a command that failed (its drive is gone): read and dropped, through
+    /// `scratch`, however long it is.
+    Discard(u16),
 }
 
 pub struct Connection {
@@ -158,6 +200,22 @@ impl Connection {
         self.phase == Phase::Closed
     }
 
+    /// Command slots: what the poll group reserves room for in its buffer waiting lists.
+    pub fn request_slots(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether reading the socket can make progress: not while the data of the PDU being
+    /// received waits for a buffer (it stays in the socket until one comes back).
+    pub fn wants_input(&self) -> bool {
+        !self.is_closed() && !self.receive_stalled()
+    }
+
+    pub(super) fn receive_stalled(&self) -> bool {
+        matches!(self.receiving, Some(DataTarget::Request(index))
+            if self.requests[usize::from(index)].buffer.is_none())
+    }
+
     /// Closed, and no command of it is on a drive any more: its slot can be freed.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Closed
@@ -167,7 +225,6 @@ impl Connection {
                 .all(|r| r.state() != RequestState::AtDrive)
     }
 
-    /// Reads and handles what the socket has.
     /// Queues the CapsuleResp of a request and its release.
     pub(super) fn respond(&mut self, index: u16, status: Status, result: u32) {
         self.respond_with(index, status, result, 0);
@@ -236,6 +293,7 @@ impl Connection {
         let _ = self.socket.shutdown(Shutdown::Both);
         self.outgoing.clear();
         self.waiting.clear();
+        context.forget_buffer_waits(self.slot);
         self.pending_connect = None;
         for (index, request) in self.requests.iter_mut().enumerate() {
             if matches!(request.state(), RequestState::AtDrive | RequestState::Free) {

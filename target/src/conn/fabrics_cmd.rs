@@ -12,7 +12,7 @@ use vfnvme_spec::{Command, Status};
 use vfnvme_tcp::pdu::{self, C2HData, ICResp, MIN_MAXH2CDATA};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, Role};
 
-use super::connection::{Connection, PendingConnect, Phase, CLOSING_GRACE};
+use super::connection::{Connection, IoContext, PendingConnect, Phase, CLOSING_GRACE};
 use super::request::Event;
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
 use crate::ctrlr::{AdminResponse, Arrival};
@@ -58,8 +58,8 @@ impl Connection {
     }
 
     /// Admin and fabrics commands: run them against the fabric controller, with their data in
-    /// `scratch`.
-    pub(super) fn finish_admin(&mut self, index: u16) {
+    /// `scratch`; those a drive answers on the admin worker, which may take seconds.
+    pub(super) fn finish_admin(&mut self, index: u16, context: &mut IoContext<'_>) {
         let request = &self.requests[usize::from(index)];
         if let Some(status) = request.failed {
             self.respond(index, status, 0);
@@ -77,10 +77,32 @@ impl Connection {
         }
         let outcome = if !is_connect(&command) {
             let binding = self.binding.as_ref().expect("checked before");
-            binding.execute_admin(&command)
+            if let Some(controller) = binding.forwarded_to_drive(&command) {
+                if context.admin.submit(self.slot, index, controller, command) {
+                    // Out like a command on a drive: the slot stays until the result is back,
+                    // even if the connection closes.
+                    let request = &mut self.requests[usize::from(index)];
+                    request.advance(Event::Ready);
+                    request.advance(Event::Submitted);
+                    return;
+                }
+                AdminOutcome::Respond(AdminResponse::failure(Status::namespace_not_ready()))
+            } else {
+                binding.execute_admin(&command)
+            }
         } else {
             AdminOutcome::Respond(AdminResponse::failure(Status::command_sequence_error()))
         };
+        self.answer_admin(index, outcome);
+    }
+
+    /// The admin worker ran request `index`'s command.
+    pub fn on_admin_result(&mut self, index: u16, outcome: AdminOutcome) {
+        if self.phase == Phase::Closed {
+            self.requests[usize::from(index)].advance(Event::Dropped);
+            self.free_requests.push(index);
+            return;
+        }
         self.answer_admin(index, outcome);
     }
 

@@ -5,6 +5,7 @@
 //! Its own file because it is the data path: what it does per command must allocate nothing
 //! and take no lock, unlike the admin and fabrics commands beside it.
 
+use vfnvme_driver::dma::DmaBuffer;
 use vfnvme_driver::queue::{Completed, SubmitError};
 use vfnvme_spec::identify::oncs;
 use vfnvme_spec::sgl::{self, SglDescriptor};
@@ -53,29 +54,77 @@ impl Connection {
             request.advance(Event::Ready);
             self.waiting.push_back(index);
             self.submit_waiting(context);
-            return;
-        }
-        let Some(buffer) = context.backends[route.drive].take_buffer() else {
-            if in_capsule > 0 {
-                // No buffer for data already on its way: it goes nowhere, the host retries.
-                request.failed = Some(Status::namespace_not_ready());
-                request.len = in_capsule;
-                self.receiving = Some(DataTarget::Scratch(index));
-            } else {
-                request.advance(Event::Ready);
-                self.waiting.push_back(index);
-            }
-            return;
-        };
-        request.buffer = Some(buffer);
-        if in_capsule > 0 {
-            self.receiving = Some(DataTarget::Request(index));
+        } else if in_capsule > 0 {
+            self.receive_into_buffer(index, context);
         } else if is_host_to_controller(command.opcode()) {
+            // The buffer is taken when the data arrives, not now: a buffer held for data the
+            // host has yet to send could be the one a stalled connection waits for, with that
+            // data queued behind the stall.
             self.send_r2t(index);
         } else {
             request.advance(Event::Ready);
+            match context.take_buffer_in_turn(route.drive) {
+                Some(buffer) => {
+                    request.buffer = Some(buffer);
+                    self.waiting.push_back(index);
+                    self.submit_waiting(context);
+                }
+                None => context.wait_for_buffer(route.drive, self.slot, index),
+            }
+        }
+    }
+
+    /// Write data for request `index` is arriving: it goes into the request's buffer. Without
+    /// a free buffer the request waits for one in turn, and the connection stops reading its
+    /// socket meanwhile, so the data waits in the socket, not anywhere of ours (nothing is
+    /// failed, nothing allocated, nothing copied).
+    fn receive_into_buffer(&mut self, index: u16, context: &mut IoContext<'_>) {
+        let request = &mut self.requests[usize::from(index)];
+        self.receiving = Some(DataTarget::Request(index));
+        if request.buffer.is_some() {
+            return;
+        }
+        let drive = request.route.expect("an I/O command has a route").drive;
+        if request.failed.is_some() || context.backends[drive].is_gone() {
+            request
+                .failed
+                .get_or_insert(Status::namespace_not_ready().do_not_retry());
+            self.receiving = Some(DataTarget::Discard(index));
+            return;
+        }
+        match context.take_buffer_in_turn(drive) {
+            Some(buffer) => request.buffer = Some(buffer),
+            None => context.wait_for_buffer(drive, self.slot, index),
+        }
+    }
+
+    /// The poll group hands request `index` the buffer of `drive` it waited for: a read goes
+    /// on to its drive, a stalled write's data is read on.
+    pub fn on_buffer(
+        &mut self,
+        drive: usize,
+        index: u16,
+        buffer: DmaBuffer,
+        context: &mut IoContext<'_>,
+    ) {
+        let request = &mut self.requests[usize::from(index)];
+        let waits = self.phase != Phase::Closed
+            && request.buffer.is_none()
+            && request.route.is_some_and(|route| route.drive == drive)
+            && matches!(
+                request.state(),
+                RequestState::Waiting | RequestState::ReceivingData
+            );
+        if !waits {
+            context.backends[drive].give_back(buffer);
+            return;
+        }
+        request.buffer = Some(buffer);
+        if request.state() == RequestState::Waiting {
             self.waiting.push_back(index);
             self.submit_waiting(context);
+        } else {
+            self.on_readable(context);
         }
     }
 
@@ -94,7 +143,7 @@ impl Connection {
         }
     }
 
-    pub(super) fn on_h2c_data(&mut self, data: pdu::H2CData) {
+    pub(super) fn on_h2c_data(&mut self, data: pdu::H2CData, context: &mut IoContext<'_>) {
         let Some(request) = self.requests.get(usize::from(data.ttag)) else {
             self.terminate(PduError::InvalidHeaderField {
                 offset: 10,
@@ -103,8 +152,12 @@ impl Connection {
             return;
         };
         // As SPDK: no R2T outstanding under this tag is a sequence error, a tag whose command
-        // has another CID an invalid CCCID field.
-        if request.state() != RequestState::ReceivingData || request.buffer.is_none() {
+        // has another CID an invalid CCCID field. (A write whose data arrives in the capsule
+        // is received in one go: no H2CData header can come while it is receiving.)
+        let r2t_outstanding = request.state() == RequestState::ReceivingData
+            && request.route.is_some()
+            && request.len > 0;
+        if !r2t_outstanding {
             self.terminate(PduError::SequenceError("H2CData without a matching R2T"));
             return;
         }
@@ -122,7 +175,7 @@ impl Connection {
             ));
             return;
         }
-        self.receiving = Some(DataTarget::Request(data.ttag));
+        self.receive_into_buffer(data.ttag, context);
     }
 
     /// A data PDU into the buffer of request `index` is complete.
@@ -145,7 +198,8 @@ impl Connection {
         self.submit_waiting(context);
     }
 
-    /// Sends waiting requests to their drives, oldest first, as buffers and queue room allow.
+    /// Sends waiting requests (with their buffers) to their drives, oldest first, as queue
+    /// room allows.
     pub(super) fn submit_waiting(&mut self, context: &mut IoContext<'_>) {
         while let Some(&index) = self.waiting.front() {
             let request = &mut self.requests[usize::from(index)];
@@ -158,18 +212,6 @@ impl Connection {
                 }
                 self.respond(index, Status::namespace_not_ready().do_not_retry(), 0);
                 continue;
-            }
-            if request.len > 0 && request.buffer.is_none() {
-                match backend.take_buffer() {
-                    Some(buffer) => request.buffer = Some(buffer),
-                    None => return,
-                }
-                if is_host_to_controller(request.command.opcode()) {
-                    self.waiting.pop_front();
-                    request.advance(Event::DataRequested);
-                    self.send_r2t(index);
-                    continue;
-                }
             }
             let command = device_command(&request.command, &route);
             let data = request.buffer.take().map(|buffer| (buffer, request.len));
@@ -198,8 +240,9 @@ impl Connection {
     }
 
     /// Drive `drive` is being given up and this poll group drops its queue to it: requests
-    /// waiting for it fail now; with `in_flight`, so do those still on it (their completions will
-    /// never come).
+    /// waiting for it (for room on it or one of its buffers) fail now; with `in_flight`, so do
+    /// those still on it (their completions will never come). A write whose data waited for a
+    /// buffer fails once its data is read (and dropped).
     pub fn abandon_drive(&mut self, drive: usize, in_flight: bool, context: &mut IoContext<'_>) {
         let on_drive = |request: &Request| request.route.is_some_and(|r| r.drive == drive);
         let mut failed = Vec::new();
@@ -210,12 +253,15 @@ impl Connection {
             }
             !waiting
         });
-        if in_flight {
-            failed.extend((0..self.requests.len() as u16).filter(|&index| {
-                let request = &self.requests[usize::from(index)];
-                request.state() == RequestState::AtDrive && on_drive(request)
-            }));
-        }
+        failed.extend((0..self.requests.len() as u16).filter(|&index| {
+            let request = &self.requests[usize::from(index)];
+            let waits_for_buffer = request.state() == RequestState::Waiting
+                && request.len > 0
+                && request.buffer.is_none();
+            let abandoned =
+                waits_for_buffer || (in_flight && request.state() == RequestState::AtDrive);
+            abandoned && on_drive(request)
+        }));
         for index in failed {
             if let Some(buffer) = self.requests[usize::from(index)].buffer.take() {
                 context.backends[drive].give_back(buffer);
@@ -225,6 +271,14 @@ impl Connection {
                 self.free_requests.push(index);
             } else {
                 self.respond(index, Status::namespace_not_ready().do_not_retry(), 0);
+            }
+        }
+        if let Some(DataTarget::Request(index)) = self.receiving {
+            let request = &mut self.requests[usize::from(index)];
+            if request.buffer.is_none() && on_drive(request) {
+                request.failed = Some(Status::namespace_not_ready().do_not_retry());
+                self.receiving = Some(DataTarget::Discard(index));
+                self.on_readable(context);
             }
         }
     }

@@ -35,10 +35,10 @@ use vfnvme_spec::{Command, Status};
 use vfnvme_tcp::pdu::PduError;
 use vfnvme_tcp::{PduHeader, PduLayout, ReadEvent};
 
-pub use self::connection::{Connection, IoContext};
+pub use self::connection::{BufferWaiter, Connection, IoContext};
 use self::connection::{DataTarget, Phase, PDUS_PER_ROUND};
 use self::fabrics_cmd::is_connect;
-use self::request::{Event, RequestState};
+use self::request::{Event, Request, RequestState};
 use self::send_queue::{Marker, IOVECS_PER_WRITE};
 use crate::session::QueueBinding;
 
@@ -49,7 +49,9 @@ impl Connection {
     pub fn on_readable(&mut self, context: &mut IoContext<'_>) {
         self.input_pending = false;
         for _ in 0..PDUS_PER_ROUND {
-            if !matches!(self.phase, Phase::Initializing | Phase::Established) {
+            if !matches!(self.phase, Phase::Initializing | Phase::Established)
+                || self.receive_stalled()
+            {
                 return;
             }
             match self.reader.poll() {
@@ -79,8 +81,11 @@ impl Connection {
                 Ok(ReadEvent::DataComplete(digest)) => {
                     if let Err(mismatch) = digest {
                         log::warn!("{}: {mismatch}", self.peer);
-                        if let Some(DataTarget::Request(request) | DataTarget::Scratch(request)) =
-                            self.receiving
+                        if let Some(
+                            DataTarget::Request(request)
+                            | DataTarget::Scratch(request)
+                            | DataTarget::Discard(request),
+                        ) = self.receiving
                         {
                             self.requests[usize::from(request)].failed =
                                 Some(mismatch.completion_status());
@@ -110,22 +115,33 @@ impl Connection {
             scratch,
             ..
         } = self;
-        let (destination, position): (&mut [u8], &mut usize) = match target {
+        let (window, position): (&mut [u8], &mut usize) = match target {
             DataTarget::Request(index) => {
-                let request = &mut requests[usize::from(index)];
-                let buffer = request
-                    .buffer
+                let Request {
+                    buffer, received, ..
+                } = &mut requests[usize::from(index)];
+                let buffer = buffer
                     .as_mut()
                     .expect("a request receiving data has a buffer");
-                (buffer.as_mut_slice(), &mut request.received)
+                let start = *received;
+                (
+                    &mut buffer.as_mut_slice()[start..start + remaining],
+                    received,
+                )
             }
-            DataTarget::Scratch(index) => (
-                scratch.as_mut_slice(),
-                &mut requests[usize::from(index)].received,
-            ),
+            DataTarget::Scratch(index) => {
+                let received = &mut requests[usize::from(index)].received;
+                let start = *received;
+                (&mut scratch[start..start + remaining], received)
+            }
+            DataTarget::Discard(index) => {
+                let len = remaining.min(scratch.len());
+                (
+                    &mut scratch[..len],
+                    &mut requests[usize::from(index)].received,
+                )
+            }
         };
-        let start = *position;
-        let window = &mut destination[start..start + remaining];
         let copied = reader.copy_buffered_data(window);
         *position += copied;
         let rest = &mut window[copied..];
@@ -157,7 +173,7 @@ impl Connection {
             (Phase::Established, PduHeader::CapsuleCmd(command)) => {
                 self.on_command(command, layout, context)
             }
-            (Phase::Established, PduHeader::H2CData(data)) => self.on_h2c_data(data),
+            (Phase::Established, PduHeader::H2CData(data)) => self.on_h2c_data(data, context),
             (_, PduHeader::H2CTermReq(term)) => {
                 log::warn!(
                     "{}: host terminated the connection (FES {:#x}, FEI {:#x})",
@@ -214,7 +230,7 @@ impl Connection {
             if in_capsule > 0 {
                 self.receiving = Some(DataTarget::Scratch(index));
             } else {
-                self.finish_admin(index);
+                self.finish_admin(index, context);
             }
             return;
         }
@@ -228,8 +244,10 @@ impl Connection {
         match target {
             // Admin data, or the data of a command that already failed: `finish_admin` answers
             // with the failure if there is one.
-            DataTarget::Scratch(index) => self.finish_admin(index),
-            DataTarget::Request(index) => self.on_io_data_complete(index, context),
+            DataTarget::Scratch(index) => self.finish_admin(index, context),
+            DataTarget::Request(index) | DataTarget::Discard(index) => {
+                self.on_io_data_complete(index, context)
+            }
         }
     }
 

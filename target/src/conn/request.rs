@@ -15,7 +15,7 @@ pub(super) enum RequestState {
     Free,
     /// Receiving the command's data (in-capsule or after R2T).
     ReceivingData,
-    /// Waiting for a buffer or for room on the drive's queue.
+    /// Waiting for a buffer (a read) or for room on the drive's queue.
     Waiting,
     /// On a drive.
     AtDrive,
@@ -33,8 +33,6 @@ pub(super) enum Event {
     Received(Command),
     /// ReceivingData -> Waiting: its data is in (or it has none); it waits for the drive.
     Ready,
-    /// Waiting -> ReceivingData: a write got its buffer; its data is asked for with an R2T.
-    DataRequested,
     /// Waiting -> AtDrive: the drive took it.
     Submitted,
     /// ReceivingData or Held -> Held: the fabric controller keeps it (again, for a Connect
@@ -84,7 +82,6 @@ impl Request {
         let (legal, next) = match &event {
             Event::Received(_) => (self.state == Free, ReceivingData),
             Event::Ready => (self.state == ReceivingData, Waiting),
-            Event::DataRequested => (self.state == Waiting, ReceivingData),
             Event::Submitted => (self.state == Waiting, AtDrive),
             Event::Held => (matches!(self.state, ReceivingData | Held), Held),
             Event::Responding => (self.state != Free && self.state != Responding, Responding),

@@ -13,8 +13,10 @@ use vfnvme_spec::{cns, feature, Command, Status, PAGE_SIZE};
 use zerocopy::little_endian::{U16, U32, U64};
 
 use super::aer::AEC_NAMESPACE_ATTRIBUTE_NOTICES;
+use std::sync::MutexGuard;
+
 use super::controller::{
-    keep_alive_from_ms, AdminState, FabricController, Role, AER_LIMIT, KEEP_ALIVE_SUPPORT,
+    keep_alive_from_ms, lock, AdminState, FabricController, Role, AER_LIMIT, KEEP_ALIVE_SUPPORT,
     NVME_VERSION,
 };
 use super::response::AdminResponse;
@@ -142,7 +144,7 @@ impl FabricController {
 
     pub(super) fn execute_get_features(
         &self,
-        state: &mut AdminState,
+        state: MutexGuard<'_, AdminState>,
         command: &Command,
     ) -> Result<AdminResponse, Status> {
         let fid = command.cdw10 as u8;
@@ -185,7 +187,7 @@ impl FabricController {
 
     pub(super) fn execute_set_features(
         &self,
-        state: &mut AdminState,
+        mut state: MutexGuard<'_, AdminState>,
         command: &Command,
     ) -> Result<AdminResponse, Status> {
         let fid = command.cdw10 as u8;
@@ -228,12 +230,15 @@ impl FabricController {
     }
 
     /// Reads or sets the volatile write cache: forwarded to every backing drive, kept here
-    /// for memory. Reports the first drive's state (or the memory setting).
+    /// for memory. Reports the first drive's state (or the memory setting). The admin state
+    /// is unlocked while the drives answer, which may take seconds: the poll group of the
+    /// admin queue reads it on every tick.
     fn volatile_write_cache(
         &self,
-        state: &mut AdminState,
+        state: MutexGuard<'_, AdminState>,
         enable: Option<bool>,
     ) -> Result<bool, Status> {
+        drop(state);
         let Role::Nvm { forwarder } = &self.registry.role else {
             return Err(Status::invalid_field());
         };
@@ -245,6 +250,7 @@ impl FabricController {
             let state = forwarder.volatile_write_cache(device_index, enable)?;
             first.get_or_insert(state);
         }
+        let mut state = lock(&self.state);
         if let Some(enable) = enable {
             state.ram_write_cache = enable;
         }

@@ -9,6 +9,8 @@ use vfnvme_spec::status::{command_specific, generic};
 use vfnvme_spec::{Command, Status};
 use zerocopy::little_endian::U128;
 
+use std::sync::MutexGuard;
+
 use super::controller::{AdminForwarder, AdminState, FabricController, Role};
 use super::response::AdminResponse;
 use crate::subsystem::discovery_log_page;
@@ -21,9 +23,11 @@ const DISCOVERY_GENERATION: u64 = 1;
 impl FabricController {
     /// Get Log Page: the log page `lid` from byte `offset`, cut or zero-padded to the length
     /// asked for.
+    /// The admin state is unlocked while drives answer for the SMART log (see
+    /// `volatile_write_cache`).
     pub(super) fn execute_get_log_page(
         &self,
-        state: &mut AdminState,
+        mut state: MutexGuard<'_, AdminState>,
         command: &Command,
     ) -> Result<AdminResponse, Status> {
         let lid = command.cdw10 as u8;
@@ -51,11 +55,12 @@ impl FabricController {
             ),
             (Role::Nvm { .. }, log_id::ERROR) => error_log(),
             (Role::Nvm { forwarder }, log_id::SMART_HEALTH) => {
+                drop(state);
                 self.smart_log(forwarder.as_ref())?
             }
             (Role::Nvm { .. }, log_id::FIRMWARE_SLOT) => self.firmware_slot_log(),
             (Role::Nvm { .. }, log_id::CHANGED_NAMESPACE_LIST) => {
-                changed_namespace_list(state, retain_event)
+                changed_namespace_list(&mut state, retain_event)
             }
             _ => {
                 return Err(

@@ -35,7 +35,8 @@ mod test_support;
 use std::time::Instant;
 
 use vfnvme_spec::fabrics::FABRICS_OPCODE;
-use vfnvme_spec::{admin_opcode, Command, Status};
+use vfnvme_spec::log_page::log_id;
+use vfnvme_spec::{admin_opcode, feature, Command, Status};
 
 use self::controller::lock;
 pub use self::controller::{
@@ -62,15 +63,33 @@ impl FabricController {
             }
             (admin_opcode::KEEP_ALIVE, _) => Ok(AdminResponse::success(0)),
             (admin_opcode::IDENTIFY, _) => self.execute_identify(command),
-            (admin_opcode::GET_LOG_PAGE, _) => self.execute_get_log_page(&mut state, command),
-            (admin_opcode::GET_FEATURES, _) => self.execute_get_features(&mut state, command),
-            (admin_opcode::SET_FEATURES, _) => self.execute_set_features(&mut state, command),
+            (admin_opcode::GET_LOG_PAGE, _) => self.execute_get_log_page(state, command),
+            (admin_opcode::GET_FEATURES, _) => self.execute_get_features(state, command),
+            (admin_opcode::SET_FEATURES, _) => self.execute_set_features(state, command),
             // Not aborted (DW0 bit 0): in-flight commands always complete, which the
             // specification allows.
             (admin_opcode::ABORT, false) => Ok(AdminResponse::success(1)),
             _ => Err(Status::invalid_opcode()),
         };
         AdminOutcome::Respond(response.into())
+    }
+}
+
+impl FabricController {
+    /// Whether `command` is answered by a backing drive (SMART log, volatile write cache), so
+    /// that executing it may take as long as the drive does: the connection has it executed
+    /// off its poll group.
+    pub fn forwards_to_drive(&self, command: &Command) -> bool {
+        if self.is_discovery() {
+            return false;
+        }
+        match command.opcode() {
+            admin_opcode::GET_LOG_PAGE => command.cdw10 as u8 == log_id::SMART_HEALTH,
+            admin_opcode::GET_FEATURES | admin_opcode::SET_FEATURES => {
+                command.cdw10 as u8 == feature::VOLATILE_WRITE_CACHE
+            }
+            _ => false,
+        }
     }
 }
 
