@@ -156,6 +156,8 @@ impl FabricController {
                 fid,
                 feature::ARBITRATION
                     | feature::POWER_MANAGEMENT
+                    | feature::TEMPERATURE_THRESHOLD
+                    | feature::ERROR_RECOVERY
                     | feature::VOLATILE_WRITE_CACHE
                     | feature::NUMBER_OF_QUEUES
                     | feature::ASYNC_EVENT_CONFIG
@@ -167,11 +169,23 @@ impl FabricController {
         }
         const SELECT_SUPPORTED_CAPABILITIES: u32 = 3;
         if select == SELECT_SUPPORTED_CAPABILITIES {
-            return Ok(AdminResponse::success(FEATURE_CHANGEABLE));
+            // The two answered without state cannot be set.
+            let fixed = matches!(
+                fid,
+                feature::TEMPERATURE_THRESHOLD | feature::ERROR_RECOVERY
+            );
+            return Ok(AdminResponse::success(if fixed {
+                0
+            } else {
+                FEATURE_CHANGEABLE
+            }));
         }
         let value = match fid {
             feature::ARBITRATION => state.arbitration,
             feature::POWER_MANAGEMENT => state.power_management,
+            feature::TEMPERATURE_THRESHOLD => temperature_threshold(command.cdw11),
+            // No time-limited error recovery, no error on deallocated blocks.
+            feature::ERROR_RECOVERY => 0,
             feature::VOLATILE_WRITE_CACHE => u32::from(self.volatile_write_cache(state, None)?),
             feature::NUMBER_OF_QUEUES => {
                 let granted = u32::from(state.io_queues_granted - 1);
@@ -255,6 +269,19 @@ impl FabricController {
             state.ram_write_cache = enable;
         }
         Ok(first.unwrap_or(state.ram_write_cache))
+    }
+}
+
+/// Temperature Threshold (mandatory, so hosts such as SPDK's identify ask for it; nvmet answers
+/// it too): the controller reports no temperature of its own, so the thresholds are the usual
+/// defaults: over-temperature 343 K (70 °C, as QEMU's and many drives'), under-temperature 0.
+fn temperature_threshold(cdw11: u32) -> u32 {
+    const OVER_TEMPERATURE_KELVIN: u32 = 343;
+    const THSEL_UNDER: u32 = 1;
+    if (cdw11 >> 20) & 0x3 == THSEL_UNDER {
+        0
+    } else {
+        OVER_TEMPERATURE_KELVIN
     }
 }
 
@@ -370,6 +397,38 @@ mod tests {
             features(admin_opcode::GET_FEATURES, feature::KEEP_ALIVE_TIMER, 0),
         );
         assert_eq!(get.result, 15_000);
+    }
+
+    #[test]
+    fn mandatory_features_without_state_are_answered() {
+        let registry = registry();
+        let controller = enabled(&registry);
+        let over = respond(
+            &controller,
+            features(
+                admin_opcode::GET_FEATURES,
+                feature::TEMPERATURE_THRESHOLD,
+                0,
+            ),
+        );
+        assert!(over.status.is_success());
+        assert_eq!(over.result, 343, "over-temperature threshold, kelvin");
+        let under = respond(
+            &controller,
+            features(
+                admin_opcode::GET_FEATURES,
+                feature::TEMPERATURE_THRESHOLD,
+                1 << 20,
+            ),
+        );
+        assert!(under.status.is_success());
+        assert_eq!(under.result, 0);
+        let recovery = respond(
+            &controller,
+            features(admin_opcode::GET_FEATURES, feature::ERROR_RECOVERY, 0),
+        );
+        assert!(recovery.status.is_success());
+        assert_eq!(recovery.result, 0);
     }
 
     #[test]
