@@ -3,10 +3,8 @@
 //! Identify CNS values, Property Get/Set, Get/Set Features, Asynchronous Event Requests and
 //! namespace change events, on an NVM or a discovery controller.
 //!
-//! Input: a settings byte (bit 0: discovery controller, bit 1: enable it first, bits 2-3: its
-//! KATO), then commands of 30 bytes: a kind byte (below), an opcode byte (for the raw kind),
-//! NSID and CDW10-15 little endian. The kinds steer the fuzzer towards whole commands (a
-//! Fabrics command's FCTYPE is in the NSID field's first byte).
+//! Input: a settings byte (NVM or discovery, enabled first or not, KATO), then 30-byte
+//! command records; see `vfnvme_fuzz::admin_input`.
 //!
 //! Invariants: a failed command carries no data; Identify gives 4096 bytes and Get Log Page
 //! exactly the length asked for; the status type is generic or command specific; the I/O
@@ -16,80 +14,36 @@
 //! one; at the end the controller returns exactly the requests it still holds.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
+use vfnvme_fuzz::admin_input::{parse_record, Kind, DISCOVERY, ENABLE, KATO_MS, RECORD_LEN};
 use vfnvme_fuzz::controllers::{enable, Controllers};
-use vfnvme_spec::fabrics::{fctype, FabricsCommand, PropertyGet, PropertySize, FABRICS_OPCODE};
+use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySize, FABRICS_OPCODE};
 use vfnvme_spec::regs::{self, Cc, Csts};
 use vfnvme_spec::status::sct;
-use vfnvme_spec::{admin_opcode, Command, Status};
+use vfnvme_spec::{admin_opcode, Status};
 use vfnvme_target::ctrlr::{AdminOutcome, FabricController, AER_LIMIT};
-
-const RECORD: usize = 30;
-const KATO_MS: [u32; 4] = [0, 1, 4500, u32::MAX];
-
-/// Kinds of command record, by the record's first byte modulo their count.
-const KINDS: [Kind; 12] = [
-    Kind::Opcode(admin_opcode::GET_LOG_PAGE),
-    Kind::Opcode(admin_opcode::IDENTIFY),
-    Kind::Fabrics(fctype::PROPERTY_GET),
-    Kind::Fabrics(fctype::PROPERTY_SET),
-    Kind::Opcode(admin_opcode::GET_FEATURES),
-    Kind::Opcode(admin_opcode::SET_FEATURES),
-    Kind::Opcode(admin_opcode::ASYNC_EVENT_REQUEST),
-    Kind::Opcode(admin_opcode::KEEP_ALIVE),
-    Kind::Opcode(admin_opcode::ABORT),
-    Kind::Fabrics(fctype::CONNECT),
-    Kind::NamespaceChanged,
-    Kind::Raw,
-];
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Opcode(u8),
-    /// Opcode 7Fh with this FCTYPE.
-    Fabrics(u8),
-    /// Not a command: namespace NSID changed, as when a drive goes away.
-    NamespaceChanged,
-    /// The record's opcode byte as it is.
-    Raw,
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&settings, records)) = data.split_first() else {
         return;
     };
     let controllers = Controllers::get();
-    let discovery = settings & 1 != 0;
+    let discovery = settings & DISCOVERY != 0;
     let kato = KATO_MS[usize::from(settings >> 2 & 3)];
     let controller = Controllers::admin_controller(&controllers.subsystems, discovery, kato);
-    if settings & 2 != 0 {
+    if settings & ENABLE != 0 {
         enable(&controller);
     }
     let mut held = Vec::new();
-    for (index, record) in records.chunks_exact(RECORD).enumerate() {
+    for (index, record) in records.chunks_exact(RECORD_LEN).enumerate() {
         let cid = index as u16;
-        let kind = KINDS[usize::from(record[0]) % KINDS.len()];
-        let dword = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().unwrap());
-        let mut command = Command {
-            nsid: dword(2),
-            cdw10: dword(6),
-            cdw11: dword(10),
-            cdw12: dword(14),
-            cdw13: dword(18),
-            cdw14: dword(22),
-            cdw15: dword(26),
-            ..Command::new(record[1], 0)
-        };
-        command.set_cid(cid);
+        let record = record.try_into().expect("chunks of RECORD_LEN");
+        let (kind, command) = parse_record(record, cid);
         match kind {
-            Kind::Opcode(opcode) => command.cdw0 = (command.cdw0 & !0xff) | u32::from(opcode),
-            Kind::Fabrics(fctype) => {
-                command.cdw0 = (command.cdw0 & !0xff) | u32::from(FABRICS_OPCODE);
-                command.nsid = (command.nsid & !0xff) | u32::from(fctype);
-            }
             Kind::NamespaceChanged => {
                 controller.post_namespace_changed(command.nsid);
                 for completion in controller.take_completed_aers() {
@@ -104,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 continue;
             }
-            Kind::Raw => {}
+            Kind::Opcode(_) | Kind::Fabrics(_) | Kind::Raw => {}
         }
         let ready = is_ready(&controller);
         match controller.execute_admin(&command, Instant::now()) {

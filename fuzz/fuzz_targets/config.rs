@@ -7,6 +7,7 @@
 //! NSID, unique and not 0; identity strings within their Identify fields.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use vfnvme_spec::fabrics::MAX_NQN_BYTES;

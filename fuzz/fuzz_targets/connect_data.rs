@@ -11,11 +11,12 @@
 //! accepted Connect is bound to what was asked (controller ID range, host, QID, queue size).
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use vfnvme_fuzz::controllers::{local_address, Controllers, SUBSYSTEM_NQN};
+use vfnvme_fuzz::controllers::{local_address, Controllers, PERSISTENT_CNTLID, SUBSYSTEM_NQN};
 use vfnvme_spec::fabrics::{
     connect_offset, connect_status, fctype, ConnectData, ConnectRejection, FabricsCommand,
     CNTLID_MAX, CNTLID_MIN, FABRICS_OPCODE, MAX_NQN_BYTES,
@@ -87,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(connect.qid, 0);
             assert!((CNTLID_MIN..=CNTLID_MAX).contains(&controller.cntlid()));
             if controller.subsystem().nqn == SUBSYSTEM_NQN {
-                assert_ne!(controller.cntlid(), Controllers::PERSISTENT_CNTLID);
+                assert_ne!(controller.cntlid(), PERSISTENT_CNTLID);
             }
             assert_eq!(controller.host_nqn(), data.host_nqn);
             assert_eq!(controller.host_id(), data.host_id);

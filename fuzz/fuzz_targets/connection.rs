@@ -12,6 +12,7 @@
 //! well-behaved host still writes and reads back through it.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use vfnvme_fuzz::live::{check_responses, LiveTarget};

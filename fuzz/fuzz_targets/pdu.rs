@@ -8,6 +8,7 @@
 //! reader repeats it.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use vfnvme_fuzz::pdu_input::{encode_config, PduInput};

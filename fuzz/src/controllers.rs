@@ -1,28 +1,35 @@
 //! The fabric controllers the `admin` and `connect_data` targets drive through the controller
 //! API the connection code uses (no sockets): one NVM subsystem with a drive namespace and a
-//! RAM namespace, the discovery subsystem listing it, and fake drives answering what is
-//! forwarded to them. Built once per process.
+//! RAM namespace, built from a configuration as the target builds it, the discovery subsystem
+//! listing it, and a fake drive answering what is forwarded to it. Built once per process.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use vfnvme_host::HostOptions;
-use vfnvme_spec::fabrics::CNTLID_DYNAMIC;
-use vfnvme_spec::fabrics::{ConnectCommand, FabricsCommand, PropertySet, PropertySize};
+use vfnvme_spec::fabrics::{
+    ConnectCommand, FabricsCommand, PropertySet, PropertySize, CNTLID_DYNAMIC, CNTLID_MIN,
+    DISCOVERY_NQN,
+};
 use vfnvme_spec::log_page::SmartLog;
 use vfnvme_spec::regs::{self, Cc};
 use vfnvme_spec::Status;
-use vfnvme_target::config::TargetConfig;
+use vfnvme_target::config::{Config, TargetConfig};
 use vfnvme_target::ctrlr::{
-    AdminForwarder, AdminOutcome, ControllerSettings, FabricController, TargetSubsystems,
+    AdminForwarder, AdminOutcome, Association, ControllerSettings, FabricController,
+    TargetSubsystems,
 };
-use vfnvme_target::subsystem::{NamespaceBacking, NamespaceInfo, Subsystem};
+use vfnvme_target::subsystem::{DriveNamespace, Subsystem};
 
 use crate::host_stream::connect_data;
 
 pub const SUBSYSTEM_NQN: &str = "nqn.2026-11.io.vfnvme:fuzz";
+/// The controller a process creates first and keeps, so that I/O queue Connects in the inputs
+/// have one to attach to: the lowest controller ID, which a subsystem gives first.
+pub const PERSISTENT_CNTLID: u16 = CNTLID_MIN;
 
 /// The drive behind the drive namespace: a SMART log, and a write cache that remembers.
 #[derive(Default)]
@@ -48,35 +55,32 @@ impl AdminForwarder for FakeDrive {
     }
 }
 
+/// The subsystem as the target builds it from its configuration: namespace 1 on the fake
+/// drive, namespace 3 in memory, one host allowed.
 fn subsystem() -> Subsystem {
-    Subsystem {
-        nqn: SUBSYSTEM_NQN.into(),
-        serial: "SN-FUZZ".into(),
-        model: "vfnvme fuzz".into(),
-        firmware: "0.1.0".into(),
-        allow_any_host: false,
-        hosts: vec![HostOptions::default().host_nqn],
-        namespaces: vec![
-            NamespaceInfo {
-                nsid: 1,
-                block_size: 4096,
-                blocks: 1000,
-                nguid: [0x11; 16],
-                backend: NamespaceBacking::Passthrough {
-                    device_index: 0,
-                    device_nsid: 1,
-                },
-            },
-            NamespaceInfo {
-                nsid: 3,
-                block_size: 512,
-                blocks: 2048,
-                nguid: [0x33; 16],
-                backend: NamespaceBacking::Ram { bytes: 2048 * 512 },
-            },
-        ],
-        max_io_size: 128 * 1024,
-        volatile_write_cache: true,
+    let text = format!(
+        "[[listener]]\naddress = \"{}\"\n\n[[subsystem]]\nnqn = \"{SUBSYSTEM_NQN}\"\n\
+         hosts = [\"{}\"]\n\n[[subsystem.namespace]]\nnsid = 1\npci = \"0000:01:00.0\"\n\n\
+         [[subsystem.namespace]]\nnsid = 3\nram_mib = 1\n",
+        local_address(),
+        HostOptions::default().host_nqn
+    );
+    let config = Config::parse(&text, "fuzz.toml").expect("the fixture's configuration is valid");
+    let drive = |_: &str, _: u32| {
+        Ok::<_, Infallible>(DriveNamespace {
+            device_index: 0,
+            block_size: 4096,
+            blocks: 1000,
+            serial: "SN-FUZZ".into(),
+            model: "vfnvme fuzz drive".into(),
+            firmware: "0.1.0".into(),
+            volatile_write_cache: true,
+            max_transfer: 128 * 1024,
+        })
+    };
+    match Subsystem::from_config(&config.subsystems[0], &config.target, drive) {
+        Ok(subsystem) => subsystem,
+        Err(never) => match never {},
     }
 }
 
@@ -88,15 +92,11 @@ pub fn local_address() -> SocketAddr {
 /// The controllers of the process.
 pub struct Controllers {
     pub subsystems: TargetSubsystems,
-    /// An enabled controller that lives as long as the process, so that an I/O queue Connect
-    /// has one to attach to: controller ID [`Controllers::PERSISTENT_CNTLID`].
+    /// An enabled controller that lives as long as the process: [`PERSISTENT_CNTLID`].
     pub persistent: Arc<FabricController>,
 }
 
 impl Controllers {
-    /// The first controller ID of a subsystem, taken by [`Controllers::persistent`].
-    pub const PERSISTENT_CNTLID: u16 = 1;
-
     pub fn get() -> &'static Controllers {
         static CONTROLLERS: OnceLock<Controllers> = OnceLock::new();
         CONTROLLERS.get_or_init(|| {
@@ -108,7 +108,7 @@ impl Controllers {
                 Arc::new(FakeDrive::default()),
             );
             let persistent = Controllers::admin_controller(&subsystems, false, 0);
-            assert_eq!(persistent.cntlid(), Self::PERSISTENT_CNTLID);
+            assert_eq!(persistent.cntlid(), PERSISTENT_CNTLID);
             enable(&persistent);
             Controllers {
                 subsystems,
@@ -125,7 +125,7 @@ impl Controllers {
         kato_ms: u32,
     ) -> Arc<FabricController> {
         let nqn = if discovery {
-            vfnvme_spec::fabrics::DISCOVERY_NQN
+            DISCOVERY_NQN
         } else {
             SUBSYSTEM_NQN
         };
@@ -138,7 +138,7 @@ impl Controllers {
         };
         let data = connect_data(nqn, CNTLID_DYNAMIC);
         match subsystems.connect(&connect, &data, local_address(), Instant::now()) {
-            Ok(vfnvme_target::ctrlr::Association::Admin(controller)) => controller,
+            Ok(Association::Admin(controller)) => controller,
             Ok(_) => unreachable!("a QID 0 Connect creates a controller"),
             Err(rejection) => panic!("the fixture's admin Connect was refused: {rejection}"),
         }

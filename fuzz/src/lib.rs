@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin_input;
 pub mod controllers;
 pub mod host_stream;
 pub mod live;

@@ -25,10 +25,8 @@ use vfnvme_tcp::framing::MIN_RECV_BUFFER_LEN;
 use vfnvme_tcp::pdu::{ICReq, IC_PDU_LEN};
 use vfnvme_tcp::{DecodeConfig, PduHeader, PduReader, ReadEvent, Role};
 
-use crate::controllers::SUBSYSTEM_NQN;
+use crate::controllers::{PERSISTENT_CNTLID, SUBSYSTEM_NQN};
 
-/// The controller ID of the live target's persistent controller: the first one created.
-pub const PERSISTENT_CNTLID: u16 = 1;
 /// The I/O queue the seeds connect to the persistent controller.
 pub const SEED_IO_QID: u16 = 1;
 /// The I/O queue of the health check: the last one a controller is granted by default, away
