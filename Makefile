@@ -46,6 +46,28 @@ asan:
 fmt:
 	$(CARGO) fmt --all
 
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer, nightly toolchain; `cargo install cargo-fuzz`):
+# each target FUZZ_SECONDS on its corpus, then the executions and coverage each reached. Logs in
+# build/fuzz/, a crashing input in fuzz/artifacts/. Not part of `make test`; see docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= pdu connection connect_data admin config
+# Extra `cargo fuzz run` options, e.g. "-s none --target-dir build/fuzz-nosan": without
+# AddressSanitizer (the code fuzzed is safe Rust), for 2-6 times the executions.
+FUZZ_FLAGS ?=
+.PHONY: fuzz
+fuzz:
+	@mkdir -p build/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		$(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) > build/fuzz/$$t.log 2>&1 \
+			|| { tail -n 40 build/fuzz/$$t.log; echo "fuzz: $$t failed, see fuzz/artifacts/$$t"; exit 1; }; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+		grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz/$$t.log | tail -n 1 | sed -E \
+			"s/^#([0-9]+)[[:space:]]+DONE[[:space:]]+cov: ([0-9]+) ft: ([0-9]+).*exec\/s: ([0-9]+).*/$$t: \1 executions, cov \2, ft \3, \4 exec\/s/"; \
+	done
+
 # The first command of the README: boots the QEMU appliance with two emulated NVMe drives
 # (downloads Debian's kernel on first use), binds them to vfio-pci, runs vfnvme on them.
 .PHONY: demo

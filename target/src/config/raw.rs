@@ -22,8 +22,25 @@ impl Source<'_> {
         toml::from_str(self.text).map_err(|e| ConfigError::Invalid {
             file: self.file.to_owned(),
             line: e.span().map_or(1, |span| self.line_of(&span)),
-            reason: e.message().trim_end().to_owned(),
+            reason: self.syntax_error_reason(&e),
         })
+    }
+
+    /// toml's message or, where it has none (a control character in a comment), the character
+    /// it stopped at.
+    fn syntax_error_reason(&self, error: &toml::de::Error) -> String {
+        let message = error.message().trim_end();
+        if !message.is_empty() {
+            return message.to_owned();
+        }
+        let found = error
+            .span()
+            .and_then(|span| self.text.get(span.start..))
+            .and_then(|rest| rest.chars().next());
+        match found {
+            Some(character) => format!("character {character:?} is not allowed here"),
+            None => "not valid TOML".to_owned(),
+        }
     }
 
     pub fn line_of(&self, span: &Range<usize>) -> usize {
