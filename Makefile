@@ -52,7 +52,8 @@ fmt:
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= pdu connection connect_data admin config
 # Extra `cargo fuzz run` options, e.g. "-s none --target-dir build/fuzz-nosan": without
-# AddressSanitizer (the code fuzzed is safe Rust), for 2-6 times the executions.
+# AddressSanitizer, for 2-6 times the executions (only `connection` reaches unsafe code: the
+# driver's DMA memory its RAM drive uses).
 FUZZ_FLAGS ?=
 .PHONY: fuzz
 fuzz:
