@@ -477,6 +477,16 @@ impl ConnectRejection {
         }
     }
 
+    /// Connect Controller Busy: the host has as many controllers as the target allows one
+    /// host (the count changes as its controllers go, so a later retry may succeed).
+    pub fn controller_limit() -> Self {
+        Self {
+            status: Status::command_specific(connect_status::CONTROLLER_BUSY),
+            result: 0,
+            reason: "the host has as many controllers as the target allows one host",
+        }
+    }
+
     /// Whether the offending field is in the Connect data rather than the command.
     pub fn in_data(&self) -> bool {
         self.result & IATTR_DATA != 0

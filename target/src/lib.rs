@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_worker;
+pub mod admission;
 pub mod backend;
 pub mod config;
 pub mod conn;

@@ -12,8 +12,10 @@
 //! and only then drops its backend queues: queue pairs first (deleting their queues on the
 //! drive), buffer pools after.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::admin_worker::{AdminResult, AdminSubmitter, RESULTS_PER_GROUP};
+use crate::admission::ConnectionTicket;
 use crate::backend::BackendQueue;
 use crate::conn::{BufferWaiter, Connection, IoContext};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
@@ -30,8 +33,9 @@ use vfnvme_driver::queue::Completed;
 
 /// Messages from the acceptor to a poll group.
 pub enum Message {
-    /// A connection accepted on listener `.1` (an index in the target's listeners).
-    Connection(std::net::TcpStream, usize),
+    /// A connection accepted on listener `.1` (an index in the target's listeners), with its
+    /// place in the target's count of connections.
+    Connection(std::net::TcpStream, usize, ConnectionTicket),
     /// Finish in-flight work, close everything, exit.
     Shutdown,
 }
@@ -103,6 +107,7 @@ impl PollGroupHandle {
             connections: Vec::new(),
             interest: Vec::new(),
             removal_seen: vec![None; backends.len()],
+            host_charges: HashMap::new(),
             buffer_waiters: (0..backends.len()).map(|_| VecDeque::new()).collect(),
             backends,
             completions: Vec::with_capacity(COMPLETIONS_PER_ROUND),
@@ -134,16 +139,22 @@ impl PollGroupHandle {
         &mut self,
         stream: std::net::TcpStream,
         listener: usize,
-    ) -> Result<(), std::net::TcpStream> {
+        ticket: ConnectionTicket,
+    ) -> Result<(), (std::net::TcpStream, ConnectionTicket)> {
         let Some(_handover) = self.gate.enter() else {
-            return Err(stream);
+            return Err((stream, ticket));
         };
-        match self.inbox.push(Message::Connection(stream, listener)) {
+        match self
+            .inbox
+            .push(Message::Connection(stream, listener, ticket))
+        {
             Ok(()) => {
                 self.wake();
                 Ok(())
             }
-            Err(rtrb::PushError::Full(Message::Connection(stream, _))) => Err(stream),
+            Err(rtrb::PushError::Full(Message::Connection(stream, _, ticket))) => {
+                Err((stream, ticket))
+            }
             Err(rtrb::PushError::Full(Message::Shutdown)) => unreachable!("pushed a connection"),
         }
     }
@@ -235,6 +246,8 @@ struct PollGroup {
     /// Admin commands handed to the admin worker, and the ring their results come back in.
     admin: AdminSubmitter,
     admin_returns: rtrb::Consumer<AdminResult>,
+    /// Per host address, the buffer bytes its connections here hold (their shared budget).
+    host_charges: HashMap<IpAddr, Arc<AtomicUsize>>,
     /// When this group first saw each drive being removed.
     removal_seen: Vec<Option<Instant>>,
     shared: Arc<TargetShared>,
@@ -397,8 +410,8 @@ impl PollGroup {
     fn take_messages(&mut self) {
         while let Ok(message) = self.inbox.pop() {
             match message {
-                Message::Connection(stream, listener) if self.lifecycle.is_running() => {
-                    self.adopt(stream, listener)
+                Message::Connection(stream, listener, ticket) if self.lifecycle.is_running() => {
+                    self.adopt(stream, listener, ticket)
                 }
                 Message::Connection(..) => {
                     log::info!(
@@ -414,7 +427,7 @@ impl PollGroup {
         }
     }
 
-    fn adopt(&mut self, stream: std::net::TcpStream, listener: usize) {
+    fn adopt(&mut self, stream: std::net::TcpStream, listener: usize, ticket: ConnectionTicket) {
         let slot = match self.connections.iter().position(Option::is_none) {
             Some(slot) => slot,
             None => {
@@ -423,7 +436,18 @@ impl PollGroup {
                 self.connections.len() - 1
             }
         };
-        match Connection::new(stream, listener, Arc::clone(&self.shared), slot as u32) {
+        let host_charge = match stream.peer_addr() {
+            Ok(peer) => Arc::clone(self.host_charges.entry(peer.ip()).or_default()),
+            Err(_) => Arc::default(),
+        };
+        match Connection::new(
+            stream,
+            listener,
+            Arc::clone(&self.shared),
+            slot as u32,
+            ticket,
+            host_charge,
+        ) {
             Ok(connection) => {
                 let event = EpollEvent::new(EpollFlags::EPOLLIN, slot as u64);
                 if let Err(error) = self.epoll.add(connection.socket(), event) {
@@ -611,6 +635,7 @@ impl PollGroup {
 
     /// Frees the slots of connections that are closed and have nothing left on any drive.
     fn release_closed(&mut self) {
+        let mut released = false;
         for (slot, connection) in self.connections.iter_mut().enumerate() {
             if connection.as_ref().is_some_and(Connection::is_finished) {
                 if let Some(connection) = connection.take() {
@@ -618,8 +643,36 @@ impl PollGroup {
                         let _ = self.epoll.delete(connection.socket());
                     }
                     self.interest[slot] = Interest::Nothing;
+                    released = true;
                 }
             }
+        }
+        if released {
+            self.shrink_to_connections();
+        }
+    }
+
+    /// Gives back the memory of slots and buffer waiting room that a burst of connections
+    /// needed: after a reconnect storm or a port scan the group is as small as before it.
+    fn shrink_to_connections(&mut self) {
+        while self.connections.last().is_some_and(Option::is_none) {
+            self.connections.pop();
+            self.interest.pop();
+        }
+        self.connections.shrink_to_fit();
+        self.interest.shrink_to_fit();
+        // A host whose last connection here is gone.
+        self.host_charges
+            .retain(|_, budget| Arc::strong_count(budget) > 1);
+        self.host_charges.shrink_to_fit();
+        let requests: usize = self
+            .connections
+            .iter()
+            .flatten()
+            .map(Connection::request_slots)
+            .sum();
+        for waiters in &mut self.buffer_waiters {
+            waiters.shrink_to(requests);
         }
     }
 }

@@ -17,6 +17,7 @@ use vfnvme_spec::log_page::log_id;
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, cns, feature, Command, Status};
 
+use crate::admission::Admission;
 use crate::backend::{check_exportable, Drive, DriveSlot};
 use crate::config::Config;
 use crate::ctrlr::{
@@ -61,6 +62,7 @@ impl Registry {
         drives: &Arc<[DriveSlot]>,
         placement: &DrivePlacement,
         listeners: Vec<SocketAddr>,
+        admission: Arc<Admission>,
     ) -> Result<Self, String> {
         let mut subsystems = Vec::new();
         let mut routes = Vec::new();
@@ -106,7 +108,7 @@ impl Registry {
         let forwarder = Arc::new(DriveForwarder {
             drives: Arc::clone(drives),
         });
-        let settings = ControllerSettings::from_config(&config.target);
+        let settings = ControllerSettings::from_config(&config.target, admission);
         Ok(Self {
             subsystems: TargetSubsystems::new(subsystems, listeners, settings, forwarder),
             routes,

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::admission::Admission;
 use crate::backend::DriveSlot;
 use crate::config::TargetConfig;
 use crate::session::Registry;
@@ -21,6 +22,8 @@ pub struct TargetShared {
     listeners: Vec<SocketAddr>,
     /// Set once when shutdown starts.
     shutdown_deadline: Mutex<Option<Instant>>,
+    /// What hosts hold of the target, against `[limits]`.
+    admission: Arc<Admission>,
     /// Dropped last: controllers shut down when the last poll group is gone.
     drives: Arc<[DriveSlot]>,
 }
@@ -32,6 +35,7 @@ impl TargetShared {
         registry: Registry,
         listeners: Vec<SocketAddr>,
         drives: Arc<[DriveSlot]>,
+        admission: Arc<Admission>,
     ) -> Self {
         Self {
             config,
@@ -39,6 +43,7 @@ impl TargetShared {
             registry,
             listeners,
             shutdown_deadline: Mutex::new(None),
+            admission,
             drives,
         }
     }
@@ -59,6 +64,10 @@ impl TargetShared {
             .copied()
             .max()
             .unwrap_or(128 * 1024) as u32
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     pub fn registry(&self) -> &Registry {

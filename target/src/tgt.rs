@@ -18,6 +18,7 @@ use std::time::Duration;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::admin_worker::{AdminChannel, AdminWorker, ResultRing};
+use crate::admission::{Admission, ConnectionTicket, RefusalLog};
 use crate::backend::{Drive, DriveSlot};
 use crate::config::{BackingConfig, Config};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
@@ -65,6 +66,8 @@ pub struct Target {
     /// After the poll groups: its thread ends once they are gone.
     admin_worker: AdminWorker,
     next_group: usize,
+    /// Connections refused by `[limits]`, logged at most once a second.
+    refusals: RefusalLog,
     shared: Arc<TargetShared>,
 }
 
@@ -185,8 +188,15 @@ impl Target {
                     .map_err(io)?;
             }
         }
-        let registry = Registry::build(&config, &drives, &placement, addresses.clone())
-            .map_err(TargetError::Subsystem)?;
+        let admission = Admission::new(config.target.limits.clone());
+        let registry = Registry::build(
+            &config,
+            &drives,
+            &placement,
+            addresses.clone(),
+            Arc::clone(&admission),
+        )
+        .map_err(TargetError::Subsystem)?;
         let depth = config.target.max_queue_depth;
         let shared = Arc::new(TargetShared::new(
             config.target.clone(),
@@ -194,6 +204,7 @@ impl Target {
             registry,
             addresses,
             drives,
+            admission,
         ));
         let admin = AdminChannel::new();
         let mut groups = Vec::new();
@@ -239,6 +250,7 @@ impl Target {
             groups,
             admin_worker,
             next_group: 0,
+            refusals: RefusalLog::default(),
             shared,
         })
     }
@@ -286,6 +298,7 @@ impl Target {
             if releasing {
                 self.release_removed_drives();
             }
+            self.refusals.report_unlogged();
         }
     }
 
@@ -331,7 +344,11 @@ impl Target {
             match self.listeners[listener].accept() {
                 Ok((stream, peer)) => {
                     log::debug!("connection from {peer}");
-                    self.hand_over(stream, listener);
+                    // Refused by closing at once: before its ICReq a host can be told nothing.
+                    match self.shared.admission().admit_connection(peer.ip()) {
+                        Ok(ticket) => self.hand_over(stream, listener, ticket),
+                        Err(refusal) => self.refusals.note(peer, &refusal),
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -344,7 +361,12 @@ impl Target {
 
     /// Round robin over the groups whose gate is open, skipping one whose ring is fuller than
     /// the others'.
-    fn hand_over(&mut self, mut stream: std::net::TcpStream, listener: usize) {
+    fn hand_over(
+        &mut self,
+        mut stream: std::net::TcpStream,
+        listener: usize,
+        mut ticket: ConnectionTicket,
+    ) {
         let count = self.groups.len();
         let least = self
             .groups
@@ -360,12 +382,12 @@ impl Target {
             {
                 continue;
             }
-            match self.groups[index].hand_over(stream, listener) {
+            match self.groups[index].hand_over(stream, listener, ticket) {
                 Ok(()) => {
                     self.next_group = (index + 1) % count;
                     return;
                 }
-                Err(back) => stream = back,
+                Err(back) => (stream, ticket) = back,
             }
         }
         log::warn!("every poll group is saturated; refusing a connection");

@@ -13,7 +13,7 @@ use vfnvme_spec::fabrics::{CNTLID_MAX, CNTLID_MIN, DISCOVERY_NQN, MAX_NQN_BYTES}
 
 use super::raw::{RawConfig, RawListener, RawNamespace, RawSubsystem, RawTarget, Source};
 use super::types::{
-    BackingConfig, Config, ConfigError, ListenerConfig, NamespaceConfig, SubsystemConfig,
+    BackingConfig, Config, ConfigError, Limits, ListenerConfig, NamespaceConfig, SubsystemConfig,
     TargetConfig, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_IO_SIZE, DEFAULT_SHUTDOWN_DEADLINE_MS,
     MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
@@ -35,37 +35,9 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn integer<T: TryFrom<u64>>(
-        &self,
-        value: Option<Spanned<u64>>,
-        key: &str,
-        range: std::ops::RangeInclusive<u64>,
-        default: T,
-    ) -> Result<T, ConfigError> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
-        let number = *value.get_ref();
-        if !range.contains(&number) {
-            return self.source.invalid(
-                value.span(),
-                format!(
-                    "{key} = {number} is out of range; give {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            );
-        }
-        match T::try_from(number) {
-            Ok(converted) => Ok(converted),
-            Err(_) => self
-                .source
-                .invalid(value.span(), format!("{key} = {number} is too large")),
-        }
-    }
-
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let target = self.target(raw.target)?;
+        let limits = super::limits::check(self.source, raw.limits)?;
+        let target = self.target(raw.target, limits)?;
         if raw.listener.is_empty() {
             return self.source.incomplete(
                 "no [[listener]]; add one, e.g. [[listener]] address = \"0.0.0.0:4420\"",
@@ -212,7 +184,7 @@ impl Checker<'_> {
         Ok(chosen)
     }
 
-    fn target(&self, raw: RawTarget) -> Result<TargetConfig, ConfigError> {
+    fn target(&self, raw: RawTarget, limits: Limits) -> Result<TargetConfig, ConfigError> {
         let defaults = TargetConfig::default();
         let max_io_size = match raw.max_io_size {
             None => Some(DEFAULT_MAX_IO_SIZE),
@@ -234,34 +206,37 @@ impl Checker<'_> {
         };
         let cntlids = self.cntlid_range(raw.cntlid_min, raw.cntlid_max)?;
         Ok(TargetConfig {
-            cores: self.integer(raw.cores, "cores", 1..=1024, defaults.cores)?,
+            cores: self
+                .source
+                .integer(raw.cores, "cores", 1..=1024, defaults.cores)?,
             in_capsule_data_size: self.in_capsule_data_size(raw.in_capsule_data_size)?,
-            max_queue_depth: self.integer(
+            max_queue_depth: self.source.integer(
                 raw.max_queue_depth,
                 "max_queue_depth",
                 2..=u64::from(u16::MAX),
                 defaults.max_queue_depth,
             )?,
-            max_io_queues: self.integer(
+            max_io_queues: self.source.integer(
                 raw.max_io_queues,
                 "max_io_queues",
                 1..=u64::from(u16::MAX - 1),
                 defaults.max_io_queues,
             )?,
             max_io_size,
-            keep_alive_timeout: Duration::from_millis(self.integer(
+            keep_alive_timeout: Duration::from_millis(self.source.integer(
                 raw.keep_alive_timeout_ms,
                 "keep_alive_timeout_ms",
                 1000..=3_600_000,
                 DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
             )?),
-            shutdown_deadline: Duration::from_millis(self.integer(
+            shutdown_deadline: Duration::from_millis(self.source.integer(
                 raw.shutdown_deadline_ms,
                 "shutdown_deadline_ms",
                 1..=3_600_000,
                 DEFAULT_SHUTDOWN_DEADLINE_MS,
             )?),
             cntlids,
+            limits,
         })
     }
 
@@ -274,8 +249,10 @@ impl Checker<'_> {
     ) -> Result<std::ops::RangeInclusive<u16>, ConfigError> {
         let valid = u64::from(CNTLID_MIN)..=u64::from(CNTLID_MAX);
         let span = min.as_ref().or(max.as_ref()).map(Spanned::span);
-        let low: u16 = self.integer(min, "cntlid_min", valid.clone(), CNTLID_MIN)?;
-        let high: u16 = self.integer(max, "cntlid_max", valid, CNTLID_MAX)?;
+        let low: u16 = self
+            .source
+            .integer(min, "cntlid_min", valid.clone(), CNTLID_MIN)?;
+        let high: u16 = self.source.integer(max, "cntlid_max", valid, CNTLID_MAX)?;
         match span {
             Some(span) if low > high => self.source.invalid(
                 span,
@@ -317,7 +294,7 @@ impl Checker<'_> {
                 );
             }
         }
-        self.integer(
+        self.source.integer(
             raw,
             "in_capsule_data_size",
             CONNECT_DATA_LEN..=u64::from(MAX_IN_CAPSULE_DATA_SIZE),
@@ -462,7 +439,9 @@ impl Checker<'_> {
         exported: &mut HashMap<(String, u32), (String, usize)>,
     ) -> Result<NamespaceConfig, ConfigError> {
         let nsid_span = raw.nsid.span();
-        let nsid: u32 = self.integer(Some(raw.nsid), "nsid", 1..=0xffff_fffe, 1)?;
+        let nsid: u32 = self
+            .source
+            .integer(Some(raw.nsid), "nsid", 1..=0xffff_fffe, 1)?;
         if let Some(sim) = raw.sim_mib.clone() {
             if raw.pci.is_some() || raw.ram_mib.is_some() || raw.device_nsid.is_some() {
                 return self.source.invalid(
@@ -472,13 +451,15 @@ impl Checker<'_> {
                     ),
                 );
             }
-            let mib: u64 = self.integer(Some(sim), "sim_mib", 1..=1 << 20, 1)?;
+            let mib: u64 = self.source.integer(Some(sim), "sim_mib", 1..=1 << 20, 1)?;
             let block_size = self.block_size(raw.block_size.clone(), nsid_span.clone())?;
             let latency_us: u64 =
-                self.integer(raw.sim_latency_us, "sim_latency_us", 0..=10_000_000, 0)?;
+                self.source
+                    .integer(raw.sim_latency_us, "sim_latency_us", 0..=10_000_000, 0)?;
             let metadata_bytes: u16 =
-                self.integer(raw.sim_metadata_bytes, "sim_metadata_bytes", 0..=256, 0)?;
-            let log_page_latency_ms: u64 = self.integer(
+                self.source
+                    .integer(raw.sim_metadata_bytes, "sim_metadata_bytes", 0..=256, 0)?;
+            let log_page_latency_ms: u64 = self.source.integer(
                 raw.sim_log_page_latency_ms,
                 "sim_log_page_latency_ms",
                 0..=60_000,
@@ -543,7 +524,8 @@ impl Checker<'_> {
                     );
                 }
                 let device_nsid: u32 =
-                    self.integer(raw.device_nsid, "device_nsid", 1..=0xffff_fffe, 1)?;
+                    self.source
+                        .integer(raw.device_nsid, "device_nsid", 1..=0xffff_fffe, 1)?;
                 let line = self.source.line_of(&pci_span);
                 if let Some((other, first)) =
                     exported.insert((pci.clone(), device_nsid), (subsystem_nqn.to_owned(), line))
@@ -566,7 +548,7 @@ impl Checker<'_> {
                         format!("namespace {nsid}: device_nsid applies to pci namespaces only"),
                     );
                 }
-                let mib: u64 = self.integer(Some(ram), "ram_mib", 1..=1 << 24, 1)?;
+                let mib: u64 = self.source.integer(Some(ram), "ram_mib", 1..=1 << 24, 1)?;
                 let block_size = self.block_size(raw.block_size, nsid_span)?;
                 BackingConfig::Ram {
                     bytes: mib << 20,
@@ -583,7 +565,7 @@ impl Checker<'_> {
         raw: Option<Spanned<u64>>,
         nsid_span: std::ops::Range<usize>,
     ) -> Result<u32, ConfigError> {
-        let block_size: u32 = self.integer(
+        let block_size: u32 = self.source.integer(
             raw.clone(),
             "block_size",
             512..=65536,
@@ -765,6 +747,7 @@ device_nsid = 3
                 keep_alive_timeout: Duration::from_secs(5),
                 shutdown_deadline: Duration::from_millis(2500),
                 cntlids: 16..=31,
+                limits: Default::default(),
             }
         );
         let subsystem = &config.subsystems[0];

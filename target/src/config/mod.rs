@@ -6,6 +6,7 @@
 //! uses. Every error names the file and the line, so that a user can go straight to it.
 
 mod check;
+mod limits;
 mod raw;
 mod types;
 
@@ -13,7 +14,7 @@ use std::path::Path;
 
 use raw::Source;
 pub use types::{
-    BackingConfig, Config, ConfigError, ListenerConfig, NamespaceConfig, SubsystemConfig,
+    BackingConfig, Config, ConfigError, Limits, ListenerConfig, NamespaceConfig, SubsystemConfig,
     TargetConfig, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
 

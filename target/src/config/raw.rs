@@ -61,6 +61,35 @@ impl Source<'_> {
         })
     }
 
+    /// `value` if it lies in `range` (an error naming `key` and the range otherwise), or
+    /// `default` when it is absent.
+    pub fn integer<T: TryFrom<u64>>(
+        &self,
+        value: Option<Spanned<u64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<u64>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let number = *value.get_ref();
+        if !range.contains(&number) {
+            return self.invalid(
+                value.span(),
+                format!(
+                    "{key} = {number} is out of range; give {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+        match T::try_from(number) {
+            Ok(converted) => Ok(converted),
+            Err(_) => self.invalid(value.span(), format!("{key} = {number} is too large")),
+        }
+    }
+
     /// An error about the file as a whole.
     pub fn incomplete<T>(&self, reason: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError::Incomplete {
@@ -76,6 +105,8 @@ impl Source<'_> {
 pub(super) struct RawConfig {
     #[serde(default)]
     pub target: RawTarget,
+    #[serde(default)]
+    pub limits: RawLimits,
     #[serde(default)]
     pub listener: Vec<RawListener>,
     #[serde(default)]
@@ -95,6 +126,19 @@ pub(super) struct RawTarget {
     pub shutdown_deadline_ms: Option<Spanned<u64>>,
     pub cntlid_min: Option<Spanned<u64>>,
     pub cntlid_max: Option<Spanned<u64>>,
+}
+
+/// `[limits]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub connections: Option<Spanned<u64>>,
+    pub connections_per_address: Option<Spanned<u64>>,
+    pub controllers_per_host: Option<Spanned<u64>>,
+    pub icreq_timeout_ms: Option<Spanned<u64>>,
+    pub connect_timeout_ms: Option<Spanned<u64>>,
+    pub buffer_bytes_per_host: Option<Spanned<u64>>,
+    pub r2t_per_connection: Option<Spanned<u64>>,
 }
 
 /// A `[[listener]]` as written.

@@ -72,6 +72,50 @@ pub struct TargetConfig {
     /// The controller IDs this target gives (`cntlid_min..=cntlid_max`): disjoint ranges keep
     /// the controllers of two targets exporting one subsystem apart at a multipath host.
     pub cntlids: RangeInclusive<u16>,
+    /// `[limits]`, kept with the target's settings: the connections and poll groups read
+    /// them where they read the rest.
+    pub limits: Limits,
+}
+
+/// `[limits]`: what hosts may take of the target, so that no host on the storage network (a
+/// port scanner, a reconnect storm, a host that stops reading) can exhaust it for the others.
+/// Each limit is logged when it bites (docs/limits.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections of the whole target; beyond it new connections are closed at once.
+    pub connections: usize,
+    /// Open connections from one host address.
+    pub connections_per_address: usize,
+    /// Fabric controllers (admin queues, discovery ones included) of one host NQN, over all
+    /// subsystems.
+    pub controllers_per_host: usize,
+    /// From accept to the ICReq: a socket silent longer is closed.
+    pub icreq_timeout: Duration,
+    /// From the ICReq to a Connect that binds the queue.
+    pub connect_timeout: Duration,
+    /// DMA buffer memory the connections from one host address may hold at once in a poll
+    /// group (data of their reads and writes, at the drive or waiting for the socket); their
+    /// further commands wait for their own buffers to come back, not for other hosts'. At
+    /// least one buffer is always allowed.
+    pub buffer_bytes_per_host: usize,
+    /// R2Ts one connection may have outstanding; further writes wait for their R2T.
+    pub r2t_per_connection: u16,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections: 4096,
+            connections_per_address: 512,
+            controllers_per_host: 128,
+            icreq_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            // Half of a poll group's pool for one drive (16 MiB): one host that stops reading
+            // leaves the other half to the rest.
+            buffer_bytes_per_host: 8 << 20,
+            r2t_per_connection: 32,
+        }
+    }
 }
 
 /// `[[listener]]`: an address accepting NVMe/TCP connections. The discovery subsystem is
@@ -142,6 +186,7 @@ impl Default for TargetConfig {
             keep_alive_timeout: Duration::from_millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
             shutdown_deadline: Duration::from_millis(DEFAULT_SHUTDOWN_DEADLINE_MS),
             cntlids: CNTLID_MIN..=CNTLID_MAX,
+            limits: Limits::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use vfnvme_driver::dma::DmaBuffer;
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, SendQueue, MAX_SENT_HEADER};
 use crate::admin_worker::AdminSubmitter;
+use crate::admission::ConnectionTicket;
 use crate::backend::BackendQueue;
 use crate::session::QueueBinding;
 use crate::shared::TargetShared;
@@ -124,6 +126,22 @@ pub struct Connection {
     pub(super) input_pending: bool,
     /// An I/O queue Connect waiting for its QID to be released by the previous connection.
     pub(super) pending_connect: Option<PendingConnect>,
+    /// Until the queue is bound: when the connection is closed if it has not sent its ICReq
+    /// (`limits.icreq_timeout`) or, after it, a Connect that bound it (`connect_timeout`).
+    pub(super) setup_deadline: Option<Instant>,
+    /// Buffer bytes the requests of the connections from its host address in this poll group
+    /// hold or wait for in the group's queue, against `limits.buffer_bytes_per_host`. Shared
+    /// with those connections only, all on this thread: plain loads and stores, no contention.
+    pub(super) host_charge: Arc<AtomicUsize>,
+    /// Requests that would take its host past its buffer limit, oldest first: they wait for
+    /// the host's own buffers to come back, not in the poll group's queue.
+    pub(super) over_buffer_limit: VecDeque<u16>,
+    /// R2Ts sent whose data has not all arrived, against `limits.r2t_per_connection`.
+    pub(super) r2ts_outstanding: u16,
+    /// Writes waiting for their R2T, oldest first.
+    pub(super) waiting_for_r2t: VecDeque<u16>,
+    /// Its place in the target's count of connections, given back with it.
+    _admission: ConnectionTicket,
 }
 
 /// A Connect parked until its QID is free (see `fabrics_cmd::QID_REUSE_WAIT`).
@@ -140,6 +158,8 @@ impl Connection {
         listener: usize,
         shared: Arc<TargetShared>,
         slot: u32,
+        admission: ConnectionTicket,
+        host_charge: Arc<AtomicUsize>,
     ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
@@ -172,6 +192,12 @@ impl Connection {
             write_blocked: false,
             input_pending: false,
             pending_connect: None,
+            setup_deadline: Some(Instant::now() + shared.settings().limits.icreq_timeout),
+            host_charge,
+            over_buffer_limit: VecDeque::with_capacity(depth),
+            r2ts_outstanding: 0,
+            waiting_for_r2t: VecDeque::with_capacity(depth),
+            _admission: admission,
             shared,
         })
     }
@@ -261,6 +287,7 @@ impl Connection {
         if let (Some(buffer), Some(route)) = (request.buffer.take(), request.route) {
             context.backends[route.drive].give_back(buffer);
         }
+        uncharge(&self.host_charge, std::mem::take(&mut request.charged));
         request.advance(Event::Sent);
         self.free_requests.push(index);
     }
@@ -293,9 +320,13 @@ impl Connection {
         let _ = self.socket.shutdown(Shutdown::Both);
         self.outgoing.clear();
         self.waiting.clear();
+        self.over_buffer_limit.clear();
+        self.waiting_for_r2t.clear();
         context.forget_buffer_waits(self.slot);
         self.pending_connect = None;
         for (index, request) in self.requests.iter_mut().enumerate() {
+            // The host's other connections may use its budget at once.
+            uncharge(&self.host_charge, std::mem::take(&mut request.charged));
             if matches!(request.state(), RequestState::AtDrive | RequestState::Free) {
                 continue;
             }
@@ -316,6 +347,19 @@ impl Connection {
             .map_or(self.requests.len() as u16 + 1, QueueBinding::sq_entries)
             .max(1)
     }
+}
+
+/// Gives `bytes` back to a host's buffer budget. The budget is shared only by connections of
+/// one poll group, on its thread: a load and a store, not a read-modify-write.
+pub(super) fn uncharge(budget: &AtomicUsize, bytes: usize) {
+    let held = budget.load(Ordering::Relaxed);
+    debug_assert!(held >= bytes, "{bytes} bytes given back of {held}");
+    budget.store(held - bytes, Ordering::Relaxed);
+}
+
+/// Counts `bytes` against a host's buffer budget (see [`uncharge`]).
+pub(super) fn charge(budget: &AtomicUsize, bytes: usize) {
+    budget.store(budget.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
 }
 
 impl Drop for Connection {

@@ -52,6 +52,8 @@ impl Connection {
             Ok(len) => {
                 self.outgoing.push_header(bytes, len);
                 self.phase = Phase::Established;
+                self.setup_deadline =
+                    Some(Instant::now() + self.shared.settings().limits.connect_timeout);
             }
             Err(error) => log::error!("{}: cannot encode ICResp: {error}", self.peer),
         }
@@ -141,6 +143,7 @@ impl Connection {
                     );
                     self.sq_head %= binding.sq_entries();
                     self.binding = Some(binding);
+                    self.setup_deadline = None;
                     AdminResponse::success(result)
                 }
                 Err(refused) => {

@@ -13,7 +13,9 @@ use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, Status};
 use vfnvme_tcp::pdu::{self, C2HData, PduError, R2T};
 
-use super::connection::{Connection, DataTarget, IoContext, Phase};
+use std::sync::atomic::Ordering;
+
+use super::connection::{charge, Connection, DataTarget, IoContext, Phase};
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
 use crate::session::{NamespaceRoute, QueueBinding};
@@ -60,17 +62,101 @@ impl Connection {
             // The buffer is taken when the data arrives, not now: a buffer held for data the
             // host has yet to send could be the one a stalled connection waits for, with that
             // data queued behind the stall.
-            self.send_r2t(index);
+            self.request_data(index);
         } else {
             request.advance(Event::Ready);
-            match context.take_buffer_in_turn(route.drive) {
-                Some(buffer) => {
-                    request.buffer = Some(buffer);
-                    self.waiting.push_back(index);
-                    self.submit_waiting(context);
-                }
-                None => context.wait_for_buffer(route.drive, self.slot, index),
+            if self.take_buffer(index, route.drive, context) {
+                self.waiting.push_back(index);
+                self.submit_waiting(context);
             }
+        }
+    }
+
+    /// Request `index` needs a buffer of `drive`: it takes one now, or waits in turn for the
+    /// poll group's next one, or, while its host holds its limit of buffer memory, for the
+    /// host's own buffers to come back (so that a host that does not read its data cannot
+    /// take a whole pool from the others). Returns whether it has its buffer.
+    fn take_buffer(&mut self, index: u16, drive: usize, context: &mut IoContext<'_>) -> bool {
+        let size = self.shared.buffer_sizes()[drive];
+        if !self.over_buffer_limit.is_empty() || !self.may_charge(size) {
+            if self.over_buffer_limit.is_empty() {
+                log::debug!(
+                    "{}: its host holds {} bytes of buffers (limits.buffer_bytes_per_host); its \
+                     commands wait for them",
+                    self.peer,
+                    self.host_charge.load(Ordering::Relaxed)
+                );
+            }
+            self.over_buffer_limit.push_back(index);
+            return false;
+        }
+        self.charge_and_take(index, drive, context)
+    }
+
+    /// Counts a buffer of `drive` against the host and takes it for request `index`,
+    /// or queues the request for the poll group's next one.
+    fn charge_and_take(&mut self, index: u16, drive: usize, context: &mut IoContext<'_>) -> bool {
+        let size = self.shared.buffer_sizes()[drive];
+        self.requests[usize::from(index)].charged = size;
+        charge(&self.host_charge, size);
+        match context.take_buffer_in_turn(drive) {
+            Some(buffer) => {
+                self.requests[usize::from(index)].buffer = Some(buffer);
+                true
+            }
+            None => {
+                context.wait_for_buffer(drive, self.slot, index);
+                false
+            }
+        }
+    }
+
+    /// Whether one more buffer of `size` bytes stays within the host's limit (one buffer is
+    /// always allowed, or a limit below the buffer size would stop the host).
+    fn may_charge(&self, size: usize) -> bool {
+        let held = self.host_charge.load(Ordering::Relaxed);
+        held == 0 || held + size <= self.shared.settings().limits.buffer_bytes_per_host
+    }
+
+    /// Requests that waited for their host's own buffers go on, oldest first, as released
+    /// ones make room.
+    pub(super) fn resume_over_buffer_limit(&mut self, context: &mut IoContext<'_>) {
+        while let Some(&index) = self.over_buffer_limit.front() {
+            let request = &self.requests[usize::from(index)];
+            let drive = request.route.expect("an I/O command has a route").drive;
+            debug_assert!(request.buffer.is_none() && request.charged == 0);
+            if !self.may_charge(self.shared.buffer_sizes()[drive]) {
+                return;
+            }
+            self.over_buffer_limit.pop_front();
+            if self.charge_and_take(index, drive, context) {
+                // Goes on as a request handed the buffer it waited for.
+                if let Some(buffer) = self.requests[usize::from(index)].buffer.take() {
+                    self.on_buffer(drive, index, buffer, context);
+                }
+            }
+        }
+    }
+
+    /// Asks for a write's data with an R2T, or, while the connection has its limit of R2Ts
+    /// outstanding, queues the write for one.
+    fn request_data(&mut self, index: u16) {
+        let limit = self.shared.settings().limits.r2t_per_connection;
+        if self.waiting_for_r2t.is_empty() && self.r2ts_outstanding < limit {
+            self.send_r2t(index);
+        } else {
+            self.waiting_for_r2t.push_back(index);
+        }
+    }
+
+    /// The data an R2T asked for is in: the next write waiting for an R2T gets one.
+    fn r2t_done(&mut self, index: u16) {
+        if !std::mem::take(&mut self.requests[usize::from(index)].r2t_outstanding) {
+            return;
+        }
+        self.r2ts_outstanding -= 1;
+        if let Some(next) = self.waiting_for_r2t.pop_front() {
+            self.send_r2t(next);
         }
     }
 
@@ -92,10 +178,7 @@ impl Connection {
             self.receiving = Some(DataTarget::Discard(index));
             return;
         }
-        match context.take_buffer_in_turn(drive) {
-            Some(buffer) => request.buffer = Some(buffer),
-            None => context.wait_for_buffer(drive, self.slot, index),
-        }
+        self.take_buffer(index, drive, context);
     }
 
     /// The poll group hands request `index` the buffer of `drive` it waited for: a read goes
@@ -129,7 +212,9 @@ impl Connection {
     }
 
     fn send_r2t(&mut self, index: u16) {
-        let request = &self.requests[usize::from(index)];
+        self.r2ts_outstanding += 1;
+        let request = &mut self.requests[usize::from(index)];
+        request.r2t_outstanding = true;
         let r2t = R2T {
             cccid: request.command.cid(),
             ttag: index,
@@ -154,10 +239,7 @@ impl Connection {
         // As SPDK: no R2T outstanding under this tag is a sequence error, a tag whose command
         // has another CID an invalid CCCID field. (A write whose data arrives in the capsule
         // is received in one go: no H2CData header can come while it is receiving.)
-        let r2t_outstanding = request.state() == RequestState::ReceivingData
-            && request.route.is_some()
-            && request.len > 0;
-        if !r2t_outstanding {
+        if !request.r2t_outstanding {
             self.terminate(PduError::SequenceError("H2CData without a matching R2T"));
             return;
         }
@@ -180,11 +262,13 @@ impl Connection {
 
     /// A data PDU into the buffer of request `index` is complete.
     pub(super) fn on_io_data_complete(&mut self, index: u16, context: &mut IoContext<'_>) {
-        let request = &mut self.requests[usize::from(index)];
+        let request = &self.requests[usize::from(index)];
         if request.received < request.len {
             // More H2CData PDUs follow for this transfer.
             return;
         }
+        self.r2t_done(index);
+        let request = &mut self.requests[usize::from(index)];
         if let Some(status) = request.failed {
             let buffer = request.buffer.take();
             if let (Some(buffer), Some(route)) = (buffer, request.route) {
@@ -245,6 +329,8 @@ impl Connection {
     /// buffer fails once its data is read (and dropped).
     pub fn abandon_drive(&mut self, drive: usize, in_flight: bool, context: &mut IoContext<'_>) {
         let on_drive = |request: &Request| request.route.is_some_and(|r| r.drive == drive);
+        self.over_buffer_limit
+            .retain(|&index| !on_drive(&self.requests[usize::from(index)]));
         let mut failed = Vec::new();
         self.waiting.retain(|&index| {
             let waiting = on_drive(&self.requests[usize::from(index)]);

@@ -257,6 +257,7 @@ impl Connection {
             return;
         }
         self.retry_connect();
+        self.resume_over_buffer_limit(context);
         self.submit_waiting(context);
         loop {
             self.retire_empty_items(context);
@@ -322,6 +323,18 @@ impl Connection {
             {
                 self.close("the peer does not take the last PDUs", context);
             }
+            return;
+        }
+        if self.setup_deadline.is_some_and(|deadline| now >= deadline)
+            && self.pending_connect.is_none()
+        {
+            let why = if self.phase == Phase::Initializing {
+                "no ICReq within limits.icreq_timeout_ms"
+            } else {
+                "no Connect within limits.connect_timeout_ms"
+            };
+            log::warn!("{}: {why}", self.peer);
+            self.close(why, context);
             return;
         }
         if self.phase != Phase::Established {

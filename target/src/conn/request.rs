@@ -57,6 +57,11 @@ pub(super) struct Request {
     pub(super) buffer: Option<DmaBuffer>,
     /// A data digest error: the command completes with this once its data is in.
     pub(super) failed: Option<Status>,
+    /// Buffer bytes counted against the connection's `buffer_bytes_per_connection` (0 or
+    /// one buffer), until the request is released.
+    pub(super) charged: usize,
+    /// An R2T for its data is outstanding (counted against `r2t_per_connection`).
+    pub(super) r2t_outstanding: bool,
 }
 
 impl Request {
@@ -69,6 +74,8 @@ impl Request {
             received: 0,
             buffer: None,
             failed: None,
+            charged: 0,
+            r2t_outstanding: false,
         }
     }
 

@@ -16,6 +16,7 @@ use vfnvme_spec::regs::{Cc, Csts, Vs};
 use vfnvme_spec::Status;
 
 use super::response::{AdminResponse, AerCompletion};
+use crate::admission::{Admission, ControllerTicket};
 use crate::config::TargetConfig;
 use crate::subsystem::{NamespaceBacking, Subsystem};
 
@@ -41,8 +42,8 @@ pub trait AdminForwarder: Send + Sync {
     ) -> Result<bool, Status>;
 }
 
-/// Target-wide settings of controllers, from `[target]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Target-wide settings of controllers, from `[target]`, and the target's admission counts.
+#[derive(Clone, Debug)]
 pub struct ControllerSettings {
     /// Entries of an I/O queue (CAP.MQES + 1).
     pub max_queue_depth: u16,
@@ -54,16 +55,19 @@ pub struct ControllerSettings {
     pub discovery_keep_alive: Duration,
     /// The controller IDs new controllers get, the lowest free one first.
     pub cntlids: RangeInclusive<u16>,
+    /// Counts controllers per host NQN against `limits.controllers_per_host`.
+    pub admission: Arc<Admission>,
 }
 
 impl ControllerSettings {
-    pub fn from_config(target: &TargetConfig) -> Self {
+    pub fn from_config(target: &TargetConfig, admission: Arc<Admission>) -> Self {
         Self {
             max_queue_depth: target.max_queue_depth,
             in_capsule_data_size: target.in_capsule_data_size,
             max_io_queues: target.max_io_queues,
             discovery_keep_alive: target.keep_alive_timeout,
             cntlids: target.cntlids.clone(),
+            admission,
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct FabricController {
     pub(super) enabled: AtomicBool,
     pub(super) terminated: AtomicBool,
     pub(super) state: Mutex<AdminState>,
+    /// Its place in its host's count of controllers, given back with it.
+    pub(super) _admission: ControllerTicket,
 }
 
 impl FabricController {

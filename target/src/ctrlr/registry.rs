@@ -74,6 +74,14 @@ impl ControllerRegistry {
             None if self.is_discovery() => Some(self.settings.discovery_keep_alive),
             requested => requested,
         };
+        let admission = self
+            .settings
+            .admission
+            .admit_controller(&data.host_nqn)
+            .map_err(|refusal| {
+                log::warn!("{}: {refusal}", self.subsystem.nqn);
+                ConnectRejection::controller_limit()
+            })?;
         let mut controllers = lock(&self.controllers);
         // Every ID of the range taken: Connect Controller Busy, do not retry (as nvmet).
         let cntlid = self
@@ -95,6 +103,7 @@ impl ControllerRegistry {
                 now,
                 self.settings.max_io_queues,
             )),
+            _admission: admission,
         });
         controllers.insert(cntlid, Arc::downgrade(&controller));
         log::info!(

@@ -20,6 +20,7 @@ use super::{
     AdminForwarder, AdminOutcome, AdminResponse, Arrival, ControllerRegistry, ControllerSettings,
     FabricController,
 };
+use crate::admission::Admission;
 use crate::config::TargetConfig;
 use crate::subsystem::{NamespaceBacking, NamespaceInfo, Subsystem};
 
@@ -96,7 +97,8 @@ pub(super) fn subsystem() -> Subsystem {
 }
 
 pub(super) fn settings() -> ControllerSettings {
-    ControllerSettings::from_config(&TargetConfig::default())
+    let target = TargetConfig::default();
+    ControllerSettings::from_config(&target, Admission::new(target.limits.clone()))
 }
 
 pub(super) fn registry_with(drives: Arc<FakeDrives>) -> Arc<ControllerRegistry> {

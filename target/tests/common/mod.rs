@@ -231,7 +231,11 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn open(address: SocketAddr) -> Self {
-        let socket = TcpStream::connect_timeout(&address, PATIENCE).expect("connect");
+        Self::from_stream(TcpStream::connect_timeout(&address, PATIENCE).expect("connect"))
+    }
+
+    /// A client on a socket the test connected itself (from another source address, say).
+    pub fn from_stream(socket: TcpStream) -> Self {
         socket.set_nodelay(true).unwrap();
         socket.set_read_timeout(Some(PATIENCE)).unwrap();
         let defaults = HostOptions::default();
