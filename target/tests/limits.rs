@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
 use vfnvme_host::Host;
 use vfnvme_spec::fabrics::connect_status;
 use vfnvme_spec::{nvm_opcode, Command, Status};
@@ -21,25 +19,6 @@ use vfnvme_test_support::poll_until;
 
 fn with_limits(limits: &str) -> RunningTarget {
     RunningTarget::with_config(&config_text(&format!("cores = 1\n[limits]\n{limits}"), ""))
-}
-
-/// A connection to `target` from source address `source` (any 127.0.0.0/8 address reaches
-/// loopback): another host as the target counts them.
-fn connect_from(source: [u8; 4], target: SocketAddr) -> TcpStream {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .expect("socket");
-    let [a, b, c, d] = source;
-    bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, 0)).expect("bind the source address");
-    let SocketAddr::V4(target) = target else {
-        panic!("an IPv4 listener")
-    };
-    connect(fd.as_raw_fd(), &SockaddrIn::from(target)).expect("connect");
-    TcpStream::from(fd)
 }
 
 /// Whether the target keeps `socket` (it answers an ICReq) rather than closing it at once.

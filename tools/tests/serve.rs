@@ -221,6 +221,19 @@ fn a_bad_config_is_one_line_naming_file_and_line() {
 }
 
 #[test]
+fn a_limit_out_of_range_is_one_line_naming_the_key_and_its_range() {
+    let path = write_config("[limits]\nconnections_per_address = 0\n");
+    let output = vfnvme(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
+    assert_clean_failure(
+        &output,
+        &format!(
+            "{}:2: connections_per_address = 0 is out of range; give 1 to 1048576",
+            path.display()
+        ),
+    );
+}
+
+#[test]
 fn a_port_in_use_is_one_line() {
     let holder = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = holder.local_addr().expect("local address").port();

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+use std::os::fd::AsRawFd;
 use vfnvme_host::{Host, HostError, HostOptions};
 use vfnvme_spec::fabrics::{ConnectCommand, ConnectData, FabricsCommand, CNTLID_DYNAMIC};
 use vfnvme_spec::sgl::SglDescriptor;
@@ -472,6 +474,39 @@ pub fn with_in_capsule_sgl(mut command: Command, cid: u16, len: usize) -> Comman
     command.set_cid(cid);
     SglDescriptor::in_capsule(len as u32).store_in(&mut command);
     command
+}
+
+/// A connection to `target` from source address `source` (any 127.0.0.0/8 address reaches
+/// loopback): another host as the target counts them.
+pub fn connect_from(source: [u8; 4], target: SocketAddr) -> TcpStream {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let [a, b, c, d] = source;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, 0)).expect("bind the source address");
+    let SocketAddr::V4(target) = target else {
+        panic!("an IPv4 listener")
+    };
+    connect(fd.as_raw_fd(), &SockaddrIn::from(target)).expect("connect");
+    TcpStream::from(fd)
+}
+
+/// Makes room for `fds` open files (the soft limit up to the hard one); fails the test if
+/// the hard limit is below it, rather than letting it fail later for a reason it hides.
+pub fn raise_fd_limit(fds: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    assert!(
+        hard >= fds,
+        "this test needs {fds} open files; the hard limit is {hard} (raise it: ulimit -Hn)"
+    );
+    if soft < fds {
+        setrlimit(Resource::RLIMIT_NOFILE, fds, hard).expect("setrlimit");
+    }
 }
 
 fn entries_of(dir: &str) -> usize {
