@@ -51,7 +51,7 @@ fn the_target_accepts_again_after_running_out_of_file_descriptors() {
         || {
             TcpStream::connect(target.address)
                 .ok()
-                .and_then(|s| wait_for_ic(s))
+                .and_then(wait_for_ic)
         },
         || "the target does not accept again".into(),
     );
