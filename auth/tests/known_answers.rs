@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 use vfnvme_auth::{
-    augmented_challenge, DhGroupId, DhKeyPair, DhchapSecret, HashId, IdentityVersion, TlsPsk,
-    Transaction,
+    augmented_challenge, DhGroupId, DhKeyPair, DhchapSecret, HashId, IdentityVersion, PskHash,
+    TlsPsk, Transaction,
 };
 
 fn vectors() -> Value {
@@ -166,5 +166,58 @@ fn keys_printed_by_nvme_cli_parse_and_print_back() {
         let nqn = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000000";
         let v0 = psk.credentials(nqn, "nqn.test", IdentityVersion::V0);
         assert_eq!(v0.identity, format!("NVMe0R01 {nqn} nqn.test"));
+    }
+}
+
+/// libnvme's own vectors (`test/psk.c`: `test_data_psk`, `test_data_identity`): the
+/// interchange format of a configured PSK, and the version 1 identities (whose digest is
+/// computed over the retained PSK) for SHA-256 and SHA-384.
+#[test]
+fn libnvme_psk_and_identity_vectors() {
+    let psk32: [u8; 32] = [
+        0x55, 0x12, 0xDB, 0xB6, 0x73, 0x7D, 0x01, 0x06, 0xF6, 0x59, 0x75, 0xB7, 0x73, 0xDF, 0xB0,
+        0x11, 0xFF, 0xC3, 0x44, 0xBC, 0xF4, 0x42, 0xE2, 0xDD, 0x6D, 0x8B, 0xC4, 0x87, 0x0B, 0x5D,
+        0x5B, 0x03,
+    ];
+    let mut psk48 = psk32.to_vec();
+    psk48.extend_from_slice(&psk32[16..]);
+    let cases = [
+        (&psk32[..], None, "NVMeTLSkey-1:00:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:"),
+        (
+            &psk32[..],
+            Some(PskHash::Sha256),
+            "NVMeTLSkey-1:01:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:",
+        ),
+        (
+            &psk48[..],
+            Some(PskHash::Sha384),
+            "NVMeTLSkey-1:02:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwP/w0S89ELi3W2LxIcLXVsDn8kXZQ==:",
+        ),
+    ];
+    for (key, transform, exported) in cases {
+        let psk = TlsPsk::new(key, transform).unwrap();
+        assert_eq!(psk.representation().as_str(), exported);
+        assert_eq!(
+            TlsPsk::parse(exported).unwrap().representation().as_str(),
+            exported
+        );
+    }
+    let identities = [
+        (
+            TlsPsk::new(&psk32, Some(PskHash::Sha256)).unwrap(),
+            "NVMe1R01 nqn.psk-test-host nqn.psk-test-subsys iSbjiStwJ/1TrTvDlt2fjFmzvsytOJelidNnA+X5lEU=",
+        ),
+        (
+            TlsPsk::new(&psk48, Some(PskHash::Sha384)).unwrap(),
+            "NVMe1R02 nqn.psk-test-host nqn.psk-test-subsys QhW2+Rp6RzHlNtCslyRxMnwJ11tKKhz8JCAQpQ+XUD8f9td1VeH5h53yz2wKJG1a",
+        ),
+    ];
+    for (psk, identity) in identities {
+        let credentials = psk.credentials(
+            "nqn.psk-test-host",
+            "nqn.psk-test-subsys",
+            IdentityVersion::V1,
+        );
+        assert_eq!(credentials.identity, identity);
     }
 }
