@@ -46,6 +46,18 @@ pub mod sc_c {
     pub const REPLACE_TLS_PSK: u8 = 0x02;
 }
 
+/// Bits of a successful Connect's DW0 (AUTHREQ in bits 31:16, Linux
+/// `NVME_CONNECT_AUTHREQ_*`): the host must authenticate this queue (ATR), over a secure
+/// channel it concatenates (ASCR).
+pub mod connect_authreq {
+    pub const ATR: u32 = 1 << 17;
+    pub const ASCR: u32 = 1 << 18;
+}
+
+/// Command specific status (SCT 1) of a command on a queue that has not authenticated yet
+/// (Linux `NVME_SC_AUTH_REQUIRED` 191h, SPDK `SPDK_NVMF_FABRIC_SC_AUTH_REQUIRED`).
+pub const STATUS_AUTHENTICATION_REQUIRED: u8 = 0x91;
+
 /// Reason code of the Failure messages: the only one defined, "authentication failure".
 pub const REASON_AUTHENTICATION_FAILURE: u8 = 0x01;
 
