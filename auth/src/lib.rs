@@ -10,17 +10,22 @@
 #![forbid(unsafe_code)]
 
 mod chap;
+mod controller;
 mod dh;
 mod ffdhe;
 mod hash;
+mod host;
+mod nonce;
 mod representation;
 mod secret;
 mod secret_file;
 mod tls_psk;
 
 pub use chap::{augmented_challenge, Transaction};
+pub use controller::{ControllerAuth, ControllerPolicy, Received};
 pub use dh::{DhError, DhGroupId, DhKeyPair};
 pub use hash::{Digest, HashId, MAX_DIGEST_LEN};
+pub use host::{HostAuth, HostAuthError};
 pub use representation::KeyFormatError;
 pub use secret::DhchapSecret;
 pub use secret_file::{read_dhchap_secret, read_secret_file, read_tls_psk, SecretFileError};
