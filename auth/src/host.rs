@@ -8,6 +8,8 @@ use vfnvme_spec::auth::{
     Negotiate, Reply, Success2,
 };
 
+use zeroize::Zeroizing;
+
 use crate::chap::Transaction;
 use crate::dh::DhKeyPair;
 use crate::hash::Digest;
@@ -32,13 +34,20 @@ fn describe(explanation: u8) -> &'static str {
     FailureReason::from_code(explanation).map_or("unknown reason", FailureReason::describe)
 }
 
+/// What the host keeps to check the controller's response: C2, S2 and the session key.
+struct ControllerChallenge {
+    challenge: Vec<u8>,
+    seqnum: u32,
+    session_key: Option<Zeroizing<Vec<u8>>>,
+}
+
 /// What the host expects next.
 enum State {
     Challenge,
     Success1 {
         hash: HashId,
-        /// C2, S2 and the session key, when the controller is to authenticate itself.
-        controller: Option<(Vec<u8>, u32, Option<Vec<u8>>)>,
+        /// When the controller is to authenticate itself.
+        controller: Option<ControllerChallenge>,
     },
     Done,
 }
@@ -175,7 +184,7 @@ impl HostAuth {
             group => {
                 let pair = DhKeyPair::generate(group).map_err(unusable)?;
                 let shared = pair.shared_secret(c.dh_value).map_err(unusable)?;
-                (Some(pair), Some(shared.to_vec()))
+                (Some(pair), Some(shared))
             }
         };
         let transaction = Transaction {
@@ -184,7 +193,7 @@ impl HostAuth {
             sc_c: sc_c::NONE,
             host_nqn: &self.host_nqn,
             subsystem_nqn: &self.subsystem_nqn,
-            session_key: session_key.as_deref(),
+            session_key: session_key.as_deref().map(Vec::as_slice),
         };
         let response = transaction.host_response(&self.host_key, c.challenge, c.seqnum);
         let controller = match self.ctrl_key {
@@ -196,14 +205,18 @@ impl HostAuth {
                         "no random numbers",
                     ))
                 })?;
-                Some((c2, nonce::sequence_number(), session_key))
+                Some(ControllerChallenge {
+                    challenge: c2,
+                    seqnum: nonce::sequence_number(),
+                    session_key,
+                })
             }
         };
         let reply = Message::Reply(Reply {
             t_id: self.t_id,
-            seqnum: controller.as_ref().map_or(0, |(_, s2, _)| *s2),
+            seqnum: controller.as_ref().map_or(0, |c| c.seqnum),
             response: response.as_bytes(),
-            challenge: controller.as_ref().map(|(c2, _, _)| c2.as_slice()),
+            challenge: controller.as_ref().map(|c| c.challenge.as_slice()),
             dh_value: key_pair.as_ref().map_or(&[], DhKeyPair::public_value),
         })
         .to_bytes();
@@ -231,7 +244,7 @@ impl HostAuth {
                 "the Success1's HL is not the negotiated hash's length",
             )));
         }
-        let Some((c2, s2, session_key)) = controller else {
+        let Some(controller) = controller else {
             return Ok(None);
         };
         let ctrl_key = self
@@ -244,9 +257,10 @@ impl HostAuth {
             sc_c: sc_c::NONE,
             host_nqn: &self.host_nqn,
             subsystem_nqn: &self.subsystem_nqn,
-            session_key: session_key.as_deref(),
+            session_key: controller.session_key.as_deref().map(Vec::as_slice),
         };
-        let expected = transaction.controller_response(ctrl_key, &c2, s2);
+        let expected =
+            transaction.controller_response(ctrl_key, &controller.challenge, controller.seqnum);
         // Unlike the Linux host, a Success1 without the response asked for is a failure.
         if !s.response.is_some_and(|r2| expected.matches(r2)) {
             return Err(self.refusing(MessageError::new(
