@@ -8,6 +8,8 @@
 //! queue is to be closed. A Negotiate on a queue that authenticated starts over
 //! (re-authentication), as nvmet does.
 
+use std::time::{Duration, Instant};
+
 use vfnvme_spec::auth::{
     sc_c, Challenge, DhGroupId, Failure, FailureReason, HashId, Message, MessageError, Reply,
     Success1,
@@ -21,11 +23,15 @@ use crate::nonce;
 use crate::secret::DhchapSecret;
 
 /// What the controller accepts, strongest first (the host's preference is not consulted: the
-/// strongest hash and group both sides support are chosen, as SPDK's target does).
+/// strongest hash and group both sides support are chosen, as SPDK's target does), and how
+/// long the host may take for each step.
 #[derive(Clone, Debug)]
 pub struct ControllerPolicy {
     pub hashes: Vec<HashId>,
     pub dh_groups: Vec<DhGroupId>,
+    /// Longest wait for the host's next command of an exchange under way (SPDK: the keep-alive
+    /// timeout, 120 s without one; nvmet: the keep-alive timeout).
+    pub step_timeout: Duration,
 }
 
 impl Default for ControllerPolicy {
@@ -40,6 +46,7 @@ impl Default for ControllerPolicy {
                 DhGroupId::Ffdhe2048,
                 DhGroupId::Null,
             ],
+            step_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -96,6 +103,8 @@ pub struct ControllerAuth {
     state: State,
     /// Why the exchange failed, for the log.
     failure: Option<MessageError>,
+    /// When an exchange under way has waited too long for the host.
+    deadline: Option<Instant>,
 }
 
 impl ControllerAuth {
@@ -116,6 +125,7 @@ impl ControllerAuth {
             policy,
             state: State::Negotiate,
             failure: None,
+            deadline: None,
         }
     }
 
@@ -127,6 +137,20 @@ impl ControllerAuth {
     /// Why the exchange failed, once it has.
     pub fn failure(&self) -> Option<&MessageError> {
         self.failure.as_ref()
+    }
+
+    /// Whether an exchange under way has waited for the host past its step timeout at `now`
+    /// (each Send and Receive restarts the wait): the queue is then to be closed, as SPDK's
+    /// target and nvmet do. Never before the first Negotiate, nor once the exchange ended.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
+
+    fn rearm(&mut self) {
+        self.deadline = match self.state {
+            State::Negotiate | State::Authenticated | State::Failed => None,
+            _ => Some(Instant::now() + self.policy.step_timeout),
+        };
     }
 
     /// Authentication Send with the message `bytes` (its TL bytes). The command completes
@@ -142,6 +166,7 @@ impl ControllerAuth {
             Ok(next) => next,
             Err(error) => self.refuse(t_id, error),
         };
+        self.rearm();
     }
 
     /// Authentication Receive with allocation length `al`. An AL too short for even a
@@ -171,12 +196,14 @@ impl ControllerAuth {
             let reason = error.reason;
             self.failure = Some(error);
             self.state = State::Failed;
+            self.rearm();
             return Ok(Received {
                 data: Message::Failure1(Failure::new(t_id, reason)).to_bytes(),
                 close: true,
             });
         }
         self.state = next;
+        self.rearm();
         Ok(Received {
             data,
             close: matches!(self.state, State::Failed),

@@ -1,6 +1,8 @@
 //! The host and controller state machines against each other, in memory: what a queue's
 //! Authentication Send / Receive commands would carry.
 
+use std::time::{Duration, Instant};
+
 use vfnvme_auth::{
     ControllerAuth, ControllerPolicy, DhGroupId, DhchapSecret, HashId, HostAuth, HostAuthError,
 };
@@ -147,6 +149,7 @@ fn negotiation_failures_name_their_reason() {
     let policy = ControllerPolicy {
         hashes: vec![HashId::Sha512],
         dh_groups: vec![DhGroupId::Null],
+        ..ControllerPolicy::default()
     };
     let mut ctrl = ControllerAuth::new(HOST, SUBSYSTEM, &key, None, policy.clone());
     let mut h = host(&key, None, &[DhGroupId::Null]);
@@ -164,6 +167,7 @@ fn negotiation_failures_name_their_reason() {
         ControllerPolicy {
             hashes: vec![HashId::Sha256],
             dh_groups: vec![DhGroupId::Ffdhe8192],
+            ..ControllerPolicy::default()
         },
     );
     let mut h = host(&key, None, &[DhGroupId::Null]);
@@ -250,4 +254,32 @@ fn a_new_negotiate_after_success_re_authenticates() {
     ctrl.send(&reply);
     assert_eq!(again.success1(&ctrl.receive(AL).unwrap().data), Ok(None));
     assert!(ctrl.is_authenticated());
+}
+
+#[test]
+fn an_exchange_waiting_past_its_step_timeout_expires_and_an_ended_one_never() {
+    let key = secret(1, None);
+    let policy = ControllerPolicy {
+        step_timeout: Duration::from_secs(5),
+        ..ControllerPolicy::default()
+    };
+    let mut ctrl = ControllerAuth::new(HOST, SUBSYSTEM, &key, None, policy);
+    let later = |seconds| Instant::now() + Duration::from_secs(seconds);
+    assert!(
+        !ctrl.expired(later(3600)),
+        "nothing under way before a Negotiate"
+    );
+    let mut h = host(&key, None, &[DhGroupId::Null]);
+    ctrl.send(&h.negotiate());
+    assert!(!ctrl.expired(Instant::now()));
+    assert!(ctrl.expired(later(6)));
+    let reply = h.challenge(&ctrl.receive(AL).unwrap().data).unwrap();
+    // Each step restarts the wait.
+    assert!(!ctrl.expired(Instant::now() + Duration::from_secs(4)));
+    assert!(ctrl.expired(later(6)));
+    ctrl.send(&reply);
+    assert!(ctrl.expired(later(6)), "Success1 not read yet");
+    h.success1(&ctrl.receive(AL).unwrap().data).unwrap();
+    assert!(ctrl.is_authenticated());
+    assert!(!ctrl.expired(later(3600)));
 }

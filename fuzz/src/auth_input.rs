@@ -69,5 +69,6 @@ pub fn policy(settings: u8) -> ControllerPolicy {
     ControllerPolicy {
         hashes: vec![HashId::Sha384, HashId::Sha256],
         dh_groups,
+        ..ControllerPolicy::default()
     }
 }
