@@ -1,8 +1,9 @@
 //! NVMe in-band authentication (DH-HMAC-CHAP, NVMe Base Specification 2.0 section 8.13) and
 //! the NVMe/TCP TLS pre-shared key handling (TP 8011 / 8018): secrets and their textual
 //! representations, the transformed keys, the challenge responses, FFDHE key exchange, the
-//! PSK identity and derivations, and reading secrets from files. The wire formats are
-//! `vfnvme_spec::auth`'s. See docs/authentication.md.
+//! PSK identity and derivations, reading secrets from files, and one queue's exchange as two
+//! transport-free state machines ([`ControllerAuth`] for the target, [`HostAuth`] for the
+//! initiator). The wire formats are `vfnvme_spec::auth`'s. See docs/authentication.md.
 //!
 //! Nothing here logs or prints a key: secret types wipe themselves when dropped and their
 //! `Debug` shows lengths and hash functions only.
