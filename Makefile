@@ -53,7 +53,7 @@ fmt:
 # each target FUZZ_SECONDS on its corpus, then the executions and coverage each reached. Logs in
 # build/fuzz/, a crashing input in fuzz/artifacts/. Not part of `make test`; see docs/fuzzing.md.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= pdu connection connect_data admin config
+FUZZ_TARGETS ?= pdu connection connect_data admin config auth
 # Extra `cargo fuzz run` options, e.g. "-s none --target-dir build/fuzz-nosan": without
 # AddressSanitizer, for 2-6 times the executions (only `connection` reaches unsafe code: the
 # driver's DMA memory its RAM drive uses).
