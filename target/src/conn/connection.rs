@@ -140,8 +140,18 @@ pub struct Connection {
     pub(super) r2ts_outstanding: u16,
     /// Writes waiting for their R2T, oldest first.
     pub(super) waiting_for_r2t: VecDeque<u16>,
+    /// Which limits of the connection's own have bitten (logged once per connection).
+    pub(super) limits_reported: LimitsReported,
     /// Its place in the target's count of connections, given back with it.
     _admission: ConnectionTicket,
+}
+
+/// Limits logged for a connection already: a host at a limit stays there for a while, and one
+/// line per connection says so without a line per command.
+#[derive(Default)]
+pub(super) struct LimitsReported {
+    pub(super) buffers: bool,
+    pub(super) r2ts: bool,
 }
 
 /// A Connect parked until its QID is free (see `fabrics_cmd::QID_REUSE_WAIT`).
@@ -197,6 +207,7 @@ impl Connection {
             over_buffer_limit: VecDeque::with_capacity(depth),
             r2ts_outstanding: 0,
             waiting_for_r2t: VecDeque::with_capacity(depth),
+            limits_reported: LimitsReported::default(),
             _admission: admission,
             shared,
         })
