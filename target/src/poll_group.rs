@@ -284,7 +284,7 @@ impl PollGroup {
                 commands_on_drives,
                 output_pending,
                 now,
-                deadline: Some(self.shared.shutdown_deadline()),
+                deadline: self.shared.shutdown_deadline(),
             };
             match self.lifecycle.step(&seen) {
                 Action::Serve | Action::Drain => {}
