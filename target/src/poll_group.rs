@@ -489,7 +489,7 @@ impl PollGroup {
     fn on_readable(&mut self, slot: usize) {
         let (connections, mut context) = self.context();
         if let Some(Some(connection)) = connections.get_mut(slot) {
-            connection.on_readable(&mut context);
+            connection.on_socket_readable(&mut context);
         }
     }
 

@@ -43,6 +43,12 @@ use self::send_queue::{Marker, IOVECS_PER_WRITE};
 use crate::session::QueueBinding;
 
 impl Connection {
+    /// Epoll reported the socket readable: reads on (see [`on_readable`](Self::on_readable)).
+    pub fn on_socket_readable(&mut self, context: &mut IoContext<'_>) {
+        self.socket_drained = false;
+        self.on_readable(context);
+    }
+
     /// Reads and handles what the socket has, at most `PDUS_PER_ROUND` PDUs so that one busy
     /// connection does not starve the others; [`input_pending`](Self::input_pending) then says
     /// to come back.
@@ -59,19 +65,27 @@ impl Connection {
                     self.terminate(error);
                     return;
                 }
-                Ok(ReadEvent::NeedMoreBytes) => match self.socket.read(self.reader.recv_buffer()) {
-                    Ok(0) => {
-                        self.close("the host closed the connection", context);
-                        return;
+                Ok(ReadEvent::NeedMoreBytes) if self.socket_drained => return,
+                Ok(ReadEvent::NeedMoreBytes) => {
+                    let buffer = self.reader.recv_buffer();
+                    let room = buffer.len();
+                    match self.socket.read(buffer) {
+                        Ok(0) => {
+                            self.close("the host closed the connection", context);
+                            return;
+                        }
+                        Ok(n) => {
+                            self.socket_drained = n < room;
+                            self.reader.commit_received(n);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            self.close(&format!("receive failed: {e}"), context);
+                            return;
+                        }
                     }
-                    Ok(n) => self.reader.commit_received(n),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.close(&format!("receive failed: {e}"), context);
-                        return;
-                    }
-                },
+                }
                 Ok(ReadEvent::Header { header, layout }) => self.on_header(header, layout, context),
                 Ok(ReadEvent::Data { .. }) => {
                     if !self.receive_data(context) {
@@ -148,6 +162,9 @@ impl Connection {
         if rest.is_empty() {
             return true;
         }
+        if self.socket_drained {
+            return false;
+        }
         match socket.read(rest) {
             Ok(0) => {
                 self.close("the host closed the connection", context);
@@ -156,6 +173,7 @@ impl Connection {
             Ok(n) => {
                 reader.data_received_directly(&rest[..n]);
                 *position += n;
+                self.socket_drained = n < rest.len();
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
