@@ -13,7 +13,8 @@
 # (SIGSTOP) while vfnvme is measured; vfnvme serve parks in epoll_wait when idle.
 #
 # Environment: RUNS (3), SECONDS_PER_RUN (5), SPDK_DIR (unset: vfnvme alone), VFNVME_PORT
-# (4420), SPDK_PORT (4421), TARGET_CPU (0), INITIATOR_CPU (1), KEEP (1: keep the logs dir).
+# (4420), SPDK_PORT (4421), TARGET_CPU (0), INITIATOR_CPU (1), KEEP (1: keep the logs dir),
+# VFNVME_BIN (a vfnvme binary to measure instead of building this checkout's).
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -47,9 +48,13 @@ wait_for() { # wait_for SECONDS COMMAND...: until COMMAND succeeds
     done
 }
 
-echo "bench-tcp: building the release binary" >&2
-cargo build --release -q -p vfnvme-tools --bin vfnvme
-vfnvme=build/release/vfnvme
+if [ -n "${VFNVME_BIN:-}" ]; then
+    vfnvme=$VFNVME_BIN
+else
+    echo "bench-tcp: building the release binary" >&2
+    cargo build --release -q -p vfnvme-tools --bin vfnvme
+    vfnvme=build/release/vfnvme
+fi
 
 cat > "$work/serve.toml" <<EOF
 [target]
