@@ -109,14 +109,16 @@ measure() {
         taskset -c "$INITIATOR_CPU" "$vfnvme" perf --connect "tcp://127.0.0.1:$port/$nqn" \
             -q "$qd" -o "$size" -w randread -t "$SECONDS_PER_RUN" --json > "$out" 2>> "$work/perf.log"
         jq -r --arg w "q$qd-$size" --arg t "$target" \
-            '[$w, $t, "vfnvme", .iops, .mib_per_s, .lat_us.mean] | @tsv' "$out" >> "$results"
+            '[$w, $t, "vfnvme", .iops, .mib_per_s, .lat_us.mean, .lat_us.p50] | @tsv' "$out" >> "$results"
     else
         "$SPDK_DIR/build/bin/spdk_nvme_perf" --no-huge -s 1024 -c "$((1 << INITIATOR_CPU))" \
             -r "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:$port subnqn:$nqn" \
-            -q "$qd" -o "$size" -w randread -t "$SECONDS_PER_RUN" > "$out" 2>&1
-        # "Total : IOPS MiB/s average min max" (latency in µs).
-        awk -v w="q$qd-$size" -v t="$target" \
-            '/^Total/ { sub(/.*:/, ""); print w "\t" t "\tspdk\t" $1 "\t" $2 "\t" $3 }' "$out" >> "$results"
+            -q "$qd" -o "$size" -w randread -t "$SECONDS_PER_RUN" -L > "$out" 2>&1
+        # "Total : IOPS MiB/s average min max" and, with -L, " 50.00000% : 12.3us" (µs).
+        awk -v w="q$qd-$size" -v t="$target" '
+            /^Total/ { sub(/.*:/, ""); total = $1 "\t" $2 "\t" $3 }
+            /^ *50\.00000% :/ && !p50 { p50 = $3; sub(/us/, "", p50) }
+            END { print w "\t" t "\tspdk\t" total "\t" p50 }' "$out" >> "$results"
     fi
     [ "$target" = spdk ] && kill -STOP "$spdk_pid"
     return 0
@@ -140,8 +142,8 @@ import statistics, sys
 path, runs, seconds, spdk = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 rows = {}
 for line in open(path):
-    w, t, i, iops, mibs, lat = line.split("\t")
-    rows.setdefault((w, t, i), []).append((float(iops), float(mibs), float(lat)))
+    w, t, i, iops, mibs, lat, p50 = line.split("\t")
+    rows.setdefault((w, t, i), []).append((float(iops), float(mibs), float(lat), float(p50)))
 def med(key, col):
     values = [r[col] for r in rows.get(key, [])]
     return statistics.median(values) if values else None
@@ -150,6 +152,7 @@ if spdk:
     pairs += [("vfnvme", "spdk", "vfnvme serve + spdk_nvme_perf"),
               ("spdk", "spdk", "nvmf_tgt + spdk_nvme_perf")]
 metrics = [("q1-4096", 2, "4 KiB randread QD1 mean latency (µs)"),
+           ("q1-4096", 3, "4 KiB randread QD1 median latency (µs)"),
            ("q1-4096", 0, "4 KiB randread QD1 IOPS"),
            ("q32-4096", 0, "4 KiB randread QD32 IOPS"),
            ("q32-4096", 2, "4 KiB randread QD32 mean latency (µs)"),
@@ -164,7 +167,7 @@ for w, col, name in metrics:
     cells = []
     for t, i, _ in pairs:
         v = med((w, t, i), col)
-        cells.append("-" if v is None else (f"{v:,.1f}" if col == 2 else f"{v:,.0f}"))
+        cells.append("-" if v is None else (f"{v:,.1f}" if col >= 2 else f"{v:,.0f}"))
     line = f"| {name} | " + " | ".join(cells) + " |"
     if spdk:
         ours, theirs = med((w, "vfnvme", "spdk"), col), med((w, "spdk", "spdk"), col)

@@ -126,6 +126,8 @@ pub struct Connection {
     /// more, so reading again before epoll reports it readable (level-triggered, so it does as
     /// long as bytes are there) would only fail with EWOULDBLOCK, a system call per command.
     pub(super) socket_drained: bool,
+    /// Bytes read from the socket so far (tells the poll group whether a read brought any).
+    pub(super) bytes_received: u64,
     /// An I/O queue Connect waiting for its QID to be released by the previous connection.
     pub(super) pending_connect: Option<PendingConnect>,
 }
@@ -176,6 +178,7 @@ impl Connection {
             write_blocked: false,
             input_pending: false,
             socket_drained: false,
+            bytes_received: 0,
             pending_connect: None,
             shared,
         })

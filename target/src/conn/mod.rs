@@ -43,10 +43,14 @@ use self::send_queue::{Marker, IOVECS_PER_WRITE};
 use crate::session::QueueBinding;
 
 impl Connection {
-    /// Epoll reported the socket readable: reads on (see [`on_readable`](Self::on_readable)).
-    pub fn on_socket_readable(&mut self, context: &mut IoContext<'_>) {
+    /// The socket may have bytes (epoll said so, or the poll group reads a busy connection
+    /// without asking): reads on (see [`on_readable`](Self::on_readable)). Returns whether
+    /// bytes came.
+    pub fn on_socket_readable(&mut self, context: &mut IoContext<'_>) -> bool {
         self.socket_drained = false;
+        let before = self.bytes_received;
         self.on_readable(context);
+        self.bytes_received != before
     }
 
     /// Reads and handles what the socket has, at most `PDUS_PER_ROUND` PDUs so that one busy
@@ -75,6 +79,7 @@ impl Connection {
                             return;
                         }
                         Ok(n) => {
+                            self.bytes_received += n as u64;
                             self.socket_drained = n < room;
                             self.reader.commit_received(n);
                         }
@@ -173,6 +178,7 @@ impl Connection {
             Ok(n) => {
                 reader.data_received_directly(&rest[..n]);
                 *position += n;
+                self.bytes_received += n as u64;
                 self.socket_drained = n < rest.len();
                 true
             }
