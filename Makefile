@@ -39,6 +39,13 @@ loom:
 bench:
 	$(CARGO) bench -p vfnvme-driver --bench io_cost
 
+# The NVMe/TCP target on loopback: vfnvme serve on core 0, initiators on core 1, medians of
+# interleaved runs; against SPDK's nvmf_tgt and spdk_nvme_perf when SPDK_DIR points at a built
+# SPDK (tools/bench-tcp.sh; RUNS, SECONDS_PER_RUN). See BENCHMARKS.md.
+.PHONY: bench-tcp
+bench-tcp:
+	tools/bench-tcp.sh
+
 # The driver, simulator and target tests (lifecycle stress included) under AddressSanitizer
 # (nightly toolchain).
 asan:

@@ -124,6 +124,12 @@ pub struct Connection {
     /// The last read stopped at the round limit with PDUs possibly left in the receive buffer,
     /// which no epoll event will announce: read on without waiting for one.
     pub(super) input_pending: bool,
+    /// The last read from the socket brought less than it asked for: the socket had nothing
+    /// more, so reading again before epoll reports it readable (level-triggered, so it does as
+    /// long as bytes are there) would only fail with EWOULDBLOCK, a system call per command.
+    pub(super) socket_drained: bool,
+    /// Bytes read from the socket so far (tells the poll group whether a read brought any).
+    pub(super) bytes_received: u64,
     /// An I/O queue Connect waiting for its QID to be released by the previous connection.
     pub(super) pending_connect: Option<PendingConnect>,
     /// Until the queue is bound: when the connection is closed if it has not sent its ICReq
@@ -201,6 +207,8 @@ impl Connection {
             closing_deadline: None,
             write_blocked: false,
             input_pending: false,
+            socket_drained: false,
+            bytes_received: 0,
             pending_connect: None,
             setup_deadline: Some(Instant::now() + shared.settings().limits.icreq_timeout),
             host_charge,
