@@ -18,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod options;
 pub mod queue;
+mod socket;
 
 pub use admin::Host;
 pub use auth::authenticate;

@@ -1,10 +1,15 @@
 //! One connection, one fabric queue: ICReq/ICResp, command submission with in-capsule data or
 //! R2T/H2CData, C2HData straight into the command's slot, completions. The data path of
-//! `vfnvme perf --connect`: `submit` and `poll` allocate nothing.
+//! `vfnvme perf --connect`: `enqueue`, `flush` and `poll` allocate nothing.
+//!
+//! Two ways to drive a queue: [`HostQueue::execute`] (or `submit` then `poll(true, ..)`) sends
+//! each command at once and blocks in `read` until a completion arrives; a busy-polling caller
+//! queues a round's commands with `enqueue` and calls `poll(false, ..)`, which writes them in
+//! one system call, reads whatever bytes are there and reaps every completion in them, and
+//! never blocks.
 
-use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vfnvme_spec::fabrics::{
     ConnectCommand, ConnectData, FabricsCommand, CATTR_DISABLE_SQ_FLOW_CONTROL,
@@ -16,6 +21,7 @@ use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Ro
 
 use crate::error::HostError;
 use crate::options::HostOptions;
+use crate::socket::HostSocket;
 
 const RECV_BUFFER_LEN: usize = 64 * 1024;
 
@@ -44,7 +50,7 @@ struct Slot {
 
 /// One connection: one fabric queue.
 pub struct HostQueue {
-    socket: TcpStream,
+    socket: HostSocket,
     address: SocketAddr,
     qid: u16,
     entries: u16,
@@ -78,8 +84,12 @@ impl HostQueue {
         let socket =
             TcpStream::connect_timeout(&address, options.timeout).map_err(io("connect"))?;
         socket.set_nodelay(true).map_err(io("setsockopt"))?;
+        // Bounds every blocking wait for a completion.
+        socket
+            .set_read_timeout(Some(options.timeout))
+            .map_err(io("setsockopt"))?;
         let mut queue = Self {
-            socket,
+            socket: HostSocket::new(socket),
             address,
             qid: 0,
             entries,
@@ -110,7 +120,8 @@ impl HostQueue {
             maxr2t: 0,
         };
         let len = pdu::encode_ic_req(&request, &mut queue.send_buffer).expect("ICReq fits");
-        queue.send(len)?;
+        queue.socket.queue(&queue.send_buffer[..len]);
+        queue.flush_all()?;
         let response = loop {
             match queue.next_event()? {
                 ReadEvent::Header {
@@ -127,7 +138,9 @@ impl HostQueue {
                         fei: term.fei,
                     })
                 }
-                ReadEvent::NeedMoreBytes => queue.receive()?,
+                ReadEvent::NeedMoreBytes => {
+                    queue.receive()?;
+                }
                 _ => {
                     return Err(HostError::Protocol {
                         address,
@@ -171,23 +184,34 @@ impl HostQueue {
         }
     }
 
-    fn send(&mut self, len: usize) -> Result<(), HostError> {
+    fn flush_all(&mut self) -> Result<(), HostError> {
         let error = self.io_error("send");
-        self.socket
-            .write_all(&self.send_buffer[..len])
-            .map_err(error)
+        self.socket.flush_all().map_err(error)
     }
 
-    fn receive(&mut self) -> Result<(), HostError> {
+    /// Writes the commands [`enqueue`](Self::enqueue)d so far, as many bytes as the socket takes
+    /// now (all of them unless the queue is being busy-polled); `poll` does this too.
+    pub fn flush(&mut self) -> Result<(), HostError> {
+        let error = self.io_error("send");
+        self.socket.flush().map_err(error)
+    }
+
+    /// Reads what the socket has (blocking for it unless busy-polling). `Ok(None)`: nothing
+    /// there; `Ok(Some(n))`: `n` bytes and whether they filled the receive buffer.
+    fn receive(&mut self) -> Result<Option<bool>, HostError> {
         let error = self.io_error("receive");
-        let n = self.socket.read(self.reader.recv_buffer()).map_err(error)?;
+        let buffer = self.reader.recv_buffer();
+        let space = buffer.len();
+        let Some(n) = self.socket.read(buffer).map_err(error)? else {
+            return Ok(None);
+        };
         if n == 0 {
             return Err(HostError::Closed {
                 address: self.address,
             });
         }
         self.reader.commit_received(n);
-        Ok(())
+        Ok(Some(n == space))
     }
 
     fn next_event(&mut self) -> Result<ReadEvent, HostError> {
@@ -198,8 +222,23 @@ impl HostQueue {
     }
 
     /// Sends `command` with `write` as its data (in the capsule when it fits, else after R2T),
-    /// or expecting `read_len` bytes back. Returns the command id.
+    /// or expecting `read_len` bytes back, at once. Returns the command id.
     pub fn submit(
+        &mut self,
+        command: Command,
+        write: &[u8],
+        read_len: usize,
+        tag: u64,
+    ) -> Result<u16, HostError> {
+        let cid = self.enqueue(command, write, read_len, tag)?;
+        self.flush_all()?;
+        Ok(cid)
+    }
+
+    /// As [`submit`](Self::submit), but the command waits in the queue's send buffer for the
+    /// next [`flush`](Self::flush) or [`poll`](Self::poll): a round's commands go out in one
+    /// write.
+    pub fn enqueue(
         &mut self,
         mut command: Command,
         write: &[u8],
@@ -242,55 +281,51 @@ impl HostQueue {
                 max: self.send_buffer.len() as u64,
             },
         })?;
-        self.send(len)?;
+        self.socket.queue(&self.send_buffer[..len]);
         Ok(cid)
     }
 
-    /// Receives and handles PDUs; reports completions to `on_complete`. With `wait`, blocks
-    /// until at least one completion arrived.
+    /// Writes what was enqueued, receives and handles PDUs; reports completions to
+    /// `on_complete`. With `wait`, blocks until at least one completion arrived. Without, never
+    /// blocks: reads what the socket has (until it has no more, or a read leaves room in the
+    /// receive buffer) and reaps every completion in it; returns 0 when nothing arrived.
     pub fn poll(
         &mut self,
         wait: bool,
         mut on_complete: impl FnMut(HostCompletion, &[u8]),
     ) -> Result<usize, HostError> {
         let mut completed = 0;
-        let deadline = Instant::now() + self.timeout;
+        self.socket
+            .set_nonblocking(!wait)
+            .map_err(self.io_error("fcntl"))?;
+        self.flush()?;
+        // Busy-polling: the last read left room in the buffer, so the socket had no more.
+        let mut drained = false;
         loop {
             match self.next_event()? {
-                ReadEvent::NeedMoreBytes => {
-                    if completed > 0 || !wait {
-                        if !wait {
-                            self.socket
-                                .set_nonblocking(true)
-                                .map_err(self.io_error("fcntl"))?;
-                            let received = self.receive();
-                            self.socket
-                                .set_nonblocking(false)
-                                .map_err(self.io_error("fcntl"))?;
-                            match received {
-                                Ok(()) => continue,
-                                Err(HostError::Io { source, .. })
-                                    if source.kind() == std::io::ErrorKind::WouldBlock =>
-                                {
-                                    return Ok(completed)
-                                }
-                                Err(error) => return Err(error),
-                            }
-                        }
-                        return Ok(completed);
-                    }
-                    if Instant::now() > deadline {
+                ReadEvent::NeedMoreBytes if wait && completed > 0 => return Ok(completed),
+                ReadEvent::NeedMoreBytes if wait => match self.receive() {
+                    Err(HostError::Io { source, .. })
+                        if matches!(
+                            source.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
                         return Err(HostError::Timeout {
                             address: self.address,
                             what: "a completion",
                             timeout: self.timeout,
-                        });
+                        })
                     }
-                    self.socket
-                        .set_read_timeout(Some(self.timeout))
-                        .map_err(self.io_error("setsockopt"))?;
-                    self.receive()?;
-                }
+                    received => {
+                        received?;
+                    }
+                },
+                ReadEvent::NeedMoreBytes if drained => return Ok(completed),
+                ReadEvent::NeedMoreBytes => match self.receive()? {
+                    None => return Ok(completed),
+                    Some(filled) => drained = !filled,
+                },
                 ReadEvent::Header { header, .. } => match header {
                     PduHeader::CapsuleResp(cqe) => {
                         completed += 1;
@@ -337,23 +372,29 @@ impl HostQueue {
                     let slot = &mut self.slots[usize::from(cid)];
                     let window = &mut slot.read[offset..offset + remaining];
                     let copied = self.reader.copy_buffered_data(window);
+                    self.receiving = Some((cid, offset + copied));
                     let rest = &mut window[copied..];
-                    let mut received = copied;
-                    if !rest.is_empty() {
-                        let n = self.socket.read(rest).map_err(|source| HostError::Io {
-                            address: self.address,
-                            operation: "receive",
-                            source,
-                        })?;
-                        if n == 0 {
-                            return Err(HostError::Closed {
-                                address: self.address,
-                            });
-                        }
-                        self.reader.data_received_directly(&rest[..n]);
-                        received += n;
+                    if rest.is_empty() {
+                        continue;
                     }
-                    self.receiving = Some((cid, offset + received));
+                    if drained {
+                        return Ok(completed);
+                    }
+                    let address = self.address;
+                    let read = self.socket.read(rest).map_err(|source| HostError::Io {
+                        address,
+                        operation: "receive",
+                        source,
+                    })?;
+                    match read {
+                        None => return Ok(completed),
+                        Some(0) => return Err(HostError::Closed { address }),
+                        Some(n) => {
+                            drained = !wait && n < rest.len();
+                            self.reader.data_received_directly(&rest[..n]);
+                            self.receiving = Some((cid, offset + copied + n));
+                        }
+                    }
                 }
                 ReadEvent::DataComplete(digest) => {
                     let (cid, end) = self.receiving.take().expect("data was being received");
@@ -436,7 +477,7 @@ impl HostQueue {
                 &digest[..digest_len],
             ];
             let error = self.io_error("send");
-            write_all_vectored(&mut self.socket, &parts).map_err(error)?;
+            self.socket.write_all_vectored(&parts).map_err(error)?;
             offset += len;
         }
         Ok(())
@@ -489,7 +530,7 @@ impl HostQueue {
 
     /// The connection's socket (to watch for the target closing it).
     pub fn socket(&self) -> &TcpStream {
-        &self.socket
+        self.socket.stream()
     }
 
     /// Fabrics Disconnect of this I/O queue: once it completes the target has released the
@@ -536,34 +577,4 @@ impl HostQueue {
         self.qid = qid;
         Ok(result as u16)
     }
-}
-
-/// Writes all of `parts`, in order, with as few system calls as the socket allows; the slice
-/// list lives on the stack (this is the write path of every H2CData).
-fn write_all_vectored<const N: usize>(
-    socket: &mut TcpStream,
-    parts: &[&[u8]; N],
-) -> std::io::Result<()> {
-    let mut skip = 0usize;
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    while skip < total {
-        let mut slices = [IoSlice::new(&[]); N];
-        let mut count = 0;
-        let mut offset = skip;
-        for part in parts {
-            if offset >= part.len() {
-                offset -= part.len();
-                continue;
-            }
-            slices[count] = IoSlice::new(&part[offset..]);
-            count += 1;
-            offset = 0;
-        }
-        let written = socket.write_vectored(&slices[..count])?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        skip += written;
-    }
-    Ok(())
 }

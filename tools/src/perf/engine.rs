@@ -25,6 +25,11 @@ const POISON_BYTE: u8 = 0xA5;
 /// (`local::LocalQueue`) or an NVMe/TCP I/O connection (`remote::RemoteQueue`). Its command
 /// slots are numbered `0..queue depth` (the tag), and each owns one data buffer for the run.
 pub(super) trait Backend {
+    /// Whether the loop yields its CPU after rounds without a completion: for a device thread
+    /// that may share the CPU (the simulator). An initiator busy-polls a target elsewhere, and
+    /// a yield there only hands the CPU to unrelated work for a scheduler slice.
+    const YIELDS_WHEN_IDLE: bool;
+
     /// Slot `tag`'s buffer, to fill before submission; `None` while a command holds it.
     fn buffer(&mut self, tag: u16) -> Option<&mut [u8]>;
 
@@ -245,8 +250,12 @@ fn drive<B: Backend>(plan: &Plan, mut queues: Vec<Queue<B>>) -> Result<(Stats, D
             reaped += queue.reap(&mut engine)?;
             queue.submit(&mut engine)?;
         }
-        idle_rounds = if reaped == 0 { idle_rounds + 1 } else { 0 };
-        if idle_rounds == IDLE_ROUNDS_BEFORE_YIELD {
+        idle_rounds = if reaped == 0 {
+            idle_rounds.saturating_add(1)
+        } else {
+            0
+        };
+        if B::YIELDS_WHEN_IDLE && idle_rounds == IDLE_ROUNDS_BEFORE_YIELD {
             // Lets a device thread sharing this CPU (the simulator, on a busy machine) run now
             // instead of at the next scheduler tick; costs nothing measurable on real drives.
             std::thread::yield_now();

@@ -72,6 +72,8 @@ impl LocalQueue {
 }
 
 impl Backend for LocalQueue {
+    const YIELDS_WHEN_IDLE: bool = true;
+
     fn buffer(&mut self, tag: u16) -> Option<&mut [u8]> {
         self.buffers
             .get_mut(usize::from(tag))?

@@ -4,9 +4,14 @@
 //! and hands read data over from its receive buffers; a read that brought less data than asked
 //! for counts as a data transfer error.
 //!
+//! The loop busy-polls: a round's submissions are enqueued and leave in one write when the
+//! next reap polls the connection, which never blocks (a non-blocking socket, every completion
+//! in the bytes one read brought).
+//!
 //! Keep-alive: the admin queue connects with KATO 0, so the controller never expects one.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 use vfnvme_driver::Namespace;
 use vfnvme_host::{Host, HostError, HostOptions, HostQueue};
@@ -32,6 +37,7 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
         max_data_len: args.io_size,
         ..HostOptions::default()
     };
+    let timeout = options.timeout;
     let mut host = Host::connect(endpoint.address, &endpoint.nqn, options)?;
     host.enable()?;
     let controller = host.identify_controller()?;
@@ -60,7 +66,7 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
     };
     let plan = Plan::new(args, limits)?;
     let queues = (1..=plan.qpairs)
-        .map(|qid| RemoteQueue::connect(&mut host, qid, &plan))
+        .map(|qid| RemoteQueue::connect(&mut host, qid, &plan, timeout))
         .collect::<Result<Vec<_>>>()?;
     run_plan(args, &plan, url, queues)
 }
@@ -129,10 +135,14 @@ pub struct RemoteQueue {
     buffers: Vec<Vec<u8>>,
     /// Bytes the read in flight in each slot asked for (0 for a write).
     read_lens: Vec<usize>,
+    /// How long commands may be outstanding without any completing.
+    timeout: Duration,
+    /// The last completion, or the moment nothing was outstanding.
+    progress: Instant,
 }
 
 impl RemoteQueue {
-    fn connect(host: &mut Host, qid: u16, plan: &Plan) -> Result<Self> {
+    fn connect(host: &mut Host, qid: u16, plan: &Plan, timeout: Duration) -> Result<Self> {
         let depth = usize::from(plan.queue_depth);
         let queue = host.connect_io_queue(qid, plan.queue_depth + 1)?;
         Ok(Self {
@@ -141,11 +151,15 @@ impl RemoteQueue {
             block_size: plan.block_size(),
             buffers: vec![vec![0; plan.io_bytes]; depth],
             read_lens: vec![0; depth],
+            timeout,
+            progress: Instant::now(),
         })
     }
 }
 
 impl Backend for RemoteQueue {
+    const YIELDS_WHEN_IDLE: bool = false;
+
     fn buffer(&mut self, tag: u16) -> Option<&mut [u8]> {
         self.buffers
             .get_mut(usize::from(tag))
@@ -162,20 +176,21 @@ impl Backend for RemoteQueue {
         };
         let command = Command::nvm_rw(opcode, self.nsid, extent.lba, extent.blocks);
         self.read_lens[slot] = read_len;
-        match self.queue.submit(command, data, read_len, tag.into()) {
+        match self.queue.enqueue(command, data, read_len, tag.into()) {
             Ok(_) => Ok(true),
             Err(HostError::QueueFull { .. }) => Ok(false),
             Err(error) => Err(error.into()),
         }
     }
 
-    /// Blocks until at least one completion arrived, unless nothing is outstanding.
+    /// Sends what was enqueued and reaps what has arrived, without blocking.
     fn reap(&mut self, mut done: impl FnMut(u16, Status, &[u8])) -> Result<usize> {
         if self.queue.outstanding() == 0 {
+            self.progress = Instant::now();
             return Ok(0);
         }
         let read_lens = &self.read_lens;
-        let reaped = self.queue.poll(true, |completion, data| {
+        let reaped = self.queue.poll(false, |completion, data| {
             let tag = completion.tag as u16;
             let asked = read_lens.get(usize::from(tag)).copied().unwrap_or(0);
             let status = if completion.status.is_success() && data.len() < asked {
@@ -185,6 +200,9 @@ impl Backend for RemoteQueue {
             };
             done(tag, status, data);
         })?;
+        if reaped > 0 {
+            self.progress = Instant::now();
+        }
         Ok(reaped)
     }
 
@@ -192,8 +210,16 @@ impl Backend for RemoteQueue {
         self.queue.outstanding()
     }
 
-    /// The host's own timeout bounds every wait for a completion.
+    /// Fails the run when commands are outstanding and none completed for the host's timeout.
     fn check_timeouts(&mut self) -> Result<()> {
+        if self.queue.outstanding() > 0 && self.progress.elapsed() > self.timeout {
+            return Err(HostError::Timeout {
+                address: self.queue.address(),
+                what: "a completion",
+                timeout: self.timeout,
+            }
+            .into());
+        }
         Ok(())
     }
 }
