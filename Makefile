@@ -41,7 +41,8 @@ bench:
 
 # The NVMe/TCP target on loopback: vfnvme serve on core 0, initiators on core 1, medians of
 # interleaved runs; against SPDK's nvmf_tgt and spdk_nvme_perf when SPDK_DIR points at a built
-# SPDK (tools/bench-tcp.sh; RUNS, SECONDS_PER_RUN). See BENCHMARKS.md.
+# SPDK (tools/bench-tcp.sh; RUNS, SECONDS_PER_RUN; MODE=scale: one vs two poll groups / reactors,
+# two connections). See BENCHMARKS.md.
 .PHONY: bench-tcp
 bench-tcp:
 	tools/bench-tcp.sh
