@@ -8,6 +8,7 @@
 mod check;
 mod limits;
 mod raw;
+mod save;
 mod types;
 
 use std::path::Path;
@@ -15,7 +16,7 @@ use std::path::Path;
 use raw::Source;
 pub use types::{
     BackingConfig, Config, ConfigError, Limits, ListenerConfig, NamespaceConfig, SubsystemConfig,
-    TargetConfig, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
+    TargetConfig, DEFAULT_RPC_SOCKET, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
 
 impl Config {

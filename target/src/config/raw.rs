@@ -126,6 +126,7 @@ pub(super) struct RawTarget {
     pub shutdown_deadline_ms: Option<Spanned<u64>>,
     pub cntlid_min: Option<Spanned<u64>>,
     pub cntlid_max: Option<Spanned<u64>>,
+    pub rpc_socket: Option<Spanned<String>>,
 }
 
 /// `[limits]` as written.

@@ -17,8 +17,6 @@ use crate::subsystem::discovery_log_page;
 
 /// Largest admin data transfer the target builds (the discovery log page is the long one).
 const MAX_ADMIN_DATA: u64 = 4 << 20;
-/// The discovery log never changes while the target runs: the configuration is fixed.
-const DISCOVERY_GENERATION: u64 = 1;
 
 impl FabricController {
     /// Get Log Page: the log page `lid` from byte `offset`, cut or zero-padded to the length
@@ -39,20 +37,19 @@ impl FabricController {
             return Err(Status::invalid_field());
         }
         let log = match (&self.registry.role, lid) {
-            (
-                Role::Discovery {
-                    subsystems,
+            (Role::Discovery { catalog, listeners }, log_id::DISCOVERY) => {
+                // Read: the next change raises an event again.
+                if !retain_event {
+                    state.discovery_notices_masked = false;
+                }
+                discovery_log_page(
+                    &catalog.visible_to(&self.host_nqn),
                     listeners,
-                },
-                log_id::DISCOVERY,
-            ) => discovery_log_page(
-                subsystems,
-                listeners,
-                self.arrival.listener,
-                self.arrival.local_address.ip(),
-                &self.host_nqn,
-                DISCOVERY_GENERATION,
-            ),
+                    self.arrival.listener,
+                    self.arrival.local_address.ip(),
+                    catalog.generation(),
+                )
+            }
             (Role::Nvm { .. }, log_id::ERROR) => error_log(),
             (Role::Nvm { forwarder }, log_id::SMART_HEALTH) => {
                 drop(state);
@@ -152,7 +149,7 @@ mod tests {
     use super::super::test_support::*;
     use super::super::{Association, TargetSubsystems};
     use super::*;
-    use crate::subsystem::Subsystem;
+    use crate::subsystem::HostAccess;
     use vfnvme_spec::fabrics::{connect_status, ConnectData, DISCOVERY_NQN};
     use vfnvme_spec::identify::IdentifyController;
     use vfnvme_spec::{admin_opcode, cns, feature, regs};
@@ -194,17 +191,13 @@ mod tests {
 
     #[test]
     fn discovery_controllers_serve_the_discovery_log() {
-        let open = Arc::new(Subsystem {
-            allow_any_host: true,
-            ..subsystem()
-        });
         let target = TargetSubsystems::new(
-            vec![open],
+            vec![(Arc::new(subsystem()), HostAccess::any())],
             vec!["0.0.0.0:4420".parse().unwrap()],
             settings(),
             Arc::new(FakeDrives::default()),
         );
-        assert_eq!(target.registries().len(), 2);
+        assert_eq!(target.registries().len(), 1);
         let discovery_data = ConnectData {
             subsystem_nqn: DISCOVERY_NQN.into(),
             ..data(0xffff)
