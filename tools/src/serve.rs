@@ -3,19 +3,25 @@
 //! SIGINT and SIGTERM are blocked in the main thread before the target starts, so every thread
 //! it spawns (the poll groups) inherits the mask and the signals are only ever received through
 //! a signalfd, which the acceptor loop watches. On either, the target shuts down in order
-//! (listeners, then each poll group draining its commands, then the drives).
+//! (listeners, the management socket, then each poll group draining its commands, then the
+//! drives). The management socket is `[target] rpc_socket`, by default
+//! `/run/vfnvme/vfnvme.sock`.
 
 use std::path::Path;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use vfnvme_target::config::Config;
+use vfnvme_target::config::{Config, DEFAULT_RPC_SOCKET};
 use vfnvme_target::tgt::Target;
 
 use crate::error::{Error, Result};
 
 pub fn run(config_path: &Path) -> Result<()> {
-    let config = Config::load(config_path)?;
+    let mut config = Config::load(config_path)?;
+    config
+        .target
+        .rpc_socket
+        .get_or_insert_with(|| DEFAULT_RPC_SOCKET.into());
     let mut stop_signals = SigSet::empty();
     stop_signals.add(Signal::SIGINT);
     stop_signals.add(Signal::SIGTERM);

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::time::Instant;
 
 use vfnvme_spec::fabrics::{
@@ -22,11 +22,15 @@ use super::controller::{
 use crate::subsystem::{HostAccess, Subsystem};
 
 impl ControllerRegistry {
+    /// Checks what every Connect must satisfy. Returns the host access it was checked against,
+    /// still locked: an admin Connect holds it until its controller is registered, so that a
+    /// host the management socket removes meanwhile either is refused or has its controller
+    /// found and disconnected.
     fn check_common(
         &self,
         connect: &ConnectCommand,
         data: &ConnectData,
-    ) -> Result<(), ConnectRejection> {
+    ) -> Result<MutexGuard<'_, HostAccess>, ConnectRejection> {
         if connect.recfmt != 0 {
             return Err(ConnectRejection::incompatible_format());
         }
@@ -36,10 +40,11 @@ impl ControllerRegistry {
                 "not this subsystem",
             ));
         }
-        if !lock(&self.access).allows(&data.host_nqn) {
+        let access = lock(&self.access);
+        if !access.allows(&data.host_nqn) {
             return Err(ConnectRejection::invalid_host());
         }
-        Ok(())
+        Ok(access)
     }
 
     /// An admin queue Connect arrived at `arrival`: creates a controller with the lowest free
@@ -51,7 +56,7 @@ impl ControllerRegistry {
         arrival: Arrival,
         now: Instant,
     ) -> Result<Arc<FabricController>, ConnectRejection> {
-        self.check_common(connect, data)?;
+        let _access = self.check_common(connect, data)?;
         if connect.qid != 0 {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::QID,
@@ -121,7 +126,7 @@ impl ControllerRegistry {
         connect: &ConnectCommand,
         data: &ConnectData,
     ) -> Result<IoQueueAttachment, ConnectRejection> {
-        self.check_common(connect, data)?;
+        drop(self.check_common(connect, data)?);
         // The registry lock is released before the controller can be dropped: its `Drop`
         // takes the same lock.
         let found = lock(&self.controllers)
