@@ -212,6 +212,24 @@ impl Target {
             drives,
             admission,
         ));
+        warn_unreachable(&config);
+        // Before the poll groups: if the socket is refused, nothing has started that must be
+        // stopped in order.
+        let management = match config.target.rpc_socket.clone() {
+            None => None,
+            Some(path) => {
+                // The running configuration names the ports the system chose for port 0.
+                let mut running = config.clone();
+                for (listener, bound) in running.listeners.iter_mut().zip(shared.listeners()) {
+                    listener.address = *bound;
+                }
+                let management = Management {
+                    shared: Arc::clone(&shared),
+                    config: running,
+                };
+                Some(ManagementServer::start(&path, management)?)
+            }
+        };
         let admin = AdminChannel::new();
         let mut groups = Vec::new();
         let mut admin_rings = Vec::new();
@@ -244,22 +262,6 @@ impl Target {
             groups.push(group);
         }
         let admin_worker = admin.start(admin_rings).map_err(TargetError::AdminWorker)?;
-        warn_unreachable(&config);
-        let management = match config.target.rpc_socket.clone() {
-            None => None,
-            Some(path) => {
-                // The running configuration names the ports the system chose for port 0.
-                let mut running = config;
-                for (listener, bound) in running.listeners.iter_mut().zip(shared.listeners()) {
-                    listener.address = *bound;
-                }
-                let management = Management {
-                    shared: Arc::clone(&shared),
-                    config: running,
-                };
-                Some(ManagementServer::start(&path, management)?)
-            }
-        };
         log::info!(
             "target started: {} poll groups, {} drives, listening on {:?}",
             groups.len(),
