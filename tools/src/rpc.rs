@@ -23,8 +23,11 @@ pub fn run(socket: &Path, method: &str, params: Option<&str>) -> Result<()> {
         Value::String(text) => text,
         other => serde_json::to_string_pretty(&other).expect("a JSON value prints"),
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", text.trim_end()).map_err(Error::Output)
+    // A reader that stops early (`| head`) ends the output quietly.
+    match writeln!(std::io::stdout().lock(), "{}", text.trim_end()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
+        _ => Ok(()),
+    }
 }
 
 /// One request on its own connection: the result, or the error the target answered.

@@ -18,10 +18,10 @@ use crate::error::{Error, Result};
 
 pub fn run(config_path: &Path) -> Result<()> {
     let mut config = Config::load(config_path)?;
-    config
-        .target
-        .rpc_socket
-        .get_or_insert_with(|| DEFAULT_RPC_SOCKET.into());
+    if config.target.rpc_socket.is_none() {
+        create_default_socket_directory()?;
+        config.target.rpc_socket = Some(DEFAULT_RPC_SOCKET.into());
+    }
     let mut stop_signals = SigSet::empty();
     stop_signals.add(Signal::SIGINT);
     stop_signals.add(Signal::SIGTERM);
@@ -53,6 +53,25 @@ pub fn run(config_path: &Path) -> Result<()> {
         report.abandoned_commands
     );
     accepted.map_err(Error::Target)
+}
+
+/// The default socket's directory, `/run/vfnvme`, if it is missing (started without the
+/// systemd unit, which creates it): mode 0700, as the unit's RuntimeDirectoryMode.
+fn create_default_socket_directory() -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let directory = Path::new(DEFAULT_RPC_SOCKET)
+        .parent()
+        .expect("the default socket is in a directory");
+    match std::fs::DirBuilder::new().mode(0o700).create(directory) {
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Invalid(format!(
+                "cannot create {} for the management socket: {error}; create it, or set \
+                 [target] rpc_socket",
+                directory.display()
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `serving NQN[, NQN...] on ADDRESS[, ADDRESS...]`.
