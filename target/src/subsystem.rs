@@ -2,12 +2,12 @@
 //! discovery subsystem's log page, which lists them.
 //!
 //! A [`Subsystem`] is immutable once built, so the I/O path shares it as an `Arc` and looks up
-//! namespaces without a lock. Who may connect ([`HostAccess`]) changes while the target runs
-//! (the management socket's `nvmf_subsystem_add_host` and friends): it is kept apart, by the
-//! subsystem's controller registry, and read at Connect and discovery time only.
+//! namespaces without a lock. Who may connect and on which listeners ([`HostAccess`]) changes
+//! while the target runs (the management socket's `nvmf_subsystem_add_host`,
+//! `nvmf_subsystem_add_listener` and friends): it is kept apart, by the subsystem's controller
+//! registry, and read at Connect and discovery time only.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use crate::config::{
     BackingConfig, NamespaceConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
@@ -105,8 +105,6 @@ pub struct Subsystem {
     pub volatile_write_cache: bool,
     /// The optional NVM commands hosts are told of (ONCS) and may send.
     pub oncs: u16,
-    /// The listeners (indices in the target's list, ascending) hosts reach it on.
-    pub listeners: Vec<usize>,
 }
 
 impl Subsystem {
@@ -211,13 +209,7 @@ impl Subsystem {
                 .map(|drive| drive.oncs)
                 .chain(has_ram.then_some(RAM_ONCS))
                 .fold(FORWARDED_ONCS, |common, supported| common & supported),
-            listeners: config.listeners.clone(),
         })
-    }
-
-    /// Whether hosts may reach this subsystem on listener `listener` (an index).
-    pub fn is_reachable_on(&self, listener: usize) -> bool {
-        self.listeners.binary_search(&listener).is_ok()
     }
 
     /// The namespace `nsid`, if active. No allocation: the I/O path calls this per command.
@@ -233,9 +225,9 @@ impl Subsystem {
         self.namespaces.last().map_or(0, |namespace| namespace.nsid)
     }
 
-    /// The discovery subsystem: no namespaces, on every one of the `listener_count` listeners
-    /// (and open to every host: [`HostAccess::any`]).
-    pub fn discovery(listener_count: usize) -> Subsystem {
+    /// The discovery subsystem: no namespaces (open to every host on every listener:
+    /// [`HostAccess::discovery`]).
+    pub fn discovery() -> Subsystem {
         Subsystem {
             nqn: DISCOVERY_NQN.to_owned(),
             serial: generated_serial(DISCOVERY_NQN),
@@ -245,25 +237,27 @@ impl Subsystem {
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
             oncs: 0,
-            listeners: (0..listener_count).collect(),
         }
     }
 }
 
-/// Who may connect to a subsystem and see it in discovery.
+/// Who may connect to a subsystem and see it in discovery, and on which listeners.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostAccess {
     pub allow_any_host: bool,
     /// Host NQNs allowed when `allow_any_host` is false, in the order they were added.
     pub hosts: Vec<String>,
+    /// The listeners (indices in the target's list, ascending) hosts reach it on.
+    pub listeners: Vec<usize>,
 }
 
 impl HostAccess {
-    /// Every host (the discovery subsystem).
-    pub fn any() -> Self {
+    /// Every host on every one of `listener_count` listeners (the discovery subsystem).
+    pub fn discovery(listener_count: usize) -> Self {
         Self {
             allow_any_host: true,
             hosts: Vec::new(),
+            listeners: (0..listener_count).collect(),
         }
     }
 
@@ -271,6 +265,7 @@ impl HostAccess {
         Self {
             allow_any_host: config.allow_any_host,
             hosts: config.hosts.clone(),
+            listeners: config.listeners.clone(),
         }
     }
 
@@ -278,29 +273,30 @@ impl HostAccess {
     pub fn allows(&self, host_nqn: &str) -> bool {
         self.allow_any_host || self.hosts.iter().any(|host| host == host_nqn)
     }
+
+    /// Whether hosts may reach the subsystem on listener `listener` (an index).
+    pub fn is_reachable_on(&self, listener: usize) -> bool {
+        self.listeners.binary_search(&listener).is_ok()
+    }
 }
 
 /// The Discovery Log Page (log 70h) asked through listener `current` (an index into
-/// `listeners`) by a host that may connect to `subsystems`: as nvmet, one entry for this
-/// discovery subsystem where the host asked, then, as SPDK, one per listener of each of those
-/// subsystems, with the listener's port ID. Wildcard listeners are reported with `local_address`, the address the
+/// `listeners`) by a host that may connect to `subsystems` (each NQN with the listeners it is
+/// on): as nvmet, one entry for this discovery subsystem where the host asked, then, as SPDK,
+/// one per listener of each of those subsystems, with the listener's port ID. Wildcard listeners are reported with `local_address`, the address the
 /// host reached us on. `generation` is the Generation Counter: change it when the subsystems or
 /// listeners change.
 pub fn discovery_log_page(
-    subsystems: &[Arc<Subsystem>],
+    subsystems: &[(String, Vec<usize>)],
     listeners: &[SocketAddr],
     current: usize,
     local_address: IpAddr,
     generation: u64,
 ) -> Vec<u8> {
     let current_entry = std::iter::once((DISCOVERY_NQN, current));
-    let nvm_entries = subsystems.iter().flat_map(|subsystem| {
-        let nqn = subsystem.nqn.as_str();
-        subsystem
-            .listeners
-            .iter()
-            .map(move |&listener| (nqn, listener))
-    });
+    let nvm_entries = subsystems
+        .iter()
+        .flat_map(|(nqn, on)| on.iter().map(move |&listener| (nqn.as_str(), listener)));
     let entries: Vec<(&str, usize)> = current_entry.chain(nvm_entries).collect();
     let header = DiscoveryLogHeader {
         genctr: U64::new(generation),
@@ -671,7 +667,8 @@ mod tests {
         let access = HostAccess::of(&subsystem_config(vec![ram(1)]));
         assert!(access.allows("nqn.host:a"));
         assert!(!access.allows("nqn.host:b"));
-        assert!(HostAccess::any().allows("nqn.host:b"));
+        assert!(HostAccess::discovery(1).allows("nqn.host:b"));
+        assert!(access.is_reachable_on(0) && !access.is_reachable_on(1));
     }
 
     fn field(entry: &[u8], offset: usize, len: usize) -> &[u8] {
@@ -702,12 +699,12 @@ mod tests {
             .text();
         let config = Config::parse(&text, "t.toml").unwrap();
         // What the subsystems' registries hand the log page: those the host may connect to.
-        let visible_to = |host: &str| -> Vec<Arc<Subsystem>> {
+        let visible_to = |host: &str| -> Vec<(String, Vec<usize>)> {
             config
                 .subsystems
                 .iter()
                 .filter(|s| HostAccess::of(s).allows(host))
-                .map(|s| Arc::new(Subsystem::from_config(s, &config.target, open).unwrap()))
+                .map(|s| (s.nqn.clone(), s.listeners.clone()))
                 .collect()
         };
         let listeners: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();

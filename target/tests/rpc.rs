@@ -162,6 +162,8 @@ fn errors_name_the_method_the_field_or_the_problem() {
         "nvmf_subsystem_remove_host",
         "nvmf_subsystem_allow_any_host",
         "nvmf_subsystem_get_controllers",
+        "nvmf_subsystem_add_listener",
+        "nvmf_subsystem_remove_listener",
         "save_config",
     ] {
         assert!(
@@ -560,4 +562,88 @@ fn save_config_starts_the_same_target_again() {
     let status =
         failed_status(Host::connect(restarted.address, NQN, host_options(HOST_A)).map(|_| ()));
     assert_eq!(status.sc(), connect_status::INVALID_HOST);
+}
+
+fn listen_address(address: std::net::SocketAddr) -> Value {
+    json!({"trtype": "TCP", "adrfam": "IPv4", "traddr": address.ip().to_string(),
+           "trsvcid": address.port().to_string()})
+}
+
+#[test]
+fn listeners_are_added_and_removed_and_hosts_on_a_removed_one_disconnected() {
+    let socket = socket_path();
+    let text = vfnvme_test_support::ConfigText::new(&format!(
+        "cores = 2\nrpc_socket = \"{}\"",
+        socket.display()
+    ))
+    .listener("127.0.0.1:0")
+    .listener("127.0.0.2:0")
+    .subsystem(NQN, "allow_any_host = true\nlisteners = [\"127.0.0.1:0\"]")
+    .namespace(1, "ram_mib = 16")
+    .text();
+    let target = RunningTarget::with_config(&text);
+    let [first, second] = [target.addresses[0], target.addresses[1]];
+    let refused = |address| {
+        let mut raw = RawClient::established(address, false, false);
+        let connect = raw.connect_bytes(NQN, 0, 0xffff, 32);
+        raw.send(&connect);
+        raw.expect_response()
+    };
+    assert_eq!(
+        refused(second).result,
+        0x0001_0100,
+        "not on the second listener"
+    );
+
+    let mut client = Client::open(&socket);
+    let params = json!({"nqn": NQN, "listen_address": listen_address(second)});
+    assert_eq!(
+        client.call("nvmf_subsystem_add_listener", params.clone()),
+        json!(true)
+    );
+    let listed = client.call("nvmf_get_subsystems", json!({"nqn": NQN}));
+    assert_eq!(
+        listed[0]["listen_addresses"].as_array().unwrap().len(),
+        2,
+        "{listed}"
+    );
+    let mut staying = Host::connect(first, NQN, options()).unwrap();
+    staying.enable().unwrap();
+    let mut staying_queue = staying.connect_io_queue(1, 8).unwrap();
+    let mut leaving = Host::connect(second, NQN, options()).unwrap();
+    leaving.enable().unwrap();
+    let mut leaving_queue = leaving.connect_io_queue(1, 8).unwrap();
+    write_read(&mut leaving_queue, 0, 5);
+    let (_, message) = client.error("nvmf_subsystem_add_listener", params.clone());
+    assert!(message.contains("already"), "{message}");
+
+    assert_eq!(
+        client.call("nvmf_subsystem_remove_listener", params),
+        json!(true)
+    );
+    for socket in [leaving.admin_queue().socket(), leaving_queue.socket()] {
+        wait_for_eof(socket, PATIENCE).expect("the controller that came through it is closed");
+    }
+    write_read(&mut staying_queue, 8, 6);
+    assert_eq!(refused(second).result, 0x0001_0100);
+
+    let unknown = json!({"nqn": NQN, "listen_address":
+        {"trtype": "TCP", "traddr": "192.0.2.1", "trsvcid": "4420"}});
+    let (code, message) = client.error("nvmf_subsystem_add_listener", unknown);
+    assert_eq!(code, -32602);
+    assert!(
+        message.contains("does not listen on 192.0.2.1:4420"),
+        "{message}"
+    );
+    let last = json!({"nqn": NQN, "listen_address": listen_address(first)});
+    let (_, message) = client.error("nvmf_subsystem_remove_listener", last);
+    assert!(message.contains("no host could reach it"), "{message}");
+    let (_, message) = client.error(
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"traddr": "127.0.0.1", "trsvcid": 1}}),
+    );
+    assert!(
+        message.starts_with("params.listen_address.trsvcid: invalid type"),
+        "{message}"
+    );
 }

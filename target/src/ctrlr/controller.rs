@@ -179,6 +179,11 @@ impl FabricController {
         self.host_id
     }
 
+    /// Where its admin queue arrived.
+    pub fn arrival(&self) -> Arrival {
+        self.arrival
+    }
+
     /// The subsystem, for namespace lookups on the I/O path.
     pub fn subsystem(&self) -> &Arc<Subsystem> {
         &self.registry.subsystem
@@ -267,7 +272,7 @@ pub struct Catalog {
 /// The live controllers of one subsystem, found by controller ID when an I/O queue connects.
 pub struct ControllerRegistry {
     pub(super) subsystem: Arc<Subsystem>,
-    /// Who may connect; changes at runtime, read at Connect.
+    /// Who may connect, and on which listeners; changes at runtime, read at Connect.
     pub(super) access: Mutex<HostAccess>,
     pub(super) role: Role,
     pub(super) settings: ControllerSettings,
@@ -304,8 +309,8 @@ impl ControllerRegistry {
         settings: ControllerSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
-            subsystem: Arc::new(Subsystem::discovery(listeners.len())),
-            access: Mutex::new(HostAccess::any()),
+            subsystem: Arc::new(Subsystem::discovery()),
+            access: Mutex::new(HostAccess::discovery(listeners.len())),
             role: Role::Discovery { catalog, listeners },
             settings,
             controllers: Mutex::new(BTreeMap::new()),

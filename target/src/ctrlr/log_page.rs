@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn discovery_controllers_serve_the_discovery_log() {
         let target = TargetSubsystems::new(
-            vec![(Arc::new(subsystem()), HostAccess::any())],
+            vec![(Arc::new(subsystem()), HostAccess::discovery(1))],
             vec!["0.0.0.0:4420".parse().unwrap()],
             settings(),
             Arc::new(FakeDrives::default()),

@@ -299,7 +299,7 @@ impl TargetSubsystems {
                     "no such subsystem",
                 ))?
         };
-        if !registry.subsystem.is_reachable_on(arrival.listener) {
+        if !lock(&registry.access).is_reachable_on(arrival.listener) {
             return Err(ConnectRejection::invalid_data_field(
                 connect_offset::SUBNQN,
                 "the subsystem is not reachable on this listener (see its listeners)",
@@ -316,12 +316,17 @@ impl TargetSubsystems {
 }
 
 impl Catalog {
-    /// The subsystems host `host_nqn` may connect to, for its discovery log.
-    pub(super) fn visible_to(&self, host_nqn: &str) -> Vec<Arc<Subsystem>> {
+    /// The subsystems host `host_nqn` may connect to, with the listeners they are on, for its
+    /// discovery log.
+    pub(super) fn visible_to(&self, host_nqn: &str) -> Vec<(String, Vec<usize>)> {
         read(&self.registries)
             .iter()
-            .filter(|registry| lock(&registry.access).allows(host_nqn))
-            .map(|registry| Arc::clone(&registry.subsystem))
+            .filter_map(|registry| {
+                let access = lock(&registry.access);
+                access
+                    .allows(host_nqn)
+                    .then(|| (registry.subsystem.nqn.clone(), access.listeners.clone()))
+            })
             .collect()
     }
 
@@ -342,14 +347,17 @@ impl ControllerRegistry {
         change(&mut lock(&self.access))
     }
 
-    /// Ends the controllers of host `host_nqn` (`None`: of every host), as a keep-alive expiry
-    /// does: each one's admin queue closes (at its poll group's next tick), and its I/O
-    /// queues follow. Returns them, weakly, for [`Self::wait_until_gone`].
-    pub fn disconnect(&self, host_nqn: Option<&str>) -> Vec<Weak<FabricController>> {
+    /// Ends the controllers `which` picks, as a keep-alive expiry does: each one's admin
+    /// queue closes (at its poll group's next tick), and its I/O queues follow. Returns them,
+    /// weakly, for [`Self::wait_until_gone`].
+    pub fn disconnect(
+        &self,
+        which: impl Fn(&FabricController) -> bool,
+    ) -> Vec<Weak<FabricController>> {
         let controllers: Vec<Arc<FabricController>> = self
             .live_controllers()
             .into_iter()
-            .filter(|controller| host_nqn.is_none_or(|host| controller.host_nqn == host))
+            .filter(|controller| which(controller))
             .collect();
         for controller in &controllers {
             log::info!(

@@ -90,7 +90,6 @@ pub(super) fn subsystem() -> Subsystem {
         max_io_size: 128 * 1024,
         volatile_write_cache: true,
         oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
-        listeners: vec![0],
     }
 }
 
@@ -108,6 +107,7 @@ pub(super) fn access() -> HostAccess {
     HostAccess {
         allow_any_host: false,
         hosts: vec![HOST_NQN.into()],
+        listeners: vec![0],
     }
 }
 

@@ -24,6 +24,11 @@ const METHODS: &[(&str, Method)] = &[
     ("nvmf_subsystem_add_host", subsystems::add_host),
     ("nvmf_subsystem_remove_host", subsystems::remove_host),
     ("nvmf_subsystem_allow_any_host", subsystems::allow_any_host),
+    ("nvmf_subsystem_add_listener", subsystems::add_listener),
+    (
+        "nvmf_subsystem_remove_listener",
+        subsystems::remove_listener,
+    ),
     ("save_config", save_config),
 ];
 

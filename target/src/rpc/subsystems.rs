@@ -6,7 +6,6 @@
 //! method answers once they are gone (at most the shutdown deadline). Discovery controllers
 //! hear of every change that alters what a discovery log lists.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -51,6 +50,23 @@ struct SubsystemHost {
     host: String,
 }
 
+/// A listener as SPDK's `listen_address` param names one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenAddress {
+    trtype: Option<String>,
+    adrfam: Option<String>,
+    traddr: String,
+    trsvcid: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubsystemListener {
+    nqn: String,
+    listen_address: ListenAddress,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AllowAnyHost {
@@ -86,7 +102,7 @@ pub fn get_subsystems(m: &mut Management, params_value: Value) -> Result<Value, 
         list.push(json!({
             "nqn": subsystem.nqn,
             "subtype": "NVMe",
-            "listen_addresses": subsystem
+            "listen_addresses": access
                 .listeners
                 .iter()
                 .map(|&index| listen_address(&listeners[index]))
@@ -250,7 +266,7 @@ pub fn delete_subsystem(m: &mut Management, params_value: Value) -> Result<Value
         .remove(&request.nqn)
         .ok_or_else(|| RpcError::invalid_params(format!("no subsystem {}", request.nqn)))?;
     m.shared.registry().forget_routes(&request.nqn);
-    let controllers = registry.disconnect(None);
+    let controllers = registry.disconnect(|_| true);
     m.wait_until_gone(&registry, &controllers);
     m.subsystems().discovery_changed();
     log::info!(
@@ -305,7 +321,7 @@ pub fn remove_host(m: &mut Management, params_value: Value) -> Result<Value, Rpc
         access.allows(&request.host)
     });
     if !still_allowed {
-        let controllers = registry.disconnect(Some(&request.host));
+        let controllers = registry.disconnect(|controller| controller.host_nqn() == request.host);
         m.wait_until_gone(&registry, &controllers);
     }
     m.subsystems().discovery_changed();
@@ -331,16 +347,86 @@ pub fn allow_any_host(m: &mut Management, params_value: Value) -> Result<Value, 
         access.allow_any_host = request.allow_any_host;
         access.clone()
     });
-    let refused: BTreeSet<String> = registry
-        .live_controllers()
+    let controllers = registry.disconnect(|controller| !access.allows(controller.host_nqn()));
+    m.wait_until_gone(&registry, &controllers);
+    m.subsystems().discovery_changed();
+    m.config = config;
+    Ok(Value::Bool(true))
+}
+
+/// The index of the target's listener `address` names.
+fn listener_index(m: &Management, address: &ListenAddress) -> Result<usize, RpcError> {
+    if let Some(trtype) = &address.trtype {
+        if !trtype.eq_ignore_ascii_case("tcp") {
+            return Err(RpcError::invalid_params(format!(
+                "params.listen_address.trtype: {trtype} is not served; vfnvme speaks TCP"
+            )));
+        }
+    }
+    let wanted = format!("{}:{}", address.traddr, address.trsvcid);
+    let listeners = m.shared.listeners();
+    listeners
         .iter()
-        .map(|controller| controller.host_nqn().to_owned())
-        .filter(|host| !access.allows(host))
-        .collect();
-    let controllers: Vec<_> = refused
-        .iter()
-        .flat_map(|host| registry.disconnect(Some(host)))
-        .collect();
+        .position(|listener| {
+            listener.ip().to_string() == address.traddr
+                && listener.port().to_string() == address.trsvcid
+                && address.adrfam.as_deref().is_none_or(|family| {
+                    family.eq_ignore_ascii_case(if listener.is_ipv4() { "ipv4" } else { "ipv6" })
+                })
+        })
+        .ok_or_else(|| {
+            let known: Vec<String> = listeners.iter().map(ToString::to_string).collect();
+            RpcError::invalid_params(format!(
+                "the target does not listen on {wanted}; its listeners are {} (a new \
+                 [[listener]] takes a restart)",
+                known.join(", ")
+            ))
+        })
+}
+
+/// `nvmf_subsystem_add_listener`: hosts may reach subsystem `nqn` on one more of the target's
+/// listeners.
+pub fn add_listener(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
+    let request: SubsystemListener = params(params_value)?;
+    let registry = m.registry(&request.nqn)?;
+    let index = listener_index(m, &request.listen_address)?;
+    let config = m.changed_config(&request.nqn, |config, subsystem| {
+        let listeners = &mut config.subsystems[subsystem].listeners;
+        if listeners.contains(&index) {
+            return Err(RpcError::invalid_params(format!(
+                "subsystem {} is on that listener already",
+                request.nqn
+            )));
+        }
+        listeners.push(index);
+        listeners.sort_unstable();
+        Ok(())
+    })?;
+    registry.change_access(|access| {
+        access.listeners.push(index);
+        access.listeners.sort_unstable();
+    });
+    m.subsystems().discovery_changed();
+    m.config = config;
+    Ok(Value::Bool(true))
+}
+
+/// `nvmf_subsystem_remove_listener`: hosts may no longer reach subsystem `nqn` on a listener;
+/// the controllers whose admin queue arrived there are disconnected.
+pub fn remove_listener(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
+    let request: SubsystemListener = params(params_value)?;
+    let registry = m.registry(&request.nqn)?;
+    let index = listener_index(m, &request.listen_address)?;
+    let config = m.changed_config(&request.nqn, |config, subsystem| {
+        let listeners = &mut config.subsystems[subsystem].listeners;
+        let position = listeners.iter().position(|&l| l == index).ok_or_else(|| {
+            RpcError::invalid_params(format!("subsystem {} is not on that listener", request.nqn))
+        })?;
+        listeners.remove(position);
+        Ok(())
+    })?;
+    registry.change_access(|access| access.listeners.retain(|&l| l != index));
+    let controllers = registry.disconnect(|controller| controller.arrival().listener == index);
     m.wait_until_gone(&registry, &controllers);
     m.subsystems().discovery_changed();
     m.config = config;
