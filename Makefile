@@ -25,6 +25,9 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	python3 tools/check-module-graph.py
+	# The fuzz targets are a workspace of their own (nightly): built here so that they follow
+	# the APIs they drive rather than rot between `make fuzz` runs.
+	$(CARGO) +nightly check --manifest-path fuzz/Cargo.toml --bins --target-dir build/fuzz-check
 
 # Model check of the poll group lifecycle (target/tests/loom_lifecycle.rs). Its own build
 # directory: `--cfg loom` would otherwise invalidate the normal build.
@@ -35,6 +38,13 @@ loom:
 # Driver software cost per 4 KiB I/O against the simulated controller (see BENCHMARKS.md).
 bench:
 	$(CARGO) bench -p vfnvme-driver --bench io_cost
+
+# The NVMe/TCP target on loopback: vfnvme serve on core 0, initiators on core 1, medians of
+# interleaved runs; against SPDK's nvmf_tgt and spdk_nvme_perf when SPDK_DIR points at a built
+# SPDK (tools/bench-tcp.sh; RUNS, SECONDS_PER_RUN). See BENCHMARKS.md.
+.PHONY: bench-tcp
+bench-tcp:
+	tools/bench-tcp.sh
 
 # The driver, simulator and target tests (lifecycle stress included) under AddressSanitizer
 # (nightly toolchain).
@@ -50,7 +60,7 @@ fmt:
 # each target FUZZ_SECONDS on its corpus, then the executions and coverage each reached. Logs in
 # build/fuzz/, a crashing input in fuzz/artifacts/. Not part of `make test`; see docs/fuzzing.md.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= pdu connection connect_data admin config
+FUZZ_TARGETS ?= pdu connection connect_data admin config auth
 # Extra `cargo fuzz run` options, e.g. "-s none --target-dir build/fuzz-nosan": without
 # AddressSanitizer, for 2-6 times the executions (only `connection` reaches unsafe code: the
 # driver's DMA memory its RAM drive uses).

@@ -3,7 +3,6 @@
 //! RAM namespace, built from a configuration as the target builds it, the discovery subsystem
 //! listing it, and a fake drive answering what is forwarded to it. Built once per process.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,12 +13,14 @@ use vfnvme_spec::fabrics::{
     ConnectCommand, FabricsCommand, PropertySet, PropertySize, CNTLID_DYNAMIC, CNTLID_MIN,
     DISCOVERY_NQN,
 };
+use vfnvme_spec::identify::{oncs, NamespaceIds};
 use vfnvme_spec::log_page::SmartLog;
 use vfnvme_spec::regs::{self, Cc};
 use vfnvme_spec::Status;
+use vfnvme_target::admission::Admission;
 use vfnvme_target::config::{Config, TargetConfig};
 use vfnvme_target::ctrlr::{
-    AdminForwarder, AdminOutcome, Association, ControllerSettings, FabricController,
+    AdminForwarder, AdminOutcome, Arrival, Association, ControllerSettings, FabricController,
     TargetSubsystems,
 };
 use vfnvme_target::subsystem::{DriveNamespace, Subsystem};
@@ -67,26 +68,35 @@ fn subsystem() -> Subsystem {
     );
     let config = Config::parse(&text, "fuzz.toml").expect("the fixture's configuration is valid");
     let drive = |_: &str, _: u32| {
-        Ok::<_, Infallible>(DriveNamespace {
+        Ok::<_, String>(DriveNamespace {
             device_index: 0,
             block_size: 4096,
             blocks: 1000,
+            vid: 0x1b36,
             serial: "SN-FUZZ".into(),
             model: "vfnvme fuzz drive".into(),
             firmware: "0.1.0".into(),
+            ids: NamespaceIds::default(),
+            oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
             volatile_write_cache: true,
             max_transfer: 128 * 1024,
         })
     };
-    match Subsystem::from_config(&config.subsystems[0], &config.target, drive) {
-        Ok(subsystem) => subsystem,
-        Err(never) => match never {},
-    }
+    Subsystem::from_config(&config.subsystems[0], &config.target, drive)
+        .expect("the fixture's subsystem is valid")
 }
 
 /// Where the hosts of these controllers reached the target.
 pub fn local_address() -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 1], 4420))
+}
+
+/// Where a Connect of these controllers arrived: the fixture's one listener.
+pub fn arrival() -> Arrival {
+    Arrival {
+        listener: 0,
+        local_address: local_address(),
+    }
 }
 
 /// The controllers of the process.
@@ -101,10 +111,12 @@ impl Controllers {
         static CONTROLLERS: OnceLock<Controllers> = OnceLock::new();
         CONTROLLERS.get_or_init(|| {
             let subsystem = Arc::new(subsystem());
+            let target = TargetConfig::default();
+            let admission = Admission::new(target.limits.clone());
             let subsystems = TargetSubsystems::new(
                 vec![subsystem],
                 vec![local_address()],
-                ControllerSettings::from_config(&TargetConfig::default()),
+                ControllerSettings::from_config(&target, admission),
                 Arc::new(FakeDrive::default()),
             );
             let persistent = Controllers::admin_controller(&subsystems, false, 0);
@@ -137,7 +149,7 @@ impl Controllers {
             kato_ms,
         };
         let data = connect_data(nqn, CNTLID_DYNAMIC);
-        match subsystems.connect(&connect, &data, local_address(), Instant::now()) {
+        match subsystems.connect(&connect, &data, arrival(), Instant::now()) {
             Ok(Association::Admin(controller)) => controller,
             Ok(_) => unreachable!("a QID 0 Connect creates a controller"),
             Err(rejection) => panic!("the fixture's admin Connect was refused: {rejection}"),

@@ -1,11 +1,12 @@
 //! What the fuzz targets (`fuzz_targets/*.rs`) and the seed corpus writer (`examples/
-//! seed_corpus.rs`) share: how a `pdu` input names its connection settings, a host's byte
+//! seed_corpus.rs`) share: how a `pdu` or `auth` input names its connection settings, a host's byte
 //! stream built from the PDU encoders, the controllers the `admin` and `connect_data` targets
 //! talk to, and the live target of the `connection` target. See docs/fuzzing.md.
 
 #![forbid(unsafe_code)]
 
 pub mod admin_input;
+pub mod auth_input;
 pub mod controllers;
 pub mod host_stream;
 pub mod live;

@@ -44,4 +44,11 @@ pub enum HostError {
     Closed { address: SocketAddr },
     #[error("{address}: no free command slot (queue of {entries} entries)")]
     QueueFull { address: SocketAddr, entries: u16 },
+    #[error("{address}: queue {qid}: DH-HMAC-CHAP authentication failed: {source}")]
+    Authentication {
+        address: SocketAddr,
+        qid: u16,
+        #[source]
+        source: vfnvme_auth::HostAuthError,
+    },
 }

@@ -7,16 +7,20 @@
 //!   their data buffers are allocated once, at connection time.
 //! - [`admin`]: a [`Host`] is a controller reached through its admin queue: Connect,
 //!   properties, Identify, log pages, and opening I/O queues.
+//! - [`auth`]: DH-HMAC-CHAP on a connected queue ([`authenticate`]), the Authentication
+//!   Send / Receive commands carrying `vfnvme_auth::HostAuth`'s messages.
 //! - [`options`] and [`error`]: what both take and return.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod options;
 pub mod queue;
 
 pub use admin::Host;
+pub use auth::authenticate;
 pub use error::HostError;
 pub use options::HostOptions;
 pub use queue::{HostCompletion, HostQueue};

@@ -482,6 +482,11 @@ impl HostQueue {
         Ok((done, data))
     }
 
+    /// The target's address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// The connection's socket (to watch for the target closing it).
     pub fn socket(&self) -> &TcpStream {
         &self.socket

@@ -57,6 +57,34 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// Raises the process's soft limit of open files to what `limits.connections` needs (a
+/// socket each, and room for drives, epoll and eventfds), as far as the hard limit allows;
+/// warns with what to do when that is not enough, as accepts would then fail first.
+pub fn ensure_fd_room(limits: &Limits) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let needed = limits.connections as u64 + FDS_BESIDE_CONNECTIONS;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= needed {
+        return;
+    }
+    let raised = needed.min(hard);
+    if setrlimit(Resource::RLIMIT_NOFILE, raised, hard).is_err() || raised < needed {
+        log::warn!(
+            "limits.connections = {} needs {needed} open files but this process may have {}; \
+             connections beyond that fail at accept: raise the limit (LimitNOFILE in \
+             deploy/vfnvme.service, ulimit -n) or lower limits.connections",
+            limits.connections,
+            raised.max(soft)
+        );
+    }
+}
+
+/// File descriptors the target needs beside its connections: listeners, epoll instances,
+/// eventfds, VFIO devices and groups, log files.
+const FDS_BESIDE_CONNECTIONS: u64 = 256;
+
 /// The acceptor's log of refused connections: a reconnect storm or a port scan would
 /// otherwise write a line per attempt. The first refusal is logged at once, the rest at most
 /// once a second with how many there were.

@@ -2,7 +2,8 @@
 //!
 //! - [`config`], [`subsystem`], [`ctrlr`]: what hosts see.
 //! - [`backend`]: drives and the per-poll-group queues that reach them.
-//! - [`conn`], [`poll_group`], [`tgt`]: connections, the threads that own them, the target.
+//! - [`conn`], [`poll_group`], [`tgt`]: connections, the threads that own them, the target;
+//!   [`polling`]: when a poll group polls or parks, which connections it reads directly.
 //! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
 //! - [`session`]: a connection's binding to a fabric controller.
 //! - [`shared`]: the state the target's threads share, built by [`tgt`].
@@ -19,6 +20,7 @@ pub mod conn;
 pub mod ctrlr;
 pub mod lifecycle;
 pub mod poll_group;
+pub mod polling;
 pub mod rpc;
 pub mod session;
 pub mod shared;

@@ -28,6 +28,7 @@ use crate::admission::ConnectionTicket;
 use crate::backend::BackendQueue;
 use crate::conn::{BufferWaiter, Connection, IoContext};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
+use crate::polling::Polling;
 use crate::shared::TargetShared;
 use vfnvme_driver::queue::Completed;
 
@@ -48,8 +49,6 @@ const EVENTS_PER_WAIT: usize = 64;
 const COMPLETIONS_PER_ROUND: usize = 64;
 /// Empty busy-polling rounds before the group yields its CPU once.
 const SPINS_BEFORE_YIELD: u32 = 64;
-/// How long a poll group keeps polling after its last work before it parks in `epoll_wait`.
-const PARK_AFTER: Duration = Duration::from_millis(1);
 /// How long an idle poll group sleeps before looking at timers again.
 const IDLE_WAIT_MS: u16 = 100;
 /// How long a drive being removed may take to complete its commands before they are failed.
@@ -267,7 +266,7 @@ impl PollGroup {
         let mut events = [EpollEvent::empty(); EVENTS_PER_WAIT];
         let mut next_tick = Instant::now() + TICK;
         let mut idle_rounds = 0u32;
-        let mut last_busy = Instant::now();
+        let mut polling = Polling::new(Instant::now());
         loop {
             // Read before the ring is drained, so that a quiet gate means the drain below got
             // every connection there will ever be (the loom model found the other order wrong).
@@ -297,12 +296,15 @@ impl PollGroup {
                 commands_on_drives,
                 output_pending,
                 now,
-                deadline: Some(self.shared.shutdown_deadline()),
+                deadline: self.shared.shutdown_deadline(),
             };
             match self.lifecycle.step(&seen) {
                 Action::Serve | Action::Drain => {}
                 Action::StopTakingCommands => {
                     self.gate.close();
+                    // Commands already in the sockets are taken: the group may not have asked
+                    // epoll for a few rounds (see `polling`).
+                    self.read_ready(&mut events, 0, &mut polling, now);
                     self.stop_taking_commands();
                 }
                 Action::Abandon(commands) => {
@@ -323,26 +325,23 @@ impl PollGroup {
                 || waiting_for_buffers
                 || !self.lifecycle.is_running();
             if busy {
-                last_busy = now;
+                polling.worked(now);
             }
-            // Parks only after a while without work: a host at queue depth 1 sends its next
-            // command right after the last response, and waking a parked thread costs more.
-            let polling = busy || now.duration_since(last_busy) < PARK_AFTER;
-            let timeout = if polling { 0u16 } else { IDLE_WAIT_MS };
-            let ready = self.epoll.wait(&mut events, timeout).unwrap_or(0);
-            if polling && ready == 0 {
+            // Parks only after a while without work (see `polling`).
+            let is_polling = polling.is_polling(now);
+            let ready = if polling.skip_epoll(now) {
+                self.read_hot(&mut polling, now)
+            } else {
+                polling.cool(now);
+                let timeout = if is_polling { 0u16 } else { IDLE_WAIT_MS };
+                self.read_ready(&mut events, timeout, &mut polling, now)
+            };
+            if is_polling && ready == 0 {
                 idle_rounds += 1;
-            }
-            for event in &events[..ready] {
-                let token = event.data();
-                if token == WAKE_TOKEN {
-                    let _ = self.wake.read();
-                } else {
-                    self.on_readable(token as usize);
-                }
             }
             self.read_pending_input();
             if self.reap_completions() + self.take_admin_results() > 0 || ready > 0 {
+                polling.worked(now);
                 idle_rounds = 0;
             } else if idle_rounds >= SPINS_BEFORE_YIELD {
                 // Busy polling with nothing arriving: let a thread that shares this CPU (a
@@ -469,12 +468,7 @@ impl PollGroup {
     /// Room in each drive's waiting list for every request of every connection, so that
     /// queueing one on the I/O path never allocates.
     fn reserve_buffer_waits(&mut self) {
-        let requests: usize = self
-            .connections
-            .iter()
-            .flatten()
-            .map(Connection::request_slots)
-            .sum();
+        let requests = self.request_slots();
         for waiters in &mut self.buffer_waiters {
             waiters.reserve(requests.saturating_sub(waiters.len()));
         }
@@ -510,11 +504,45 @@ impl PollGroup {
         }
     }
 
-    fn on_readable(&mut self, slot: usize) {
+    /// Reads connection `slot`'s socket; returns whether it brought bytes.
+    fn on_readable(&mut self, slot: usize) -> bool {
         let (connections, mut context) = self.context();
-        if let Some(Some(connection)) = connections.get_mut(slot) {
-            connection.on_readable(&mut context);
+        match connections.get_mut(slot) {
+            Some(Some(connection)) => connection.on_socket_readable(&mut context),
+            _ => false,
         }
+    }
+
+    /// Waits up to `timeout_ms` for epoll and reads what it reports; returns how many events.
+    fn read_ready(
+        &mut self,
+        events: &mut [EpollEvent],
+        timeout_ms: u16,
+        polling: &mut Polling,
+        now: Instant,
+    ) -> usize {
+        let ready = self.epoll.wait(events, timeout_ms).unwrap_or(0);
+        for event in &events[..ready] {
+            let token = event.data();
+            if token == WAKE_TOKEN {
+                let _ = self.wake.read();
+            } else if self.on_readable(token as usize) {
+                polling.received(token as usize, now);
+            }
+        }
+        ready
+    }
+
+    /// Reads the hot connections without asking epoll; returns how many brought bytes.
+    fn read_hot(&mut self, polling: &mut Polling, now: Instant) -> usize {
+        let mut brought = 0;
+        for slot in polling.slots() {
+            if self.on_readable(slot) {
+                polling.received(slot, now);
+                brought += 1;
+            }
+        }
+        brought
     }
 
     /// Reads on where a connection stopped at its round limit: the PDUs left in its receive
@@ -665,14 +693,19 @@ impl PollGroup {
         self.host_charges
             .retain(|_, budget| Arc::strong_count(budget) > 1);
         self.host_charges.shrink_to_fit();
-        let requests: usize = self
-            .connections
-            .iter()
-            .flatten()
-            .map(Connection::request_slots)
-            .sum();
+        let requests = self.request_slots();
         for waiters in &mut self.buffer_waiters {
             waiters.shrink_to(requests);
         }
+    }
+
+    /// Command slots of all the group's connections: the most requests that can wait for
+    /// buffers at once.
+    fn request_slots(&self) -> usize {
+        self.connections
+            .iter()
+            .flatten()
+            .map(Connection::request_slots)
+            .sum()
     }
 }

@@ -5,8 +5,8 @@
 //! builds it all import it downward: none of them has to import another to reach it.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 
 use crate::admission::Admission;
 use crate::backend::DriveSlot;
@@ -20,8 +20,9 @@ pub struct TargetShared {
     buffer_sizes: Vec<usize>,
     registry: Registry,
     listeners: Vec<SocketAddr>,
-    /// Set once when shutdown starts.
-    shutdown_deadline: Mutex<Option<Instant>>,
+    /// Set once when shutdown starts. A `OnceLock`, not a mutex: poll groups read it on every
+    /// round of their loop, and the I/O path takes no lock (reading it is one atomic load).
+    shutdown_deadline: OnceLock<Instant>,
     /// What hosts hold of the target, against `[limits]`.
     admission: Arc<Admission>,
     /// Dropped last: controllers shut down when the last poll group is gone.
@@ -42,7 +43,7 @@ impl TargetShared {
             buffer_sizes,
             registry,
             listeners,
-            shutdown_deadline: Mutex::new(None),
+            shutdown_deadline: OnceLock::new(),
             admission,
             drives,
         }
@@ -94,19 +95,16 @@ impl TargetShared {
 
     /// Starts the shutdown clock: poll groups give up waiting for their drives after the
     /// configured shutdown deadline from now.
+    /// The first call sets the deadline; later ones keep it.
     pub(crate) fn start_shutdown(&self) {
-        *self
+        let _ = self
             .shutdown_deadline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + self.config.shutdown_deadline);
+            .set(Instant::now() + self.config.shutdown_deadline);
     }
 
-    /// When a stopping poll group gives up waiting for its drives (far future while running).
-    pub fn shutdown_deadline(&self) -> Instant {
-        self.shutdown_deadline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    /// When a stopping poll group gives up waiting for its drives; `None` until the shutdown
+    /// starts (a group whose acceptor went away without one waits for its drives unbounded).
+    pub fn shutdown_deadline(&self) -> Option<Instant> {
+        self.shutdown_deadline.get().copied()
     }
 }

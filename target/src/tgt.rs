@@ -14,12 +14,12 @@
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::admin_worker::{AdminChannel, AdminWorker, ResultRing};
-use crate::admission::{Admission, ConnectionTicket, RefusalLog};
+use crate::admission::{ensure_fd_room, Admission, ConnectionTicket, RefusalLog};
 use crate::backend::{Drive, DriveSlot};
 use crate::config::{BackingConfig, Config};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
@@ -74,6 +74,8 @@ pub struct Target {
     next_group: usize,
     /// Connections refused by `[limits]`, logged at most once a second.
     refusals: RefusalLog,
+    /// Out of file descriptors: the listeners are out of epoll until then.
+    accept_paused_until: Option<Instant>,
     shared: Arc<TargetShared>,
 }
 
@@ -194,6 +196,7 @@ impl Target {
                     .map_err(io)?;
             }
         }
+        ensure_fd_room(&config.target.limits);
         let admission = Admission::new(config.target.limits.clone());
         let registry = Registry::build(
             &config,
@@ -276,6 +279,7 @@ impl Target {
             admin_worker,
             next_group: 0,
             refusals: RefusalLog::default(),
+            accept_paused_until: None,
             shared,
         })
     }
@@ -302,7 +306,11 @@ impl Target {
                 .drives()
                 .iter()
                 .any(|slot| slot.is_removed() && slot.lock().is_some());
-            let timeout: u16 = if releasing { 10 } else { 1000 };
+            let timeout: u16 = if releasing || self.accept_paused_until.is_some() {
+                10
+            } else {
+                1000
+            };
             let ready = match self.epoll.wait(&mut events, timeout) {
                 Ok(ready) => ready,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -324,6 +332,40 @@ impl Target {
                 self.release_removed_drives();
             }
             self.refusals.report_unlogged();
+            self.resume_accepting();
+        }
+    }
+
+    /// Out of file descriptors: a level-triggered listener would wake the acceptor at once,
+    /// again and again, so the listeners leave epoll for `ACCEPT_PAUSE` while connections
+    /// close and give theirs back. The connections waiting meanwhile stay in the backlog.
+    fn pause_accepting(&mut self, error: &std::io::Error) {
+        log::warn!(
+            "accept failed: {error}; not accepting for {ACCEPT_PAUSE:?} (raise LimitNOFILE, \
+             or lower limits.connections)"
+        );
+        for listener in &self.listeners {
+            let _ = self.epoll.delete(listener.as_fd());
+        }
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+    }
+
+    fn resume_accepting(&mut self) {
+        if self
+            .accept_paused_until
+            .is_none_or(|until| Instant::now() < until)
+        {
+            return;
+        }
+        self.accept_paused_until = None;
+        for (token, listener) in self.listeners.iter().enumerate() {
+            let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
+            if let Err(error) = self.epoll.add(listener.as_fd(), event) {
+                log::error!(
+                    "cannot accept on {:?} again: {error}",
+                    listener.local_addr()
+                );
+            }
         }
     }
 
@@ -376,6 +418,15 @@ impl Target {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                        nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE
+                    ) =>
+                {
+                    self.pause_accepting(&e);
+                    return;
+                }
                 Err(e) => {
                     log::warn!("accept failed: {e}");
                     return;
@@ -477,6 +528,9 @@ fn warn_unreachable(config: &Config) {
         }
     }
 }
+
+/// How long the acceptor stops accepting when the process is out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Epoll tokens of drives' removal eventfds start here (listeners count from 0).
 const REMOVAL_TOKEN_BASE: u64 = 1 << 32;

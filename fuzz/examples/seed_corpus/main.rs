@@ -1,11 +1,12 @@
 //! Writes the seed corpus, `fuzz/corpus/<target>/seed-*`: valid PDUs of each type for both
 //! receivers and digest settings, whole host sessions (admin, I/O, discovery), valid and
-//! boundary Connect commands and data, admin command sequences, and real configuration files.
+//! boundary Connect commands and data, admin command sequences, real configuration files, and DH-HMAC-CHAP exchanges.
 //! Run from fuzz/: `cargo run --example seed_corpus`. Deterministic: rerunning it changes
 //! nothing. Inputs libFuzzer adds to these directories are not committed (fuzz/.gitignore).
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod config;
 mod connection;
 mod controllers;
@@ -24,6 +25,7 @@ fn main() {
         ("connect_data", controllers::connect_data_seeds()),
         ("admin", controllers::admin_seeds()),
         ("config", config::seeds()),
+        ("auth", auth::seeds()),
     ] {
         let dir = corpus.join(target);
         fs::create_dir_all(&dir).expect("corpus directory");

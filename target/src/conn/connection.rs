@@ -124,6 +124,12 @@ pub struct Connection {
     /// The last read stopped at the round limit with PDUs possibly left in the receive buffer,
     /// which no epoll event will announce: read on without waiting for one.
     pub(super) input_pending: bool,
+    /// The last read from the socket brought less than it asked for: the socket had nothing
+    /// more, so reading again before epoll reports it readable (level-triggered, so it does as
+    /// long as bytes are there) would only fail with EWOULDBLOCK, a system call per command.
+    pub(super) socket_drained: bool,
+    /// Bytes read from the socket so far (tells the poll group whether a read brought any).
+    pub(super) bytes_received: u64,
     /// An I/O queue Connect waiting for its QID to be released by the previous connection.
     pub(super) pending_connect: Option<PendingConnect>,
     /// Until the queue is bound: when the connection is closed if it has not sent its ICReq
@@ -140,8 +146,18 @@ pub struct Connection {
     pub(super) r2ts_outstanding: u16,
     /// Writes waiting for their R2T, oldest first.
     pub(super) waiting_for_r2t: VecDeque<u16>,
+    /// Which limits of the connection's own have bitten (logged once per connection).
+    pub(super) limits_reported: LimitsReported,
     /// Its place in the target's count of connections, given back with it.
     _admission: ConnectionTicket,
+}
+
+/// Limits logged for a connection already: a host at a limit stays there for a while, and one
+/// line per connection says so without a line per command.
+#[derive(Default)]
+pub(super) struct LimitsReported {
+    pub(super) buffers: bool,
+    pub(super) r2ts: bool,
 }
 
 /// A Connect parked until its QID is free (see `fabrics_cmd::QID_REUSE_WAIT`).
@@ -191,12 +207,15 @@ impl Connection {
             closing_deadline: None,
             write_blocked: false,
             input_pending: false,
+            socket_drained: false,
+            bytes_received: 0,
             pending_connect: None,
             setup_deadline: Some(Instant::now() + shared.settings().limits.icreq_timeout),
             host_charge,
             over_buffer_limit: VecDeque::with_capacity(depth),
             r2ts_outstanding: 0,
             waiting_for_r2t: VecDeque::with_capacity(depth),
+            limits_reported: LimitsReported::default(),
             _admission: admission,
             shared,
         })

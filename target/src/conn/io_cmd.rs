@@ -79,10 +79,11 @@ impl Connection {
     fn take_buffer(&mut self, index: u16, drive: usize, context: &mut IoContext<'_>) -> bool {
         let size = self.shared.buffer_sizes()[drive];
         if !self.over_buffer_limit.is_empty() || !self.may_charge(size) {
-            if self.over_buffer_limit.is_empty() {
-                log::debug!(
-                    "{}: its host holds {} bytes of buffers (limits.buffer_bytes_per_host); its \
-                     commands wait for them",
+            if !std::mem::replace(&mut self.limits_reported.buffers, true) {
+                log::info!(
+                    "{}: its host holds {} bytes of buffers in this poll group \
+                     (limits.buffer_bytes_per_host); its commands wait for them (logged once \
+                     per connection)",
                     self.peer,
                     self.host_charge.load(Ordering::Relaxed)
                 );
@@ -144,9 +145,16 @@ impl Connection {
         let limit = self.shared.settings().limits.r2t_per_connection;
         if self.waiting_for_r2t.is_empty() && self.r2ts_outstanding < limit {
             self.send_r2t(index);
-        } else {
-            self.waiting_for_r2t.push_back(index);
+            return;
         }
+        if !std::mem::replace(&mut self.limits_reported.r2ts, true) {
+            log::info!(
+                "{}: {limit} R2Ts outstanding (limits.r2t_per_connection); further writes wait \
+                 for theirs (logged once per connection)",
+                self.peer
+            );
+        }
+        self.waiting_for_r2t.push_back(index);
     }
 
     /// The data an R2T asked for is in: the next write waiting for an R2T gets one.

@@ -43,6 +43,16 @@ use self::send_queue::{Marker, IOVECS_PER_WRITE};
 use crate::session::QueueBinding;
 
 impl Connection {
+    /// The socket may have bytes (epoll said so, or the poll group reads a busy connection
+    /// without asking): reads on (see [`on_readable`](Self::on_readable)). Returns whether
+    /// bytes came.
+    pub fn on_socket_readable(&mut self, context: &mut IoContext<'_>) -> bool {
+        self.socket_drained = false;
+        let before = self.bytes_received;
+        self.on_readable(context);
+        self.bytes_received != before
+    }
+
     /// Reads and handles what the socket has, at most `PDUS_PER_ROUND` PDUs so that one busy
     /// connection does not starve the others; [`input_pending`](Self::input_pending) then says
     /// to come back.
@@ -59,19 +69,28 @@ impl Connection {
                     self.terminate(error);
                     return;
                 }
-                Ok(ReadEvent::NeedMoreBytes) => match self.socket.read(self.reader.recv_buffer()) {
-                    Ok(0) => {
-                        self.close("the host closed the connection", context);
-                        return;
+                Ok(ReadEvent::NeedMoreBytes) if self.socket_drained => return,
+                Ok(ReadEvent::NeedMoreBytes) => {
+                    let buffer = self.reader.recv_buffer();
+                    let room = buffer.len();
+                    match self.socket.read(buffer) {
+                        Ok(0) => {
+                            self.close("the host closed the connection", context);
+                            return;
+                        }
+                        Ok(n) => {
+                            self.bytes_received += n as u64;
+                            self.socket_drained = n < room;
+                            self.reader.commit_received(n);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            self.close(&format!("receive failed: {e}"), context);
+                            return;
+                        }
                     }
-                    Ok(n) => self.reader.commit_received(n),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.close(&format!("receive failed: {e}"), context);
-                        return;
-                    }
-                },
+                }
                 Ok(ReadEvent::Header { header, layout }) => self.on_header(header, layout, context),
                 Ok(ReadEvent::Data { .. }) => {
                     if !self.receive_data(context) {
@@ -148,6 +167,9 @@ impl Connection {
         if rest.is_empty() {
             return true;
         }
+        if self.socket_drained {
+            return false;
+        }
         match socket.read(rest) {
             Ok(0) => {
                 self.close("the host closed the connection", context);
@@ -156,6 +178,8 @@ impl Connection {
             Ok(n) => {
                 reader.data_received_directly(&rest[..n]);
                 *position += n;
+                self.bytes_received += n as u64;
+                self.socket_drained = n < rest.len();
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
