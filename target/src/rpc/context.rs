@@ -5,7 +5,7 @@
 //! configuration file, and what `save_config` writes always loads.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
 use crate::ctrlr::{ControllerRegistry, FabricController, TargetSubsystems};
@@ -63,14 +63,23 @@ impl Management {
         registry: &ControllerRegistry,
         controllers: &[std::sync::Weak<FabricController>],
     ) {
-        let deadline = Instant::now() + self.shared.settings().shutdown_deadline;
-        let left = registry.wait_until_gone(controllers, deadline);
+        self.wait_until_gone_within(registry, controllers, None);
+    }
+
+    /// As [`Self::wait_until_gone`], waiting at most `within` if given.
+    pub fn wait_until_gone_within(
+        &self,
+        registry: &ControllerRegistry,
+        controllers: &[std::sync::Weak<FabricController>],
+        within: Option<Duration>,
+    ) {
+        let within = within.unwrap_or(self.shared.settings().shutdown_deadline);
+        let left = registry.wait_until_gone(controllers, Instant::now() + within);
         if left > 0 {
             log::warn!(
-                "{}: {left} controllers still have queues after {:?}; their connections close \
-                 when their commands complete",
-                registry.subsystem().nqn,
-                self.shared.settings().shutdown_deadline
+                "{}: {left} controllers still have queues after {within:?}; their connections \
+                 close when their commands complete",
+                registry.subsystem().nqn
             );
         }
     }

@@ -2,11 +2,11 @@
 //! the methods about the management interface and the configuration as a whole
 //! (`rpc_get_methods`, `save_config`).
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::context::Management;
-use super::protocol::{params, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
+use super::params::{parse, GetMethods, SaveConfig};
+use super::protocol::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
 use super::subsystems;
 
 type Method = fn(&mut Management, Value) -> Result<Value, RpcError>;
@@ -43,17 +43,9 @@ pub fn dispatch(m: &mut Management, method: &str, params: Value) -> Result<Value
     function(m, params)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GetMethods {
-    /// As SPDK's: methods callable in the current state (all of them, here).
-    #[serde(default, rename = "current")]
-    _current: bool,
-}
-
 /// `rpc_get_methods`: the method names.
 fn get_methods(_: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let _: GetMethods = params(params_value)?;
+    let _: GetMethods = parse(params_value)?;
     Ok(Value::Array(
         METHODS
             .iter()
@@ -62,17 +54,10 @@ fn get_methods(_: &mut Management, params_value: Value) -> Result<Value, RpcErro
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SaveConfig {
-    /// Also write the configuration to this file (replaced whole, never half written).
-    file: Option<std::path::PathBuf>,
-}
-
 /// `save_config`: the running configuration as TOML, which `vfnvme serve --config` reads back
 /// to the same subsystems, hosts and namespaces.
 fn save_config(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: SaveConfig = params(params_value)?;
+    let request: SaveConfig = parse(params_value)?;
     let text = m.config.to_toml();
     if let Some(file) = request.file {
         write_whole(&file, &text).map_err(|error| {

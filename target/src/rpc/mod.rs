@@ -4,6 +4,7 @@
 //!
 //! - `socket.rs`: the socket file (mode 0600, stale ones replaced, live ones refused);
 //! - `protocol.rs`: requests, responses, error codes, params whose errors name the field;
+//! - `params.rs`: each method's params, SPDK's extra fields accepted or refused by name;
 //! - `context.rs`: the running configuration every change is checked against;
 //! - `subsystems.rs`: the `nvmf_*` methods; `methods.rs`: the table, the dispatch and the
 //!   methods about the whole (`rpc_get_methods`, `save_config`);
@@ -14,6 +15,7 @@
 
 mod context;
 mod methods;
+mod params;
 mod protocol;
 mod server;
 mod socket;

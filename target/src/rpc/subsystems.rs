@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use vfnvme_spec::fabrics::DISCOVERY_NQN;
 use vfnvme_spec::identify::NamespaceIds;
@@ -18,65 +17,15 @@ use crate::config::{BackingConfig, NamespaceConfig, SubsystemConfig};
 use crate::subsystem::{HostAccess, Subsystem};
 
 use super::context::{checked, Management};
-use super::protocol::{params, RpcError, INTERNAL_ERROR};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Nqn {
-    nqn: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GetSubsystems {
-    /// Only this subsystem.
-    nqn: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateSubsystem {
-    nqn: String,
-    serial_number: Option<String>,
-    model_number: Option<String>,
-    #[serde(default)]
-    allow_any_host: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubsystemHost {
-    nqn: String,
-    host: String,
-}
-
-/// A listener as SPDK's `listen_address` param names one.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListenAddress {
-    trtype: Option<String>,
-    adrfam: Option<String>,
-    traddr: String,
-    trsvcid: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubsystemListener {
-    nqn: String,
-    listen_address: ListenAddress,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AllowAnyHost {
-    nqn: String,
-    allow_any_host: bool,
-}
+use super::params::{
+    parse, AddHost, AllowAnyHost, CreateSubsystem, GetSubsystems, ListenAddress, Nqn, RemoveHost,
+    SubsystemListener,
+};
+use super::protocol::{RpcError, INTERNAL_ERROR};
 
 /// `nvmf_get_subsystems`: the discovery subsystem, then every NVM subsystem.
 pub fn get_subsystems(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: GetSubsystems = params(params_value)?;
+    let request: GetSubsystems = parse(params_value)?;
     let listeners = m.shared.listeners();
     let mut list = Vec::new();
     if request
@@ -193,7 +142,7 @@ fn add_ids(entry: &mut Value, ids: &NamespaceIds) {
 
 /// `nvmf_subsystem_get_controllers`: the live controllers of subsystem `nqn`.
 pub fn get_controllers(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: Nqn = params(params_value)?;
+    let request: Nqn = parse(params_value)?;
     let registry = if request.nqn == DISCOVERY_NQN {
         Arc::clone(m.subsystems().discovery())
     } else {
@@ -217,7 +166,7 @@ pub fn get_controllers(m: &mut Management, params_value: Value) -> Result<Value,
 /// `nvmf_create_subsystem`: a subsystem without namespaces, reachable on every listener that
 /// is not discovery-only, closed to every host unless `allow_any_host`.
 pub fn create_subsystem(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: CreateSubsystem = params(params_value)?;
+    let request: CreateSubsystem = parse(params_value)?;
     if m.config.subsystems.iter().any(|s| s.nqn == request.nqn) {
         return Err(RpcError::invalid_params(format!(
             "subsystem {} exists already",
@@ -256,7 +205,7 @@ pub fn create_subsystem(m: &mut Management, params_value: Value) -> Result<Value
 /// to an unknown subsystem), its hosts' controllers are disconnected and gone, then discovery
 /// controllers are told. Its drives stay open until the target stops.
 pub fn delete_subsystem(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: Nqn = params(params_value)?;
+    let request: Nqn = parse(params_value)?;
     let config = m.changed_config(&request.nqn, |config, index| {
         config.subsystems.remove(index);
         Ok(())
@@ -280,7 +229,7 @@ pub fn delete_subsystem(m: &mut Management, params_value: Value) -> Result<Value
 
 /// `nvmf_subsystem_add_host`: host `host` may connect to subsystem `nqn`.
 pub fn add_host(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: SubsystemHost = params(params_value)?;
+    let request: AddHost = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
     let config = m.changed_config(&request.nqn, |config, index| {
         config.subsystems[index].hosts.push(request.host.clone());
@@ -300,7 +249,7 @@ pub fn add_host(m: &mut Management, params_value: Value) -> Result<Value, RpcErr
 /// `nvmf_subsystem_remove_host`: host `host` may no longer connect to subsystem `nqn`; its
 /// controllers there are disconnected (unless the subsystem allows any host).
 pub fn remove_host(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: SubsystemHost = params(params_value)?;
+    let request: RemoveHost = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
     let config = m.changed_config(&request.nqn, |config, index| {
         let hosts = &mut config.subsystems[index].hosts;
@@ -322,7 +271,8 @@ pub fn remove_host(m: &mut Management, params_value: Value) -> Result<Value, Rpc
     });
     if !still_allowed {
         let controllers = registry.disconnect(|controller| controller.host_nqn() == request.host);
-        m.wait_until_gone(&registry, &controllers);
+        let within = request.timeout_ms.map(std::time::Duration::from_millis);
+        m.wait_until_gone_within(&registry, &controllers, within);
     }
     m.subsystems().discovery_changed();
     log::info!(
@@ -337,7 +287,7 @@ pub fn remove_host(m: &mut Management, params_value: Value) -> Result<Value, Rpc
 /// `nvmf_subsystem_allow_any_host`: open subsystem `nqn` to every host, or only to its hosts
 /// again (the controllers of the others are disconnected).
 pub fn allow_any_host(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: AllowAnyHost = params(params_value)?;
+    let request: AllowAnyHost = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
     let config = m.changed_config(&request.nqn, |config, index| {
         config.subsystems[index].allow_any_host = request.allow_any_host;
@@ -387,7 +337,7 @@ fn listener_index(m: &Management, address: &ListenAddress) -> Result<usize, RpcE
 /// `nvmf_subsystem_add_listener`: hosts may reach subsystem `nqn` on one more of the target's
 /// listeners.
 pub fn add_listener(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: SubsystemListener = params(params_value)?;
+    let request: SubsystemListener = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
     let index = listener_index(m, &request.listen_address)?;
     let config = m.changed_config(&request.nqn, |config, subsystem| {
@@ -414,7 +364,7 @@ pub fn add_listener(m: &mut Management, params_value: Value) -> Result<Value, Rp
 /// `nvmf_subsystem_remove_listener`: hosts may no longer reach subsystem `nqn` on a listener;
 /// the controllers whose admin queue arrived there are disconnected.
 pub fn remove_listener(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: SubsystemListener = params(params_value)?;
+    let request: SubsystemListener = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
     let index = listener_index(m, &request.listen_address)?;
     let config = m.changed_config(&request.nqn, |config, subsystem| {
