@@ -100,3 +100,78 @@ fn read_secret(source: &Source, file: Spanned<String>) -> Result<DhchapSecret, C
     };
     read_dhchap_secret(&path).or_else(|error| source.invalid(span, error.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use crate::config::Config;
+
+    fn config_with_key(path: &str) -> String {
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:4420\"\n\n[[subsystem]]\n\
+             nqn = \"nqn.2026-11.io.vfnvme:ssd0\"\nrequire_authentication = true\n\
+             [[subsystem.host]]\nnqn = \"nqn.2014-08.org.nvmexpress:uuid:h1\"\n\
+             dhchap_secret_file = \"{path}\"\n\n[[subsystem.namespace]]\nnsid = 1\nram_mib = 1\n"
+        )
+    }
+
+    fn key_file(name: &str, mode: u32) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("vfnvme-{name}-{}.key", std::process::id()));
+        let key = vfnvme_auth::DhchapSecret::new(&[1; 32], None).unwrap();
+        std::fs::write(&path, &*key.representation()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_host_key_file_is_read_and_every_host_then_needs_one() {
+        let path = key_file("ok", 0o600);
+        let config = Config::parse(&config_with_key(&path.display().to_string()), "v.toml");
+        std::fs::remove_file(&path).unwrap();
+        let auth = &config.unwrap().subsystems[0].auth;
+        assert!(auth.required);
+        assert!(auth.key_of("nqn.2014-08.org.nvmexpress:uuid:h1").is_some());
+
+        let keyless = config_with_key("/x").replace(
+            "require_authentication = true\n",
+            "require_authentication = true\nhosts = [\"nqn.2014-08.org.nvmexpress:uuid:h2\"]\n",
+        );
+        let path = key_file("ok2", 0o600);
+        let error = Config::parse(
+            &keyless.replace("/x", &path.display().to_string()),
+            "v.toml",
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            error.unwrap_err().to_string(),
+            "v.toml:6: subsystem nqn.2026-11.io.vfnvme:ssd0 has require_authentication = true \
+             but host nqn.2014-08.org.nvmexpress:uuid:h2 has no key; give it a \
+             [[subsystem.host]] with a dhchap_secret_file"
+        );
+    }
+
+    #[test]
+    fn a_world_readable_or_missing_secret_file_is_one_line_naming_file_and_line() {
+        let path = key_file("open", 0o644);
+        let shown = path.display().to_string();
+        let error = Config::parse(&config_with_key(&shown), "v.toml").unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            format!(
+                "v.toml:9: secret file {shown} is accessible by group or others (mode 0644); \
+                 run `chmod 600 {shown}` so that only its owner can read it"
+            )
+        );
+        assert!(!message.contains("DHHC"), "{message}");
+        let missing = Config::parse(&config_with_key("/nonexistent/host1"), "v.toml").unwrap_err();
+        let message = missing.to_string();
+        assert!(
+            message.starts_with("v.toml:9: cannot read secret file /nonexistent/host1: ")
+                && !message.contains('\n'),
+            "{message}"
+        );
+    }
+}
