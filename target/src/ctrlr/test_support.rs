@@ -63,6 +63,7 @@ pub(super) fn subsystem() -> Subsystem {
         firmware: "8.2.0".into(),
         allow_any_host: false,
         hosts: vec![HOST_NQN.into()],
+        auth: crate::config::SubsystemAuth::default(),
         namespaces: vec![
             NamespaceInfo {
                 nsid: 1,
