@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use vfnvme_auth::{ControllerAuth, ControllerPolicy};
 use vfnvme_driver::{AdminData, Controller};
 use vfnvme_spec::identify::{
     parse_namespace_id_descriptors, NamespaceId, NamespaceIds, IDENTIFY_DATA_SIZE, VWC_PRESENT,
@@ -448,6 +449,38 @@ impl QueueBinding {
             }
             _ => None,
         }
+    }
+
+    /// The DH-HMAC-CHAP exchange this queue's host must complete before other commands, if it
+    /// has a key (nvmet: `nvmet_setup_auth` at Connect when the host has a key). Each step may
+    /// wait for the host as long as the keep-alive timeout (120 s without one), as SPDK's
+    /// target and nvmet allow.
+    pub fn authentication(&self) -> Option<ControllerAuth> {
+        let controller = self.controller();
+        let subsystem = controller.subsystem();
+        let key = subsystem.auth.key_of(controller.host_nqn())?;
+        let mut policy = ControllerPolicy::default();
+        if let Some(kato) = controller.keep_alive_timeout() {
+            policy.step_timeout = kato;
+        }
+        Some(ControllerAuth::new(
+            controller.host_nqn(),
+            &subsystem.nqn,
+            &key.secret,
+            key.ctrl_secret.as_deref(),
+            policy,
+        ))
+    }
+
+    /// Who is on this queue, for the log: host NQN, subsystem NQN, queue.
+    pub fn describe(&self) -> String {
+        let controller = self.controller();
+        format!(
+            "host {} to subsystem {}, queue {}",
+            controller.host_nqn(),
+            controller.subsystem().nqn,
+            self.qid()
+        )
     }
 
     /// Why this queue must close now, if it must: keep-alive expired (admin queue), or the

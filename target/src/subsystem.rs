@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::{
-    BackingConfig, NamespaceConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
+    BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
     MAX_SERIAL_BYTES,
 };
 use vfnvme_spec::discovery::{
@@ -97,6 +97,8 @@ pub struct Subsystem {
     pub serial: String,
     pub model: String,
     pub firmware: String,
+    /// The hosts' DH-HMAC-CHAP keys, and whether every host must authenticate.
+    pub auth: SubsystemAuth,
     /// Sorted by NSID.
     pub namespaces: Vec<NamespaceInfo>,
     /// Largest data transfer of one command, in bytes: a power of two of at least 8 KiB.
@@ -200,6 +202,7 @@ impl Subsystem {
             serial,
             model,
             firmware,
+            auth: config.auth.clone(),
             namespaces,
             max_io_size,
             // Flush matters if any drive caches writes: a host told of no cache sends none.
@@ -233,6 +236,7 @@ impl Subsystem {
             serial: generated_serial(DISCOVERY_NQN),
             model: "vfnvme discovery".to_owned(),
             firmware: truncate(env!("CARGO_PKG_VERSION"), 8),
+            auth: SubsystemAuth::default(),
             namespaces: Vec::new(),
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
@@ -456,6 +460,7 @@ mod tests {
             nqn: "nqn.2026-11.io.vfnvme:test".into(),
             allow_any_host: false,
             hosts: vec!["nqn.host:a".into()],
+            auth: SubsystemAuth::default(),
             serial: None,
             model: None,
             listeners: vec![0],

@@ -52,17 +52,13 @@ fn socket_path() -> PathBuf {
 
 /// `[target]` of one poll group with a management socket of its own.
 fn target_lines() -> String {
-    format!(
-        "cores = 1
-rpc_socket = \"{}\"",
-        socket_path().display()
-    )
+    format!("cores = 1\nrpc_socket = \"{}\"", socket_path().display())
 }
 
-fn ram_config(port: u16) -> String {
+fn ram_config(port: u16, subsystem: &str) -> String {
     ConfigText::new(&target_lines())
         .listener(&format!("127.0.0.1:{port}"))
-        .subsystem(NQN, "allow_any_host = true")
+        .subsystem(NQN, subsystem)
         .namespace(1, &format!("ram_mib = {RAM_MIB}"))
         .text()
 }
@@ -79,8 +75,13 @@ struct Served {
 
 impl Served {
     fn start() -> Self {
+        Self::start_with("allow_any_host = true")
+    }
+
+    /// With the subsystem's key lines `subsystem` (who may connect).
+    fn start_with(subsystem: &str) -> Self {
         let port = free_port();
-        let text = ram_config(port);
+        let text = ram_config(port, subsystem);
         let socket = Config::parse(&text, "serve.toml")
             .expect("a valid configuration")
             .target
@@ -340,7 +341,7 @@ fn a_limit_out_of_range_is_one_line_naming_the_key_and_its_range() {
 fn a_port_in_use_is_one_line() {
     let holder = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = holder.local_addr().expect("local address").port();
-    let path = write_config(&ram_config(port));
+    let path = write_config(&ram_config(port, "allow_any_host = true"));
     let output = vfnvme(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
     assert_clean_failure(&output, &format!("cannot listen on 127.0.0.1:{port}"));
 }
@@ -397,4 +398,59 @@ fn the_deploy_example_configuration_is_valid() {
     if let Err(error) = vfnvme_target::config::Config::load(&path) {
         panic!("{error}");
     }
+}
+
+/// A secret file readable by its owner only, holding `secret`.
+fn secret_file(name: &str, secret: &vfnvme_auth::DhchapSecret) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}.key", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("create the key file");
+    writeln!(file, "{}", &*secret.representation()).expect("write the key");
+    path
+}
+
+#[test]
+fn perf_connect_authenticates_with_dhchap_secret_as_string_or_file() {
+    let host_key = vfnvme_auth::DhchapSecret::new(&[7; 32], None).unwrap();
+    let ctrl_key = vfnvme_auth::DhchapSecret::new(&[8; 48], None).unwrap();
+    let host_file = secret_file("perf-host", &host_key);
+    let ctrl_file = secret_file("perf-ctrl", &ctrl_key);
+    let host_nqn = vfnvme_host::HostOptions::default().host_nqn;
+    let served = Served::start_with(&format!(
+        "require_authentication = true\n[[subsystem.host]]\nnqn = \"{host_nqn}\"\n\
+         dhchap_secret_file = \"{}\"\ndhchap_ctrl_secret_file = \"{}\"\n",
+        host_file.display(),
+        ctrl_file.display()
+    ));
+    let as_string = host_key.representation();
+    let reads = ["-w", "randread", "-q", "4", "-o", "4k", "-t", "1"];
+    json_of_success(&served.perf(&[&["--dhchap-secret", as_string.as_str()], &reads[..]].concat()));
+    let host_path = host_file.display().to_string();
+    let ctrl_path = ctrl_file.display().to_string();
+    json_of_success(
+        &served.perf(
+            &[
+                &[
+                    "--dhchap-secret",
+                    host_path.as_str(),
+                    "--dhchap-ctrl-secret",
+                    ctrl_path.as_str(),
+                ],
+                &reads[..],
+            ]
+            .concat(),
+        ),
+    );
+    assert_clean_failure(
+        &served.perf(&reads),
+        "the target requires DH-HMAC-CHAP authentication and no secret is set",
+    );
 }

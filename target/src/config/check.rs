@@ -397,6 +397,26 @@ impl Checker<'_> {
             }
             hosts.push(host);
         }
+        let mut keys = Vec::new();
+        for entry in raw.host {
+            let span = entry.nqn.span();
+            let host = self.nqn(entry.nqn.clone(), "host")?;
+            if hosts.contains(&host) {
+                return self
+                    .source
+                    .invalid(span, format!("host {host} is listed twice"));
+            }
+            keys.extend(super::auth::host_key(self.source, &host, entry)?);
+            hosts.push(host);
+        }
+        let auth = super::auth::subsystem_auth(
+            self.source,
+            &nqn,
+            raw.require_authentication,
+            allow_any_host,
+            &hosts,
+            keys,
+        )?;
         match (&raw.allow_any_host, hosts.is_empty()) {
             (Some(allow), false) if *allow.get_ref() => {
                 return self.source.invalid(
@@ -435,6 +455,7 @@ impl Checker<'_> {
             nqn,
             allow_any_host,
             hosts,
+            auth,
             serial,
             model,
             listeners,
@@ -690,6 +711,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 nqn: "nqn.2026-11.io.vfnvme:ssd0".into(),
                 allow_any_host: true,
                 hosts: vec![],
+                auth: crate::config::SubsystemAuth::default(),
                 serial: None,
                 model: None,
                 listeners: vec![0],

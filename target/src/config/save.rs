@@ -54,15 +54,30 @@ struct SavedListener {
 struct SavedSubsystem {
     nqn: String,
     allow_any_host: bool,
+    /// The hosts without a key; those with one are `host` entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     hosts: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    require_authentication: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     serial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<String>,
     listeners: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    host: Vec<SavedHost>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     namespace: Vec<SavedNamespace>,
+}
+
+/// A `[[subsystem.host]]`: a host with its DH-HMAC-CHAP key files (the files are named, their
+/// content stays where it is).
+#[derive(Serialize)]
+struct SavedHost {
+    nqn: String,
+    dhchap_secret_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dhchap_ctrl_secret_file: Option<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -135,10 +150,30 @@ impl Config {
     }
 
     fn saved_subsystem(&self, subsystem: &SubsystemConfig) -> SavedSubsystem {
+        let auth = &subsystem.auth;
+        // Keys of hosts removed while the target ran are kept (the running subsystem still
+        // has them) but not written: the file lists only hosts it admits.
+        let (keyed, plain): (Vec<&String>, Vec<&String>) = subsystem
+            .hosts
+            .iter()
+            .partition(|host| auth.key_of(host).is_some());
         SavedSubsystem {
             nqn: subsystem.nqn.clone(),
             allow_any_host: subsystem.allow_any_host,
-            hosts: subsystem.hosts.clone(),
+            hosts: plain.into_iter().cloned().collect(),
+            require_authentication: auth.required,
+            host: keyed
+                .into_iter()
+                .filter_map(|host| auth.key_of(host))
+                .map(|key| SavedHost {
+                    nqn: key.host_nqn.clone(),
+                    dhchap_secret_file: key.secret_file.display().to_string(),
+                    dhchap_ctrl_secret_file: key
+                        .ctrl_secret_file
+                        .as_ref()
+                        .map(|file| file.display().to_string()),
+                })
+                .collect(),
             serial: subsystem.serial.clone(),
             model: subsystem.model.clone(),
             listeners: subsystem
@@ -247,5 +282,44 @@ allow_any_host = false
         assert_eq!(again, config, "{saved}");
         assert_eq!(again.to_toml(), saved, "saving is stable");
         assert!(saved.contains("[[subsystem.namespace]]"), "{saved}");
+    }
+
+    #[test]
+    fn host_keys_are_saved_as_the_files_they_came_from() {
+        use std::os::unix::fs::PermissionsExt;
+        let key_file = |name: &str, byte: u8| {
+            let path =
+                std::env::temp_dir().join(format!("vfnvme-save-{name}-{}.key", std::process::id()));
+            let key = vfnvme_auth::DhchapSecret::new(&[byte; 32], None).unwrap();
+            std::fs::write(&path, &*key.representation()).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        };
+        let (host, ctrl, other) = (key_file("h", 1), key_file("c", 2), key_file("o", 3));
+        let text = format!(
+            "[[listener]]\naddress = \"127.0.0.1:4420\"\n\n\
+             [[subsystem]]\nnqn = \"nqn.2026-11.io.vfnvme:locked\"\nrequire_authentication = true\n\
+             [[subsystem.host]]\nnqn = \"nqn.2014-08.org.nvmexpress:uuid:h1\"\n\
+             dhchap_secret_file = \"{}\"\ndhchap_ctrl_secret_file = \"{}\"\n\n\
+             [[subsystem]]\nnqn = \"nqn.2026-11.io.vfnvme:mixed\"\n\
+             hosts = [\"nqn.2014-08.org.nvmexpress:uuid:plain\"]\n\
+             [[subsystem.host]]\nnqn = \"nqn.2014-08.org.nvmexpress:uuid:h2\"\n\
+             dhchap_secret_file = \"{}\"\n",
+            host.display(),
+            ctrl.display(),
+            other.display()
+        );
+        let config = Config::parse(&text, "/etc/in.toml").unwrap();
+        let saved = config.to_toml();
+        let again = Config::parse(&saved, "/etc/saved.toml");
+        for file in [&host, &ctrl, &other] {
+            std::fs::remove_file(file).unwrap();
+        }
+        assert_eq!(again.unwrap(), config, "{saved}");
+        assert!(
+            !saved.contains("DHHC-1"),
+            "secrets are named by file, never written"
+        );
+        assert!(saved.contains("require_authentication = true"), "{saved}");
     }
 }

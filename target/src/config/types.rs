@@ -141,8 +141,11 @@ pub struct ListenerConfig {
 pub struct SubsystemConfig {
     pub nqn: String,
     pub allow_any_host: bool,
-    /// Host NQNs allowed to connect when `allow_any_host` is false.
+    /// Host NQNs allowed to connect when `allow_any_host` is false (`hosts = [...]` and the
+    /// `[[subsystem.host]]` entries).
     pub hosts: Vec<String>,
+    /// DH-HMAC-CHAP keys of hosts, and whether every host must authenticate.
+    pub auth: super::keys::SubsystemAuth,
     /// Serial Number reported to hosts; `None`: derived from the backing drive.
     pub serial: Option<String>,
     /// Model Number reported to hosts; `None`: derived from the backing drive.

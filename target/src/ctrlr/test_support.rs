@@ -61,6 +61,7 @@ pub(super) fn subsystem() -> Subsystem {
         serial: "SN-0042".into(),
         model: "QEMU NVMe Ctrl".into(),
         firmware: "8.2.0".into(),
+        auth: crate::config::SubsystemAuth::default(),
         namespaces: vec![
             NamespaceInfo {
                 nsid: 1,

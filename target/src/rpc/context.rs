@@ -35,7 +35,7 @@ impl Management {
         })
     }
 
-    /// The configuration with `change` applied and checked as a file is, without changing
+    /// The configuration with `change` applied, once checked as a file is, without changing
     /// anything yet. `change` gets the configuration and the index of subsystem `nqn` in it.
     pub fn changed_config(
         &self,
@@ -53,7 +53,8 @@ impl Management {
                 ))
             })?;
         change(&mut config, index)?;
-        checked(&config)
+        checked(&config)?;
+        Ok(config)
     }
 
     /// Waits until `controllers` of `registry` are gone (their hosts' queues closed), at most
@@ -85,7 +86,9 @@ impl Management {
     }
 }
 
-/// `config` as the file checks see it, or their message.
+/// `config` as the file checks see it, or their message. The caller keeps `config` itself:
+/// what the file would not say (the keys of a host removed, which the running subsystem still
+/// holds) stays with it.
 pub fn checked(config: &Config) -> Result<Config, RpcError> {
     Config::parse(&config.to_toml(), "the running configuration").map_err(|error| match error {
         ConfigError::Invalid { reason, .. } | ConfigError::Incomplete { reason, .. } => {

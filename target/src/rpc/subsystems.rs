@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use vfnvme_spec::fabrics::DISCOVERY_NQN;
 use vfnvme_spec::identify::NamespaceIds;
 
-use crate::config::{BackingConfig, NamespaceConfig, SubsystemConfig};
+use crate::config::{BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig};
 use crate::subsystem::{HostAccess, Subsystem};
 
 use super::context::{checked, Management};
@@ -183,10 +183,11 @@ pub fn create_subsystem(m: &mut Management, params_value: Value) -> Result<Value
             .filter(|&index| !m.config.listeners[index].discovery_only)
             .collect(),
         namespaces: Vec::new(),
+        auth: SubsystemAuth::default(),
     };
     let mut config = m.config.clone();
     config.subsystems.push(subsystem_config);
-    let config = checked(&config)?;
+    checked(&config)?;
     let subsystem_config = config.subsystems.last().expect("just added");
     let subsystem = Subsystem::from_config(subsystem_config, &config.target, |key, _| {
         Err(format!("{key}: a created subsystem has no namespaces yet"))
