@@ -23,7 +23,7 @@ use vfnvme_target::ctrlr::{
     AdminForwarder, AdminOutcome, Arrival, Association, ControllerSettings, FabricController,
     TargetSubsystems,
 };
-use vfnvme_target::subsystem::{DriveNamespace, Subsystem};
+use vfnvme_target::subsystem::{DriveNamespace, HostAccess, Subsystem};
 
 use crate::host_stream::connect_data;
 
@@ -58,7 +58,7 @@ impl AdminForwarder for FakeDrive {
 
 /// The subsystem as the target builds it from its configuration: namespace 1 on the fake
 /// drive, namespace 3 in memory, one host allowed.
-fn subsystem() -> Subsystem {
+fn subsystem() -> (Subsystem, HostAccess) {
     let text = format!(
         "[[listener]]\naddress = \"{}\"\n\n[[subsystem]]\nnqn = \"{SUBSYSTEM_NQN}\"\n\
          hosts = [\"{}\"]\n\n[[subsystem.namespace]]\nnsid = 1\npci = \"0000:01:00.0\"\n\n\
@@ -82,8 +82,9 @@ fn subsystem() -> Subsystem {
             max_transfer: 128 * 1024,
         })
     };
-    Subsystem::from_config(&config.subsystems[0], &config.target, drive)
-        .expect("the fixture's subsystem is valid")
+    let subsystem = Subsystem::from_config(&config.subsystems[0], &config.target, drive)
+        .expect("the fixture's subsystem is valid");
+    (subsystem, HostAccess::of(&config.subsystems[0]))
 }
 
 /// Where the hosts of these controllers reached the target.
@@ -110,11 +111,11 @@ impl Controllers {
     pub fn get() -> &'static Controllers {
         static CONTROLLERS: OnceLock<Controllers> = OnceLock::new();
         CONTROLLERS.get_or_init(|| {
-            let subsystem = Arc::new(subsystem());
+            let (subsystem, access) = subsystem();
             let target = TargetConfig::default();
             let admission = Admission::new(target.limits.clone());
             let subsystems = TargetSubsystems::new(
-                vec![subsystem],
+                vec![(Arc::new(subsystem), access)],
                 vec![local_address()],
                 ControllerSettings::from_config(&target, admission),
                 Arc::new(FakeDrive::default()),

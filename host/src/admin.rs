@@ -13,6 +13,7 @@ use vfnvme_spec::regs::{self, Cc, Csts};
 use vfnvme_spec::{admin_opcode, cns, Command};
 use vfnvme_tcp::PduError;
 
+use crate::auth::authenticate_if_required;
 use crate::error::HostError;
 use crate::options::HostOptions;
 use crate::queue::HostQueue;
@@ -40,7 +41,9 @@ impl Host {
     ) -> Result<Self, HostError> {
         let mut admin = HostQueue::open(address, ADMIN_QUEUE_ENTRIES, &options)?;
         admin.in_capsule_max = 8192;
-        let cntlid = admin.connect(0, CNTLID_DYNAMIC, subsystem_nqn, &options)?;
+        let result = admin.connect(0, CNTLID_DYNAMIC, subsystem_nqn, &options)?;
+        authenticate_if_required(&mut admin, result, subsystem_nqn, &options)?;
+        let cntlid = result as u16;
         Ok(Self {
             admin,
             address,
@@ -162,7 +165,8 @@ impl Host {
             }
         };
         let mut queue = HostQueue::open(self.address, entries, &self.options)?;
-        queue.connect(qid, self.cntlid, &self.subsystem_nqn, &self.options)?;
+        let result = queue.connect(qid, self.cntlid, &self.subsystem_nqn, &self.options)?;
+        authenticate_if_required(&mut queue, result, &self.subsystem_nqn, &self.options)?;
         queue.in_capsule_max = in_capsule;
         Ok(queue)
     }

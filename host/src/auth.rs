@@ -4,15 +4,47 @@
 //! on a refusal of the host's own, an AUTH_Failure2 before giving up. The messages and their
 //! checks are `vfnvme_auth::HostAuth`'s; this is their transport.
 
-use vfnvme_auth::{HostAuth, HostAuthError};
-use vfnvme_spec::auth::{AuthCommand, AuthDirection};
+use vfnvme_auth::{HashId, HostAuth, HostAuthError};
+use vfnvme_spec::auth::{connect_authreq, AuthCommand, AuthDirection};
 
 use crate::error::HostError;
+use crate::options::HostOptions;
 use crate::queue::HostQueue;
 
 /// Allocation length of every Authentication Receive: 4 KiB, as the Linux host (enough for an
 /// ffdhe8192 Challenge).
 const RECEIVE_LEN: usize = 4096;
+
+/// After a Connect answered with `result` (its DW0): when the controller asks for
+/// authentication (ATR), runs the exchange with the options' secrets, as the Linux host
+/// (`nvme_tcp_setup_ctrl` → `nvme_auth_negotiate` when ATR is set); without a secret that is
+/// an error saying so.
+pub(crate) fn authenticate_if_required(
+    queue: &mut HostQueue,
+    result: u32,
+    subsystem_nqn: &str,
+    options: &HostOptions,
+) -> Result<(), HostError> {
+    if result & connect_authreq::ATR == 0 {
+        return Ok(());
+    }
+    let Some(secret) = options.dhchap_secret.as_deref() else {
+        return Err(HostError::AuthenticationRequired {
+            address: queue.address(),
+            qid: queue.qid(),
+        });
+    };
+    let mut auth = HostAuth::new(
+        &options.host_nqn,
+        subsystem_nqn,
+        secret,
+        options.dhchap_ctrl_secret.as_deref(),
+        &HashId::ALL,
+        &options.dhchap_dh_groups,
+        queue.qid(),
+    );
+    authenticate(queue, &mut auth)
+}
 
 /// Runs the exchange `auth` on `queue` (the admin queue or an I/O queue, right after its
 /// Connect). On success the queue may carry commands.

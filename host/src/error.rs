@@ -44,6 +44,11 @@ pub enum HostError {
     Closed { address: SocketAddr },
     #[error("{address}: no free command slot (queue of {entries} entries)")]
     QueueFull { address: SocketAddr, entries: u16 },
+    #[error(
+        "{address}: queue {qid}: the target requires DH-HMAC-CHAP authentication and no \
+         secret is set; give the host's DHHC-1 secret (vfnvme perf --dhchap-secret)"
+    )]
+    AuthenticationRequired { address: SocketAddr, qid: u16 },
     #[error("{address}: queue {qid}: DH-HMAC-CHAP authentication failed: {source}")]
     Authentication {
         address: SocketAddr,

@@ -1,7 +1,10 @@
 //! How a host connects: what it asks for in ICReq and Connect, and how long it waits. Its own
 //! file because the queue and the admin API both read it.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use vfnvme_auth::{DhGroupId, DhchapSecret};
 
 /// How a host connects.
 #[derive(Clone, Debug)]
@@ -17,6 +20,14 @@ pub struct HostOptions {
     pub max_data_len: usize,
     /// How long a blocking wait may take.
     pub timeout: Duration,
+    /// The host's DH-HMAC-CHAP secret: queues whose Connect response asks for authentication
+    /// (ATR) authenticate with it (`nvme connect --dhchap-secret`).
+    pub dhchap_secret: Option<Arc<DhchapSecret>>,
+    /// The controller's secret: with it the host also checks the controller's response
+    /// (bidirectional authentication, `--dhchap-ctrl-secret`).
+    pub dhchap_ctrl_secret: Option<Arc<DhchapSecret>>,
+    /// The DH groups offered, as the Linux host all of them by default; the controller picks.
+    pub dhchap_dh_groups: Vec<DhGroupId>,
 }
 
 impl Default for HostOptions {
@@ -30,6 +41,9 @@ impl Default for HostOptions {
             disable_sq_flow_control: false,
             max_data_len: 128 * 1024,
             timeout: Duration::from_secs(10),
+            dhchap_secret: None,
+            dhchap_ctrl_secret: None,
+            dhchap_dh_groups: DhGroupId::ALL.to_vec(),
         }
     }
 }

@@ -547,7 +547,7 @@ impl HostQueue {
         cntlid: u16,
         subsystem_nqn: &str,
         options: &HostOptions,
-    ) -> Result<u16, HostError> {
+    ) -> Result<u32, HostError> {
         let command = FabricsCommand::Connect(ConnectCommand {
             recfmt: 0,
             qid,
@@ -575,6 +575,6 @@ impl HostQueue {
         self.in_capsule_max = self.in_capsule_max.max(data.len());
         let (result, _) = self.execute(command, &data, 0, "Connect")?;
         self.qid = qid;
-        Ok(result as u16)
+        Ok(result)
     }
 }

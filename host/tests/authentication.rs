@@ -4,12 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use vfnvme_auth::{
-    ControllerAuth, ControllerPolicy, DhGroupId, DhchapSecret, HashId, HostAuth, HostAuthError,
+    ControllerAuth, ControllerPolicy, DhGroupId, DhchapSecret, HashId, HostAuthError,
 };
-use vfnvme_host::{authenticate, Host, HostError, HostOptions};
+use vfnvme_host::{Host, HostError, HostOptions};
 use vfnvme_spec::auth::{connect_authreq, AuthCommand, AuthDirection, FailureReason};
 use vfnvme_spec::{Command, Completion, Status};
 use vfnvme_tcp::pdu::{self, C2HData, ICResp, PFV_1_0};
@@ -176,13 +177,22 @@ fn secret(byte: u8) -> DhchapSecret {
 /// Connects, authenticates the admin queue with `host_secret` (asking the controller to prove
 /// `ctrl_secret` if given) against a controller holding `target_host_secret` and
 /// `target_ctrl_secret`, closes; the host's result and the controller's view.
+fn clone(secret: &DhchapSecret) -> DhchapSecret {
+    DhchapSecret::parse(&secret.representation()).expect("its own representation")
+}
+
 fn run(
     target_host_secret: &DhchapSecret,
     target_ctrl_secret: Option<&DhchapSecret>,
     host_secret: &DhchapSecret,
     ctrl_secret: Option<&DhchapSecret>,
 ) -> (Result<(), HostError>, Outcome) {
-    let options = HostOptions::default();
+    let options = HostOptions {
+        dhchap_secret: Some(Arc::new(clone(host_secret))),
+        dhchap_ctrl_secret: ctrl_secret.map(|s| Arc::new(clone(s))),
+        dhchap_dh_groups: vec![DhGroupId::Ffdhe2048, DhGroupId::Null],
+        ..HostOptions::default()
+    };
     let ctrl = ControllerAuth::new(
         &options.host_nqn,
         SUBSYSTEM,
@@ -191,18 +201,8 @@ fn run(
         ControllerPolicy::default(),
     );
     let (address, handle) = controller(ctrl);
-    let mut host = Host::connect(address, SUBSYSTEM, options.clone()).expect("Connect");
-    let mut auth = HostAuth::new(
-        &options.host_nqn,
-        SUBSYSTEM,
-        host_secret,
-        ctrl_secret,
-        &HashId::ALL,
-        &[DhGroupId::Ffdhe2048, DhGroupId::Null],
-        1,
-    );
-    let result = authenticate(host.admin_queue(), &mut auth);
-    drop(host);
+    // The Connect response sets ATR: `Host::connect` runs the exchange with the options' keys.
+    let result = Host::connect(address, SUBSYSTEM, options).map(drop);
     (result, handle.join().expect("the controller thread"))
 }
 

@@ -52,6 +52,9 @@ pub mod command_specific {
     pub const INVALID_QUEUE_DELETION: u8 = 0x0c;
     pub const FEATURE_NOT_SAVEABLE: u8 = 0x0d;
     pub const CONFLICTING_ATTRIBUTES: u8 = 0x80;
+    /// A command on a queue that has not authenticated yet (Linux `NVME_SC_AUTH_REQUIRED`
+    /// 191h, SPDK `SPDK_NVMF_FABRIC_SC_AUTH_REQUIRED`).
+    pub const AUTHENTICATION_REQUIRED: u8 = 0x91;
 }
 
 /// Media and data integrity errors (SCT 2).
@@ -117,6 +120,13 @@ impl Status {
     /// [`do_not_retry`](Self::do_not_retry) where it will not (a removed drive).
     pub const fn namespace_not_ready() -> Self {
         Self::generic(generic::NAMESPACE_NOT_READY)
+    }
+
+    /// Authentication Required (SCT 1h, SC 91h), with DNR: a command other than the Fabrics
+    /// ones on a queue that has not completed its DH-HMAC-CHAP exchange (nvmet
+    /// `nvmet_check_auth_status`: `NVME_SC_AUTH_REQUIRED | NVME_SC_DNR`).
+    pub const fn authentication_required() -> Self {
+        Self::command_specific(command_specific::AUTHENTICATION_REQUIRED).do_not_retry()
     }
 
     /// The same status with Do Not Retry set.

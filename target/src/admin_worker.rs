@@ -9,6 +9,11 @@
 //! closed meanwhile, frees the slot then. One worker, in order: forwarded admin commands are
 //! rare, and the driver serialises a drive's admin queue anyway.
 //!
+//! The worker also runs the steps of DH-HMAC-CHAP exchanges ([`AuthJob`]): a Challenge draws a
+//! DH key pair and a Reply computes the shared secret, up to about 70 ms each on ffdhe8192,
+//! which no poll group may spend. The connection lends its queue's `ControllerAuth` to the job
+//! and gets it back with the result.
+//!
 //! Teardown: poll groups go first (each waits for its jobs, bounded by the shutdown deadline,
 //! as for commands on drives); with their senders gone, the worker's channel ends and the
 //! thread exits after the job it is running. A result for a group that is gone is dropped:
@@ -20,7 +25,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::EventFd;
-use vfnvme_spec::Command;
+use vfnvme_auth::{ControllerAuth, Received};
+use vfnvme_spec::{Command, Status};
 
 use crate::ctrlr::{AdminOutcome, FabricController};
 
@@ -29,21 +35,66 @@ pub const RESULTS_PER_GROUP: usize = 64;
 /// How long the worker waits before it looks again at a full result ring.
 const FULL_RING_WAIT: Duration = Duration::from_millis(1);
 
-/// An admin command to run off its poll group.
+/// An admin command (or an authentication step) to run off its poll group.
 pub struct AdminJob {
     group: usize,
     slot: u32,
     request: u16,
-    controller: Arc<FabricController>,
-    command: Command,
-    received: Instant,
+    work: Work,
+}
+
+enum Work {
+    Admin {
+        controller: Arc<FabricController>,
+        command: Command,
+        received: Instant,
+    },
+    Auth(AuthJob),
+}
+
+/// One step of a queue's DH-HMAC-CHAP exchange: its state machine and what the host sent.
+pub struct AuthJob {
+    pub exchange: Box<ControllerAuth>,
+    pub step: AuthStep,
+}
+
+/// An Authentication Send's message, or a Receive's allocation length.
+pub enum AuthStep {
+    Send(Vec<u8>),
+    Receive(u32),
+}
+
+/// A step done: the state machine back, and for a Receive what the host gets.
+pub struct AuthDone {
+    pub exchange: Box<ControllerAuth>,
+    pub received: Option<Result<Received, Status>>,
+}
+
+impl AuthJob {
+    fn run(self) -> AuthDone {
+        let mut exchange = self.exchange;
+        let received = match self.step {
+            AuthStep::Send(message) => {
+                exchange.send(&message);
+                None
+            }
+            AuthStep::Receive(al) => Some(exchange.receive(al)),
+        };
+        AuthDone { exchange, received }
+    }
+}
+
+/// What came of a job.
+pub enum JobOutcome {
+    Admin(AdminOutcome),
+    Auth(AuthDone),
 }
 
 /// What came of a job, for the connection in `slot` to answer request `request` with.
 pub struct AdminResult {
     pub slot: u32,
     pub request: u16,
-    pub outcome: AdminOutcome,
+    pub outcome: JobOutcome,
 }
 
 /// A poll group's way to the worker: where jobs go, and how many are out.
@@ -63,13 +114,26 @@ impl AdminSubmitter {
         controller: Arc<FabricController>,
         command: Command,
     ) -> bool {
+        let work = Work::Admin {
+            controller,
+            command,
+            received: Instant::now(),
+        };
+        self.send(slot, request, work)
+    }
+
+    /// Hands an authentication step of request `request` of the connection in `slot` to the
+    /// worker. Returns false when the worker is gone (the target is stopping).
+    pub fn submit_auth(&mut self, slot: u32, request: u16, job: AuthJob) -> bool {
+        self.send(slot, request, Work::Auth(job))
+    }
+
+    fn send(&mut self, slot: u32, request: u16, work: Work) -> bool {
         let job = AdminJob {
             group: self.group,
             slot,
             request,
-            controller,
-            command,
-            received: Instant::now(),
+            work,
         };
         let sent = self.jobs.send(job).is_ok();
         self.outstanding += usize::from(sent);
@@ -158,7 +222,14 @@ fn run(queue: mpsc::Receiver<AdminJob>, mut groups: Vec<ResultRing>) {
             // The group is gone: nobody waits for this command.
             continue;
         }
-        let outcome = job.controller.execute_admin(&job.command, job.received);
+        let outcome = match job.work {
+            Work::Admin {
+                controller,
+                command,
+                received,
+            } => JobOutcome::Admin(controller.execute_admin(&command, received)),
+            Work::Auth(auth) => JobOutcome::Auth(auth.run()),
+        };
         let mut result = AdminResult {
             slot: job.slot,
             request: job.request,

@@ -8,6 +8,7 @@
 //! - [`session`]: a connection's binding to a fabric controller.
 //! - [`shared`]: the state the target's threads share, built by [`tgt`].
 //! - [`admin_worker`]: the thread that runs the admin commands drives answer.
+//! - [`rpc`]: the management socket (JSON-RPC), its thread and methods.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod ctrlr;
 pub mod lifecycle;
 pub mod poll_group;
 pub mod polling;
+pub mod rpc;
 pub mod session;
 pub mod shared;
 pub mod subsystem;

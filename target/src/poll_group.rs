@@ -468,12 +468,7 @@ impl PollGroup {
     /// Room in each drive's waiting list for every request of every connection, so that
     /// queueing one on the I/O path never allocates.
     fn reserve_buffer_waits(&mut self) {
-        let requests: usize = self
-            .connections
-            .iter()
-            .flatten()
-            .map(Connection::request_slots)
-            .sum();
+        let requests = self.request_slots();
         for waiters in &mut self.buffer_waiters {
             waiters.reserve(requests.saturating_sub(waiters.len()));
         }
@@ -698,14 +693,19 @@ impl PollGroup {
         self.host_charges
             .retain(|_, budget| Arc::strong_count(budget) > 1);
         self.host_charges.shrink_to_fit();
-        let requests: usize = self
-            .connections
-            .iter()
-            .flatten()
-            .map(Connection::request_slots)
-            .sum();
+        let requests = self.request_slots();
         for waiters in &mut self.buffer_waiters {
             waiters.shrink_to(requests);
         }
+    }
+
+    /// Command slots of all the group's connections: the most requests that can wait for
+    /// buffers at once.
+    fn request_slots(&self) -> usize {
+        self.connections
+            .iter()
+            .flatten()
+            .map(Connection::request_slots)
+            .sum()
     }
 }

@@ -6,9 +6,10 @@
 //! namespace?).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use vfnvme_auth::{ControllerAuth, ControllerPolicy};
 use vfnvme_driver::{AdminData, Controller};
 use vfnvme_spec::identify::{
     parse_namespace_id_descriptors, NamespaceId, NamespaceIds, IDENTIFY_DATA_SIZE, VWC_PRESENT,
@@ -24,7 +25,7 @@ use crate::ctrlr::{
     AdminForwarder, AdminResponse, Arrival, Association, ControllerSettings, FabricController,
     IoQueueAttachment, TargetSubsystems,
 };
-use crate::subsystem::{DriveNamespace, NamespaceBacking, Subsystem};
+use crate::subsystem::{DriveNamespace, HostAccess, NamespaceBacking, Subsystem};
 use vfnvme_spec::fabrics::{ConnectData, FabricsCommand};
 
 pub use crate::ctrlr::AdminOutcome;
@@ -44,8 +45,9 @@ pub struct NamespaceRoute {
 /// Every subsystem's controllers, and how each namespace reaches its drive.
 pub struct Registry {
     subsystems: TargetSubsystems,
-    /// Per subsystem NQN, its namespaces' routes sorted by NSID.
-    routes: Vec<(String, Arc<[NamespaceRoute]>)>,
+    /// Per subsystem NQN, its namespaces' routes sorted by NSID; read at Connect, changed when
+    /// a subsystem is deleted. A connection keeps the table it was given.
+    routes: Mutex<Vec<(String, Arc<[NamespaceRoute]>)>>,
 }
 
 /// Where each configured namespace's drive sits in the target's list of drives.
@@ -103,7 +105,7 @@ impl Registry {
                 .collect();
             table.sort_by_key(|route| route.nsid);
             routes.push((subsystem.nqn.clone(), table.into()));
-            subsystems.push(Arc::new(subsystem));
+            subsystems.push((Arc::new(subsystem), HostAccess::of(subsystem_config)));
         }
         let forwarder = Arc::new(DriveForwarder {
             drives: Arc::clone(drives),
@@ -111,20 +113,25 @@ impl Registry {
         let settings = ControllerSettings::from_config(&config.target, admission);
         Ok(Self {
             subsystems: TargetSubsystems::new(subsystems, listeners, settings, forwarder),
-            routes,
+            routes: Mutex::new(routes),
         })
+    }
+
+    /// The subsystems and their controllers (the management socket changes them).
+    pub fn subsystems(&self) -> &TargetSubsystems {
+        &self.subsystems
     }
 
     /// Tells every controller that exports a namespace of drive `drive` that the namespace
     /// changed (it is going away), completing their held AERs.
     pub fn notify_drive_removed(&self, drive: usize) {
-        for (nqn, routes) in &self.routes {
-            let Some(registry) = self
-                .subsystems
-                .registries()
-                .iter()
-                .find(|registry| registry.subsystem().nqn == *nqn)
-            else {
+        let routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (nqn, routes) in routes {
+            let Some(registry) = self.subsystems.find(&nqn) else {
                 continue;
             };
             for route in routes.iter().filter(|route| route.drive == drive) {
@@ -135,8 +142,19 @@ impl Registry {
         }
     }
 
+    /// Forgets the namespace routes of subsystem `nqn` (deleted): a subsystem created later
+    /// with that NQN starts without namespaces.
+    pub fn forget_routes(&self, nqn: &str) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(name, _)| name != nqn);
+    }
+
     fn routes_of(&self, nqn: &str) -> Arc<[NamespaceRoute]> {
         self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|(name, _)| name == nqn)
             .map_or_else(|| Arc::from(Vec::new()), |(_, table)| Arc::clone(table))
@@ -433,10 +451,46 @@ impl QueueBinding {
         }
     }
 
+    /// The DH-HMAC-CHAP exchange this queue's host must complete before other commands, if it
+    /// has a key (nvmet: `nvmet_setup_auth` at Connect when the host has a key). Each step may
+    /// wait for the host as long as the keep-alive timeout (120 s without one), as SPDK's
+    /// target and nvmet allow.
+    pub fn authentication(&self) -> Option<ControllerAuth> {
+        let controller = self.controller();
+        let subsystem = controller.subsystem();
+        let key = subsystem.auth.key_of(controller.host_nqn())?;
+        let mut policy = ControllerPolicy::default();
+        if let Some(kato) = controller.keep_alive_timeout() {
+            policy.step_timeout = kato;
+        }
+        Some(ControllerAuth::new(
+            controller.host_nqn(),
+            &subsystem.nqn,
+            &key.secret,
+            key.ctrl_secret.as_deref(),
+            policy,
+        ))
+    }
+
+    /// Who is on this queue, for the log: host NQN, subsystem NQN, queue.
+    pub fn describe(&self) -> String {
+        let controller = self.controller();
+        format!(
+            "host {} to subsystem {}, queue {}",
+            controller.host_nqn(),
+            controller.subsystem().nqn,
+            self.qid()
+        )
+    }
+
     /// Why this queue must close now, if it must: keep-alive expired (admin queue), or the
-    /// controller ended (I/O queues).
+    /// controller ended (I/O queues; the admin queue too when the management socket ended it:
+    /// its host was removed, or its subsystem deleted).
     pub fn expired(&self, now: Instant) -> Option<&'static str> {
         let controller = self.controller();
+        if self.is_admin() && controller.is_terminated() {
+            return Some("its controller was disconnected by the management socket");
+        }
         if self.is_admin() && controller.keep_alive_expired(now) {
             log::warn!(
                 "controller {} of {}: keep-alive timeout expired",

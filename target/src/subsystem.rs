@@ -2,13 +2,15 @@
 //! discovery subsystem's log page, which lists them.
 //!
 //! A [`Subsystem`] is immutable once built, so the I/O path shares it as an `Arc` and looks up
-//! namespaces without a lock.
+//! namespaces without a lock. Who may connect and on which listeners ([`HostAccess`]) changes
+//! while the target runs (the management socket's `nvmf_subsystem_add_host`,
+//! `nvmf_subsystem_add_listener` and friends): it is kept apart, by the subsystem's controller
+//! registry, and read at Connect and discovery time only.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use crate::config::{
-    BackingConfig, NamespaceConfig, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
+    BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
     MAX_SERIAL_BYTES,
 };
 use vfnvme_spec::discovery::{
@@ -95,8 +97,8 @@ pub struct Subsystem {
     pub serial: String,
     pub model: String,
     pub firmware: String,
-    pub allow_any_host: bool,
-    pub hosts: Vec<String>,
+    /// The hosts' DH-HMAC-CHAP keys, and whether every host must authenticate.
+    pub auth: SubsystemAuth,
     /// Sorted by NSID.
     pub namespaces: Vec<NamespaceInfo>,
     /// Largest data transfer of one command, in bytes: a power of two of at least 8 KiB.
@@ -105,8 +107,6 @@ pub struct Subsystem {
     pub volatile_write_cache: bool,
     /// The optional NVM commands hosts are told of (ONCS) and may send.
     pub oncs: u16,
-    /// The listeners (indices in the target's list, ascending) hosts reach it on.
-    pub listeners: Vec<usize>,
 }
 
 impl Subsystem {
@@ -202,8 +202,7 @@ impl Subsystem {
             serial,
             model,
             firmware,
-            allow_any_host: config.allow_any_host,
-            hosts: config.hosts.clone(),
+            auth: config.auth.clone(),
             namespaces,
             max_io_size,
             // Flush matters if any drive caches writes: a host told of no cache sends none.
@@ -213,18 +212,7 @@ impl Subsystem {
                 .map(|drive| drive.oncs)
                 .chain(has_ram.then_some(RAM_ONCS))
                 .fold(FORWARDED_ONCS, |common, supported| common & supported),
-            listeners: config.listeners.clone(),
         })
-    }
-
-    /// Whether host `host_nqn` may connect to this subsystem and see it in discovery.
-    pub fn allows(&self, host_nqn: &str) -> bool {
-        self.allow_any_host || self.hosts.iter().any(|host| host == host_nqn)
-    }
-
-    /// Whether hosts may reach this subsystem on listener `listener` (an index).
-    pub fn is_reachable_on(&self, listener: usize) -> bool {
-        self.listeners.binary_search(&listener).is_ok()
     }
 
     /// The namespace `nsid`, if active. No allocation: the I/O path calls this per command.
@@ -240,50 +228,79 @@ impl Subsystem {
         self.namespaces.last().map_or(0, |namespace| namespace.nsid)
     }
 
-    /// The discovery subsystem: no namespaces, open to every host, on every one of the
-    /// `listener_count` listeners.
-    pub fn discovery(listener_count: usize) -> Subsystem {
+    /// The discovery subsystem: no namespaces (open to every host on every listener:
+    /// [`HostAccess::discovery`]).
+    pub fn discovery() -> Subsystem {
         Subsystem {
             nqn: DISCOVERY_NQN.to_owned(),
             serial: generated_serial(DISCOVERY_NQN),
             model: "vfnvme discovery".to_owned(),
             firmware: truncate(env!("CARGO_PKG_VERSION"), 8),
-            allow_any_host: true,
-            hosts: Vec::new(),
+            auth: SubsystemAuth::default(),
             namespaces: Vec::new(),
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
             oncs: 0,
-            listeners: (0..listener_count).collect(),
         }
     }
 }
 
-/// The Discovery Log Page (log 70h) for host `host_nqn`, asked through listener `current`
-/// (an index into `listeners`): as nvmet, one entry for this discovery subsystem where the host
-/// asked, then, as SPDK, one per listener of each subsystem the host may connect to, with the
-/// listener's port ID. Wildcard listeners are reported with `local_address`, the address the
+/// Who may connect to a subsystem and see it in discovery, and on which listeners.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostAccess {
+    pub allow_any_host: bool,
+    /// Host NQNs allowed when `allow_any_host` is false, in the order they were added.
+    pub hosts: Vec<String>,
+    /// The listeners (indices in the target's list, ascending) hosts reach it on.
+    pub listeners: Vec<usize>,
+}
+
+impl HostAccess {
+    /// Every host on every one of `listener_count` listeners (the discovery subsystem).
+    pub fn discovery(listener_count: usize) -> Self {
+        Self {
+            allow_any_host: true,
+            hosts: Vec::new(),
+            listeners: (0..listener_count).collect(),
+        }
+    }
+
+    pub fn of(config: &SubsystemConfig) -> Self {
+        Self {
+            allow_any_host: config.allow_any_host,
+            hosts: config.hosts.clone(),
+            listeners: config.listeners.clone(),
+        }
+    }
+
+    /// Whether host `host_nqn` may connect to the subsystem and see it in discovery.
+    pub fn allows(&self, host_nqn: &str) -> bool {
+        self.allow_any_host || self.hosts.iter().any(|host| host == host_nqn)
+    }
+
+    /// Whether hosts may reach the subsystem on listener `listener` (an index).
+    pub fn is_reachable_on(&self, listener: usize) -> bool {
+        self.listeners.binary_search(&listener).is_ok()
+    }
+}
+
+/// The Discovery Log Page (log 70h) asked through listener `current` (an index into
+/// `listeners`) by a host that may connect to `subsystems` (each NQN with the listeners it is
+/// on): as nvmet, one entry for this discovery subsystem where the host asked, then, as SPDK,
+/// one per listener of each of those subsystems, with the listener's port ID. Wildcard listeners are reported with `local_address`, the address the
 /// host reached us on. `generation` is the Generation Counter: change it when the subsystems or
 /// listeners change.
 pub fn discovery_log_page(
-    subsystems: &[Arc<Subsystem>],
+    subsystems: &[(String, Vec<usize>)],
     listeners: &[SocketAddr],
     current: usize,
     local_address: IpAddr,
-    host_nqn: &str,
     generation: u64,
 ) -> Vec<u8> {
     let current_entry = std::iter::once((DISCOVERY_NQN, current));
     let nvm_entries = subsystems
         .iter()
-        .filter(|subsystem| subsystem.allows(host_nqn))
-        .flat_map(|subsystem| {
-            let nqn = subsystem.nqn.as_str();
-            subsystem
-                .listeners
-                .iter()
-                .map(move |&listener| (nqn, listener))
-        });
+        .flat_map(|(nqn, on)| on.iter().map(move |&listener| (nqn.as_str(), listener)));
     let entries: Vec<(&str, usize)> = current_entry.chain(nvm_entries).collect();
     let header = DiscoveryLogHeader {
         genctr: U64::new(generation),
@@ -443,6 +460,7 @@ mod tests {
             nqn: "nqn.2026-11.io.vfnvme:test".into(),
             allow_any_host: false,
             hosts: vec!["nqn.host:a".into()],
+            auth: SubsystemAuth::default(),
             serial: None,
             model: None,
             listeners: vec![0],
@@ -651,15 +669,11 @@ mod tests {
 
     #[test]
     fn allow_list_is_checked() {
-        let subsystem = Subsystem::from_config(
-            &subsystem_config(vec![ram(1)]),
-            &TargetConfig::default(),
-            open,
-        )
-        .unwrap();
-        assert!(subsystem.allows("nqn.host:a"));
-        assert!(!subsystem.allows("nqn.host:b"));
-        assert!(Subsystem::discovery(1).allows("nqn.host:b"));
+        let access = HostAccess::of(&subsystem_config(vec![ram(1)]));
+        assert!(access.allows("nqn.host:a"));
+        assert!(!access.allows("nqn.host:b"));
+        assert!(HostAccess::discovery(1).allows("nqn.host:b"));
+        assert!(access.is_reachable_on(0) && !access.is_reachable_on(1));
     }
 
     fn field(entry: &[u8], offset: usize, len: usize) -> &[u8] {
@@ -689,14 +703,18 @@ mod tests {
             .namespace(1, "ram_mib = 1")
             .text();
         let config = Config::parse(&text, "t.toml").unwrap();
-        let subsystems: Vec<Arc<Subsystem>> = config
-            .subsystems
-            .iter()
-            .map(|s| Arc::new(Subsystem::from_config(s, &config.target, open).unwrap()))
-            .collect();
+        // What the subsystems' registries hand the log page: those the host may connect to.
+        let visible_to = |host: &str| -> Vec<(String, Vec<usize>)> {
+            config
+                .subsystems
+                .iter()
+                .filter(|s| HostAccess::of(s).allows(host))
+                .map(|s| (s.nqn.clone(), s.listeners.clone()))
+                .collect()
+        };
         let listeners: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
         let local: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
-        let page = discovery_log_page(&subsystems, &listeners, 1, local, "nqn.host:me", 5);
+        let page = discovery_log_page(&visible_to("nqn.host:me"), &listeners, 1, local, 5);
 
         assert_eq!(page.len(), 1024 + 3 * 1024);
         assert_eq!(&page[0..8], &5u64.to_le_bytes());
@@ -755,7 +773,7 @@ mod tests {
         assert_eq!(field(entries[1], 32, 32), &trsvcid);
 
         // The closed subsystem only on its one listener, for the host it admits.
-        let other = discovery_log_page(&subsystems, &listeners, 0, local, "nqn.host:other", 5);
+        let other = discovery_log_page(&visible_to("nqn.host:other"), &listeners, 0, local, 5);
         assert_eq!(u64::from_le_bytes(other[8..16].try_into().unwrap()), 4);
         let last = &other[4 * 1024..];
         assert_eq!(&last[256..284], b"nqn.2026-11.io.vfnvme:closed");
@@ -774,7 +792,6 @@ mod tests {
             &["[2001:db8::1]:4420".parse().unwrap()],
             0,
             "::1".parse().unwrap(),
-            "nqn.h",
             1,
         );
         let entry = &page[1024..];

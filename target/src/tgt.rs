@@ -1,7 +1,8 @@
 //! The target: drives, subsystems, listeners, the acceptor and the poll groups, and the order
 //! in which they go away.
 //!
-//! Shutdown order, by ownership: the listeners close first (no new connections); the acceptor
+//! Shutdown order, by ownership: the listeners close first (no new connections), then the
+//! management thread (no more changes; it finishes the request it carries out); the acceptor
 //! then tells each poll group to stop, which stops taking commands, drains its drives' queues,
 //! answers, closes its sockets and deletes its hardware queues, and joins its thread; the
 //! acceptor's handles are the only way to reach a poll group, so once they are gone no one can
@@ -22,6 +23,7 @@ use crate::admission::{ensure_fd_room, Admission, ConnectionTicket, RefusalLog};
 use crate::backend::{Drive, DriveSlot};
 use crate::config::{BackingConfig, Config};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
+use crate::rpc::{Management, ManagementServer, SocketError};
 use crate::session::{DrivePlacement, Registry};
 use crate::shared::TargetShared;
 use crate::subsystem::drive_key;
@@ -55,11 +57,15 @@ pub enum TargetError {
     AdminWorker(#[source] std::io::Error),
     #[error("the acceptor failed: {0}")]
     Acceptor(#[source] std::io::Error),
+    #[error(transparent)]
+    Management(#[from] SocketError),
 }
 
 /// A running target.
 pub struct Target {
     listeners: Vec<TcpListener>,
+    /// After the listeners, before the poll groups: changes stop before hosts are stopped.
+    management: Option<ManagementServer>,
     epoll: Epoll,
     /// Declared after the listeners: they close first.
     groups: Vec<PollGroupHandle>,
@@ -209,6 +215,24 @@ impl Target {
             drives,
             admission,
         ));
+        warn_unreachable(&config);
+        // Before the poll groups: if the socket is refused, nothing has started that must be
+        // stopped in order.
+        let management = match config.target.rpc_socket.clone() {
+            None => None,
+            Some(path) => {
+                // The running configuration names the ports the system chose for port 0.
+                let mut running = config.clone();
+                for (listener, bound) in running.listeners.iter_mut().zip(shared.listeners()) {
+                    listener.address = *bound;
+                }
+                let management = Management {
+                    shared: Arc::clone(&shared),
+                    config: running,
+                };
+                Some(ManagementServer::start(&path, management)?)
+            }
+        };
         let admin = AdminChannel::new();
         let mut groups = Vec::new();
         let mut admin_rings = Vec::new();
@@ -249,6 +273,7 @@ impl Target {
         );
         Ok(Self {
             listeners,
+            management,
             epoll,
             groups,
             admin_worker,
@@ -449,12 +474,14 @@ impl Target {
     pub fn shut_down(self) -> ShutdownReport {
         let Self {
             listeners,
+            management,
             groups,
             admin_worker,
             shared,
             ..
         } = self;
         drop(listeners);
+        drop(management);
         shared.start_shutdown();
         let mut report = ShutdownReport::default();
         // Every group stops taking commands before any closes a socket: an admin queue closed
@@ -483,6 +510,22 @@ impl Target {
         drop(shared);
         log::info!("target stopped");
         report
+    }
+}
+
+/// Subsystems no host can use yet are allowed (the management socket fills them), and said.
+fn warn_unreachable(config: &Config) {
+    for subsystem in &config.subsystems {
+        if !subsystem.allow_any_host && subsystem.hosts.is_empty() {
+            log::warn!(
+                "subsystem {} admits no host yet; add one with nvmf_subsystem_add_host or set \
+                 allow_any_host",
+                subsystem.nqn
+            );
+        }
+        if subsystem.namespaces.is_empty() {
+            log::warn!("subsystem {} has no namespace yet", subsystem.nqn);
+        }
     }
 }
 

@@ -30,6 +30,25 @@ pub enum Error {
     Signals(#[source] nix::Error),
     #[error("writing to stdout failed: {0}")]
     Output(#[source] std::io::Error),
+    /// `rpc`: the target answered the request with a JSON-RPC error.
+    #[error("{method}: {message} (JSON-RPC error {code})")]
+    Rpc {
+        method: String,
+        code: i64,
+        message: String,
+    },
+    #[error(
+        "cannot reach the management socket {}: {source}; is vfnvme serve running \
+         (--socket names another socket)?",
+        path.display()
+    )]
+    RpcSocket {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("management socket: {0}")]
+    RpcAnswer(String),
     /// The run finished but saw I/O errors or data mismatches.
     #[error("{0}")]
     RunFailed(String),

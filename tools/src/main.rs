@@ -1,5 +1,6 @@
 //! `vfnvme`: identify NVMe drives and generate load on them through the user-space driver or
-//! over NVMe/TCP, and serve them to remote hosts as an NVMe/TCP target.
+//! over NVMe/TCP, serve them to remote hosts as an NVMe/TCP target, and manage a running
+//! target through its management socket.
 //!
 //! Every failure is one line on stderr, `vfnvme: <message>`, and exit status 1; usage errors
 //! are clap's, with exit status 2.
@@ -8,6 +9,7 @@ mod device;
 mod error;
 mod identify;
 mod perf;
+mod rpc;
 mod serve;
 
 use std::io::{BufWriter, Write};
@@ -18,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use error::{Error, Result};
 use perf::{pattern, PerfArgs};
+use vfnvme_target::config::DEFAULT_RPC_SOCKET;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +51,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Call a method of a running target's management socket (JSON-RPC; docs/rpc.md).
+    Rpc {
+        /// The method, e.g. nvmf_get_subsystems (rpc_get_methods lists them).
+        method: String,
+        /// Its params, a JSON object, e.g. '{"nqn": "nqn.2026-11.io.vfnvme:ram0"}'.
+        #[arg(long, value_name = "JSON")]
+        params: Option<String>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// The target's subsystems, their hosts, listeners and namespaces (nvmf_get_subsystems).
+    Subsystems {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Write the verify data pattern of some blocks to stdout (e.g. for `dd` to a drive).
     Pattern {
         /// Bytes per logical block (a multiple of 8).
@@ -63,6 +81,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// Where the management socket is.
+#[derive(Debug, Args)]
+struct SocketArg {
+    /// The management socket ([target] rpc_socket of the target's configuration).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_RPC_SOCKET)]
+    socket: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +121,12 @@ fn run(command: Command) -> Result<()> {
             perf::run(&args)
         }
         Command::Serve { config } => serve::run(&config),
+        Command::Rpc {
+            method,
+            params,
+            socket,
+        } => rpc::run(&socket.socket, &method, params.as_deref()),
+        Command::Subsystems { socket } => rpc::run(&socket.socket, "nvmf_get_subsystems", None),
         Command::Pattern {
             block_size,
             blocks,

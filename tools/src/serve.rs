@@ -3,19 +3,25 @@
 //! SIGINT and SIGTERM are blocked in the main thread before the target starts, so every thread
 //! it spawns (the poll groups) inherits the mask and the signals are only ever received through
 //! a signalfd, which the acceptor loop watches. On either, the target shuts down in order
-//! (listeners, then each poll group draining its commands, then the drives).
+//! (listeners, the management socket, then each poll group draining its commands, then the
+//! drives). The management socket is `[target] rpc_socket`, by default
+//! `/run/vfnvme/vfnvme.sock`.
 
 use std::path::Path;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use vfnvme_target::config::Config;
+use vfnvme_target::config::{Config, DEFAULT_RPC_SOCKET};
 use vfnvme_target::tgt::Target;
 
 use crate::error::{Error, Result};
 
 pub fn run(config_path: &Path) -> Result<()> {
-    let config = Config::load(config_path)?;
+    let mut config = Config::load(config_path)?;
+    if config.target.rpc_socket.is_none() {
+        create_default_socket_directory()?;
+        config.target.rpc_socket = Some(DEFAULT_RPC_SOCKET.into());
+    }
     let mut stop_signals = SigSet::empty();
     stop_signals.add(Signal::SIGINT);
     stop_signals.add(Signal::SIGTERM);
@@ -47,6 +53,25 @@ pub fn run(config_path: &Path) -> Result<()> {
         report.abandoned_commands
     );
     accepted.map_err(Error::Target)
+}
+
+/// The default socket's directory, `/run/vfnvme`, if it is missing (started without the
+/// systemd unit, which creates it): mode 0700, as the unit's RuntimeDirectoryMode.
+fn create_default_socket_directory() -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let directory = Path::new(DEFAULT_RPC_SOCKET)
+        .parent()
+        .expect("the default socket is in a directory");
+    match std::fs::DirBuilder::new().mode(0o700).create(directory) {
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Invalid(format!(
+                "cannot create {} for the management socket: {error}; create it, or set \
+                 [target] rpc_socket",
+                directory.display()
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `serving NQN[, NQN...] on ADDRESS[, ADDRESS...]`.

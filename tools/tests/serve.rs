@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{assert_clean_failure, json_of_success, vfnvme, ONE_SECOND_OF_READS};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use vfnvme_target::config::Config;
 use vfnvme_test_support::{poll_until, ConfigText};
 
 const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
@@ -40,10 +41,24 @@ fn write_config(text: &str) -> PathBuf {
     path
 }
 
-fn ram_config(port: u16) -> String {
-    ConfigText::new("cores = 1")
+/// A management socket path of its own (tests run at once; the default is the appliance's).
+fn socket_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "serve-{}-{}.sock",
+        std::process::id(),
+        CONFIGS.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// `[target]` of one poll group with a management socket of its own.
+fn target_lines() -> String {
+    format!("cores = 1\nrpc_socket = \"{}\"", socket_path().display())
+}
+
+fn ram_config(port: u16, subsystem: &str) -> String {
+    ConfigText::new(&target_lines())
         .listener(&format!("127.0.0.1:{port}"))
-        .subsystem(NQN, "allow_any_host = true")
+        .subsystem(NQN, subsystem)
         .namespace(1, &format!("ram_mib = {RAM_MIB}"))
         .text()
 }
@@ -52,6 +67,7 @@ fn ram_config(port: u16) -> String {
 struct Served {
     child: Child,
     port: u16,
+    socket: PathBuf,
     /// stderr, line by line, read by a thread of its own so the pipe never fills.
     lines: Receiver<String>,
     seen: Vec<String>,
@@ -59,8 +75,19 @@ struct Served {
 
 impl Served {
     fn start() -> Self {
+        Self::start_with("allow_any_host = true")
+    }
+
+    /// With the subsystem's key lines `subsystem` (who may connect).
+    fn start_with(subsystem: &str) -> Self {
         let port = free_port();
-        let config = write_config(&ram_config(port));
+        let text = ram_config(port, subsystem);
+        let socket = Config::parse(&text, "serve.toml")
+            .expect("a valid configuration")
+            .target
+            .rpc_socket
+            .expect("a management socket");
+        let config = write_config(&text);
         let mut child = Command::new(env!("CARGO_BIN_EXE_vfnvme"))
             .arg("serve")
             .arg("--config")
@@ -84,6 +111,7 @@ impl Served {
         let mut served = Self {
             child,
             port,
+            socket,
             lines,
             seen: Vec::new(),
         };
@@ -208,6 +236,82 @@ fn perf_connect_verifies_and_reads_then_sigterm_stops_serve() {
 }
 
 #[test]
+fn rpc_and_subsystems_call_the_management_socket_of_serve() {
+    let served = Served::start();
+    let socket = served.socket.to_str().expect("UTF-8 path").to_owned();
+    let listed = json_of_success(&vfnvme(&["subsystems", "--socket", &socket]));
+    assert_eq!(listed[1]["nqn"], NQN);
+    assert_eq!(listed[1]["namespaces"][0]["size"], RAM_MIB << 20);
+    assert_eq!(
+        listed[1]["listen_addresses"][0]["trsvcid"],
+        served.port.to_string()
+    );
+
+    let host = "nqn.2014-08.org.nvmexpress:uuid:serve-test";
+    let params = format!(r#"{{"nqn": "{NQN}", "allow_any_host": false}}"#);
+    let done = vfnvme(&[
+        "rpc",
+        "nvmf_subsystem_allow_any_host",
+        "--params",
+        &params,
+        "--socket",
+        &socket,
+    ]);
+    assert_eq!(json_of_success(&done), serde_json::json!(true));
+    let params = format!(r#"{{"nqn": "{NQN}", "host": "{host}"}}"#);
+    let done = vfnvme(&[
+        "rpc",
+        "nvmf_subsystem_add_host",
+        "--params",
+        &params,
+        "--socket",
+        &socket,
+    ]);
+    assert_eq!(json_of_success(&done), serde_json::json!(true));
+    let saved = vfnvme(&["rpc", "save_config", "--socket", &socket]);
+    let text = String::from_utf8(saved.stdout.clone()).expect("UTF-8");
+    assert!(saved.status.success(), "{}", common::stderr(&saved));
+    let config = Config::parse(&text, "saved.toml").expect("save_config reads back");
+    assert_eq!(config.subsystems[0].hosts, vec![host.to_owned()]);
+    assert!(!config.subsystems[0].allow_any_host);
+
+    let unknown = vfnvme(&["rpc", "nvmf_bogus", "--socket", &socket]);
+    assert_clean_failure(
+        &unknown,
+        "nvmf_bogus: no method nvmf_bogus; rpc_get_methods lists them (JSON-RPC error -32601)",
+    );
+    let bad = vfnvme(&[
+        "rpc",
+        "nvmf_delete_subsystem",
+        "--params",
+        "{\"nqn\": 5}",
+        "--socket",
+        &socket,
+    ]);
+    assert_clean_failure(
+        &bad,
+        "params.nqn: invalid type: integer `5`, expected a string",
+    );
+    let not_json = vfnvme(&[
+        "rpc",
+        "rpc_get_methods",
+        "--params",
+        "{",
+        "--socket",
+        &socket,
+    ]);
+    assert_clean_failure(&not_json, "--params is not JSON");
+    let (code, _) = served.stop(Signal::SIGTERM);
+    assert_eq!(code, Some(0));
+    assert!(
+        !PathBuf::from(&socket).exists(),
+        "the socket file goes with serve"
+    );
+    let gone = vfnvme(&["subsystems", "--socket", &socket]);
+    assert_clean_failure(&gone, "is vfnvme serve running");
+}
+
+#[test]
 fn sigint_stops_an_idle_serve() {
     let served = Served::start();
     let (code, stderr) = served.stop(Signal::SIGINT);
@@ -245,14 +349,14 @@ fn a_limit_out_of_range_is_one_line_naming_the_key_and_its_range() {
 fn a_port_in_use_is_one_line() {
     let holder = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = holder.local_addr().expect("local address").port();
-    let path = write_config(&ram_config(port));
+    let path = write_config(&ram_config(port, "allow_any_host = true"));
     let output = vfnvme(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
     assert_clean_failure(&output, &format!("cannot listen on 127.0.0.1:{port}"));
 }
 
 #[test]
 fn a_namespace_formatted_with_metadata_is_refused_at_start_with_what_to_do() {
-    let text = ConfigText::new("cores = 1")
+    let text = ConfigText::new(&target_lines())
         .listener(&format!("127.0.0.1:{}", free_port()))
         .subsystem(NQN, "allow_any_host = true")
         .namespace(1, "sim_mib = 8\nsim_metadata_bytes = 8")
@@ -302,4 +406,59 @@ fn the_deploy_example_configuration_is_valid() {
     if let Err(error) = vfnvme_target::config::Config::load(&path) {
         panic!("{error}");
     }
+}
+
+/// A secret file readable by its owner only, holding `secret`.
+fn secret_file(name: &str, secret: &vfnvme_auth::DhchapSecret) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}.key", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("create the key file");
+    writeln!(file, "{}", &*secret.representation()).expect("write the key");
+    path
+}
+
+#[test]
+fn perf_connect_authenticates_with_dhchap_secret_as_string_or_file() {
+    let host_key = vfnvme_auth::DhchapSecret::new(&[7; 32], None).unwrap();
+    let ctrl_key = vfnvme_auth::DhchapSecret::new(&[8; 48], None).unwrap();
+    let host_file = secret_file("perf-host", &host_key);
+    let ctrl_file = secret_file("perf-ctrl", &ctrl_key);
+    let host_nqn = vfnvme_host::HostOptions::default().host_nqn;
+    let served = Served::start_with(&format!(
+        "require_authentication = true\n[[subsystem.host]]\nnqn = \"{host_nqn}\"\n\
+         dhchap_secret_file = \"{}\"\ndhchap_ctrl_secret_file = \"{}\"\n",
+        host_file.display(),
+        ctrl_file.display()
+    ));
+    let as_string = host_key.representation();
+    let reads = ["-w", "randread", "-q", "4", "-o", "4k", "-t", "1"];
+    json_of_success(&served.perf(&[&["--dhchap-secret", as_string.as_str()], &reads[..]].concat()));
+    let host_path = host_file.display().to_string();
+    let ctrl_path = ctrl_file.display().to_string();
+    json_of_success(
+        &served.perf(
+            &[
+                &[
+                    "--dhchap-secret",
+                    host_path.as_str(),
+                    "--dhchap-ctrl-secret",
+                    ctrl_path.as_str(),
+                ],
+                &reads[..],
+            ]
+            .concat(),
+        ),
+    );
+    assert_clean_failure(
+        &served.perf(&reads),
+        "the target requires DH-HMAC-CHAP authentication and no secret is set",
+    );
 }

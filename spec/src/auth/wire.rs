@@ -54,10 +54,6 @@ pub mod connect_authreq {
     pub const ASCR: u32 = 1 << 18;
 }
 
-/// Command specific status (SCT 1) of a command on a queue that has not authenticated yet
-/// (Linux `NVME_SC_AUTH_REQUIRED` 191h, SPDK `SPDK_NVMF_FABRIC_SC_AUTH_REQUIRED`).
-pub const STATUS_AUTHENTICATION_REQUIRED: u8 = 0x91;
-
 /// Reason code of the Failure messages: the only one defined, "authentication failure".
 pub const REASON_AUTHENTICATION_FAILURE: u8 = 0x01;
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -14,8 +15,8 @@ use vfnvme_spec::fabrics::{CNTLID_MAX, CNTLID_MIN, DISCOVERY_NQN, MAX_NQN_BYTES}
 use super::raw::{RawConfig, RawListener, RawNamespace, RawSubsystem, RawTarget, Source};
 use super::types::{
     BackingConfig, Config, ConfigError, Limits, ListenerConfig, NamespaceConfig, SubsystemConfig,
-    TargetConfig, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_IO_SIZE, DEFAULT_SHUTDOWN_DEADLINE_MS,
-    MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
+    TargetConfig, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_IO_SIZE, DEFAULT_RPC_SOCKET,
+    DEFAULT_SHUTDOWN_DEADLINE_MS, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
 
 const DEFAULT_RAM_BLOCK_SIZE: u32 = 512;
@@ -44,11 +45,6 @@ impl Checker<'_> {
             );
         }
         let listeners = self.listeners(raw.listener)?;
-        if raw.subsystem.is_empty() {
-            return self
-                .source
-                .incomplete("no [[subsystem]]; add one with at least one namespace");
-        }
         let mut subsystems = Vec::with_capacity(raw.subsystem.len());
         let mut nqn_lines: HashMap<String, usize> = HashMap::new();
         let mut exported: HashMap<(String, u32), (String, usize)> = HashMap::new();
@@ -205,6 +201,7 @@ impl Checker<'_> {
             }
         };
         let cntlids = self.cntlid_range(raw.cntlid_min, raw.cntlid_max)?;
+        let rpc_socket = self.rpc_socket(raw.rpc_socket)?;
         Ok(TargetConfig {
             cores: self
                 .source
@@ -237,7 +234,35 @@ impl Checker<'_> {
             )?),
             cntlids,
             limits,
+            rpc_socket,
         })
+    }
+
+    /// `rpc_socket`: an absolute path short enough for a Unix socket address.
+    fn rpc_socket(&self, raw: Option<Spanned<String>>) -> Result<Option<PathBuf>, ConfigError> {
+        /// `sun_path` holds 108 bytes, the terminating NUL included.
+        const MAX_SOCKET_PATH: usize = 107;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let span = raw.span();
+        let path = raw.into_inner();
+        if !path.starts_with('/') {
+            return self.source.invalid(
+                span,
+                format!("rpc_socket = \"{path}\" is not an absolute path; write e.g. \"{DEFAULT_RPC_SOCKET}\""),
+            );
+        }
+        if path.len() > MAX_SOCKET_PATH {
+            return self.source.invalid(
+                span,
+                format!(
+                    "rpc_socket is {} bytes long; a Unix socket path has at most {MAX_SOCKET_PATH}",
+                    path.len()
+                ),
+            );
+        }
+        Ok(Some(PathBuf::from(path)))
     }
 
     /// `cntlid_min` and `cntlid_max` (as nvmet's attr_cntlid_min/max and SPDK's
@@ -372,6 +397,26 @@ impl Checker<'_> {
             }
             hosts.push(host);
         }
+        let mut keys = Vec::new();
+        for entry in raw.host {
+            let span = entry.nqn.span();
+            let host = self.nqn(entry.nqn.clone(), "host")?;
+            if hosts.contains(&host) {
+                return self
+                    .source
+                    .invalid(span, format!("host {host} is listed twice"));
+            }
+            keys.extend(super::auth::host_key(self.source, &host, entry)?);
+            hosts.push(host);
+        }
+        let auth = super::auth::subsystem_auth(
+            self.source,
+            &nqn,
+            raw.require_authentication,
+            allow_any_host,
+            &hosts,
+            keys,
+        )?;
         match (&raw.allow_any_host, hosts.is_empty()) {
             (Some(allow), false) if *allow.get_ref() => {
                 return self.source.invalid(
@@ -382,27 +427,12 @@ impl Checker<'_> {
                     ),
                 )
             }
-            (_, true) if !allow_any_host => {
-                return self.source.invalid(
-                    nqn_span,
-                    format!(
-                        "subsystem {nqn} admits no host; set allow_any_host = true \
-                         or list host NQNs in hosts = [...]"
-                    ),
-                )
-            }
             _ => {}
         }
         let listeners =
             self.subsystem_listeners(raw.listeners, &nqn, nqn_span.clone(), listeners)?;
         let serial = self.identify_string(raw.serial, "serial", MAX_SERIAL_BYTES)?;
         let model = self.identify_string(raw.model, "model", MAX_MODEL_BYTES)?;
-        if raw.namespace.is_empty() {
-            return self.source.invalid(
-                nqn_span,
-                format!("subsystem {nqn} has no namespace; add a [[subsystem.namespace]]"),
-            );
-        }
         let mut namespaces: Vec<NamespaceConfig> = Vec::with_capacity(raw.namespace.len());
         let mut nsid_lines: HashMap<u32, usize> = HashMap::new();
         for raw_namespace in raw.namespace {
@@ -425,6 +455,7 @@ impl Checker<'_> {
             nqn,
             allow_any_host,
             hosts,
+            auth,
             serial,
             model,
             listeners,
@@ -680,6 +711,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 nqn: "nqn.2026-11.io.vfnvme:ssd0".into(),
                 allow_any_host: true,
                 hosts: vec![],
+                auth: crate::config::SubsystemAuth::default(),
                 serial: None,
                 model: None,
                 listeners: vec![0],
@@ -748,6 +780,7 @@ device_nsid = 3
                 shutdown_deadline: Duration::from_millis(2500),
                 cntlids: 16..=31,
                 limits: Default::default(),
+                rpc_socket: None,
             }
         );
         let subsystem = &config.subsystems[0];
@@ -983,12 +1016,20 @@ device_nsid = 3
             duplicate.starts_with("vfnvme.toml:17: subsystem nqn.2026-11.io.vfnvme:ssd0 is already configured at line 8"),
             "{duplicate}"
         );
-        let nobody = error_of(&MINIMAL.replace("allow_any_host = true", "allow_any_host = false"));
-        assert!(
-            nobody
-                .starts_with("vfnvme.toml:8: subsystem nqn.2026-11.io.vfnvme:ssd0 admits no host"),
-            "{nobody}"
-        );
+        // Closed to every host, without namespaces, or none at all: states the management
+        // socket reaches (a subsystem created, its last host removed), so they load.
+        let nobody = MINIMAL.replace("allow_any_host = true", "allow_any_host = false");
+        let config = Config::parse(&nobody, "vfnvme.toml").unwrap();
+        assert!(!config.subsystems[0].allow_any_host && config.subsystems[0].hosts.is_empty());
+        let empty = &MINIMAL[..MINIMAL.find("[[subsystem.namespace]]").unwrap()];
+        assert!(Config::parse(empty, "vfnvme.toml").unwrap().subsystems[0]
+            .namespaces
+            .is_empty());
+        let no_subsystem = &MINIMAL[..MINIMAL.find("[[subsystem]]").unwrap()];
+        assert!(Config::parse(no_subsystem, "vfnvme.toml")
+            .unwrap()
+            .subsystems
+            .is_empty());
         let both = error_of(&MINIMAL.replace(
             "allow_any_host = true",
             "allow_any_host = true\nhosts = [\"nqn.2014-08.org.nvmexpress:uuid:1\"]",

@@ -5,17 +5,21 @@
 //! [`check`] turns them into the [`Config`] of `types`, the only part the rest of the target
 //! uses. Every error names the file and the line, so that a user can go straight to it.
 
+mod auth;
 mod check;
+mod keys;
 mod limits;
 mod raw;
+mod save;
 mod types;
 
 use std::path::Path;
 
+pub use keys::{HostKey, SubsystemAuth};
 use raw::Source;
 pub use types::{
     BackingConfig, Config, ConfigError, Limits, ListenerConfig, NamespaceConfig, SubsystemConfig,
-    TargetConfig, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
+    TargetConfig, DEFAULT_RPC_SOCKET, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
 
 impl Config {

@@ -126,6 +126,7 @@ pub(super) struct RawTarget {
     pub shutdown_deadline_ms: Option<Spanned<u64>>,
     pub cntlid_min: Option<Spanned<u64>>,
     pub cntlid_max: Option<Spanned<u64>>,
+    pub rpc_socket: Option<Spanned<String>>,
 }
 
 /// `[limits]` as written.
@@ -158,6 +159,10 @@ pub(super) struct RawSubsystem {
     pub allow_any_host: Option<Spanned<bool>>,
     #[serde(default)]
     pub hosts: Vec<Spanned<String>>,
+    /// `[[subsystem.host]]`: hosts with their keys (see `auth`).
+    #[serde(default)]
+    pub host: Vec<RawHost>,
+    pub require_authentication: Option<Spanned<bool>>,
     pub serial: Option<Spanned<String>>,
     pub model: Option<Spanned<String>>,
     /// Listener addresses, as written in `[[listener]] address`.
@@ -179,4 +184,13 @@ pub(super) struct RawNamespace {
     pub sim_metadata_bytes: Option<Spanned<u64>>,
     pub sim_log_page_latency_ms: Option<Spanned<u64>>,
     pub block_size: Option<Spanned<u64>>,
+}
+
+/// A `[[subsystem.host]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHost {
+    pub nqn: Spanned<String>,
+    pub dhchap_secret_file: Option<Spanned<String>>,
+    pub dhchap_ctrl_secret_file: Option<Spanned<String>>,
 }

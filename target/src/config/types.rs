@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -22,6 +23,9 @@ pub(super) const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
 /// The default cap on one command's data (SPDK's default too): larger commands are split by the
 /// host, and each poll group's buffers for a drive stay small.
 pub(super) const DEFAULT_MAX_IO_SIZE: u32 = 128 * 1024;
+
+/// Where `vfnvme serve` answers management requests when `[target] rpc_socket` is not set.
+pub const DEFAULT_RPC_SOCKET: &str = "/run/vfnvme/vfnvme.sock";
 
 /// A configuration that failed to load.
 #[derive(Debug, Error)]
@@ -75,6 +79,10 @@ pub struct TargetConfig {
     /// `[limits]`, kept with the target's settings: the connections and poll groups read
     /// them where they read the rest.
     pub limits: Limits,
+    /// The management socket (JSON-RPC, docs/rpc.md); `None`: none. The file leaves it unset
+    /// for `vfnvme serve` to use [`DEFAULT_RPC_SOCKET`]; a target started by a program (the
+    /// tests) has one only when this names it.
+    pub rpc_socket: Option<PathBuf>,
 }
 
 /// `[limits]`: what hosts may take of the target, so that no host on the storage network (a
@@ -133,8 +141,11 @@ pub struct ListenerConfig {
 pub struct SubsystemConfig {
     pub nqn: String,
     pub allow_any_host: bool,
-    /// Host NQNs allowed to connect when `allow_any_host` is false.
+    /// Host NQNs allowed to connect when `allow_any_host` is false (`hosts = [...]` and the
+    /// `[[subsystem.host]]` entries).
     pub hosts: Vec<String>,
+    /// DH-HMAC-CHAP keys of hosts, and whether every host must authenticate.
+    pub auth: super::keys::SubsystemAuth,
     /// Serial Number reported to hosts; `None`: derived from the backing drive.
     pub serial: Option<String>,
     /// Model Number reported to hosts; `None`: derived from the backing drive.
@@ -187,6 +198,7 @@ impl Default for TargetConfig {
             shutdown_deadline: Duration::from_millis(DEFAULT_SHUTDOWN_DEADLINE_MS),
             cntlids: CNTLID_MIN..=CNTLID_MAX,
             limits: Limits::default(),
+            rpc_socket: None,
         }
     }
 }

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use vfnvme_spec::fabrics::MAX_ADMIN_QUEUE_ENTRIES;
 use vfnvme_spec::{Completion, Status};
-use vfnvme_tcp::pdu::{self, PduError, TermReq, CAPSULE_RESP_HEADER_LEN};
+use vfnvme_tcp::pdu::{self, C2HData, PduError, TermReq, CAPSULE_RESP_HEADER_LEN};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduReader, Role};
 
+use vfnvme_auth::ControllerAuth;
 use vfnvme_driver::dma::DmaBuffer;
 
 use super::request::{Event, Request, RequestState};
@@ -148,6 +149,8 @@ pub struct Connection {
     pub(super) waiting_for_r2t: VecDeque<u16>,
     /// Which limits of the connection's own have bitten (logged once per connection).
     pub(super) limits_reported: LimitsReported,
+    /// The queue's DH-HMAC-CHAP exchange, when its host has a key (from its Connect on).
+    pub(super) auth: Option<QueueAuth>,
     /// Its place in the target's count of connections, given back with it.
     _admission: ConnectionTicket,
 }
@@ -158,6 +161,17 @@ pub struct Connection {
 pub(super) struct LimitsReported {
     pub(super) buffers: bool,
     pub(super) r2ts: bool,
+}
+
+/// A queue's DH-HMAC-CHAP state (see `auth_cmd`).
+pub(super) struct QueueAuth {
+    /// The exchange; `None` while one of its steps runs on the admin worker.
+    pub(super) exchange: Option<Box<ControllerAuth>>,
+    /// The host authenticated this queue. It stays so while the host re-authenticates, as
+    /// nvmet's `sq->authenticated`: I/O goes on meanwhile.
+    pub(super) authenticated: bool,
+    /// The refusal was logged (once per queue).
+    pub(super) refusal_logged: bool,
 }
 
 /// A Connect parked until its QID is free (see `fabrics_cmd::QID_REUSE_WAIT`).
@@ -216,6 +230,7 @@ impl Connection {
             r2ts_outstanding: 0,
             waiting_for_r2t: VecDeque::with_capacity(depth),
             limits_reported: LimitsReported::default(),
+            auth: None,
             _admission: admission,
             shared,
         })
@@ -358,6 +373,34 @@ impl Connection {
         if let Some(binding) = self.binding.take() {
             binding.release();
         }
+    }
+
+    /// Queues admin data (a command's result to the host) as one C2HData PDU.
+    pub(super) fn send_admin_data(&mut self, index: u16, mut data: Vec<u8>) {
+        let header = C2HData {
+            cccid: self.requests[usize::from(index)].command.cid(),
+            datao: 0,
+            datal: data.len() as u32,
+            last: true,
+            success: false,
+        };
+        let mut bytes = [0u8; MAX_SENT_HEADER];
+        match pdu::encode_c2h_data_header(&self.encode, &header, &mut bytes) {
+            Ok(layout) => {
+                if layout.data_digest {
+                    let digest = pdu::data_digest(&[&data]);
+                    data.extend_from_slice(&digest);
+                }
+                self.outgoing.push_header(bytes, layout.data_offset);
+                self.outgoing.push(Outgoing::AdminData(data));
+            }
+            Err(error) => log::error!("{}: cannot encode C2HData: {error}", self.peer),
+        }
+    }
+
+    /// The queue's host has a key and has not authenticated: only Fabrics commands pass.
+    pub(super) fn authentication_pending(&self) -> bool {
+        self.auth.as_ref().is_some_and(|auth| !auth.authenticated)
     }
 
     pub(super) fn sq_entries(&self) -> u16 {

@@ -7,14 +7,16 @@
 
 use std::time::{Duration, Instant};
 
+use vfnvme_spec::auth::{connect_authreq, AuthCommand};
 use vfnvme_spec::fabrics::{self, connect_offset, connect_status, FabricsCommand, FABRICS_OPCODE};
 use vfnvme_spec::{Command, Status};
-use vfnvme_tcp::pdu::{self, C2HData, ICResp, MIN_MAXH2CDATA};
+use vfnvme_tcp::pdu::{self, ICResp, MIN_MAXH2CDATA};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, Role};
 
-use super::connection::{Connection, IoContext, PendingConnect, Phase, CLOSING_GRACE};
+use super::connection::{Connection, IoContext, PendingConnect, Phase, QueueAuth, CLOSING_GRACE};
 use super::request::Event;
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
+use crate::admin_worker::JobOutcome;
 use crate::ctrlr::{AdminResponse, Arrival};
 use crate::session::AdminOutcome;
 
@@ -68,6 +70,10 @@ impl Connection {
             return;
         }
         let command = request.command;
+        if let Some(parsed) = AuthCommand::parse(&command) {
+            self.on_auth_command(index, parsed, context);
+            return;
+        }
         if is_disconnect(&command) && self.binding.as_ref().is_some_and(|b| !b.is_admin()) {
             self.disconnect(index);
             return;
@@ -99,13 +105,16 @@ impl Connection {
     }
 
     /// The admin worker ran request `index`'s command.
-    pub fn on_admin_result(&mut self, index: u16, outcome: AdminOutcome) {
+    pub fn on_admin_result(&mut self, index: u16, outcome: JobOutcome) {
         if self.phase == Phase::Closed {
             self.requests[usize::from(index)].advance(Event::Dropped);
             self.free_requests.push(index);
             return;
         }
-        self.answer_admin(index, outcome);
+        match outcome {
+            JobOutcome::Admin(outcome) => self.answer_admin(index, outcome),
+            JobOutcome::Auth(done) => self.on_auth_done(index, done),
+        }
     }
 
     fn answer_admin(&mut self, index: u16, outcome: AdminOutcome) {
@@ -135,12 +144,22 @@ impl Connection {
         };
         let outcome =
             match crate::session::connect(self.shared.registry(), &command, &data, arrival) {
-                Ok((binding, result)) => {
+                Ok((binding, mut result)) => {
                     log::info!(
                         "{}: connected queue {} (controller {result})",
                         self.peer,
                         binding.qid()
                     );
+                    // A host with a key authenticates every queue before using it: ATR tells
+                    // it so (nvmet `nvmet_connect_result`).
+                    self.auth = binding.authentication().map(|exchange| QueueAuth {
+                        exchange: Some(Box::new(exchange)),
+                        authenticated: false,
+                        refusal_logged: false,
+                    });
+                    if self.auth.is_some() {
+                        result |= connect_authreq::ATR;
+                    }
                     self.sq_head %= binding.sq_entries();
                     self.binding = Some(binding);
                     self.setup_deadline = None;
@@ -196,28 +215,6 @@ impl Connection {
         self.outgoing
             .push(Outgoing::Close("the host disconnected the queue"));
         self.closing_deadline = Some(Instant::now() + CLOSING_GRACE);
-    }
-
-    fn send_admin_data(&mut self, index: u16, mut data: Vec<u8>) {
-        let header = C2HData {
-            cccid: self.requests[usize::from(index)].command.cid(),
-            datao: 0,
-            datal: data.len() as u32,
-            last: true,
-            success: false,
-        };
-        let mut bytes = [0u8; MAX_SENT_HEADER];
-        match pdu::encode_c2h_data_header(&self.encode, &header, &mut bytes) {
-            Ok(layout) => {
-                if layout.data_digest {
-                    let digest = pdu::data_digest(&[&data]);
-                    data.extend_from_slice(&digest);
-                }
-                self.outgoing.push_header(bytes, layout.data_offset);
-                self.outgoing.push(Outgoing::AdminData(data));
-            }
-            Err(error) => log::error!("{}: cannot encode C2HData: {error}", self.peer),
-        }
     }
 }
 

@@ -18,8 +18,10 @@
 //! - `request`: a command slot and its state machine;
 //! - `send_queue`: what waits to be sent;
 //! - `io_cmd`: I/O commands (the data path);
-//! - `fabrics_cmd`: ICReq, Connect, Disconnect and the admin commands.
+//! - `fabrics_cmd`: ICReq, Connect, Disconnect and the admin commands;
+//! - `auth_cmd`: Authentication Send / Receive (DH-HMAC-CHAP) and the queue's authentication.
 
+mod auth_cmd;
 mod connection;
 mod fabrics_cmd;
 mod io_cmd;
@@ -243,6 +245,10 @@ impl Connection {
             Some(Status::namespace_not_ready())
         } else if self.binding.is_none() && !is_connect(&command) {
             Some(Status::command_sequence_error())
+        } else if command.opcode() != FABRICS_OPCODE && self.authentication_pending() {
+            // nvmet `nvmet_check_auth_status`: Fabrics commands (Property Get/Set, the
+            // authentication commands, Disconnect) pass, every other one is refused.
+            Some(Status::authentication_required())
         } else {
             None
         };
@@ -362,6 +368,10 @@ impl Connection {
             return;
         }
         if self.phase != Phase::Established {
+            return;
+        }
+        if self.authentication_expired(now) {
+            self.close("the DH-HMAC-CHAP exchange timed out", context);
             return;
         }
         let Some(binding) = self.binding.as_ref() else {

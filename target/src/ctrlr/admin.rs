@@ -12,7 +12,7 @@ use vfnvme_spec::status::command_specific;
 use vfnvme_spec::{cns, feature, Command, Status, PAGE_SIZE};
 use zerocopy::little_endian::{U16, U32, U64};
 
-use super::aer::AEC_NAMESPACE_ATTRIBUTE_NOTICES;
+use super::aer::{AEC_DISCOVERY_LOG_CHANGE_NOTICES, AEC_NAMESPACE_ATTRIBUTE_NOTICES};
 use std::sync::MutexGuard;
 
 use super::controller::{
@@ -78,6 +78,8 @@ impl FabricController {
         if self.is_discovery() {
             return IdentifyController {
                 cntrltype: CNTRLTYPE_DISCOVERY,
+                // As nvmet's discovery controllers: Discovery Log Page Change notices.
+                oaes: U32::new(AEC_DISCOVERY_LOG_CHANGE_NOTICES),
                 ..common
             };
         }

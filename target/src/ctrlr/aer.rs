@@ -1,7 +1,9 @@
 //! Asynchronous events (as Linux nvmet's `nvmet_add_async_event`): Asynchronous Event
-//! Requests held in at most [`AER_LIMIT`] slots, and the Namespace Attribute Changed event
-//! that completes one when a drive goes away. Its own file because events arrive from another
-//! thread (the drive's removal) and complete commands the admin queue's connection sends.
+//! Requests held in at most [`AER_LIMIT`] slots, the Namespace Attribute Changed event that
+//! completes one when a drive goes away, and the Discovery Log Page Change event of discovery
+//! controllers when subsystems, their hosts or listeners change. Its own file because events
+//! arrive from another thread (the drive's removal, the management socket) and complete
+//! commands the admin queue's connection sends.
 
 use vfnvme_spec::log_page::log_id;
 use vfnvme_spec::status::command_specific;
@@ -19,6 +21,18 @@ const EVENT_NAMESPACE_ATTRIBUTE_CHANGED: u32 =
     0x02 | ((log_id::CHANGED_NAMESPACE_LIST as u32) << 16);
 /// Asynchronous Event Configuration bit enabling Namespace Attribute Notices.
 pub(super) const AEC_NAMESPACE_ATTRIBUTE_NOTICES: u32 = 1 << 8;
+/// Asynchronous event (CQE DW0): type Notice, information Discovery Log Page Change (F0h),
+/// log page Discovery (70h).
+const EVENT_DISCOVERY_LOG_CHANGED: u32 = 0x02 | (0xf0 << 8) | ((log_id::DISCOVERY as u32) << 16);
+/// Asynchronous Event Configuration bit enabling Discovery Log Page Change Notices.
+pub(super) const AEC_DISCOVERY_LOG_CHANGE_NOTICES: u32 = 1 << 31;
+
+/// Which notice an event is, for its enable bit and its mask.
+#[derive(Clone, Copy)]
+enum Notice {
+    NamespaceAttribute,
+    DiscoveryLog,
+}
 
 impl FabricController {
     /// An Asynchronous Event Request: completed at once by a queued event, else held.
@@ -54,6 +68,16 @@ impl FabricController {
         }
     }
 
+    /// What the discovery log lists changed (a discovery controller): completes a held AER
+    /// with the Discovery Log Page Change event, for the admin queue's connection to send at
+    /// its next tick, if the host enabled those notices and has read the log since the last.
+    pub fn post_discovery_changed(&self) {
+        let mut state = lock(&self.state);
+        if let Some(completion) = raise(&mut state, Notice::DiscoveryLog) {
+            state.completed_aers.push(completion);
+        }
+    }
+
     /// AERs completed by [`post_namespace_changed`](Self::post_namespace_changed), to send now.
     pub fn take_completed_aers(&self) -> Vec<AerCompletion> {
         let mut state = lock(&self.state);
@@ -71,26 +95,41 @@ impl FabricController {
         if !state.changed_namespaces.contains(&nsid) && state.changed_namespaces.len() <= 1024 {
             state.changed_namespaces.push(nsid);
         }
-        if state.async_event_config & AEC_NAMESPACE_ATTRIBUTE_NOTICES == 0
-            || state.namespace_notices_masked
-        {
-            return None;
-        }
-        state.namespace_notices_masked = true;
-        if state.held_aers.is_empty() {
-            if state.queued_events.len() < MAX_QUEUED_EVENTS {
-                state
-                    .queued_events
-                    .push_back(EVENT_NAMESPACE_ATTRIBUTE_CHANGED);
-            }
-            return None;
-        }
-        let cid = state.held_aers.remove(0);
-        Some(AerCompletion {
-            cid,
-            response: AdminResponse::success(EVENT_NAMESPACE_ATTRIBUTE_CHANGED),
-        })
+        raise(&mut state, Notice::NamespaceAttribute)
     }
+}
+
+/// Raises `notice` if the host enabled it and it is not masked (the host has not read its log
+/// since the last one): masks it, and returns the held AER to complete with it, or keeps the
+/// event for the next AER.
+fn raise(state: &mut AdminState, notice: Notice) -> Option<AerCompletion> {
+    let (enable, masked, event) = match notice {
+        Notice::NamespaceAttribute => (
+            AEC_NAMESPACE_ATTRIBUTE_NOTICES,
+            &mut state.namespace_notices_masked,
+            EVENT_NAMESPACE_ATTRIBUTE_CHANGED,
+        ),
+        Notice::DiscoveryLog => (
+            AEC_DISCOVERY_LOG_CHANGE_NOTICES,
+            &mut state.discovery_notices_masked,
+            EVENT_DISCOVERY_LOG_CHANGED,
+        ),
+    };
+    if state.async_event_config & enable == 0 || *masked {
+        return None;
+    }
+    *masked = true;
+    if state.held_aers.is_empty() {
+        if state.queued_events.len() < MAX_QUEUED_EVENTS {
+            state.queued_events.push_back(event);
+        }
+        return None;
+    }
+    let cid = state.held_aers.remove(0);
+    Some(AerCompletion {
+        cid,
+        response: AdminResponse::success(event),
+    })
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use vfnvme_spec::regs::{Cc, Csts, Vs};
@@ -18,7 +18,7 @@ use vfnvme_spec::Status;
 use super::response::{AdminResponse, AerCompletion};
 use crate::admission::{Admission, ControllerTicket};
 use crate::config::TargetConfig;
-use crate::subsystem::{NamespaceBacking, Subsystem};
+use crate::subsystem::{HostAccess, NamespaceBacking, Subsystem};
 
 /// NVMe version the controllers report (VS and Identify Controller VER): 1.3.0.
 pub const NVME_VERSION: Vs = Vs::of(1, 3);
@@ -108,6 +108,9 @@ pub(super) struct AdminState {
     /// A Namespace Attribute Changed event was reported and the host has not yet read the
     /// Changed Namespace List: no further event until it does.
     pub(super) namespace_notices_masked: bool,
+    /// A Discovery Log Page Change event was reported and the host has not yet read the
+    /// discovery log: no further event until it does (as nvmet's masked AENs).
+    pub(super) discovery_notices_masked: bool,
 }
 
 impl AdminState {
@@ -129,6 +132,7 @@ impl AdminState {
             queued_events: VecDeque::new(),
             changed_namespaces: Vec::new(),
             namespace_notices_masked: false,
+            discovery_notices_masked: false,
         }
     }
 
@@ -173,6 +177,11 @@ impl FabricController {
 
     pub fn host_id(&self) -> [u8; 16] {
         self.host_id
+    }
+
+    /// Where its admin queue arrived.
+    pub fn arrival(&self) -> Arrival {
+        self.arrival
     }
 
     /// The subsystem, for namespace lookups on the I/O path.
@@ -246,49 +255,66 @@ pub(super) enum Role {
         forwarder: Arc<dyn AdminForwarder>,
     },
     Discovery {
-        subsystems: Vec<Arc<Subsystem>>,
+        catalog: Arc<Catalog>,
         listeners: Vec<SocketAddr>,
     },
+}
+
+/// The NVM subsystems the target exports now (the management socket adds and deletes them):
+/// where Connects are looked up, and what discovery controllers list. Read at Connect and
+/// discovery time only, never on the I/O path.
+pub struct Catalog {
+    pub(super) registries: RwLock<Vec<Arc<ControllerRegistry>>>,
+    /// The discovery log's Generation Counter: one more at each change of what it lists.
+    pub(super) generation: AtomicU64,
 }
 
 /// The live controllers of one subsystem, found by controller ID when an I/O queue connects.
 pub struct ControllerRegistry {
     pub(super) subsystem: Arc<Subsystem>,
+    /// Who may connect, and on which listeners; changes at runtime, read at Connect.
+    pub(super) access: Mutex<HostAccess>,
     pub(super) role: Role,
     pub(super) settings: ControllerSettings,
     /// Weak: a controller lives as long as its queues hold it, and its `Drop` frees its ID.
     pub(super) controllers: Mutex<BTreeMap<u16, Weak<FabricController>>>,
+    /// Signalled (with `controllers`) each time a controller goes, for whoever waits for a
+    /// host's controllers to be gone.
+    pub(super) released: Condvar,
 }
 
 impl ControllerRegistry {
-    /// The registry of an NVM subsystem; `forwarder` reaches its drives.
+    /// The registry of an NVM subsystem open to `access`; `forwarder` reaches its drives.
     pub fn for_subsystem(
         subsystem: Arc<Subsystem>,
+        access: HostAccess,
         settings: ControllerSettings,
         forwarder: Arc<dyn AdminForwarder>,
     ) -> Arc<Self> {
         Arc::new(Self {
             subsystem,
+            access: Mutex::new(access),
             role: Role::Nvm { forwarder },
             settings,
             controllers: Mutex::new(BTreeMap::new()),
+            released: Condvar::new(),
         })
     }
 
-    /// The registry of the discovery subsystem, which lists `subsystems` on `listeners`.
+    /// The registry of the discovery subsystem, which lists what `catalog` holds on
+    /// `listeners`.
     pub fn for_discovery(
-        subsystems: Vec<Arc<Subsystem>>,
+        catalog: Arc<Catalog>,
         listeners: Vec<SocketAddr>,
         settings: ControllerSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
-            subsystem: Arc::new(Subsystem::discovery(listeners.len())),
-            role: Role::Discovery {
-                subsystems,
-                listeners,
-            },
+            subsystem: Arc::new(Subsystem::discovery()),
+            access: Mutex::new(HostAccess::discovery(listeners.len())),
+            role: Role::Discovery { catalog, listeners },
             settings,
             controllers: Mutex::new(BTreeMap::new()),
+            released: Condvar::new(),
         })
     }
 
@@ -326,5 +352,6 @@ impl Drop for FabricController {
         {
             controllers.remove(&self.cntlid);
         }
+        self.registry.released.notify_all();
     }
 }

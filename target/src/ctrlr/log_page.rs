@@ -17,8 +17,6 @@ use crate::subsystem::discovery_log_page;
 
 /// Largest admin data transfer the target builds (the discovery log page is the long one).
 const MAX_ADMIN_DATA: u64 = 4 << 20;
-/// The discovery log never changes while the target runs: the configuration is fixed.
-const DISCOVERY_GENERATION: u64 = 1;
 
 impl FabricController {
     /// Get Log Page: the log page `lid` from byte `offset`, cut or zero-padded to the length
@@ -39,20 +37,19 @@ impl FabricController {
             return Err(Status::invalid_field());
         }
         let log = match (&self.registry.role, lid) {
-            (
-                Role::Discovery {
-                    subsystems,
+            (Role::Discovery { catalog, listeners }, log_id::DISCOVERY) => {
+                // Read: the next change raises an event again.
+                if !retain_event {
+                    state.discovery_notices_masked = false;
+                }
+                discovery_log_page(
+                    &catalog.visible_to(&self.host_nqn),
                     listeners,
-                },
-                log_id::DISCOVERY,
-            ) => discovery_log_page(
-                subsystems,
-                listeners,
-                self.arrival.listener,
-                self.arrival.local_address.ip(),
-                &self.host_nqn,
-                DISCOVERY_GENERATION,
-            ),
+                    self.arrival.listener,
+                    self.arrival.local_address.ip(),
+                    catalog.generation(),
+                )
+            }
             (Role::Nvm { .. }, log_id::ERROR) => error_log(),
             (Role::Nvm { forwarder }, log_id::SMART_HEALTH) => {
                 drop(state);
@@ -150,9 +147,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::test_support::*;
-    use super::super::{Association, TargetSubsystems};
+    use super::super::{AdminOutcome, Association, TargetSubsystems};
     use super::*;
-    use crate::subsystem::Subsystem;
+    use crate::subsystem::HostAccess;
     use vfnvme_spec::fabrics::{connect_status, ConnectData, DISCOVERY_NQN};
     use vfnvme_spec::identify::IdentifyController;
     use vfnvme_spec::{admin_opcode, cns, feature, regs};
@@ -194,17 +191,13 @@ mod tests {
 
     #[test]
     fn discovery_controllers_serve_the_discovery_log() {
-        let open = Arc::new(Subsystem {
-            allow_any_host: true,
-            ..subsystem()
-        });
         let target = TargetSubsystems::new(
-            vec![open],
+            vec![(Arc::new(subsystem()), HostAccess::discovery(1))],
             vec!["0.0.0.0:4420".parse().unwrap()],
             settings(),
             Arc::new(FakeDrives::default()),
         );
-        assert_eq!(target.registries().len(), 2);
+        assert_eq!(target.registries().len(), 1);
         let discovery_data = ConnectData {
             subsystem_nqn: DISCOVERY_NQN.into(),
             ..data(0xffff)
@@ -265,5 +258,71 @@ mod tests {
             .connect(&io_connect(1), &io, local(), now)
             .map(|_| ());
         assert_rejection(refused, connect_status::INVALID_PARAMETERS, 42);
+    }
+
+    #[test]
+    fn discovery_log_changes_move_genctr_and_raise_one_event_until_the_log_is_read() {
+        let target = TargetSubsystems::new(
+            vec![(Arc::new(subsystem()), HostAccess::discovery(1))],
+            vec!["0.0.0.0:4420".parse().unwrap()],
+            settings(),
+            Arc::new(FakeDrives::default()),
+        );
+        let discovery_data = ConnectData {
+            subsystem_nqn: DISCOVERY_NQN.into(),
+            ..data(0xffff)
+        };
+        let Ok(Association::Admin(controller)) =
+            target.connect(&admin_connect(0), &discovery_data, local(), Instant::now())
+        else {
+            panic!("discovery connect refused");
+        };
+        property_set(&controller, regs::CC, ENABLE);
+        let generation = |controller: &FabricController| {
+            let header = get_log(controller, log_id::DISCOVERY, 1024, 0).data;
+            u64::from_le_bytes(header[0..8].try_into().unwrap())
+        };
+        assert_eq!(generation(&controller), 1);
+        target.discovery_changed();
+        assert!(
+            controller.take_completed_aers().is_empty(),
+            "no event before the host enables it"
+        );
+        let enable = features(
+            admin_opcode::SET_FEATURES,
+            feature::ASYNC_EVENT_CONFIG,
+            1 << 31,
+        );
+        assert!(respond(&controller, enable).status.is_success());
+        let mut aer = Command::new(admin_opcode::ASYNC_EVENT_REQUEST, 0);
+        aer.set_cid(9);
+        assert_eq!(
+            controller.execute_admin(&aer, Instant::now()),
+            AdminOutcome::Held
+        );
+        target.discovery_changed();
+        let completed = controller.take_completed_aers();
+        assert_eq!(completed.len(), 1);
+        assert_eq!(
+            (completed[0].cid, completed[0].response.result),
+            (9, 0x0070_f002)
+        );
+        aer.set_cid(10);
+        assert_eq!(
+            controller.execute_admin(&aer, Instant::now()),
+            AdminOutcome::Held
+        );
+        target.discovery_changed();
+        assert!(
+            controller.take_completed_aers().is_empty(),
+            "masked until the log is read"
+        );
+        assert_eq!(generation(&controller), 4, "one more per change");
+        target.discovery_changed();
+        assert_eq!(
+            controller.take_completed_aers()[0].cid,
+            10,
+            "read: raised again"
+        );
     }
 }

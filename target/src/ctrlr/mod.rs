@@ -20,7 +20,8 @@
 //! - `properties.rs`: Property Get/Set, CAP/VS/CC/CSTS, enable and shutdown.
 //! - `admin.rs`: Identify (one function per CNS), Get/Set Features.
 //! - `log_page.rs`: Get Log Page (one function per log page).
-//! - `aer.rs`: Asynchronous Event Requests and the Namespace Attribute Changed event.
+//! - `aer.rs`: Asynchronous Event Requests, the Namespace Attribute Changed and Discovery Log
+//!   Page Change events.
 
 mod admin;
 mod aer;
@@ -40,10 +41,10 @@ use vfnvme_spec::{admin_opcode, feature, Command, Status};
 
 use self::controller::lock;
 pub use self::controller::{
-    AdminForwarder, Arrival, ControllerRegistry, ControllerSettings, FabricController, AER_LIMIT,
-    NVME_VERSION,
+    AdminForwarder, Arrival, Catalog, ControllerRegistry, ControllerSettings, FabricController,
+    AER_LIMIT, NVME_VERSION,
 };
-pub use self::registry::{Association, IoQueueAttachment, TargetSubsystems};
+pub use self::registry::{Association, IoQueueAttachment, SubsystemExists, TargetSubsystems};
 pub use self::response::{AdminOutcome, AdminResponse, AerCompletion};
 
 impl FabricController {

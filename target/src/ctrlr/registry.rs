@@ -6,8 +6,8 @@
 //! since each refers to the other.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::time::Instant;
 
 use vfnvme_spec::fabrics::{
@@ -16,17 +16,21 @@ use vfnvme_spec::fabrics::{
 };
 
 use super::controller::{
-    keep_alive_from_ms, lock, AdminForwarder, AdminState, Arrival, ControllerRegistry,
+    keep_alive_from_ms, lock, AdminForwarder, AdminState, Arrival, Catalog, ControllerRegistry,
     ControllerSettings, FabricController,
 };
-use crate::subsystem::Subsystem;
+use crate::subsystem::{HostAccess, Subsystem};
 
 impl ControllerRegistry {
+    /// Checks what every Connect must satisfy. Returns the host access it was checked against,
+    /// still locked: an admin Connect holds it until its controller is registered, so that a
+    /// host the management socket removes meanwhile either is refused or has its controller
+    /// found and disconnected.
     fn check_common(
         &self,
         connect: &ConnectCommand,
         data: &ConnectData,
-    ) -> Result<(), ConnectRejection> {
+    ) -> Result<MutexGuard<'_, HostAccess>, ConnectRejection> {
         if connect.recfmt != 0 {
             return Err(ConnectRejection::incompatible_format());
         }
@@ -36,10 +40,11 @@ impl ControllerRegistry {
                 "not this subsystem",
             ));
         }
-        if !self.subsystem.allows(&data.host_nqn) {
+        let access = lock(&self.access);
+        if !access.allows(&data.host_nqn) {
             return Err(ConnectRejection::invalid_host());
         }
-        Ok(())
+        Ok(access)
     }
 
     /// An admin queue Connect arrived at `arrival`: creates a controller with the lowest free
@@ -51,7 +56,7 @@ impl ControllerRegistry {
         arrival: Arrival,
         now: Instant,
     ) -> Result<Arc<FabricController>, ConnectRejection> {
-        self.check_common(connect, data)?;
+        let _access = self.check_common(connect, data)?;
         if connect.qid != 0 {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::QID,
@@ -121,7 +126,7 @@ impl ControllerRegistry {
         connect: &ConnectCommand,
         data: &ConnectData,
     ) -> Result<IoQueueAttachment, ConnectRejection> {
-        self.check_common(connect, data)?;
+        drop(self.check_common(connect, data)?);
         // The registry lock is released before the controller can be dropped: its `Drop`
         // takes the same lock.
         let found = lock(&self.controllers)
@@ -150,9 +155,13 @@ impl ControllerRegistry {
 }
 
 /// Every subsystem of the target with its controllers, the discovery subsystem included:
-/// where Connect commands go.
+/// where Connect commands go. Subsystems come and go while the target runs (the management
+/// socket); the discovery subsystem stays.
 pub struct TargetSubsystems {
-    registries: Vec<Arc<ControllerRegistry>>,
+    catalog: Arc<Catalog>,
+    discovery: Arc<ControllerRegistry>,
+    settings: ControllerSettings,
+    forwarder: Arc<dyn AdminForwarder>,
 }
 
 /// What a successful Connect created.
@@ -163,32 +172,112 @@ pub enum Association {
     Io(IoQueueAttachment),
 }
 
+/// A subsystem could not be added: one with its NQN exists.
+#[derive(Debug, thiserror::Error)]
+#[error("subsystem {0} exists already")]
+pub struct SubsystemExists(pub String);
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl TargetSubsystems {
-    /// Registries for `subsystems` and for the discovery subsystem listing them on `listeners`.
+    /// Registries for `subsystems` (each open to its hosts) and for the discovery subsystem
+    /// listing them on `listeners`.
     pub fn new(
-        subsystems: Vec<Arc<Subsystem>>,
+        subsystems: Vec<(Arc<Subsystem>, HostAccess)>,
         listeners: Vec<SocketAddr>,
         settings: ControllerSettings,
         forwarder: Arc<dyn AdminForwarder>,
     ) -> Self {
-        let mut registries: Vec<Arc<ControllerRegistry>> = subsystems
-            .iter()
-            .map(|subsystem| {
+        let registries = subsystems
+            .into_iter()
+            .map(|(subsystem, access)| {
                 ControllerRegistry::for_subsystem(
-                    Arc::clone(subsystem),
+                    subsystem,
+                    access,
                     settings.clone(),
                     Arc::clone(&forwarder),
                 )
             })
             .collect();
-        registries.push(ControllerRegistry::for_discovery(
-            subsystems, listeners, settings,
-        ));
-        Self { registries }
+        let catalog = Arc::new(Catalog {
+            registries: RwLock::new(registries),
+            generation: AtomicU64::new(1),
+        });
+        let discovery =
+            ControllerRegistry::for_discovery(Arc::clone(&catalog), listeners, settings.clone());
+        Self {
+            catalog,
+            discovery,
+            settings,
+            forwarder,
+        }
     }
 
-    pub fn registries(&self) -> &[Arc<ControllerRegistry>] {
-        &self.registries
+    /// The NVM subsystems' registries, in the order they were configured or created.
+    pub fn registries(&self) -> Vec<Arc<ControllerRegistry>> {
+        read(&self.catalog.registries).clone()
+    }
+
+    /// The registry of the NVM subsystem `nqn`.
+    pub fn find(&self, nqn: &str) -> Option<Arc<ControllerRegistry>> {
+        read(&self.catalog.registries)
+            .iter()
+            .find(|registry| registry.subsystem.nqn == nqn)
+            .cloned()
+    }
+
+    pub fn discovery(&self) -> &Arc<ControllerRegistry> {
+        &self.discovery
+    }
+
+    /// Adds subsystem `subsystem`, open to `access`; hosts may connect at once. The caller
+    /// tells discovery controllers ([`Self::discovery_changed`]).
+    pub fn add(
+        &self,
+        subsystem: Arc<Subsystem>,
+        access: HostAccess,
+    ) -> Result<Arc<ControllerRegistry>, SubsystemExists> {
+        let mut registries = self
+            .catalog
+            .registries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if subsystem.nqn == self.discovery.subsystem.nqn
+            || registries.iter().any(|r| r.subsystem.nqn == subsystem.nqn)
+        {
+            return Err(SubsystemExists(subsystem.nqn.clone()));
+        }
+        let registry = ControllerRegistry::for_subsystem(
+            subsystem,
+            access,
+            self.settings.clone(),
+            Arc::clone(&self.forwarder),
+        );
+        registries.push(Arc::clone(&registry));
+        Ok(registry)
+    }
+
+    /// Takes subsystem `nqn` out: new Connects to it are refused as to an unknown subsystem.
+    /// Its controllers live on until the caller disconnects them.
+    pub fn remove(&self, nqn: &str) -> Option<Arc<ControllerRegistry>> {
+        let mut registries = self
+            .catalog
+            .registries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let index = registries.iter().position(|r| r.subsystem.nqn == nqn)?;
+        Some(registries.remove(index))
+    }
+
+    /// What the discovery log lists changed: its Generation Counter moves on, and each
+    /// discovery controller that asked for Discovery Log Page Change notices gets the event.
+    pub fn discovery_changed(&self) {
+        self.catalog.generation.fetch_add(1, Ordering::AcqRel);
+        for controller in self.discovery.live_controllers() {
+            controller.post_discovery_changed();
+        }
     }
 
     /// Handles a Connect on a new queue (QID 0: admin queue, else I/O queue) that arrived at
@@ -201,15 +290,16 @@ impl TargetSubsystems {
         arrival: Arrival,
         now: Instant,
     ) -> Result<Association, ConnectRejection> {
-        let named =
-            |registry: &&Arc<ControllerRegistry>| registry.subsystem.nqn == data.subsystem_nqn;
-        let Some(registry) = self.registries.iter().find(named) else {
-            return Err(ConnectRejection::invalid_data_field(
-                connect_offset::SUBNQN,
-                "no such subsystem",
-            ));
+        let registry = if data.subsystem_nqn == self.discovery.subsystem.nqn {
+            Arc::clone(&self.discovery)
+        } else {
+            self.find(&data.subsystem_nqn)
+                .ok_or(ConnectRejection::invalid_data_field(
+                    connect_offset::SUBNQN,
+                    "no such subsystem",
+                ))?
         };
-        if !registry.subsystem.is_reachable_on(arrival.listener) {
+        if !lock(&registry.access).is_reachable_on(arrival.listener) {
             return Err(ConnectRejection::invalid_data_field(
                 connect_offset::SUBNQN,
                 "the subsystem is not reachable on this listener (see its listeners)",
@@ -221,6 +311,85 @@ impl TargetSubsystems {
                 .map(Association::Admin)
         } else {
             registry.connect_io(connect, data).map(Association::Io)
+        }
+    }
+}
+
+impl Catalog {
+    /// The subsystems host `host_nqn` may connect to, with the listeners they are on, for its
+    /// discovery log.
+    pub(super) fn visible_to(&self, host_nqn: &str) -> Vec<(String, Vec<usize>)> {
+        read(&self.registries)
+            .iter()
+            .filter_map(|registry| {
+                let access = lock(&registry.access);
+                access
+                    .allows(host_nqn)
+                    .then(|| (registry.subsystem.nqn.clone(), access.listeners.clone()))
+            })
+            .collect()
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+impl ControllerRegistry {
+    /// Who may connect now.
+    pub fn access(&self) -> HostAccess {
+        lock(&self.access).clone()
+    }
+
+    /// Changes who may connect; returns what `change` returns. Connects after it see the
+    /// change; controllers connected before stay until [`Self::disconnect`].
+    pub fn change_access<R>(&self, change: impl FnOnce(&mut HostAccess) -> R) -> R {
+        change(&mut lock(&self.access))
+    }
+
+    /// Ends the controllers `which` picks, as a keep-alive expiry does: each one's admin
+    /// queue closes (at its poll group's next tick), and its I/O queues follow. Returns them,
+    /// weakly, for [`Self::wait_until_gone`].
+    pub fn disconnect(
+        &self,
+        which: impl Fn(&FabricController) -> bool,
+    ) -> Vec<Weak<FabricController>> {
+        let controllers: Vec<Arc<FabricController>> = self
+            .live_controllers()
+            .into_iter()
+            .filter(|controller| which(controller))
+            .collect();
+        for controller in &controllers {
+            log::info!(
+                "{}: disconnecting controller {} of host {}",
+                self.subsystem.nqn,
+                controller.cntlid,
+                controller.host_nqn
+            );
+            controller.terminate();
+        }
+        controllers.iter().map(Arc::downgrade).collect()
+    }
+
+    /// Waits until `controllers` (of this registry) have all gone, their last queue closed, or
+    /// until `deadline`. Returns how many are still there.
+    pub fn wait_until_gone(
+        &self,
+        controllers: &[Weak<FabricController>],
+        deadline: Instant,
+    ) -> usize {
+        let mut guard = lock(&self.controllers);
+        loop {
+            let left = controllers.iter().filter(|c| c.strong_count() > 0).count();
+            let now = Instant::now();
+            if left == 0 || now >= deadline {
+                return left;
+            }
+            guard = self
+                .released
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
     }
 }
@@ -462,7 +631,7 @@ mod tests {
     #[test]
     fn connects_are_routed_by_subsystem_nqn() {
         let target = TargetSubsystems::new(
-            vec![Arc::new(subsystem())],
+            vec![(Arc::new(subsystem()), access())],
             vec![local().local_address, "192.0.2.1:4421".parse().unwrap()],
             settings(),
             Arc::new(FakeDrives::default()),

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::admission::Admission;
 use crate::config::TargetConfig;
-use crate::subsystem::{NamespaceBacking, NamespaceInfo, Subsystem};
+use crate::subsystem::{HostAccess, NamespaceBacking, NamespaceInfo, Subsystem};
 
 pub(super) const SUBSYSTEM_NQN: &str = "nqn.2026-11.io.vfnvme:test";
 const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:host-a";
@@ -61,8 +61,7 @@ pub(super) fn subsystem() -> Subsystem {
         serial: "SN-0042".into(),
         model: "QEMU NVMe Ctrl".into(),
         firmware: "8.2.0".into(),
-        allow_any_host: false,
-        hosts: vec![HOST_NQN.into()],
+        auth: crate::config::SubsystemAuth::default(),
         namespaces: vec![
             NamespaceInfo {
                 nsid: 1,
@@ -92,7 +91,6 @@ pub(super) fn subsystem() -> Subsystem {
         max_io_size: 128 * 1024,
         volatile_write_cache: true,
         oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,
-        listeners: vec![0],
     }
 }
 
@@ -102,7 +100,16 @@ pub(super) fn settings() -> ControllerSettings {
 }
 
 pub(super) fn registry_with(drives: Arc<FakeDrives>) -> Arc<ControllerRegistry> {
-    ControllerRegistry::for_subsystem(Arc::new(subsystem()), settings(), drives)
+    ControllerRegistry::for_subsystem(Arc::new(subsystem()), access(), settings(), drives)
+}
+
+/// The test host only.
+pub(super) fn access() -> HostAccess {
+    HostAccess {
+        allow_any_host: false,
+        hosts: vec![HOST_NQN.into()],
+        listeners: vec![0],
+    }
 }
 
 pub(super) fn registry() -> Arc<ControllerRegistry> {

@@ -1,6 +1,11 @@
 //! The command line of `vfnvme perf`: options as clap parses them, and the checks clap cannot
 //! express. Its own file so that the run itself (`engine`) is not read through options.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use vfnvme_auth::{read_dhchap_secret, DhchapSecret};
+
 use super::workload::Workload;
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +51,14 @@ pub struct PerfArgs {
     /// With --connect: ask for the NVMe/TCP data digest (CRC32C).
     #[arg(long)]
     pub(super) data_digest: bool,
+    /// With --connect: the host's DH-HMAC-CHAP secret, a `DHHC-1:...` string or a file holding
+    /// one (readable by its owner only), as `nvme connect --dhchap-secret` takes it.
+    #[arg(long, value_name = "KEY|FILE", value_parser = parse_dhchap_secret)]
+    pub(super) dhchap_secret: Option<Arc<DhchapSecret>>,
+    /// With --dhchap-secret: the controller's secret, for bidirectional authentication.
+    #[arg(long, value_name = "KEY|FILE", value_parser = parse_dhchap_secret,
+          requires = "dhchap_secret")]
+    pub(super) dhchap_ctrl_secret: Option<Arc<DhchapSecret>>,
 }
 
 impl PerfArgs {
@@ -54,9 +67,23 @@ impl PerfArgs {
         if self.verify_existing && self.workload != Workload::Verify {
             return Some("--verify-existing only applies to -w verify");
         }
+        if self.dhchap_secret.is_some() && self.connect.is_none() {
+            return Some("--dhchap-secret only applies to --connect");
+        }
         ((self.header_digest || self.data_digest) && self.connect.is_none())
             .then_some("--header-digest and --data-digest only apply to --connect")
     }
+}
+
+/// A `DHHC-1:...` secret as written, or the one in the file it names. The messages never
+/// show the key.
+fn parse_dhchap_secret(text: &str) -> std::result::Result<Arc<DhchapSecret>, String> {
+    let secret = if text.trim_start().starts_with("DHHC-1:") {
+        DhchapSecret::parse(text).map_err(|error| error.to_string())
+    } else {
+        read_dhchap_secret(Path::new(text)).map_err(|error| error.to_string())
+    };
+    secret.map(Arc::new)
 }
 
 /// Parses a byte count: digits, optionally followed by `k` (KiB) or `m` (MiB).

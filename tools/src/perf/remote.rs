@@ -35,6 +35,8 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
         header_digest: args.header_digest,
         data_digest: args.data_digest,
         max_data_len: args.io_size,
+        dhchap_secret: args.dhchap_secret.clone(),
+        dhchap_ctrl_secret: args.dhchap_ctrl_secret.clone(),
         ..HostOptions::default()
     };
     let timeout = options.timeout;

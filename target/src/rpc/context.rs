@@ -1,0 +1,99 @@
+//! What the management thread works on: the target's shared state and the running
+//! configuration, which every change goes through first. A change is applied to a copy of the
+//! configuration, written as TOML and read back by the same checks as a file at start; only if
+//! that passes does the target change. So the messages of a refused change are those of the
+//! configuration file, and what `save_config` writes always loads.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigError};
+use crate::ctrlr::{ControllerRegistry, FabricController, TargetSubsystems};
+use crate::shared::TargetShared;
+
+use super::protocol::RpcError;
+
+/// The management thread's state; only that thread changes the target's subsystems.
+pub struct Management {
+    pub shared: Arc<TargetShared>,
+    /// The configuration the target runs with now: as loaded, with the listeners' bound
+    /// addresses, and every change made since.
+    pub config: Config,
+}
+
+impl Management {
+    pub fn subsystems(&self) -> &TargetSubsystems {
+        self.shared.registry().subsystems()
+    }
+
+    /// The registry of subsystem `nqn`, or an error naming it.
+    pub fn registry(&self, nqn: &str) -> Result<Arc<ControllerRegistry>, RpcError> {
+        self.subsystems().find(nqn).ok_or_else(|| {
+            RpcError::invalid_params(format!(
+                "no subsystem {nqn}; nvmf_get_subsystems lists them"
+            ))
+        })
+    }
+
+    /// The configuration with `change` applied, once checked as a file is, without changing
+    /// anything yet. `change` gets the configuration and the index of subsystem `nqn` in it.
+    pub fn changed_config(
+        &self,
+        nqn: &str,
+        change: impl FnOnce(&mut Config, usize) -> Result<(), RpcError>,
+    ) -> Result<Config, RpcError> {
+        let mut config = self.config.clone();
+        let index = config
+            .subsystems
+            .iter()
+            .position(|subsystem| subsystem.nqn == nqn)
+            .ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "no subsystem {nqn}; nvmf_get_subsystems lists them"
+                ))
+            })?;
+        change(&mut config, index)?;
+        checked(&config)?;
+        Ok(config)
+    }
+
+    /// Waits until `controllers` of `registry` are gone (their hosts' queues closed), at most
+    /// the shutdown deadline; logs those that stayed.
+    pub fn wait_until_gone(
+        &self,
+        registry: &ControllerRegistry,
+        controllers: &[std::sync::Weak<FabricController>],
+    ) {
+        self.wait_until_gone_within(registry, controllers, None);
+    }
+
+    /// As [`Self::wait_until_gone`], waiting at most `within` if given.
+    pub fn wait_until_gone_within(
+        &self,
+        registry: &ControllerRegistry,
+        controllers: &[std::sync::Weak<FabricController>],
+        within: Option<Duration>,
+    ) {
+        let within = within.unwrap_or(self.shared.settings().shutdown_deadline);
+        let left = registry.wait_until_gone(controllers, Instant::now() + within);
+        if left > 0 {
+            log::warn!(
+                "{}: {left} controllers still have queues after {within:?}; their connections \
+                 close when their commands complete",
+                registry.subsystem().nqn
+            );
+        }
+    }
+}
+
+/// `config` as the file checks see it, or their message. The caller keeps `config` itself:
+/// what the file would not say (the keys of a host removed, which the running subsystem still
+/// holds) stays with it.
+pub fn checked(config: &Config) -> Result<Config, RpcError> {
+    Config::parse(&config.to_toml(), "the running configuration").map_err(|error| match error {
+        ConfigError::Invalid { reason, .. } | ConfigError::Incomplete { reason, .. } => {
+            RpcError::invalid_params(reason)
+        }
+        ConfigError::Read { .. } => RpcError::invalid_params(error.to_string()),
+    })
+}
