@@ -209,6 +209,12 @@ impl Drop for PollGroupHandle {
     }
 }
 
+/// Whether a table of `capacity` entries holding `needed` is worth shrinking (see
+/// `PollGroup::shrink_to_connections`).
+fn oversized(capacity: usize, needed: usize) -> bool {
+    capacity > 4 * needed.max(4)
+}
+
 /// What epoll watches a connection's socket for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Interest {
@@ -682,20 +688,28 @@ impl PollGroup {
 
     /// Gives back the memory of slots and buffer waiting room that a burst of connections
     /// needed: after a reconnect storm or a port scan the group is as small as before it.
+    /// Tables are reallocated only once they are four times larger than needed, so that a
+    /// release beside an accept does not copy them back and forth.
     fn shrink_to_connections(&mut self) {
         while self.connections.last().is_some_and(Option::is_none) {
             self.connections.pop();
             self.interest.pop();
         }
-        self.connections.shrink_to_fit();
-        self.interest.shrink_to_fit();
+        if oversized(self.connections.capacity(), self.connections.len()) {
+            self.connections.shrink_to_fit();
+            self.interest.shrink_to_fit();
+        }
         // A host whose last connection here is gone.
         self.host_charges
             .retain(|_, budget| Arc::strong_count(budget) > 1);
-        self.host_charges.shrink_to_fit();
+        if oversized(self.host_charges.capacity(), self.host_charges.len()) {
+            self.host_charges.shrink_to_fit();
+        }
         let requests = self.request_slots();
         for waiters in &mut self.buffer_waiters {
-            waiters.shrink_to(requests);
+            if oversized(waiters.capacity(), requests) {
+                waiters.shrink_to(requests);
+            }
         }
     }
 

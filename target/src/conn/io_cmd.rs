@@ -77,8 +77,7 @@ impl Connection {
     /// host's own buffers to come back (so that a host that does not read its data cannot
     /// take a whole pool from the others). Returns whether it has its buffer.
     fn take_buffer(&mut self, index: u16, drive: usize, context: &mut IoContext<'_>) -> bool {
-        let size = self.shared.buffer_sizes()[drive];
-        if !self.over_buffer_limit.is_empty() || !self.may_charge(size) {
+        if !self.over_buffer_limit.is_empty() || !self.may_charge(drive) {
             if !std::mem::replace(&mut self.limits_reported.buffers, true) {
                 log::info!(
                     "{}: its host holds {} bytes of buffers in this poll group \
@@ -112,10 +111,11 @@ impl Connection {
         }
     }
 
-    /// Whether one more buffer of `size` bytes stays within the host's limit (one buffer is
-    /// always allowed, or a limit below the buffer size would stop the host).
-    fn may_charge(&self, size: usize) -> bool {
+    /// Whether one more buffer of `drive` stays within the host's limit (one buffer is always
+    /// allowed, or a limit below the buffer size would stop the host).
+    fn may_charge(&self, drive: usize) -> bool {
         let held = self.host_charge.load(Ordering::Relaxed);
+        let size = self.shared.buffer_sizes()[drive];
         held == 0 || held + size <= self.shared.settings().limits.buffer_bytes_per_host
     }
 
@@ -126,15 +126,12 @@ impl Connection {
             let request = &self.requests[usize::from(index)];
             let drive = request.route.expect("an I/O command has a route").drive;
             debug_assert!(request.buffer.is_none() && request.charged == 0);
-            if !self.may_charge(self.shared.buffer_sizes()[drive]) {
+            if !self.may_charge(drive) {
                 return;
             }
             self.over_buffer_limit.pop_front();
             if self.charge_and_take(index, drive, context) {
-                // Goes on as a request handed the buffer it waited for.
-                if let Some(buffer) = self.requests[usize::from(index)].buffer.take() {
-                    self.on_buffer(drive, index, buffer, context);
-                }
+                self.go_on_with_buffer(index, context);
             }
         }
     }
@@ -211,7 +208,13 @@ impl Connection {
             return;
         }
         request.buffer = Some(buffer);
-        if request.state() == RequestState::Waiting {
+        self.go_on_with_buffer(index, context);
+    }
+
+    /// Request `index` has the buffer it waited for: a read goes on to its drive, a stalled
+    /// write's data is read on.
+    fn go_on_with_buffer(&mut self, index: u16, context: &mut IoContext<'_>) {
+        if self.requests[usize::from(index)].state() == RequestState::Waiting {
             self.waiting.push_back(index);
             self.submit_waiting(context);
         } else {
