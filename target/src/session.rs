@@ -20,7 +20,7 @@ use vfnvme_spec::{admin_opcode, cns, feature, Command, Status};
 
 use crate::admission::Admission;
 use crate::backend::{check_exportable, Drive, DriveSlot};
-use crate::config::Config;
+use crate::config::{Config, DhchapAlgorithms};
 use crate::ctrlr::{
     AdminForwarder, AdminResponse, Arrival, Association, ControllerSettings, FabricController,
     IoQueueAttachment, TargetSubsystems,
@@ -455,11 +455,16 @@ impl QueueBinding {
     /// has a key (nvmet: `nvmet_setup_auth` at Connect when the host has a key). Each step may
     /// wait for the host as long as the keep-alive timeout (120 s without one), as SPDK's
     /// target and nvmet allow.
-    pub fn authentication(&self) -> Option<ControllerAuth> {
+    /// It may use the hashes and groups of `algorithms` (`[target] dhchap_digests`, ...).
+    pub fn authentication(&self, algorithms: &DhchapAlgorithms) -> Option<ControllerAuth> {
         let controller = self.controller();
         let subsystem = controller.subsystem();
         let key = subsystem.auth.key_of(controller.host_nqn())?;
-        let mut policy = ControllerPolicy::default();
+        let mut policy = ControllerPolicy {
+            hashes: algorithms.hashes.clone(),
+            dh_groups: algorithms.dh_groups.clone(),
+            ..ControllerPolicy::default()
+        };
         if let Some(kato) = controller.keep_alive_timeout() {
             policy.step_timeout = kato;
         }

@@ -7,78 +7,19 @@
 
 mod common;
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-use std::sync::Arc;
-
-use common::{
-    options, pattern, with_in_capsule_sgl, with_transport_sgl, RawClient, Received, BLOCK, NQN,
+use common::auth::{
+    host_auth, host_options, key_file, raw_admin, raw_exchange, raw_receive, raw_send, secret,
+    target, target_with, HOST_A, HOST_B,
 };
-use vfnvme_auth::{DhGroupId, DhchapSecret, HashId, HostAuth, HostAuthError};
-use vfnvme_host::{authenticate, Host, HostError, HostOptions, HostQueue};
-use vfnvme_spec::auth::{connect_authreq, AuthCommand, AuthDirection};
+use common::{pattern, with_transport_sgl, RawClient, Received, BLOCK, NQN};
+use vfnvme_auth::{DhGroupId, HashId, HostAuth, HostAuthError};
+use vfnvme_host::{authenticate, Host, HostError, HostQueue};
+use vfnvme_spec::auth::{connect_authreq, Message};
 use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySize};
-use vfnvme_spec::{admin_opcode, cns, nvm_opcode, regs, Command, Status};
+use vfnvme_spec::{admin_opcode, cns, nvm_opcode, regs, Command};
 use vfnvme_tcp::PduHeader;
 
 use crate::common::RunningTarget;
-
-const HOST_A: &str = "nqn.2014-08.org.nvmexpress:uuid:host-a";
-const HOST_B: &str = "nqn.2014-08.org.nvmexpress:uuid:host-b";
-
-fn secret(fill: u8) -> DhchapSecret {
-    DhchapSecret::new(&[fill; 32], Some(HashId::Sha256)).unwrap()
-}
-
-/// Writes `secret` to `dir/name`, readable by its owner only.
-fn key_file(dir: &Path, name: &str, secret: &DhchapSecret) -> String {
-    let path = dir.join(name);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
-    writeln!(file, "{}", &*secret.representation()).unwrap();
-    path.display().to_string()
-}
-
-/// A target whose subsystem `NQN` admits host A with key 1 (controller key 2) and host B with
-/// key 3; `require` sets `require_authentication`.
-fn target(dir: &Path, require: bool) -> RunningTarget {
-    let host_a = key_file(dir, "host-a", &secret(1));
-    let ctrl = key_file(dir, "ctrl", &secret(2));
-    let host_b = key_file(dir, "host-b", &secret(3));
-    let subsystem = format!(
-        "require_authentication = {require}\n\
-         [[subsystem.host]]\nnqn = \"{HOST_A}\"\ndhchap_secret_file = \"{host_a}\"\n\
-         dhchap_ctrl_secret_file = \"{ctrl}\"\n\
-         [[subsystem.host]]\nnqn = \"{HOST_B}\"\ndhchap_secret_file = \"{host_b}\"\n"
-    );
-    let text = common::loopback_config("cores = 2")
-        .subsystem(NQN, &subsystem)
-        .namespace(1, "ram_mib = 16")
-        .text();
-    RunningTarget::with_config(&text)
-}
-
-/// Host options of `host_nqn` with `secret` and `ctrl_secret`, offering ffdhe2048 and null
-/// (the DH work of ffdhe8192 is slow in a debug build).
-fn host_options(
-    host_nqn: &str,
-    secret: Option<DhchapSecret>,
-    ctrl_secret: Option<DhchapSecret>,
-) -> HostOptions {
-    HostOptions {
-        host_nqn: host_nqn.into(),
-        dhchap_secret: secret.map(Arc::new),
-        dhchap_ctrl_secret: ctrl_secret.map(Arc::new),
-        dhchap_dh_groups: vec![DhGroupId::Ffdhe2048, DhGroupId::Null],
-        ..options()
-    }
-}
 
 fn write_read_compare(queue: &mut HostQueue, lba: u64, seed: u64) {
     let data = pattern(8 * BLOCK, seed);
@@ -95,66 +36,6 @@ fn identify(cid: u16) -> Command {
         ..Command::new(admin_opcode::IDENTIFY, 0)
     };
     with_transport_sgl(command, cid, 4096)
-}
-
-/// A raw client's Authentication Send of `message`; returns the status.
-fn raw_send(client: &mut RawClient, message: &[u8]) -> Status {
-    let command = AuthCommand {
-        direction: AuthDirection::Send,
-        length: message.len() as u32,
-    }
-    .to_command(0);
-    client.send_capsule(&with_in_capsule_sgl(command, 5, message.len()), message);
-    client.expect_response().status()
-}
-
-/// A raw client's Authentication Receive: the message, or `None` if the target closed.
-fn raw_receive(client: &mut RawClient) -> Option<Vec<u8>> {
-    let command = AuthCommand {
-        direction: AuthDirection::Receive,
-        length: 4096,
-    }
-    .to_command(0);
-    client.send_capsule(&with_transport_sgl(command, 6, 4096), &[]);
-    let data = match client.receive() {
-        Received::Pdu(PduHeader::C2HData(_), data) => data,
-        Received::Closed => return None,
-        other => panic!("expected C2HData, got {other:?}"),
-    };
-    assert!(client.expect_response().status().is_success());
-    Some(data)
-}
-
-/// The whole exchange over a raw client.
-fn raw_exchange(client: &mut RawClient, auth: &mut HostAuth) -> Result<(), HostAuthError> {
-    assert!(raw_send(client, &auth.negotiate()).is_success());
-    let challenge = raw_receive(client).expect("a Challenge");
-    let reply = auth.challenge(&challenge)?;
-    assert!(raw_send(client, &reply).is_success());
-    let success1 = raw_receive(client).expect("Success1 or Failure1");
-    if let Some(success2) = auth.success1(&success1)? {
-        assert!(raw_send(client, &success2).is_success());
-    }
-    Ok(())
-}
-
-fn host_auth(host_nqn: &str, key: &DhchapSecret) -> HostAuth {
-    HostAuth::new(
-        host_nqn,
-        NQN,
-        key,
-        None,
-        &HashId::ALL,
-        &[DhGroupId::Null, DhGroupId::Ffdhe2048],
-        7,
-    )
-}
-
-fn raw_admin(target: &RunningTarget, host_nqn: &str) -> (RawClient, u32) {
-    let mut client = RawClient::established(target.address, false, false);
-    client.host_nqn = host_nqn.into();
-    let result = client.connect_admin().result;
-    (client, result)
 }
 
 #[test]
@@ -326,4 +207,51 @@ fn hosts_without_keys_connect_without_authentication_unless_required() {
     let mut host = target.host_with(host_options(HOST_B, None, None));
     let mut queue = host.connect_io_queue(1, 8).unwrap();
     write_read_compare(&mut queue, 16, 5);
+}
+
+/// `[target] dhchap_digests` / `dhchap_dhgroups` narrow what an exchange may use: the
+/// Challenge names the strongest configured pair the host offers, and a host offering none of
+/// the configured groups gets AUTH_Failure1 with "DH group unusable" (05h).
+#[test]
+fn configured_digests_and_dh_groups_are_the_only_ones_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = target_with(
+        dir.path(),
+        true,
+        "dhchap_digests = [\"sha256\", \"sha384\"]\ndhchap_dhgroups = [\"ffdhe2048\"]",
+    );
+    // The host offers every hash, and null and ffdhe2048.
+    let (mut client, _) = raw_admin(&target, HOST_A);
+    let mut auth = host_auth(HOST_A, &secret(1));
+    assert!(raw_send(&mut client, &auth.negotiate()).is_success());
+    let challenge = raw_receive(&mut client).expect("a Challenge");
+    match Message::decode(&challenge) {
+        Ok(Message::Challenge(c)) => {
+            assert_eq!((c.hash, c.dh_group), (HashId::Sha384, DhGroupId::Ffdhe2048))
+        }
+        other => panic!("expected a Challenge, got {other:?}"),
+    }
+    let reply = auth.challenge(&challenge).expect("the host answers");
+    assert!(raw_send(&mut client, &reply).is_success());
+    let success1 = raw_receive(&mut client).expect("Success1");
+    assert_eq!(auth.success1(&success1), Ok(None), "authenticated");
+
+    // Offering only the null group: refused, the queue closed.
+    let (mut client, _) = raw_admin(&target, HOST_A);
+    let null_only = HostAuth::new(
+        HOST_A,
+        NQN,
+        &secret(1),
+        None,
+        &HashId::ALL,
+        &[DhGroupId::Null],
+        8,
+    );
+    assert!(raw_send(&mut client, &null_only.negotiate()).is_success());
+    let failure = raw_receive(&mut client).expect("a Failure1");
+    match Message::decode(&failure) {
+        Ok(Message::Failure1(f)) => assert_eq!(f.explanation, 0x05, "DH group unusable"),
+        other => panic!("expected a Failure1, got {other:?}"),
+    }
+    client.expect_closed();
 }

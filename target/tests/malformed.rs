@@ -5,6 +5,8 @@
 mod common;
 
 use common::*;
+use vfnvme_spec::fabrics::{FabricsCommand, PropertySet, PropertySize};
+use vfnvme_spec::regs::{self, Cc};
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, nvm_opcode, Command, Status};
 use vfnvme_tcp::pdu::{self, fes, field_offset, H2CData, TermReq};
@@ -454,5 +456,43 @@ fn sgl_that_disagrees_with_the_command() {
     raw.send_capsule(&command, &[]);
     let status = raw.expect_response().status();
     assert!(status.same_code(Status::generic(generic::INVALID_SGL_DESCRIPTOR)));
+    target.assert_serves();
+}
+
+/// Admin data never overruns the host's buffer: an Identify whose transfer is shorter than the
+/// 4 KiB structure gets that many bytes (the start of it), as SPDK copies at most the
+/// request's length; a zero-length transfer gets no data at all.
+#[test]
+fn admin_data_is_cut_to_the_transfer_length() {
+    let target = RunningTarget::start("");
+    let mut raw = RawClient::established(target.address, false, false);
+    raw.connect_admin();
+    let enable = FabricsCommand::PropertySet(PropertySet {
+        size: PropertySize::Four,
+        offset: regs::CC as u32,
+        value: u64::from(Cc::nvm_enabled().into_bits()),
+    });
+    raw.send_capsule(&enable.to_command(9), &[]);
+    assert!(raw.expect_response().status().is_success());
+    let mut identify = Command::new(admin_opcode::IDENTIFY, 0);
+    identify.cdw10 = 1;
+    raw.send_capsule(&with_transport_sgl(identify, 1, 4096), &[]);
+    let full = match raw.receive() {
+        Received::Pdu(PduHeader::C2HData(_), data) => data,
+        other => panic!("expected C2HData, got {other:?}"),
+    };
+    assert_eq!(full.len(), 4096);
+    assert!(raw.expect_response().status().is_success());
+    raw.send_capsule(&with_transport_sgl(identify, 2, 256), &[]);
+    match raw.receive() {
+        Received::Pdu(PduHeader::C2HData(header), data) => {
+            assert_eq!((header.datal, data.len()), (256, 256));
+            assert!(data == full[..256], "the first 256 bytes of the structure");
+        }
+        other => panic!("expected C2HData, got {other:?}"),
+    }
+    assert!(raw.expect_response().status().is_success());
+    raw.send_capsule(&with_transport_sgl(identify, 3, 0), &[]);
+    assert!(raw.expect_response().status().is_success());
     target.assert_serves();
 }

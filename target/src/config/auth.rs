@@ -9,10 +9,89 @@ use std::sync::Arc;
 
 use toml::Spanned;
 use vfnvme_auth::{read_dhchap_secret, DhchapSecret};
+use vfnvme_spec::auth::{DhGroupId, HashId};
 
 use super::keys::{HostKey, SubsystemAuth};
 use super::raw::{RawHost, Source};
-use super::types::ConfigError;
+use super::types::{ConfigError, DhchapAlgorithms};
+
+/// `[target] dhchap_digests` and `dhchap_dhgroups`: names as nvme-cli and SPDK write them
+/// (`sha256`, `ffdhe2048`, `null`, ...), in any order; absent, all of them.
+pub(super) fn dhchap_algorithms(
+    source: &Source,
+    digests: Option<Spanned<Vec<Spanned<String>>>>,
+    dh_groups: Option<Spanned<Vec<Spanned<String>>>>,
+) -> Result<DhchapAlgorithms, ConfigError> {
+    let all = DhchapAlgorithms::default();
+    Ok(DhchapAlgorithms {
+        hashes: named(
+            source,
+            digests,
+            "dhchap_digests",
+            &HashId::ALL,
+            HashId::name,
+        )?
+        .unwrap_or(all.hashes),
+        dh_groups: named(
+            source,
+            dh_groups,
+            "dhchap_dhgroups",
+            &DhGroupId::ALL,
+            DhGroupId::name,
+        )?
+        .unwrap_or(all.dh_groups),
+    })
+}
+
+/// The items of `all` that list `raw` names, strongest (last in `all`) first.
+fn named<T: Copy + PartialEq>(
+    source: &Source,
+    raw: Option<Spanned<Vec<Spanned<String>>>>,
+    key: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Option<Vec<T>>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let span = raw.span();
+    let names = raw.into_inner();
+    if names.is_empty() {
+        let choices: Vec<&str> = all.iter().map(|&item| name(item)).collect();
+        return source.invalid(
+            span,
+            format!("{key} is empty; list some of {}", choices.join(", ")),
+        );
+    }
+    let mut chosen = Vec::new();
+    for entry in names {
+        let Some(&item) = all.iter().find(|&&item| name(item) == entry.get_ref()) else {
+            let choices: Vec<&str> = all.iter().map(|&item| name(item)).collect();
+            return source.invalid(
+                entry.span(),
+                format!(
+                    "{key}: \"{}\" is none of {}",
+                    entry.get_ref(),
+                    choices.join(", ")
+                ),
+            );
+        };
+        if chosen.contains(&item) {
+            return source.invalid(
+                entry.span(),
+                format!("{key} lists \"{}\" twice", entry.get_ref()),
+            );
+        }
+        chosen.push(item);
+    }
+    Ok(Some(
+        all.iter()
+            .rev()
+            .copied()
+            .filter(|item| chosen.contains(item))
+            .collect(),
+    ))
+}
 
 /// The keys of `[[subsystem.host]]` entry `raw` of host `host_nqn` (already checked), if it
 /// names any. A controller secret needs a host secret: the controller only proves itself to
@@ -184,5 +263,61 @@ mod tests {
                 && !message.contains('\n'),
             "{message}"
         );
+    }
+
+    const LISTENER_AND_SUBSYSTEM: &str = "[[listener]]\naddress = \"127.0.0.1:4420\"\n\n\
+        [[subsystem]]\nnqn = \"nqn.2026-11.io.vfnvme:ssd0\"\nallow_any_host = true\n\
+        [[subsystem.namespace]]\nnsid = 1\nram_mib = 1\n";
+
+    fn with_target(lines: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(
+            &format!("[target]\n{lines}\n{LISTENER_AND_SUBSYSTEM}"),
+            "v.toml",
+        )
+    }
+
+    #[test]
+    fn dhchap_algorithms_default_to_all_and_are_kept_strongest_first() {
+        use vfnvme_spec::auth::{DhGroupId, HashId};
+        let config = with_target("").unwrap();
+        assert_eq!(config.target.dhchap.hashes.len(), 3);
+        assert_eq!(config.target.dhchap.dh_groups.len(), 6);
+        let config = with_target(
+            "dhchap_digests = [\"sha256\", \"sha512\"]\n\
+             dhchap_dhgroups = [\"null\", \"ffdhe3072\", \"ffdhe2048\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            config.target.dhchap.hashes,
+            [HashId::Sha512, HashId::Sha256]
+        );
+        assert_eq!(
+            config.target.dhchap.dh_groups,
+            [DhGroupId::Ffdhe3072, DhGroupId::Ffdhe2048, DhGroupId::Null]
+        );
+        // What save_config writes reads back the same.
+        let again = Config::parse(&config.to_toml(), "saved.toml").unwrap();
+        assert_eq!(again.target.dhchap, config.target.dhchap);
+    }
+
+    #[test]
+    fn unknown_empty_or_repeated_dhchap_algorithms_are_refused_by_name() {
+        for (lines, expected) in [
+            (
+                "dhchap_digests = [\"sha1\"]",
+                "v.toml:2: dhchap_digests: \"sha1\" is none of sha256, sha384, sha512",
+            ),
+            (
+                "dhchap_dhgroups = []",
+                "dhchap_dhgroups is empty; list some of null, ffdhe2048",
+            ),
+            (
+                "dhchap_dhgroups = [\"null\", \"null\"]",
+                "dhchap_dhgroups lists \"null\" twice",
+            ),
+        ] {
+            let error = with_target(lines).unwrap_err().to_string();
+            assert!(error.contains(expected), "{lines}: {error}");
+        }
     }
 }

@@ -235,6 +235,11 @@ impl Checker<'_> {
             cntlids,
             limits,
             rpc_socket,
+            dhchap: super::auth::dhchap_algorithms(
+                self.source,
+                raw.dhchap_digests,
+                raw.dhchap_dhgroups,
+            )?,
         })
     }
 
@@ -781,6 +786,7 @@ device_nsid = 3
                 cntlids: 16..=31,
                 limits: Default::default(),
                 rpc_socket: None,
+                dhchap: Default::default(),
             }
         );
         let subsystem = &config.subsystems[0];

@@ -18,8 +18,8 @@ use std::path::Path;
 pub use keys::{HostKey, SubsystemAuth};
 use raw::Source;
 pub use types::{
-    BackingConfig, Config, ConfigError, Limits, ListenerConfig, NamespaceConfig, SubsystemConfig,
-    TargetConfig, DEFAULT_RPC_SOCKET, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
+    BackingConfig, Config, ConfigError, DhchapAlgorithms, Limits, ListenerConfig, NamespaceConfig,
+    SubsystemConfig, TargetConfig, DEFAULT_RPC_SOCKET, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
 
 impl Config {

@@ -127,6 +127,8 @@ pub(super) struct RawTarget {
     pub cntlid_min: Option<Spanned<u64>>,
     pub cntlid_max: Option<Spanned<u64>>,
     pub rpc_socket: Option<Spanned<String>>,
+    pub dhchap_digests: Option<Spanned<Vec<Spanned<String>>>>,
+    pub dhchap_dhgroups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[limits]` as written.

@@ -30,6 +30,8 @@ struct SavedTarget {
     cntlid_max: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     rpc_socket: Option<String>,
+    dhchap_digests: Vec<&'static str>,
+    dhchap_dhgroups: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -121,6 +123,8 @@ impl Config {
                     .rpc_socket
                     .as_ref()
                     .map(|path| path.display().to_string()),
+                dhchap_digests: target.dhchap.hashes.iter().map(|h| h.name()).collect(),
+                dhchap_dhgroups: target.dhchap.dh_groups.iter().map(|g| g.name()).collect(),
             },
             limits: SavedLimits {
                 connections: limits.connections,

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
+use vfnvme_auth::ControllerPolicy;
+use vfnvme_spec::auth::{DhGroupId, HashId};
 use vfnvme_spec::fabrics::{CNTLID_MAX, CNTLID_MIN};
 
 /// Length of the Serial Number field of Identify Controller.
@@ -83,6 +85,28 @@ pub struct TargetConfig {
     /// for `vfnvme serve` to use [`DEFAULT_RPC_SOCKET`]; a target started by a program (the
     /// tests) has one only when this names it.
     pub rpc_socket: Option<PathBuf>,
+    /// `dhchap_digests`, `dhchap_dhgroups`: what DH-HMAC-CHAP exchanges may use.
+    pub dhchap: DhchapAlgorithms,
+}
+
+/// The hash functions and DH groups the target accepts in DH-HMAC-CHAP (SPDK's
+/// `nvmf_set_config --dhchap-digests --dhchap-dhgroups`), each strongest first: the exchange
+/// picks the strongest one the host offers too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhchapAlgorithms {
+    pub hashes: Vec<HashId>,
+    pub dh_groups: Vec<DhGroupId>,
+}
+
+impl Default for DhchapAlgorithms {
+    /// All of them.
+    fn default() -> Self {
+        let policy = ControllerPolicy::default();
+        Self {
+            hashes: policy.hashes,
+            dh_groups: policy.dh_groups,
+        }
+    }
 }
 
 /// `[limits]`: what hosts may take of the target, so that no host on the storage network (a
@@ -199,6 +223,7 @@ impl Default for TargetConfig {
             cntlids: CNTLID_MIN..=CNTLID_MAX,
             limits: Limits::default(),
             rpc_socket: None,
+            dhchap: DhchapAlgorithms::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use vfnvme_spec::auth::{AuthCommand, AuthDirection};
+use vfnvme_spec::sgl::SglDescriptor;
 use vfnvme_spec::Status;
 
 use super::connection::{Connection, IoContext, Phase, CLOSING_GRACE};
@@ -35,15 +36,19 @@ impl Connection {
         let Some(exchange) = self.auth.as_mut().and_then(|auth| auth.exchange.take()) else {
             return self.respond(index, Status::command_sequence_error(), 0);
         };
+        // TL (Send) or AL (Receive) must be the command's transfer length, as SPDK's target
+        // checks: a Receive's message must not overrun the host's buffer.
+        let request = &self.requests[usize::from(index)];
+        let len = match command.direction {
+            AuthDirection::Send => request.len,
+            AuthDirection::Receive => SglDescriptor::of(&request.command).length.get() as usize,
+        };
+        if command.length as usize != len {
+            self.auth.as_mut().expect("taken from it").exchange = Some(exchange);
+            return self.respond(index, Status::invalid_field(), 0);
+        }
         let step = match command.direction {
-            AuthDirection::Send => {
-                let len = self.requests[usize::from(index)].len;
-                if command.length as usize != len {
-                    self.auth.as_mut().expect("taken from it").exchange = Some(exchange);
-                    return self.respond(index, Status::invalid_field(), 0);
-                }
-                AuthStep::Send(self.scratch[..len].to_vec())
-            }
+            AuthDirection::Send => AuthStep::Send(self.scratch[..len].to_vec()),
             AuthDirection::Receive => AuthStep::Receive(command.length),
         };
         if context

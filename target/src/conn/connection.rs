@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vfnvme_spec::fabrics::MAX_ADMIN_QUEUE_ENTRIES;
+use vfnvme_spec::sgl::SglDescriptor;
 use vfnvme_spec::{Completion, Status};
 use vfnvme_tcp::pdu::{self, C2HData, PduError, TermReq, CAPSULE_RESP_HEADER_LEN};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduReader, Role};
@@ -377,6 +378,13 @@ impl Connection {
 
     /// Queues admin data (a command's result to the host) as one C2HData PDU.
     pub(super) fn send_admin_data(&mut self, index: u16, mut data: Vec<u8>) {
+        // Never more than the host's buffer: the command's transfer length (SPDK copies at
+        // most the request's length too).
+        let transfer = SglDescriptor::of(&self.requests[usize::from(index)].command).length;
+        data.truncate(transfer.get() as usize);
+        if data.is_empty() {
+            return;
+        }
         let header = C2HData {
             cccid: self.requests[usize::from(index)].command.cid(),
             datao: 0,

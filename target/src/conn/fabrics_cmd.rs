@@ -152,11 +152,14 @@ impl Connection {
                     );
                     // A host with a key authenticates every queue before using it: ATR tells
                     // it so (nvmet `nvmet_connect_result`).
-                    self.auth = binding.authentication().map(|exchange| QueueAuth {
-                        exchange: Some(Box::new(exchange)),
-                        authenticated: false,
-                        refusal_logged: false,
-                    });
+                    self.auth =
+                        binding
+                            .authentication(&self.shared.settings().dhchap)
+                            .map(|exchange| QueueAuth {
+                                exchange: Some(Box::new(exchange)),
+                                authenticated: false,
+                                refusal_logged: false,
+                            });
                     if self.auth.is_some() {
                         result |= connect_authreq::ATR;
                     }

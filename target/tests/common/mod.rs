@@ -24,6 +24,8 @@ use vfnvme_tcp::pdu::{self, H2CData, ICReq, TermReq};
 use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Role};
 use vfnvme_test_support::ConfigText;
 
+pub mod auth;
+
 pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
 /// The RAM namespace: 16 MiB of 512-byte blocks.
 pub const NS_BYTES: u64 = 16 * 1024 * 1024;
