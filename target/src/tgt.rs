@@ -26,6 +26,7 @@ use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::rpc::{Management, ManagementServer, SocketError};
 use crate::session::{DrivePlacement, Registry};
 use crate::shared::TargetShared;
+use crate::stats::StatsBoard;
 use crate::subsystem::drive_key;
 
 /// Why the target could not start.
@@ -218,6 +219,7 @@ impl Target {
         warn_unreachable(&config);
         // Before the poll groups: if the socket is refused, nothing has started that must be
         // stopped in order.
+        let (stats, mut group_stats) = StatsBoard::new(config.target.cores);
         let management = match config.target.rpc_socket.clone() {
             None => None,
             Some(path) => {
@@ -229,6 +231,7 @@ impl Target {
                 let management = Management {
                     shared: Arc::clone(&shared),
                     config: running,
+                    stats: Arc::clone(&stats),
                 };
                 Some(ManagementServer::start(&path, management)?)
             }
@@ -256,6 +259,7 @@ impl Target {
                 Arc::clone(&shared),
                 backends,
                 admin.submitter(index),
+                group_stats.remove(0),
             )
             .map_err(|source| TargetError::PollGroup { index, source })?;
             admin_rings.push(ResultRing {

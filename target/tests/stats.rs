@@ -1,0 +1,257 @@
+//! Statistics of a running target, read over the management socket while vfnvme-host does
+//! known I/O: commands, bytes and errors by status per namespace and per host counted exactly,
+//! the latency histograms holding one value per command, the connections with their queue ids
+//! and digests, and the totals kept once a host has gone.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vfnvme_host::HostOptions;
+use vfnvme_spec::status::generic;
+use vfnvme_spec::{nvm_opcode, Command};
+use vfnvme_test_support::poll_until;
+
+mod common;
+
+use common::{
+    failed_status, loopback_config, options, pattern, RunningTarget, BLOCK, NQN, NS_BLOCKS,
+    PATIENCE,
+};
+
+const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:stats-host";
+const WRITES: usize = 5;
+const WRITE_BLOCKS: u32 = 8;
+const READS: usize = 3;
+const READ_BLOCKS: u32 = 16;
+
+fn socket_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("stats-{}-{name}.sock", std::process::id()))
+}
+
+/// `method`'s result over a fresh connection to the management socket.
+fn call(socket: &Path, method: &str) -> Value {
+    let mut stream = UnixStream::connect(socket).expect("the management socket answers");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method});
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("an answer");
+    let answer: Value = serde_json::from_str(&line).expect("JSON");
+    assert!(answer.get("error").is_none(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
+/// The statistics once the poll groups have published `commands` I/O commands of the host.
+fn stats_with(socket: &Path, commands: u64) -> Value {
+    poll_until(
+        PATIENCE,
+        Duration::from_millis(20),
+        || {
+            let stats = call(socket, "vfnvme_get_stats");
+            let host = stats["hosts"].as_array()?.first()?.clone();
+            let seen = ["reads", "writes", "others"]
+                .iter()
+                .map(|k| host[k].as_u64().unwrap())
+                .sum::<u64>();
+            (seen == commands).then_some(stats)
+        },
+        || format!("the statistics never showed {commands} commands"),
+    )
+}
+
+fn managed(socket: &Path) -> String {
+    loopback_config(&format!("cores = 2\nrpc_socket = \"{}\"", socket.display()))
+        .subsystem(NQN, "allow_any_host = true")
+        .namespace(1, "ram_mib = 16")
+        .text()
+}
+
+#[test]
+fn commands_bytes_errors_and_latencies_are_counted_exactly() {
+    let socket = socket_path("counted");
+    let target = RunningTarget::with_config(&managed(&socket));
+    let mut host = target.host_with(HostOptions {
+        host_nqn: HOST.into(),
+        header_digest: true,
+        data_digest: true,
+        ..options()
+    });
+    let mut queue = host.connect_io_queue(1, 8).expect("I/O queue");
+    for write in 0..WRITES {
+        let data = pattern((WRITE_BLOCKS as usize) * BLOCK, write as u64);
+        let lba = write as u64 * u64::from(WRITE_BLOCKS);
+        let command = Command::nvm_rw(nvm_opcode::WRITE, 1, lba, WRITE_BLOCKS);
+        queue.execute(command, &data, 0, "Write").expect("write");
+    }
+    let read_len = (READ_BLOCKS as usize) * BLOCK;
+    for read in 0..READS {
+        let command = Command::nvm_rw(nvm_opcode::READ, 1, read as u64 * 16, READ_BLOCKS);
+        let (_, data) = queue.execute(command, &[], read_len, "Read").expect("read");
+        let expected: Vec<u8> = (0..2)
+            .flat_map(|half| pattern((WRITE_BLOCKS as usize) * BLOCK, (read * 2 + half) as u64))
+            .collect();
+        assert!(
+            read * 2 + 1 >= WRITES || data == expected,
+            "read {read} differs"
+        );
+    }
+    // Past the namespace's end: LBA Out of Range (SCT 0, SC 80h).
+    let beyond = Command::nvm_rw(nvm_opcode::READ, 1, NS_BLOCKS, 1);
+    let status = failed_status(queue.execute(beyond, &[], BLOCK, "Read"));
+    assert_eq!((status.sct(), status.sc()), (0, generic::LBA_OUT_OF_RANGE));
+    // A namespace the subsystem does not have: Invalid Namespace (SC 0Bh), the host's only.
+    let absent = Command::nvm_rw(nvm_opcode::READ, 7, 0, 1);
+    let status = failed_status(queue.execute(absent, &[], BLOCK, "Read"));
+    assert_eq!(
+        (status.sct(), status.sc()),
+        (0, generic::INVALID_NAMESPACE_OR_FORMAT)
+    );
+
+    let total = (WRITES + READS + 2) as u64;
+    let stats = stats_with(&socket, total);
+
+    let namespaces = stats["namespaces"].as_array().unwrap();
+    assert_eq!(namespaces.len(), 1, "{stats}");
+    let ns = &namespaces[0];
+    assert_eq!(
+        (ns["subsystem_nqn"].as_str(), ns["nsid"].as_u64()),
+        (Some(NQN), Some(1))
+    );
+    assert_eq!(ns["writes"], json!(WRITES));
+    assert_eq!(ns["reads"], json!(READS + 1));
+    assert_eq!(ns["others"], json!(0));
+    assert_eq!(
+        ns["bytes_written"],
+        json!(WRITES * (WRITE_BLOCKS as usize) * BLOCK)
+    );
+    assert_eq!(ns["bytes_read"], json!(READS * read_len));
+    let out_of_range = json!({"sct": 0, "sc": generic::LBA_OUT_OF_RANGE, "count": 1});
+    let errors = ns["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{ns}");
+    for key in ["sct", "sc", "count"] {
+        assert_eq!(errors[0][key], out_of_range[key], "{ns}");
+    }
+    assert_eq!(ns["other_errors"], json!(0));
+    assert_eq!(ns["latency"]["count"], json!(WRITES + READS + 1));
+    let latency = &ns["latency"];
+    let p50 = latency["p50_ns"].as_u64().unwrap();
+    let p99 = latency["p99_ns"].as_u64().unwrap();
+    let max = latency["max_ns"].as_u64().unwrap();
+    assert!(p50 <= p99 && p99 <= max, "{latency}");
+
+    let hosts = stats["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{stats}");
+    let by_host = &hosts[0];
+    assert_eq!(by_host["host_nqn"], json!(HOST));
+    assert_eq!(by_host["reads"], json!(READS + 2));
+    assert_eq!(by_host["writes"], json!(WRITES));
+    assert_eq!(by_host["latency"]["count"], json!(total));
+    let mut statuses: Vec<(u64, u64, u64)> = by_host["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["sct"].as_u64().unwrap(),
+                e["sc"].as_u64().unwrap(),
+                e["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            (0, u64::from(generic::INVALID_NAMESPACE_OR_FORMAT), 1),
+            (0, u64::from(generic::LBA_OUT_OF_RANGE), 1)
+        ]
+    );
+
+    let connections = stats["connections"].as_array().unwrap();
+    let mut queues: Vec<u64> = connections
+        .iter()
+        .map(|c| c["qid"].as_u64().unwrap())
+        .collect();
+    queues.sort();
+    assert_eq!(queues, [0, 1], "{stats}");
+    for connection in connections {
+        assert_eq!(connection["host_nqn"], json!(HOST));
+        assert_eq!(connection["subsystem_nqn"], json!(NQN));
+        assert_eq!(connection["header_digest"], json!(true));
+        assert_eq!(connection["data_digest"], json!(true));
+        if connection["qid"] == json!(1) {
+            assert_eq!(connection["sq_entries"], json!(8));
+            assert_eq!(connection["depth_in_use"], json!(0));
+        }
+    }
+
+    let groups = stats["poll_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let sum = |key: &str| groups.iter().map(|g| g[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("current_admin_qpairs"), 1);
+    assert_eq!(sum("current_io_qpairs"), 1);
+    assert_eq!(sum("connections"), 2);
+    assert_eq!(sum("completed_nvme_io"), total);
+    assert_eq!(sum("outstanding_commands"), 0);
+
+    let spdk = call(&socket, "nvmf_get_stats");
+    assert_eq!(spdk["tick_rate"], json!(1_000_000_000u64));
+    assert_eq!(spdk["poll_groups"].as_array().unwrap().len(), 2);
+    assert_eq!(spdk["poll_groups"][0]["name"], json!("poll-group-0"));
+    assert_eq!(
+        spdk["poll_groups"][0]["transports"][0]["trtype"],
+        json!("TCP")
+    );
+}
+
+#[test]
+fn totals_stay_once_the_host_has_gone() {
+    let socket = socket_path("gone");
+    let target = RunningTarget::with_config(&managed(&socket));
+    {
+        let mut host = target.host_with(HostOptions {
+            host_nqn: HOST.into(),
+            ..options()
+        });
+        let mut queue = host.connect_io_queue(1, 4).expect("I/O queue");
+        let data = pattern(BLOCK, 1);
+        for lba in 0..4 {
+            let command = Command::nvm_rw(nvm_opcode::WRITE, 1, lba, 1);
+            queue.execute(command, &data, 0, "Write").expect("write");
+        }
+        queue
+            .execute(Command::new(nvm_opcode::FLUSH, 1), &[], 0, "Flush")
+            .expect("flush");
+    }
+    let stats = poll_until(
+        PATIENCE,
+        Duration::from_millis(20),
+        || {
+            let stats = stats_with(&socket, 5);
+            stats["connections"].as_array()?.is_empty().then_some(stats)
+        },
+        || "the connections never went".into(),
+    );
+    let ns = &stats["namespaces"][0];
+    assert_eq!(
+        (ns["writes"].as_u64(), ns["others"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(ns["bytes_written"], json!(4 * BLOCK));
+    assert_eq!(ns["latency"]["count"], json!(5));
+    assert!(ns["errors"].as_array().unwrap().is_empty());
+    let groups = stats["poll_groups"].as_array().unwrap();
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| g["current_io_qpairs"].as_u64().unwrap())
+            .sum::<u64>(),
+        0
+    );
+}
