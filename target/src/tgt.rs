@@ -26,7 +26,7 @@ use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::rpc::{Management, ManagementServer, SocketError};
 use crate::session::{DrivePlacement, Registry};
 use crate::shared::TargetShared;
-use crate::stats::StatsBoard;
+use crate::stats::{MetricsServer, StatsBoard};
 use crate::subsystem::drive_key;
 
 /// Why the target could not start.
@@ -60,6 +60,12 @@ pub enum TargetError {
     Acceptor(#[source] std::io::Error),
     #[error(transparent)]
     Management(#[from] SocketError),
+    #[error("cannot serve metrics on {address}: {source} ([metrics] address; is another target running?)")]
+    Metrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running target.
@@ -67,6 +73,8 @@ pub struct Target {
     listeners: Vec<TcpListener>,
     /// After the listeners, before the poll groups: changes stop before hosts are stopped.
     management: Option<ManagementServer>,
+    /// The Prometheus endpoint, when `[metrics] address` is set.
+    metrics: Option<MetricsServer>,
     epoll: Epoll,
     /// Declared after the listeners: they close first.
     groups: Vec<PollGroupHandle>,
@@ -236,6 +244,13 @@ impl Target {
                 Some(ManagementServer::start(&path, management)?)
             }
         };
+        let metrics = match config.metrics_address {
+            None => None,
+            Some(address) => Some(
+                MetricsServer::start(address, Arc::clone(&stats))
+                    .map_err(|source| TargetError::Metrics { address, source })?,
+            ),
+        };
         let admin = AdminChannel::new();
         let mut groups = Vec::new();
         let mut admin_rings = Vec::new();
@@ -278,6 +293,7 @@ impl Target {
         Ok(Self {
             listeners,
             management,
+            metrics,
             epoll,
             groups,
             admin_worker,
@@ -286,6 +302,11 @@ impl Target {
             accept_paused_until: None,
             shared,
         })
+    }
+
+    /// Where the Prometheus endpoint listens, if it does.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
     }
 
     /// The addresses listened on (with the port the system chose for port 0).
@@ -479,6 +500,7 @@ impl Target {
         let Self {
             listeners,
             management,
+            metrics,
             groups,
             admin_worker,
             shared,
@@ -486,6 +508,7 @@ impl Target {
         } = self;
         drop(listeners);
         drop(management);
+        drop(metrics);
         shared.start_shutdown();
         let mut report = ShutdownReport::default();
         // Every group stops taking commands before any closes a socket: an admin queue closed

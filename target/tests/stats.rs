@@ -3,6 +3,7 @@
 //! the latency histograms holding one value per command, the connections with their queue ids
 //! and digests, and the totals kept once a host has gone.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -143,7 +144,8 @@ fn commands_bytes_errors_and_latencies_are_counted_exactly() {
     let p50 = latency["p50_ns"].as_u64().unwrap();
     let p99 = latency["p99_ns"].as_u64().unwrap();
     let max = latency["max_ns"].as_u64().unwrap();
-    assert!(p50 <= p99 && p99 <= max, "{latency}");
+    // Each command took some time: its answer reads the clock.
+    assert!(0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
 
     let hosts = stats["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 1, "{stats}");
@@ -254,4 +256,151 @@ fn totals_stay_once_the_host_has_gone() {
             .sum::<u64>(),
         0
     );
+}
+
+/// The samples of an OpenMetrics text: (name, labels) and value.
+fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').expect("label=value");
+                    (key.to_owned(), value.trim_matches('"').to_owned())
+                })
+                .collect();
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                number => number.parse().expect("a number"),
+            };
+            (name.to_owned(), labels, value)
+        })
+        .collect()
+}
+
+fn scrape(address: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(address).expect("the metrics endpoint answers");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("headers, then a body");
+    (head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_prometheus_endpoint_serves_the_same_numbers() {
+    let socket = socket_path("metrics");
+    let config = format!(
+        "{}\n[metrics]\naddress = \"127.0.0.1:0\"\n",
+        managed(&socket)
+    );
+    let target = RunningTarget::with_config(&config);
+    let metrics = target.metrics.expect("the endpoint listens");
+    let mut host = target.host_with(HostOptions {
+        host_nqn: HOST.into(),
+        ..options()
+    });
+    let mut queue = host.connect_io_queue(1, 4).expect("I/O queue");
+    let data = pattern(2 * BLOCK, 3);
+    for lba in 0..3 {
+        let command = Command::nvm_rw(nvm_opcode::WRITE, 1, lba * 2, 2);
+        queue.execute(command, &data, 0, "Write").expect("write");
+    }
+    let command = Command::nvm_rw(nvm_opcode::READ, 1, 0, 2);
+    queue
+        .execute(command, &[], data.len(), "Read")
+        .expect("read");
+    let beyond = Command::nvm_rw(nvm_opcode::READ, 1, NS_BLOCKS, 1);
+    failed_status(queue.execute(beyond, &[], BLOCK, "Read"));
+    let stats = stats_with(&socket, 5);
+    let ns = &stats["namespaces"][0];
+
+    let (head, body) = scrape(metrics, "/metrics");
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    let samples = samples(&body);
+    let value = |name: &str, wanted: &[(&str, &str)]| -> f64 {
+        let found: Vec<f64> = samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && wanted
+                        .iter()
+                        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {wanted:?} in\n{body}");
+        found[0]
+    };
+    let of_ns = [("subsystem", NQN), ("nsid", "1"), ("host", HOST)];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut labels = of_ns.to_vec();
+        labels.push(extra);
+        labels
+    };
+    let number = |key: &str| ns[key].as_u64().unwrap() as f64;
+    assert_eq!(
+        value("vfnvme_commands_total", &with(("kind", "write"))),
+        number("writes")
+    );
+    assert_eq!(
+        value("vfnvme_commands_total", &with(("kind", "write"))),
+        3.0
+    );
+    assert_eq!(value("vfnvme_commands_total", &with(("kind", "read"))), 2.0);
+    assert_eq!(
+        value("vfnvme_commands_total", &with(("kind", "other"))),
+        0.0
+    );
+    assert_eq!(
+        value("vfnvme_bytes_total", &with(("direction", "write"))),
+        number("bytes_written")
+    );
+    assert_eq!(
+        value("vfnvme_bytes_total", &with(("direction", "read"))),
+        (2 * BLOCK) as f64
+    );
+    let mut error = with(("sct", "0"));
+    error.push(("sc", "128"));
+    assert_eq!(value("vfnvme_errors_total", &error), 1.0);
+    assert_eq!(value("vfnvme_command_latency_seconds_count", &of_ns), 5.0);
+    assert_eq!(
+        value(
+            "vfnvme_command_latency_seconds_bucket",
+            &with(("le", "+Inf"))
+        ),
+        5.0
+    );
+    // Cumulative buckets: none of these commands took 34 s.
+    let last_bound = with(("le", "34.359738367"));
+    assert_eq!(
+        value("vfnvme_command_latency_seconds_bucket", &last_bound),
+        5.0
+    );
+    let sum = value("vfnvme_command_latency_seconds_sum", &of_ns);
+    let mean = ns["latency"]["mean_ns"].as_u64().unwrap() as f64 / 1e9;
+    assert!(sum > 0.0 && (sum / 5.0 - mean).abs() < 1e-8, "{sum} {mean}");
+    let sum: f64 = (0..2)
+        .map(|g| {
+            let group = g.to_string();
+            value(
+                "vfnvme_poll_group_io_queue_pairs",
+                &[("poll_group", group.as_str())],
+            )
+        })
+        .sum();
+    assert_eq!(sum, 1.0);
+
+    let (head, _) = scrape(metrics, "/other");
+    assert!(head.starts_with("HTTP/1.0 404"), "{head}");
 }

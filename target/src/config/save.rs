@@ -14,6 +14,13 @@ struct SavedConfig {
     limits: SavedLimits,
     listener: Vec<SavedListener>,
     subsystem: Vec<SavedSubsystem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<SavedMetrics>,
+}
+
+#[derive(Serialize)]
+struct SavedMetrics {
+    address: String,
 }
 
 #[derive(Serialize)]
@@ -144,6 +151,9 @@ impl Config {
                 .iter()
                 .map(|subsystem| self.saved_subsystem(subsystem))
                 .collect(),
+            metrics: self.metrics_address.map(|address| SavedMetrics {
+                address: address.to_string(),
+            }),
         };
         let body = toml::to_string(&saved).expect("the configuration's types serialize as TOML");
         format!("# The running configuration of vfnvme serve (save_config).\n\n{body}")

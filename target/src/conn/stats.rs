@@ -1,6 +1,7 @@
 //! What a connection counts of its I/O commands, and what it shows of itself when its poll
-//! group publishes statistics (see `crate::stats`). Per command: a round-clock load, a binary
-//! search in the queue's namespace table and a few increments; no lock, no allocation.
+//! group publishes statistics (see `crate::stats`). Per command: a round-clock load at its
+//! arrival, one clock read at its answer, a binary search in the queue's namespace table and a
+//! few increments; no lock, no allocation.
 
 use vfnvme_spec::fabrics::FABRICS_OPCODE;
 use vfnvme_spec::Status;
@@ -23,7 +24,7 @@ impl Connection {
         if command.opcode() == FABRICS_OPCODE {
             return;
         }
-        let latency = self.stats.clock.now().saturating_sub(request.received_at);
+        let latency = self.stats.clock.read().saturating_sub(request.received_at);
         let len = request.len;
         self.stats
             .of(command.nsid)

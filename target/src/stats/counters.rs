@@ -114,7 +114,9 @@ impl IoCounters {
 /// A poll group's clock: the `now` of its current round, read once per round by the loop, in
 /// nanoseconds since the group started. Shared only by the group's own connections, on its
 /// thread (like their host's buffer budget): a relaxed store per round and a relaxed load per
-/// command, never contended. So a command's latency costs no clock read of its own.
+/// command, never contended. A command's arrival is the round's `now` (no clock read); its
+/// answer reads the clock once ([`RoundClock::read`]), since a command answered in the round it
+/// arrived in (a RAM namespace, an error) would otherwise take no time at all.
 #[derive(Clone, Debug)]
 pub struct RoundClock {
     epoch: Instant,
@@ -138,6 +140,13 @@ impl RoundClock {
     /// The time of the current round, in nanoseconds since the group started.
     pub fn now(&self) -> u64 {
         self.now.load(Ordering::Relaxed)
+    }
+
+    /// The time now (a clock read), in nanoseconds since the group started.
+    pub fn read(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64
     }
 }
 

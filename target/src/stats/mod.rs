@@ -14,9 +14,11 @@
 
 mod counters;
 mod histogram;
+mod metrics;
 pub mod report;
 mod snapshot;
 
 pub use counters::{ConnectionStats, IoCounters, QueueIdentity, RoundClock, StatusCounts};
 pub use histogram::{LatencyHistogram, LatencySummary};
+pub use metrics::{exposition, MetricsServer};
 pub use snapshot::{GroupSnapshot, GroupStats, IoEntry, QueueSnapshot, QueueView, StatsBoard};
