@@ -660,6 +660,26 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
         Config::parse(text, "vfnvme.toml").unwrap_err().to_string()
     }
 
+    #[test]
+    fn the_metrics_endpoint_is_off_unless_given_an_address() {
+        assert_eq!(
+            Config::parse(MINIMAL, "m.toml").unwrap().metrics_address,
+            None
+        );
+        let on = Config::parse(&with("[metrics]\naddress = \"127.0.0.1:9420\"\n"), "m.toml");
+        assert_eq!(
+            on.unwrap().metrics_address,
+            Some("127.0.0.1:9420".parse().unwrap())
+        );
+        let message = error_of(&with("[metrics]\naddress = \"localhost\"\n"));
+        assert!(
+            message.contains("metrics address \"localhost\" is not an IP address with a port"),
+            "{message}"
+        );
+        let message = error_of(&with("[metrics]\nport = 9420\n"));
+        assert!(message.contains("unknown field `port`"), "{message}");
+    }
+
     /// The minimal configuration with `extra` appended (new tables or namespace keys).
     fn with(extra: &str) -> String {
         format!("{MINIMAL}{extra}")

@@ -284,6 +284,9 @@ sim_log_page_latency_ms = 5
 [[subsystem]]
 nqn = "nqn.2026-11.io.vfnvme:empty"
 allow_any_host = false
+
+[metrics]
+address = "127.0.0.1:9420"
 "#;
         let config = Config::parse(text, "in.toml").unwrap();
         let saved = config.to_toml();
@@ -292,6 +295,10 @@ allow_any_host = false
         assert_eq!(again, config, "{saved}");
         assert_eq!(again.to_toml(), saved, "saving is stable");
         assert!(saved.contains("[[subsystem.namespace]]"), "{saved}");
+        assert!(
+            saved.contains("[metrics]\naddress = \"127.0.0.1:9420\""),
+            "{saved}"
+        );
     }
 
     #[test]
