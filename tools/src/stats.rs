@@ -85,18 +85,29 @@ pub fn render(stats: &Value, json: bool) -> String {
     io_table(&mut text, "HOST", list(stats, "hosts"), |host| {
         string(host, "host_nqn").to_owned()
     });
+    let connections = list(stats, "connections");
+    let host_of = |c: &Value| {
+        c["host_nqn"]
+            .as_str()
+            .unwrap_or("(not connected)")
+            .to_owned()
+    };
+    let width = connections
+        .iter()
+        .map(|c| host_of(c).len())
+        .fold(4, usize::max);
     let _ = writeln!(
         text,
-        "\n{:<22} {:<44} {:>5} {:>6} {:>5} {:>5} {:>5}",
+        "\n{:<22} {:<width$} {:>5} {:>6} {:>7} {:>5} {:>5}",
         "PEER", "HOST", "QID", "CNTLID", "DEPTH", "HDGST", "DDGST"
     );
-    for connection in list(stats, "connections") {
+    for connection in connections {
         let on = |key| if connection[key] == true { "on" } else { "off" };
         let _ = writeln!(
             text,
-            "{:<22} {:<44} {:>5} {:>6} {:>5} {:>5} {:>5}",
+            "{:<22} {:<width$} {:>5} {:>6} {:>7} {:>5} {:>5}",
             string(connection, "peer"),
-            connection["host_nqn"].as_str().unwrap_or("(not connected)"),
+            host_of(connection),
             number(connection, "qid"),
             number(connection, "cntlid"),
             format!(
@@ -113,9 +124,13 @@ pub fn render(stats: &Value, json: bool) -> String {
 
 /// A table of I/O counters (namespaces or hosts), one line each, errors below their line.
 fn io_table(text: &mut String, title: &str, rows: &[Value], name: impl Fn(&Value) -> String) {
+    let width = rows
+        .iter()
+        .map(|row| name(row).len())
+        .fold(title.len(), usize::max);
     let _ = writeln!(
         text,
-        "\n{:<48} {:>10} {:>10} {:>8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "\n{:<width$} {:>10} {:>10} {:>8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}",
         title,
         "READS",
         "WRITES",
@@ -137,7 +152,7 @@ fn io_table(text: &mut String, title: &str, rows: &[Value], name: impl Fn(&Value
         let latency = &row["latency"];
         let _ = writeln!(
             text,
-            "{:<48} {:>10} {:>10} {:>8} {:>10.1} {:>10.1} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<width$} {:>10} {:>10} {:>8} {:>10.1} {:>10.1} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             name(row),
             number(row, "reads"),
             number(row, "writes"),

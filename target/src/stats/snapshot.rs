@@ -182,6 +182,10 @@ impl GroupStats {
             fold_connection(&mut snapshot.io, view.stats);
         }
         snapshot.queues.truncate(count);
+        // After a burst of connections (a storm, a scan) the copies are as small as before it.
+        if snapshot.queues.capacity() > 4 * count.max(4) {
+            snapshot.queues.shrink_to_fit();
+        }
         snapshot.connections = count;
         snapshot.admin_queue_pairs = admin;
         snapshot.io_queue_pairs = io;
