@@ -74,7 +74,8 @@ fi
 # start_serve NAME CORES CPUS PORT [BINARY]: a vfnvme serve with CORES poll groups, on CPUS.
 start_serve() {
     local name=$1 cores=$2 cpus=$3 port=$4 binary=${5:-$vfnvme}
-    printf '%s\n' "[target]" "cores = $cores" "" "[[listener]]" "address = \"127.0.0.1:$port\"" \
+    # A management socket of its own: two serves (scale mode, an A/B) must not share the default.
+    printf '%s\n' "[target]" "cores = $cores" "rpc_socket = \"$work/$name.sock\"" "" "[[listener]]" "address = \"127.0.0.1:$port\"" \
         "" "[[subsystem]]" "nqn = \"$VFNVME_NQN\"" "allow_any_host = true" "" \
         "[[subsystem.namespace]]" "nsid = 1" "ram_mib = 256" "block_size = 4096" \
         > "$work/$name.toml"
