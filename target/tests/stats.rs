@@ -33,17 +33,22 @@ fn socket_path(name: &str) -> PathBuf {
         .join(format!("stats-{}-{name}.sock", std::process::id()))
 }
 
-/// `method`'s result over a fresh connection to the management socket.
-fn call(socket: &Path, method: &str) -> Value {
+/// The answer to `method` with `params` over a fresh connection to the management socket.
+fn request(socket: &Path, method: &str, params: Value) -> Value {
     let mut stream = UnixStream::connect(socket).expect("the management socket answers");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method});
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     stream.write_all(format!("{request}\n").as_bytes()).unwrap();
     let mut line = String::new();
     BufReader::new(stream)
         .read_line(&mut line)
         .expect("an answer");
-    let answer: Value = serde_json::from_str(&line).expect("JSON");
+    serde_json::from_str(&line).expect("JSON")
+}
+
+/// `method`'s result, which must succeed.
+fn call(socket: &Path, method: &str) -> Value {
+    let answer = request(socket, method, json!({}));
     assert!(answer.get("error").is_none(), "{method}: {answer}");
     answer["result"].clone()
 }
@@ -403,4 +408,32 @@ fn the_prometheus_endpoint_serves_the_same_numbers() {
 
     let (head, _) = scrape(metrics, "/other");
     assert!(head.starts_with("HTTP/1.0 404"), "{head}");
+}
+
+#[test]
+fn the_methods_are_listed_and_refuse_params_by_name() {
+    let socket = socket_path("params");
+    let _target = RunningTarget::with_config(&managed(&socket));
+    let methods = call(&socket, "rpc_get_methods");
+    for method in ["nvmf_get_stats", "vfnvme_get_stats"] {
+        assert!(
+            methods.as_array().unwrap().contains(&json!(method)),
+            "{methods}"
+        );
+        let refused = request(&socket, method, json!({"tgt_name": "nvmf_tgt"}));
+        assert_eq!(refused["error"]["code"], json!(-32602), "{refused}");
+        assert_eq!(
+            refused["error"]["message"],
+            json!("params.tgt_name: vfnvme runs one target per process; leave it out")
+        );
+        let unknown = request(&socket, method, json!({"bogus": 1}));
+        let message = unknown["error"]["message"].as_str().unwrap();
+        assert!(message.contains("unknown field `bogus`"), "{unknown}");
+    }
+    // Before any host: the groups, and nothing counted.
+    let stats = call(&socket, "vfnvme_get_stats");
+    assert_eq!(stats["poll_groups"].as_array().unwrap().len(), 2);
+    for list in ["namespaces", "hosts", "connections"] {
+        assert_eq!(stats[list], json!([]), "{stats}");
+    }
 }

@@ -187,3 +187,59 @@ fn number(value: &Value, key: &str) -> u64 {
 fn string<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("?")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_tables_show_each_group_namespace_host_and_connection() {
+        let io = json!({"reads": 3, "writes": 2, "others": 1, "bytes_read": 3 << 20,
+            "bytes_written": 1 << 20, "other_errors": 0,
+            "errors": [{"sct": 0, "sc": 128, "status": "LBA out of range (sct 0x0, sc 0x80)", "count": 1}],
+            "latency": {"count": 6, "mean_ns": 2000, "p50_ns": 1500, "p99_ns": 9000,
+                        "p999_ns": 9000, "max_ns": 9000}});
+        let mut namespace = io.clone();
+        namespace["subsystem_nqn"] = json!("nqn.x:a");
+        namespace["nsid"] = json!(1);
+        let mut host = io;
+        host["host_nqn"] = json!("nqn.h");
+        let stats = json!({"tick_rate": 1_000_000_000u64, "uptime_ns": 2_500_000_000u64,
+            "poll_groups": [{"name": "poll-group-0", "connections": 2, "current_admin_qpairs": 1,
+                "current_io_qpairs": 1, "outstanding_commands": 4, "completed_nvme_io": 6,
+                "busy_ns": 1, "idle_ns": 3}],
+            "namespaces": [namespace], "hosts": [host],
+            "connections": [{"poll_group": 0, "peer": "127.0.0.1:5", "host_nqn": "nqn.h",
+                "subsystem_nqn": "nqn.x:a", "cntlid": 1, "qid": 1, "depth_in_use": 4,
+                "sq_entries": 32, "header_digest": true, "data_digest": false}]});
+        let text = render(&stats, false);
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no line {start}:\n{text}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            line("poll-group-0"),
+            ["poll-group-0", "2", "1", "1", "4", "6", "25.0"]
+        );
+        assert_eq!(
+            line("nqn.x:a ns 1"),
+            ["nqn.x:a", "ns", "1", "3", "2", "1", "3.0", "1.0", "1", "1.5", "9.0", "9.0", "9.0"]
+        );
+        assert_eq!(line("nqn.h")[1..4], ["3", "2", "1"]);
+        assert!(
+            text.contains("    1 x LBA out of range (sct 0x0, sc 0x80)"),
+            "{text}"
+        );
+        assert_eq!(
+            line("127.0.0.1:5"),
+            ["127.0.0.1:5", "nqn.h", "1", "1", "4/32", "on", "off"]
+        );
+        assert!(text.starts_with("uptime 2.5 s"), "{text}");
+        let json = render(&stats, true);
+        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), stats);
+    }
+}
