@@ -22,7 +22,9 @@
 # Environment: MODE (unset, or scale), RUNS (3), SECONDS_PER_RUN (5), SPDK_DIR (unset: vfnvme
 # alone), VFNVME_PORT (4420; scale: and +2), SPDK_PORT (4421; scale: and +2), TARGET_CPU (0),
 # INITIATOR_CPU (1), KEEP (1: keep the logs dir), VFNVME_BIN (a vfnvme binary to measure
-# instead of building this checkout's).
+# instead of building this checkout's), VFNVME_BIN_B (a second vfnvme binary whose serve is
+# measured in the same rounds, interleaved, by the same `vfnvme perf`, on VFNVME_PORT + 4: an
+# A/B of two builds, e.g. this checkout against main without statistics; not with MODE=scale).
 set -euo pipefail
 
 MODE=${MODE:-}
@@ -69,14 +71,15 @@ else
     vfnvme=build/release/vfnvme
 fi
 
-# start_serve NAME CORES CPUS PORT: a vfnvme serve with CORES poll groups, on CPUS.
+# start_serve NAME CORES CPUS PORT [BINARY]: a vfnvme serve with CORES poll groups, on CPUS.
 start_serve() {
-    local name=$1 cores=$2 cpus=$3 port=$4
-    printf '%s\n' "[target]" "cores = $cores" "" "[[listener]]" "address = \"127.0.0.1:$port\"" \
+    local name=$1 cores=$2 cpus=$3 port=$4 binary=${5:-$vfnvme}
+    # A management socket of its own: two serves (scale mode, an A/B) must not share the default.
+    printf '%s\n' "[target]" "cores = $cores" "rpc_socket = \"$work/$name.sock\"" "" "[[listener]]" "address = \"127.0.0.1:$port\"" \
         "" "[[subsystem]]" "nqn = \"$VFNVME_NQN\"" "allow_any_host = true" "" \
         "[[subsystem.namespace]]" "nsid = 1" "ram_mib = 256" "block_size = 4096" \
         > "$work/$name.toml"
-    taskset -c "$cpus" "$vfnvme" serve --config "$work/$name.toml" 2> "$work/$name.log" &
+    taskset -c "$cpus" "$binary" serve --config "$work/$name.toml" 2> "$work/$name.log" &
     serve_pids+=($!)
     wait_for 30 grep -q serving "$work/$name.log" || { cat "$work/$name.log" >&2; exit 1; }
     port_of[$name]=$port
@@ -103,6 +106,11 @@ start_spdk() {
 
 start_serve vfnvme 1 "$TARGET_CPU" "$VFNVME_PORT"
 if [ "$MODE" = scale ]; then start_serve vfnvme2 2 0,1 "$((VFNVME_PORT + 2))"; fi
+ab=
+if [ -n "${VFNVME_BIN_B:-}" ] && [ "$MODE" != scale ]; then
+    ab=1
+    start_serve vfnvme_b 1 "$TARGET_CPU" "$((VFNVME_PORT + 4))" "$VFNVME_BIN_B"
+fi
 
 spdk=
 if [ -n "${SPDK_DIR:-}" ]; then
@@ -165,6 +173,7 @@ for run in $(seq "$RUNS"); do
         set -- $workload
         echo "bench-tcp: round $run/$RUNS, QD $1, $2 bytes" >&2
         measure vfnvme vfnvme "$1" "$2"
+        if [ -n "$ab" ]; then measure vfnvme_b vfnvme "$1" "$2"; fi
         if [ -n "$spdk" ]; then
             measure vfnvme spdk "$1" "$2"
             measure spdk spdk "$1" "$2"
@@ -172,9 +181,10 @@ for run in $(seq "$RUNS"); do
     done
 done
 
-python3 - "$results" "$RUNS" "$SECONDS_PER_RUN" "${spdk:-0}" "$MODE" <<'EOF'
+python3 - "$results" "$RUNS" "$SECONDS_PER_RUN" "${spdk:-0}" "$MODE" "${ab:-0}" <<'EOF'
 import statistics, sys
 path, runs, seconds, spdk, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5]
+ab = sys.argv[6] == "1"
 rows = {}
 for line in open(path):
     fields = line.rstrip("\n").split("\t")
@@ -206,6 +216,8 @@ if mode == "scale":
             print(line)
     sys.exit(0)
 pairs = [("vfnvme", "vfnvme", "vfnvme serve + vfnvme perf")]
+if ab:
+    pairs += [("vfnvme_b", "vfnvme", "VFNVME_BIN_B serve + vfnvme perf")]
 if spdk:
     pairs += [("vfnvme", "spdk", "vfnvme serve + spdk_nvme_perf"),
               ("spdk", "spdk", "nvmf_tgt + spdk_nvme_perf")]
@@ -218,6 +230,8 @@ metrics = [("q1-4096-c1", 2, "4 KiB randread QD1 mean latency (µs)"),
 print(f"\nMedians of {runs} interleaved runs of {seconds} s; targets on one core, initiators on"
       f" another; load average at the end {' '.join(uptime)}.\n")
 header = "| measurement | " + " | ".join(p[2] for p in pairs) + " |"
+if ab:
+    header += " A / B |"
 if spdk:
     header += " vfnvme / SPDK (spdk_nvme_perf) | vfnvme perf / spdk_nvme_perf (vfnvme serve) |"
 print(header)
@@ -225,6 +239,8 @@ print("|---" * (header.count("|") - 1) + "|")
 for w, col, name in metrics:
     cells = [cell(med((w, t, i), col), col) for t, i, _ in pairs]
     line = f"| {name} | " + " | ".join(cells) + " |"
+    if ab:
+        line += f" {ratio(med((w, 'vfnvme', 'vfnvme'), col), med((w, 'vfnvme_b', 'vfnvme'), col))} |"
     if spdk:
         line += f" {ratio(med((w, 'vfnvme', 'spdk'), col), med((w, 'spdk', 'spdk'), col))} |"
         line += f" {ratio(med((w, 'vfnvme', 'vfnvme'), col), med((w, 'vfnvme', 'spdk'), col))} |"

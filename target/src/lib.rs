@@ -9,6 +9,7 @@
 //! - [`shared`]: the state the target's threads share, built by [`tgt`].
 //! - [`admin_worker`]: the thread that runs the admin commands drives answer.
 //! - [`rpc`]: the management socket (JSON-RPC), its thread and methods.
+//! - [`stats`]: the statistics poll groups count and publish, and their reports.
 
 #![forbid(unsafe_code)]
 
@@ -24,5 +25,6 @@ pub mod polling;
 pub mod rpc;
 pub mod session;
 pub mod shared;
+pub mod stats;
 pub mod subsystem;
 pub mod tgt;

@@ -30,6 +30,7 @@ use crate::conn::{BufferWaiter, Connection, IoContext};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
 use crate::polling::Polling;
 use crate::shared::TargetShared;
+use crate::stats::GroupStats;
 use vfnvme_driver::queue::Completed;
 
 /// Messages from the acceptor to a poll group.
@@ -85,6 +86,7 @@ impl PollGroupHandle {
         shared: Arc<TargetShared>,
         backends: Vec<BackendQueue>,
         admin: AdminSubmitter,
+        stats: GroupStats,
     ) -> std::io::Result<(Self, rtrb::Producer<AdminResult>)> {
         let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
         let (admin_results, admin_returns) = rtrb::RingBuffer::new(RESULTS_PER_GROUP);
@@ -114,6 +116,7 @@ impl PollGroupHandle {
             admin_returns,
             shared,
             summary: PollGroupSummary::default(),
+            stats,
         };
         let thread = std::thread::Builder::new()
             .name(format!("poll-group-{index}"))
@@ -257,6 +260,8 @@ struct PollGroup {
     removal_seen: Vec<Option<Instant>>,
     shared: Arc<TargetShared>,
     summary: PollGroupSummary,
+    /// Its counters, its round clock, and where it publishes them at each tick.
+    stats: GroupStats,
 }
 
 impl Drop for PollGroup {
@@ -296,6 +301,7 @@ impl PollGroup {
                 .flatten()
                 .any(Connection::input_pending);
             let now = Instant::now();
+            self.stats.round(now);
             let seen = Observation {
                 stop_requested: self.stop_requested,
                 handovers_quiet,
@@ -332,6 +338,7 @@ impl PollGroup {
                 || !self.lifecycle.is_running();
             if busy {
                 polling.worked(now);
+                self.stats.worked();
             }
             // Parks only after a while without work (see `polling`).
             let is_polling = polling.is_polling(now);
@@ -348,6 +355,7 @@ impl PollGroup {
             self.read_pending_input();
             if self.reap_completions() + self.take_admin_results() > 0 || ready > 0 {
                 polling.worked(now);
+                self.stats.worked();
                 idle_rounds = 0;
             } else if idle_rounds >= SPINS_BEFORE_YIELD {
                 // Busy polling with nothing arriving: let a thread that shares this CPU (a
@@ -452,6 +460,7 @@ impl PollGroup {
             slot as u32,
             ticket,
             host_charge,
+            self.stats.clock().clone(),
         ) {
             Ok(connection) => {
                 let event = EpollEvent::new(EpollFlags::EPOLLIN, slot as u64);
@@ -620,6 +629,12 @@ impl PollGroup {
         for backend in &mut self.backends {
             backend.check_timeouts();
         }
+        let views = self
+            .connections
+            .iter()
+            .flatten()
+            .map(Connection::stats_view);
+        self.stats.publish(views);
     }
 
     fn stop_taking_commands(&mut self) {
@@ -673,6 +688,7 @@ impl PollGroup {
         for (slot, connection) in self.connections.iter_mut().enumerate() {
             if connection.as_ref().is_some_and(Connection::is_finished) {
                 if let Some(connection) = connection.take() {
+                    self.stats.retire(connection.stats());
                     if self.interest[slot] != Interest::Nothing {
                         let _ = self.epoll.delete(connection.socket());
                     }

@@ -422,6 +422,22 @@ impl QueueBinding {
         self.controller().max_io_size() as usize
     }
 
+    /// Who the queue serves, for its statistics.
+    pub fn identity(&self) -> crate::stats::QueueIdentity {
+        let controller = self.controller();
+        crate::stats::QueueIdentity {
+            host_nqn: controller.host_nqn().into(),
+            subsystem_nqn: controller.subsystem().nqn.as_str().into(),
+            cntlid: controller.cntlid(),
+            qid: self.qid(),
+        }
+    }
+
+    /// The NSIDs of the queue's namespace table, sorted.
+    pub fn nsids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.routes.iter().map(|route| route.nsid)
+    }
+
     /// The route of namespace `nsid`; no allocation, no lock.
     pub fn namespace(&self, nsid: u32) -> Option<NamespaceRoute> {
         self.routes

@@ -26,6 +26,7 @@ use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::rpc::{Management, ManagementServer, SocketError};
 use crate::session::{DrivePlacement, Registry};
 use crate::shared::TargetShared;
+use crate::stats::{MetricsServer, StatsBoard};
 use crate::subsystem::drive_key;
 
 /// Why the target could not start.
@@ -59,6 +60,12 @@ pub enum TargetError {
     Acceptor(#[source] std::io::Error),
     #[error(transparent)]
     Management(#[from] SocketError),
+    #[error("cannot serve metrics on {address}: {source} ([metrics] address; is another target running?)")]
+    Metrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running target.
@@ -66,6 +73,8 @@ pub struct Target {
     listeners: Vec<TcpListener>,
     /// After the listeners, before the poll groups: changes stop before hosts are stopped.
     management: Option<ManagementServer>,
+    /// The Prometheus endpoint, when `[metrics] address` is set.
+    metrics: Option<MetricsServer>,
     epoll: Epoll,
     /// Declared after the listeners: they close first.
     groups: Vec<PollGroupHandle>,
@@ -218,6 +227,7 @@ impl Target {
         warn_unreachable(&config);
         // Before the poll groups: if the socket is refused, nothing has started that must be
         // stopped in order.
+        let (stats, mut group_stats) = StatsBoard::new(config.target.cores);
         let management = match config.target.rpc_socket.clone() {
             None => None,
             Some(path) => {
@@ -229,9 +239,17 @@ impl Target {
                 let management = Management {
                     shared: Arc::clone(&shared),
                     config: running,
+                    stats: Arc::clone(&stats),
                 };
                 Some(ManagementServer::start(&path, management)?)
             }
+        };
+        let metrics = match config.metrics_address {
+            None => None,
+            Some(address) => Some(
+                MetricsServer::start(address, Arc::clone(&stats))
+                    .map_err(|source| TargetError::Metrics { address, source })?,
+            ),
         };
         let admin = AdminChannel::new();
         let mut groups = Vec::new();
@@ -256,6 +274,7 @@ impl Target {
                 Arc::clone(&shared),
                 backends,
                 admin.submitter(index),
+                group_stats.remove(0),
             )
             .map_err(|source| TargetError::PollGroup { index, source })?;
             admin_rings.push(ResultRing {
@@ -274,6 +293,7 @@ impl Target {
         Ok(Self {
             listeners,
             management,
+            metrics,
             epoll,
             groups,
             admin_worker,
@@ -282,6 +302,11 @@ impl Target {
             accept_paused_until: None,
             shared,
         })
+    }
+
+    /// Where the Prometheus endpoint listens, if it does.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
     }
 
     /// The addresses listened on (with the port the system chose for port 0).
@@ -475,6 +500,7 @@ impl Target {
         let Self {
             listeners,
             management,
+            metrics,
             groups,
             admin_worker,
             shared,
@@ -482,6 +508,7 @@ impl Target {
         } = self;
         drop(listeners);
         drop(management);
+        drop(metrics);
         shared.start_shutdown();
         let mut report = ShutdownReport::default();
         // Every group stops taking commands before any closes a socket: an admin queue closed

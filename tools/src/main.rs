@@ -11,6 +11,7 @@ mod identify;
 mod perf;
 mod rpc;
 mod serve;
+mod stats;
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -63,6 +64,18 @@ enum Command {
     },
     /// The target's subsystems, their hosts, listeners and namespaces (nvmf_get_subsystems).
     Subsystems {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// The target's statistics: poll groups, I/O per namespace and host, connections
+    /// (vfnvme_get_stats; docs/statistics.md).
+    Stats {
+        /// Print the JSON vfnvme_get_stats answers instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Refresh once a second (the screen cleared each time) until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -127,6 +140,11 @@ fn run(command: Command) -> Result<()> {
             socket,
         } => rpc::run(&socket.socket, &method, params.as_deref()),
         Command::Subsystems { socket } => rpc::run(&socket.socket, "nvmf_get_subsystems", None),
+        Command::Stats {
+            json,
+            watch,
+            socket,
+        } => stats::run(&socket.socket, json, watch),
         Command::Pattern {
             block_size,
             blocks,

@@ -462,3 +462,71 @@ fn perf_connect_authenticates_with_dhchap_secret_as_string_or_file() {
         "the target requires DH-HMAC-CHAP authentication and no secret is set",
     );
 }
+
+/// `vfnvme stats --json` once the poll group has published `ios` commands.
+fn stats_showing(socket: &str, ios: u64) -> serde_json::Value {
+    poll_until(
+        EXIT_TIMEOUT,
+        Duration::from_millis(20),
+        || {
+            let stats = json_of_success(&vfnvme(&["stats", "--json", "--socket", socket]));
+            let ns = stats["namespaces"].get(0)?.clone();
+            let seen = ns["reads"].as_u64()? + ns["writes"].as_u64()?;
+            (seen == ios).then_some(stats)
+        },
+        || format!("vfnvme stats never showed {ios} commands"),
+    )
+}
+
+#[test]
+fn stats_shows_what_perf_did_and_watch_ends_on_ctrl_c() {
+    let served = Served::start();
+    let socket = served.socket.to_str().expect("UTF-8 path").to_owned();
+    let verify =
+        json_of_success(&served.perf(&["-w", "verify", "-q", "4", "-o", "4096", "-t", "60"]));
+    assert_eq!(verify["errors"], 0);
+    let ios = verify["ios"].as_u64().expect("perf counts its I/Os");
+    assert_eq!(ios, 2 * (RAM_MIB << 20) / 4096);
+
+    let stats = stats_showing(&socket, ios);
+    let ns = &stats["namespaces"][0];
+    assert_eq!(ns["subsystem_nqn"], NQN);
+    // verify writes the namespace once, then reads it back.
+    assert_eq!(ns["writes"], ios / 2);
+    assert_eq!(ns["reads"], ios / 2);
+    assert_eq!(ns["bytes_written"], RAM_MIB << 20);
+    assert_eq!(ns["bytes_read"], RAM_MIB << 20);
+    assert_eq!(ns["latency"]["count"], ios);
+    assert_eq!(stats["tick_rate"], 1_000_000_000u64);
+
+    let table = vfnvme(&["stats", "--socket", &socket]);
+    common::assert_success(&table);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("POLL GROUP") && text.contains("poll-group-0"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{NQN} ns 1")), "{text}");
+
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_vfnvme"))
+        .args(["stats", "--watch", "--socket", &socket])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vfnvme stats --watch starts");
+    let mut stdout = watch.stdout.take().expect("stdout is piped");
+    // The first refresh is out: the signal is read from then on.
+    let mut first = [0u8; 64];
+    let read = std::io::Read::read(&mut stdout, &mut first).expect("a first refresh");
+    assert!(read > 0);
+    let pid = Pid::from_raw(i32::try_from(watch.id()).expect("pid fits"));
+    kill(pid, Signal::SIGINT).expect("signal stats --watch");
+    let status = poll_until(
+        EXIT_TIMEOUT,
+        Duration::from_millis(20),
+        || watch.try_wait().expect("wait for stats --watch"),
+        || "stats --watch did not end on SIGINT".into(),
+    );
+    assert_eq!(status.code(), Some(0));
+}

@@ -12,7 +12,9 @@ use toml::Spanned;
 use vfnvme_driver::vfio::PciAddress;
 use vfnvme_spec::fabrics::{CNTLID_MAX, CNTLID_MIN, DISCOVERY_NQN, MAX_NQN_BYTES};
 
-use super::raw::{RawConfig, RawListener, RawNamespace, RawSubsystem, RawTarget, Source};
+use super::raw::{
+    RawConfig, RawListener, RawMetrics, RawNamespace, RawSubsystem, RawTarget, Source,
+};
 use super::types::{
     BackingConfig, Config, ConfigError, Limits, ListenerConfig, NamespaceConfig, SubsystemConfig,
     TargetConfig, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_IO_SIZE, DEFAULT_RPC_SOCKET,
@@ -45,6 +47,7 @@ impl Checker<'_> {
             );
         }
         let listeners = self.listeners(raw.listener)?;
+        let metrics_address = self.metrics_address(raw.metrics)?;
         let mut subsystems = Vec::with_capacity(raw.subsystem.len());
         let mut nqn_lines: HashMap<String, usize> = HashMap::new();
         let mut exported: HashMap<(String, u32), (String, usize)> = HashMap::new();
@@ -68,7 +71,27 @@ impl Checker<'_> {
             target,
             listeners,
             subsystems,
+            metrics_address,
         })
+    }
+
+    /// `[metrics] address`: an IP address with a port, if given.
+    fn metrics_address(&self, raw: RawMetrics) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(address) = raw.address else {
+            return Ok(None);
+        };
+        let span = address.span();
+        let text = address.into_inner();
+        match text.parse::<SocketAddr>() {
+            Ok(address) => Ok(Some(address)),
+            Err(_) => self.source.invalid(
+                span,
+                format!(
+                    "metrics address \"{text}\" is not an IP address with a port; write e.g. \
+                     \"127.0.0.1:9420\""
+                ),
+            ),
+        }
     }
 
     /// The `[[listener]]` tables: addresses, each once.
@@ -640,6 +663,26 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
 
     fn error_of(text: &str) -> String {
         Config::parse(text, "vfnvme.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_metrics_endpoint_is_off_unless_given_an_address() {
+        assert_eq!(
+            Config::parse(MINIMAL, "m.toml").unwrap().metrics_address,
+            None
+        );
+        let on = Config::parse(&with("[metrics]\naddress = \"127.0.0.1:9420\"\n"), "m.toml");
+        assert_eq!(
+            on.unwrap().metrics_address,
+            Some("127.0.0.1:9420".parse().unwrap())
+        );
+        let message = error_of(&with("[metrics]\naddress = \"localhost\"\n"));
+        assert!(
+            message.contains("metrics address \"localhost\" is not an IP address with a port"),
+            "{message}"
+        );
+        let message = error_of(&with("[metrics]\nport = 9420\n"));
+        assert!(message.contains("unknown field `port`"), "{message}");
     }
 
     /// The minimal configuration with `extra` appended (new tables or namespace keys).

@@ -111,6 +111,15 @@ pub(super) struct RawConfig {
     pub listener: Vec<RawListener>,
     #[serde(default)]
     pub subsystem: Vec<RawSubsystem>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub address: Option<Spanned<String>>,
 }
 
 /// `[target]` as written.

@@ -14,6 +14,13 @@ struct SavedConfig {
     limits: SavedLimits,
     listener: Vec<SavedListener>,
     subsystem: Vec<SavedSubsystem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<SavedMetrics>,
+}
+
+#[derive(Serialize)]
+struct SavedMetrics {
+    address: String,
 }
 
 #[derive(Serialize)]
@@ -148,6 +155,9 @@ impl Config {
                 .iter()
                 .map(|subsystem| self.saved_subsystem(subsystem))
                 .collect(),
+            metrics: self.metrics_address.map(|address| SavedMetrics {
+                address: address.to_string(),
+            }),
         };
         let body = toml::to_string(&saved).expect("the configuration's types serialize as TOML");
         format!("# The running configuration of vfnvme serve (save_config).\n\n{body}")
@@ -278,6 +288,9 @@ sim_log_page_latency_ms = 5
 [[subsystem]]
 nqn = "nqn.2026-11.io.vfnvme:empty"
 allow_any_host = false
+
+[metrics]
+address = "127.0.0.1:9420"
 "#;
         let config = Config::parse(text, "in.toml").unwrap();
         let saved = config.to_toml();
@@ -286,6 +299,10 @@ allow_any_host = false
         assert_eq!(again, config, "{saved}");
         assert_eq!(again.to_toml(), saved, "saving is stable");
         assert!(saved.contains("[[subsystem.namespace]]"), "{saved}");
+        assert!(
+            saved.contains("[metrics]\naddress = \"127.0.0.1:9420\""),
+            "{saved}"
+        );
     }
 
     #[test]

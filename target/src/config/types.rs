@@ -55,6 +55,8 @@ pub struct Config {
     pub target: TargetConfig,
     pub listeners: Vec<ListenerConfig>,
     pub subsystems: Vec<SubsystemConfig>,
+    /// `[metrics] address`: where the Prometheus endpoint listens; `None`: it is off.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// `[target]`: settings of the whole target.

@@ -25,6 +25,7 @@ use crate::admission::ConnectionTicket;
 use crate::backend::BackendQueue;
 use crate::session::QueueBinding;
 use crate::shared::TargetShared;
+use crate::stats::{ConnectionStats, RoundClock};
 
 /// The poll group's state a connection works with.
 pub struct IoContext<'a> {
@@ -152,6 +153,8 @@ pub struct Connection {
     pub(super) limits_reported: LimitsReported,
     /// The queue's DH-HMAC-CHAP exchange, when its host has a key (from its Connect on).
     pub(super) auth: Option<QueueAuth>,
+    /// What it counts of its I/O commands (see `stats`).
+    pub(super) stats: ConnectionStats,
     /// Its place in the target's count of connections, given back with it.
     _admission: ConnectionTicket,
 }
@@ -191,6 +194,7 @@ impl Connection {
         slot: u32,
         admission: ConnectionTicket,
         host_charge: Arc<AtomicUsize>,
+        clock: RoundClock,
     ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
@@ -232,6 +236,7 @@ impl Connection {
             waiting_for_r2t: VecDeque::with_capacity(depth),
             limits_reported: LimitsReported::default(),
             auth: None,
+            stats: ConnectionStats::new(clock),
             _admission: admission,
             shared,
         })
@@ -306,6 +311,7 @@ impl Connection {
             cid: self.requests[usize::from(index)].command.cid(),
             status_phase: status.raw() << 1,
         };
+        self.count_answer(index, status);
         let mut bytes = [0u8; MAX_SENT_HEADER];
         match pdu::encode_capsule_resp(&self.encode, &completion, &mut bytes) {
             Ok(len) => {

@@ -164,6 +164,7 @@ impl Connection {
                         result |= connect_authreq::ATR;
                     }
                     self.sq_head %= binding.sq_entries();
+                    self.stats.bound(binding.identity(), binding.nsids());
                     self.binding = Some(binding);
                     self.setup_deadline = None;
                     AdminResponse::success(result)

@@ -449,6 +449,7 @@ impl Connection {
             digest,
         });
         if success_flag {
+            self.count_answer(index, Status::SUCCESS);
             self.outgoing.push(Outgoing::Release(index));
         } else {
             self.queue_response(index, Status::SUCCESS, 0, 0);

@@ -27,6 +27,7 @@ mod fabrics_cmd;
 mod io_cmd;
 mod request;
 mod send_queue;
+mod stats;
 
 use std::io::{IoSlice, Read, Write};
 use std::time::Instant;
@@ -239,6 +240,7 @@ impl Connection {
         };
         self.sq_head = self.sq_head.wrapping_add(1) % self.sq_entries();
         self.requests[usize::from(index)].advance(Event::Received(command));
+        self.requests[usize::from(index)].received_at = self.stats.clock.now();
         let in_capsule = layout.data_len;
 
         let refusal = if !self.accepting_commands {

@@ -62,6 +62,8 @@ pub(super) struct Request {
     pub(super) charged: usize,
     /// An R2T for its data is outstanding (counted against `r2t_per_connection`).
     pub(super) r2t_outstanding: bool,
+    /// When its capsule was parsed: its poll group's round clock (`stats::RoundClock`), ns.
+    pub(super) received_at: u64,
 }
 
 impl Request {
@@ -76,6 +78,7 @@ impl Request {
             failed: None,
             charged: 0,
             r2t_outstanding: false,
+            received_at: 0,
         }
     }
 

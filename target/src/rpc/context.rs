@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, ConfigError};
 use crate::ctrlr::{ControllerRegistry, FabricController, TargetSubsystems};
 use crate::shared::TargetShared;
+use crate::stats::StatsBoard;
 
 use super::protocol::RpcError;
 
@@ -19,6 +20,8 @@ pub struct Management {
     /// The configuration the target runs with now: as loaded, with the listeners' bound
     /// addresses, and every change made since.
     pub config: Config,
+    /// Every poll group's published statistics.
+    pub stats: Arc<StatsBoard>,
 }
 
 impl Management {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::context::Management;
 use super::params::{parse, GetMethods, SaveConfig};
 use super::protocol::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
-use super::subsystems;
+use super::{stats, subsystems};
 
 type Method = fn(&mut Management, Value) -> Result<Value, RpcError>;
 
@@ -30,6 +30,8 @@ const METHODS: &[(&str, Method)] = &[
         subsystems::remove_listener,
     ),
     ("save_config", save_config),
+    ("nvmf_get_stats", stats::get_stats),
+    ("vfnvme_get_stats", stats::get_all_stats),
 ];
 
 /// Answers `method` with `params`.

@@ -19,6 +19,7 @@ mod params;
 mod protocol;
 mod server;
 mod socket;
+mod stats;
 mod subsystems;
 
 pub use context::Management;

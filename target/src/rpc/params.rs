@@ -266,3 +266,22 @@ mod tests {
         let _: GetMethods = parse(json!({"current": false, "include_aliases": false})).unwrap();
     }
 }
+
+/// `nvmf_get_stats`, `vfnvme_get_stats`: no params.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetStats {
+    /// SPDK's target name: vfnvme runs one target per process.
+    #[serde(default)]
+    tgt_name: Option<String>,
+}
+
+impl Params for GetStats {
+    fn unsupported(&self) -> Option<RpcError> {
+        refuse(
+            self.tgt_name.is_some(),
+            "tgt_name",
+            "vfnvme runs one target per process; leave it out",
+        )
+    }
+}

@@ -39,6 +39,8 @@ pub struct RunningTarget {
     pub address: SocketAddr,
     /// Every listener's address, in configuration order (`address` is the first).
     pub addresses: Vec<SocketAddr>,
+    /// The Prometheus endpoint's address, with `[metrics] address`.
+    pub metrics: Option<SocketAddr>,
     /// Asks for drives to be given up (hot removal).
     pub drives: DriveControl,
     stop: Arc<EventFd>,
@@ -85,6 +87,7 @@ impl RunningTarget {
         let addresses = target.local_addresses().to_vec();
         let address = addresses[0];
         let drives = target.drive_control();
+        let metrics = target.metrics_address();
         let stop = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap());
         let stop_for_thread = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -94,6 +97,7 @@ impl RunningTarget {
         Self {
             address,
             addresses,
+            metrics,
             drives,
             stop,
             thread: Some(thread),
