@@ -11,12 +11,14 @@ mod keys;
 mod limits;
 mod raw;
 mod save;
+mod tls;
 mod types;
 
 use std::path::Path;
 
 pub use keys::{HostKey, SubsystemAuth};
 use raw::Source;
+pub use tls::{HostPsk, PskIdentity, SecureChannel};
 pub use types::{
     BackingConfig, Config, ConfigError, DhchapAlgorithms, Limits, ListenerConfig, NamespaceConfig,
     SubsystemConfig, TargetConfig, DEFAULT_RPC_SOCKET, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
