@@ -26,3 +26,4 @@ pub mod session;
 pub mod shared;
 pub mod subsystem;
 pub mod tgt;
+pub mod tls;

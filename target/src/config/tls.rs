@@ -6,29 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
-use vfnvme_auth::{read_tls_psk, IdentityVersion, PskHash, TlsPsk};
-use vfnvme_spec::fabrics::DISCOVERY_NQN;
+use vfnvme_auth::{read_tls_psk, PskHash};
 
 use super::raw::Source;
+use super::tls_keys::{identities, HostPsk, SecureChannel};
 use super::types::ConfigError;
-
-/// What a listener's connections run over: the plain TCP stream or TLS 1.3 with a PSK.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SecureChannel {
-    #[default]
-    None,
-    Tls,
-}
-
-impl SecureChannel {
-    /// The name written in `secure_channel = "..."`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecureChannel::None => "none",
-            SecureChannel::Tls => "tls",
-        }
-    }
-}
 
 /// `[[listener]] secure_channel`: "tls" or "none" (the default).
 pub(super) fn secure_channel(
@@ -48,67 +30,6 @@ pub(super) fn secure_channel(
             ),
         ),
     }
-}
-
-/// One PSK identity a host may present and the TLS PSK it stands for.
-#[derive(Clone)]
-pub struct PskIdentity {
-    pub identity: String,
-    pub host_nqn: String,
-    /// The subsystem the identity names (this subsystem or the discovery subsystem).
-    pub subsystem_nqn: String,
-    pub psk: vfnvme_auth::Digest,
-}
-
-/// A host's configured TLS PSK for a subsystem, as identities ready for the handshake.
-#[derive(Clone)]
-pub struct HostPsk {
-    pub host_nqn: String,
-    /// The file it was read from, for `save_config` to name (never its content).
-    pub file: PathBuf,
-    /// Versions 0 and 1 for the subsystem and for the discovery subsystem.
-    pub identities: Vec<PskIdentity>,
-}
-
-impl PartialEq for HostPsk {
-    fn eq(&self, other: &Self) -> bool {
-        self.host_nqn == other.host_nqn
-            && self.identities.len() == other.identities.len()
-            && self
-                .identities
-                .iter()
-                .zip(&other.identities)
-                .all(|(a, b)| a.identity == b.identity && a.psk.matches(b.psk.as_bytes()))
-    }
-}
-
-impl Eq for HostPsk {}
-
-impl std::fmt::Debug for HostPsk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostPsk")
-            .field("host_nqn", &self.host_nqn)
-            .field("file", &self.file)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The identities of `psk` between `host_nqn` and `subsystem_nqn` (and the discovery
-/// subsystem).
-pub fn identities(psk: &TlsPsk, host_nqn: &str, subsystem_nqn: &str) -> Vec<PskIdentity> {
-    let mut identities = Vec::with_capacity(4);
-    for subsystem in [subsystem_nqn, DISCOVERY_NQN] {
-        for version in [IdentityVersion::V0, IdentityVersion::V1] {
-            let credentials = psk.credentials(host_nqn, subsystem, version);
-            identities.push(PskIdentity {
-                identity: credentials.identity.clone(),
-                host_nqn: host_nqn.to_owned(),
-                subsystem_nqn: subsystem.to_owned(),
-                psk: credentials.psk.clone(),
-            });
-        }
-    }
-    identities
 }
 
 /// `tls_psk_file` of host `host_nqn` in subsystem `subsystem_nqn`: the PSK interchange format
@@ -147,4 +68,88 @@ pub(super) fn host_psk(
         identities: identities(&psk, host_nqn, subsystem_nqn),
         file: path,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use vfnvme_auth::{PskHash, TlsPsk};
+
+    use super::super::tls_keys::SecureChannel;
+    use crate::config::Config;
+
+    const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:h1";
+
+    fn config_with_psk(path: &str, secure_channel: &str) -> String {
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:4420\"\nsecure_channel = \"{secure_channel}\"\n\n\
+             [[subsystem]]\nnqn = \"nqn.2026-11.io.vfnvme:ssd0\"\n\
+             [[subsystem.host]]\nnqn = \"{HOST}\"\n\
+             tls_psk_file = \"{path}\"\n\n[[subsystem.namespace]]\nnsid = 1\nram_mib = 1\n"
+        )
+    }
+
+    fn psk_file(name: &str, key: &[u8], transform: Option<PskHash>) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("vfnvme-{name}-{}.psk", std::process::id()));
+        let psk = TlsPsk::new(key, transform).unwrap();
+        std::fs::write(&path, &*psk.representation()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_tls_listener_and_a_host_psk_are_read_into_identities_v0_and_v1() {
+        let path = psk_file("tls-ok", &[7; 32], Some(PskHash::Sha256));
+        let config = Config::parse(
+            &config_with_psk(&path.display().to_string(), "tls"),
+            "v.toml",
+        );
+        std::fs::remove_file(&path).unwrap();
+        let config = config.unwrap();
+        assert_eq!(config.listeners[0].secure_channel, SecureChannel::Tls);
+        let psk = &config.subsystems[0].tls_psks[0];
+        assert_eq!(psk.host_nqn, HOST);
+        let names: Vec<&str> = psk.identities.iter().map(|i| i.identity.as_str()).collect();
+        assert_eq!(
+            names[..1],
+            [format!("NVMe0R01 {HOST} nqn.2026-11.io.vfnvme:ssd0").as_str()]
+        );
+        assert!(names[1].starts_with(&format!("NVMe1R01 {HOST} nqn.2026-11.io.vfnvme:ssd0 ")));
+        assert_eq!(
+            names[2],
+            format!("NVMe0R01 {HOST} nqn.2014-08.org.nvmexpress.discovery")
+        );
+    }
+
+    #[test]
+    fn a_48_byte_psk_is_refused_with_the_reason() {
+        for (name, key, transform) in [
+            ("tls-48", &[7u8; 48][..], None),
+            ("tls-384", &[7u8; 48][..], Some(PskHash::Sha384)),
+        ] {
+            let path = psk_file(name, key, transform);
+            let shown = path.display().to_string();
+            let error = Config::parse(&config_with_psk(&shown, "tls"), "v.toml");
+            std::fs::remove_file(&path).unwrap();
+            assert_eq!(
+                error.unwrap_err().to_string(),
+                format!(
+                    "v.toml:9: {shown}: the PSK of host {HOST} is for TLS_AES_256_GCM_SHA384 (a \
+                     48-byte or SHA-384 key), which vfnvme does not offer (OpenSSL gives \
+                     external PSKs TLS_AES_128_GCM_SHA256 only); make a SHA-256 key with \
+                     `nvme gen-tls-key --hmac 1`"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_secure_channel_is_refused() {
+        let error = Config::parse(&config_with_psk("/x", "ssl"), "v.toml");
+        assert_eq!(
+            error.unwrap_err().to_string(),
+            "v.toml:3: secure_channel = \"ssl\" is neither \"tls\" (TLS 1.3 with a PSK) nor \"none\""
+        );
+    }
 }
