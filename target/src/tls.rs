@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
-use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslVersion};
+use openssl::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslRef, SslVersion,
+};
 
 use crate::config::PskIdentity;
-use crate::subsystem::Subsystem;
+use crate::config::SubsystemConfig;
 
 /// The only cipher suite: OpenSSL's legacy PSK callbacks give TLS 1.3 no other.
 pub const CIPHER_SUITE: &str = "TLS_AES_128_GCM_SHA256";
@@ -35,10 +37,10 @@ pub struct PskTable {
 
 impl PskTable {
     /// The identities of every host PSK of `subsystems`.
-    pub fn new<'a>(subsystems: impl IntoIterator<Item = &'a Subsystem>) -> PskTable {
+    pub fn new(subsystems: &[SubsystemConfig]) -> PskTable {
         PskTable::from_identities(
             subsystems
-                .into_iter()
+                .iter()
                 .flat_map(|subsystem| &subsystem.tls_psks)
                 .flat_map(|psk| psk.identities.iter().cloned()),
         )
@@ -65,17 +67,25 @@ impl PskTable {
 pub struct TlsServer {
     context: SslContext,
     peer: Index<Ssl, PskPeer>,
+    /// The host's address, for the callback's log line.
+    address: Index<Ssl, String>,
 }
 
 impl TlsServer {
     pub fn new(table: Arc<PskTable>) -> Result<TlsServer, ErrorStack> {
         let peer = Ssl::new_ex_index::<PskPeer>()?;
+        let address = Ssl::new_ex_index::<String>()?;
         let mut builder = SslContextBuilder::new(SslMethod::tls_server())?;
         restrict(&mut builder)?;
         builder.set_psk_server_callback(move |ssl: &mut SslRef, identity, psk: &mut [u8]| {
             let Some(found) = identity.and_then(|identity| table.find(identity)) else {
                 let shown = identity.map(String::from_utf8_lossy).unwrap_or_default();
-                log::warn!("TLS handshake refused: PSK identity \"{shown}\" is not configured");
+                let from = ssl.ex_data(address).map_or("?", String::as_str);
+                log::warn!(
+                    "{from}: TLS handshake refused: PSK identity \"{shown}\" (host {}) is not \
+                     configured; give the host a tls_psk_file for that subsystem",
+                    shown.split(' ').nth(1).unwrap_or("?")
+                );
                 return Ok(0);
             };
             let key = found.psk.as_bytes();
@@ -95,12 +105,15 @@ impl TlsServer {
         Ok(TlsServer {
             context: builder.build(),
             peer,
+            address,
         })
     }
 
-    /// A fresh session for an accepted connection.
-    pub fn session(&self) -> Result<Ssl, ErrorStack> {
-        Ssl::new(&self.context)
+    /// A fresh session for a connection from `peer_address`.
+    pub fn session(&self, peer_address: &str) -> Result<Ssl, ErrorStack> {
+        let mut ssl = Ssl::new(&self.context)?;
+        ssl.set_ex_data(self.address, peer_address.to_owned());
+        Ok(ssl)
     }
 
     /// Who the PSK identity of a finished handshake names.
@@ -115,6 +128,9 @@ pub fn restrict(builder: &mut SslContextBuilder) -> Result<(), ErrorStack> {
     builder.set_max_proto_version(Some(SslVersion::TLS1_3))?;
     builder.set_ciphersuites(CIPHER_SUITE)?;
     builder.set_options(SslOptions::NO_TICKET);
+    // Writes may be partial and retried from a buffer that moved (the send buffer is
+    // refilled from the queue, which still starts with the same bytes).
+    builder.set_mode(SslMode::ENABLE_PARTIAL_WRITE | SslMode::ACCEPT_MOVING_WRITE_BUFFER);
     builder.set_num_tickets(0)?;
     Ok(())
 }
@@ -173,7 +189,7 @@ mod tests {
             }
         });
         let (stream, _) = listener.accept().unwrap();
-        let result = server.session().unwrap().accept(stream);
+        let result = server.session("test").unwrap().accept(stream);
         let outcome = match result {
             Ok(mut stream) => {
                 let mut ping = [0u8; 4];
