@@ -28,6 +28,21 @@ pub const SUBTYPE_CURRENT_DISCOVERY: u8 = 3;
 /// reports for a port without TLS; "not required" (2) would make libnvme before 1.4 add `tls`
 /// to the connect options, which kernels without TLS refuse.
 pub const TREQ_SECURE_CHANNEL_NOT_SPECIFIED: u8 = 0;
+/// Transport Requirements, bits 1:0: a secure channel is required (Linux
+/// `NVMF_TREQ_REQUIRED`): a TLS listener.
+pub const TREQ_SECURE_CHANNEL_REQUIRED: u8 = 1;
+
+/// TSAS byte 0 of an NVMe/TCP entry: the Security Type (Linux `NVMF_TCP_SECTYPE_*`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpSecurityType {
+    /// No security (what a plain listener reports).
+    None = 0,
+    /// TLS 1.2 (NVMe/TCP 3.6.1.1); not offered.
+    Tls12 = 1,
+    /// TLS 1.3: a TLS listener.
+    Tls13 = 2,
+}
 /// Transport Requirements, bit 2: the host may disable SQ flow control (Connect CATTR).
 pub const TREQ_SQ_FLOW_CONTROL_DISABLE_SUPPORTED: u8 = 1 << 2;
 /// Entry Flags: every listener returns the same log page (Duplicate Returned Information).

@@ -28,3 +28,4 @@ pub mod shared;
 pub mod stats;
 pub mod subsystem;
 pub mod tgt;
+pub mod tls;

@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use crate::admission::Admission;
 use crate::backend::DriveSlot;
-use crate::config::TargetConfig;
+use crate::config::{SecureChannel, TargetConfig};
 use crate::session::Registry;
+use crate::tls::TlsServer;
 
 /// Everything the poll groups share, read-only on the I/O path.
 pub struct TargetShared {
@@ -20,6 +21,10 @@ pub struct TargetShared {
     buffer_sizes: Vec<usize>,
     registry: Registry,
     listeners: Vec<SocketAddr>,
+    /// Per listener: plain or TLS.
+    secure_channels: Vec<SecureChannel>,
+    /// The TLS context, when a listener is TLS.
+    tls: Option<TlsServer>,
     /// Set once when shutdown starts. A `OnceLock`, not a mutex: poll groups read it on every
     /// round of their loop, and the I/O path takes no lock (reading it is one atomic load).
     shutdown_deadline: OnceLock<Instant>,
@@ -35,6 +40,7 @@ impl TargetShared {
         buffer_sizes: Vec<usize>,
         registry: Registry,
         listeners: Vec<SocketAddr>,
+        (secure_channels, tls): (Vec<SecureChannel>, Option<TlsServer>),
         drives: Arc<[DriveSlot]>,
         admission: Arc<Admission>,
     ) -> Self {
@@ -43,6 +49,8 @@ impl TargetShared {
             buffer_sizes,
             registry,
             listeners,
+            secure_channels,
+            tls,
             shutdown_deadline: OnceLock::new(),
             admission,
             drives,
@@ -91,6 +99,19 @@ impl TargetShared {
 
     pub fn listeners(&self) -> &[SocketAddr] {
         &self.listeners
+    }
+
+    /// The TLS context if listener `listener` is TLS.
+    pub fn tls_of(&self, listener: usize) -> Option<&TlsServer> {
+        match self.secure_channels.get(listener) {
+            Some(SecureChannel::Tls) => self.tls.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether listener `listener` is TLS.
+    pub fn is_tls(&self, listener: usize) -> bool {
+        self.secure_channels.get(listener) == Some(&SecureChannel::Tls)
     }
 
     /// Starts the shutdown clock: poll groups give up waiting for their drives after the

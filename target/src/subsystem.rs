@@ -99,6 +99,8 @@ pub struct Subsystem {
     pub firmware: String,
     /// The hosts' DH-HMAC-CHAP keys, and whether every host must authenticate.
     pub auth: SubsystemAuth,
+    /// The hosts' TLS PSKs, as identities ready for the handshake.
+    pub tls_psks: Vec<crate::config::HostPsk>,
     /// Sorted by NSID.
     pub namespaces: Vec<NamespaceInfo>,
     /// Largest data transfer of one command, in bytes: a power of two of at least 8 KiB.
@@ -203,6 +205,7 @@ impl Subsystem {
             model,
             firmware,
             auth: config.auth.clone(),
+            tls_psks: config.tls_psks.clone(),
             namespaces,
             max_io_size,
             // Flush matters if any drive caches writes: a host told of no cache sends none.
@@ -237,6 +240,7 @@ impl Subsystem {
             model: "vfnvme discovery".to_owned(),
             firmware: truncate(env!("CARGO_PKG_VERSION"), 8),
             auth: SubsystemAuth::default(),
+            tls_psks: Vec::new(),
             namespaces: Vec::new(),
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
@@ -461,6 +465,7 @@ mod tests {
             allow_any_host: false,
             hosts: vec!["nqn.host:a".into()],
             auth: SubsystemAuth::default(),
+            tls_psks: Vec::new(),
             serial: None,
             model: None,
             listeners: vec![0],

@@ -21,13 +21,14 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use crate::admin_worker::{AdminChannel, AdminWorker, ResultRing};
 use crate::admission::{ensure_fd_room, Admission, ConnectionTicket, RefusalLog};
 use crate::backend::{Drive, DriveSlot};
-use crate::config::{BackingConfig, Config};
+use crate::config::{BackingConfig, Config, SecureChannel};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::rpc::{Management, ManagementServer, SocketError};
 use crate::session::{DrivePlacement, Registry};
 use crate::shared::TargetShared;
 use crate::stats::{MetricsServer, StatsBoard};
 use crate::subsystem::drive_key;
+use crate::tls::{PskTable, TlsServer};
 
 /// Why the target could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,8 @@ pub enum TargetError {
     },
     #[error("starting the admin worker thread: {0}")]
     AdminWorker(#[source] std::io::Error),
+    #[error("setting up TLS (OpenSSL): {0}")]
+    Tls(#[source] openssl::error::ErrorStack),
     #[error("the acceptor failed: {0}")]
     Acceptor(#[source] std::io::Error),
     #[error(transparent)]
@@ -221,6 +224,7 @@ impl Target {
             buffer_sizes,
             registry,
             addresses,
+            tls_listeners(&config)?,
             drives,
             admission,
         ));
@@ -605,4 +609,16 @@ impl DriveControl {
 
 fn io(errno: nix::errno::Errno) -> TargetError {
     TargetError::Acceptor(errno.into())
+}
+
+/// Each listener's secure channel, and the TLS context if one is TLS (its PSK table from
+/// every subsystem's host PSKs).
+fn tls_listeners(config: &Config) -> Result<(Vec<SecureChannel>, Option<TlsServer>), TargetError> {
+    let channels: Vec<SecureChannel> = config.listeners.iter().map(|l| l.secure_channel).collect();
+    if !channels.contains(&SecureChannel::Tls) {
+        return Ok((channels, None));
+    }
+    let table = Arc::new(PskTable::new(&config.subsystems));
+    let server = TlsServer::new(table).map_err(TargetError::Tls)?;
+    Ok((channels, Some(server)))
 }

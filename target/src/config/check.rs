@@ -119,6 +119,7 @@ impl Checker<'_> {
             listeners.push(ListenerConfig {
                 address,
                 discovery_only: listener.discovery_only,
+                secure_channel: super::tls::secure_channel(self.source, listener.secure_channel)?,
             });
         }
         Ok(listeners)
@@ -426,13 +427,17 @@ impl Checker<'_> {
             hosts.push(host);
         }
         let mut keys = Vec::new();
-        for entry in raw.host {
+        let mut tls_psks = Vec::new();
+        for mut entry in raw.host {
             let span = entry.nqn.span();
             let host = self.nqn(entry.nqn.clone(), "host")?;
             if hosts.contains(&host) {
                 return self
                     .source
                     .invalid(span, format!("host {host} is listed twice"));
+            }
+            if let Some(file) = entry.tls_psk_file.take() {
+                tls_psks.push(super::tls::host_psk(self.source, &host, &nqn, file)?);
             }
             keys.extend(super::auth::host_key(self.source, &host, entry)?);
             hosts.push(host);
@@ -484,6 +489,7 @@ impl Checker<'_> {
             allow_any_host,
             hosts,
             auth,
+            tls_psks,
             serial,
             model,
             listeners,
@@ -751,6 +757,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
             vec![ListenerConfig {
                 address: "127.0.0.1:4420".parse().unwrap(),
                 discovery_only: false,
+                secure_channel: crate::config::SecureChannel::None,
             }]
         );
         assert_eq!(
@@ -760,6 +767,7 @@ pci = "0000:01:00.0"            # passthrough of that drive's namespace 1 (devic
                 allow_any_host: true,
                 hosts: vec![],
                 auth: crate::config::SubsystemAuth::default(),
+                tls_psks: Vec::new(),
                 serial: None,
                 model: None,
                 listeners: vec![0],
@@ -979,7 +987,8 @@ device_nsid = 3
             config.listeners[1],
             ListenerConfig {
                 address: "0.0.0.0:8009".parse().unwrap(),
-                discovery_only: true
+                discovery_only: true,
+                secure_channel: crate::config::SecureChannel::None,
             }
         );
         assert_eq!(

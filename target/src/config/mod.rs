@@ -11,12 +11,17 @@ mod keys;
 mod limits;
 mod raw;
 mod save;
+mod tls;
+mod tls_keys;
 mod types;
 
 use std::path::Path;
 
 pub use keys::{HostKey, SubsystemAuth};
 use raw::Source;
+#[cfg(test)]
+pub(crate) use tls_keys::identities as psk_identities;
+pub use tls_keys::{HostPsk, PskIdentity, SecureChannel};
 pub use types::{
     BackingConfig, Config, ConfigError, DhchapAlgorithms, Limits, ListenerConfig, NamespaceConfig,
     SubsystemConfig, TargetConfig, DEFAULT_RPC_SOCKET, MAX_MODEL_BYTES, MAX_SERIAL_BYTES,

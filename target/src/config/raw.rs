@@ -160,6 +160,8 @@ pub(super) struct RawListener {
     pub address: Spanned<String>,
     #[serde(default)]
     pub discovery_only: bool,
+    /// "tls" or "none" (see `tls`).
+    pub secure_channel: Option<Spanned<String>>,
 }
 
 /// A `[[subsystem]]` as written.
@@ -204,4 +206,5 @@ pub(super) struct RawHost {
     pub nqn: Spanned<String>,
     pub dhchap_secret_file: Option<Spanned<String>>,
     pub dhchap_ctrl_secret_file: Option<Spanned<String>>,
+    pub tls_psk_file: Option<Spanned<String>>,
 }

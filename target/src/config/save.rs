@@ -57,6 +57,8 @@ struct SavedListener {
     address: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     discovery_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secure_channel: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -84,9 +86,12 @@ struct SavedSubsystem {
 #[derive(Serialize)]
 struct SavedHost {
     nqn: String,
-    dhchap_secret_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dhchap_secret_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dhchap_ctrl_secret_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_psk_file: Option<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -148,6 +153,8 @@ impl Config {
                 .map(|listener| SavedListener {
                     address: listener.address.to_string(),
                     discovery_only: listener.discovery_only,
+                    secure_channel: (listener.secure_channel != super::SecureChannel::None)
+                        .then(|| listener.secure_channel.name()),
                 })
                 .collect(),
             subsystem: self
@@ -165,12 +172,13 @@ impl Config {
 
     fn saved_subsystem(&self, subsystem: &SubsystemConfig) -> SavedSubsystem {
         let auth = &subsystem.auth;
+        let psk_of = |host: &str| subsystem.tls_psks.iter().find(|psk| psk.host_nqn == host);
         // Keys of hosts removed while the target ran are kept (the running subsystem still
         // has them) but not written: the file lists only hosts it admits.
         let (keyed, plain): (Vec<&String>, Vec<&String>) = subsystem
             .hosts
             .iter()
-            .partition(|host| auth.key_of(host).is_some());
+            .partition(|host| auth.key_of(host).is_some() || psk_of(host).is_some());
         SavedSubsystem {
             nqn: subsystem.nqn.clone(),
             allow_any_host: subsystem.allow_any_host,
@@ -178,14 +186,16 @@ impl Config {
             require_authentication: auth.required,
             host: keyed
                 .into_iter()
-                .filter_map(|host| auth.key_of(host))
-                .map(|key| SavedHost {
-                    nqn: key.host_nqn.clone(),
-                    dhchap_secret_file: key.secret_file.display().to_string(),
-                    dhchap_ctrl_secret_file: key
-                        .ctrl_secret_file
-                        .as_ref()
-                        .map(|file| file.display().to_string()),
+                .map(|host| {
+                    let key = auth.key_of(host);
+                    SavedHost {
+                        nqn: host.clone(),
+                        dhchap_secret_file: key.map(|key| key.secret_file.display().to_string()),
+                        dhchap_ctrl_secret_file: key
+                            .and_then(|key| key.ctrl_secret_file.as_ref())
+                            .map(|file| file.display().to_string()),
+                        tls_psk_file: psk_of(host).map(|psk| psk.file.display().to_string()),
+                    }
                 })
                 .collect(),
             serial: subsystem.serial.clone(),

@@ -160,6 +160,8 @@ pub struct ListenerConfig {
     /// Only the discovery subsystem is reachable here (a discovery port such as 8009), so that
     /// a host discovering through it is not handed a second path to every subsystem.
     pub discovery_only: bool,
+    /// Plain TCP or TLS 1.3 with a PSK (never both on one listener).
+    pub secure_channel: super::tls_keys::SecureChannel,
 }
 
 /// `[[subsystem]]`: an NVM subsystem exported to hosts.
@@ -172,6 +174,8 @@ pub struct SubsystemConfig {
     pub hosts: Vec<String>,
     /// DH-HMAC-CHAP keys of hosts, and whether every host must authenticate.
     pub auth: super::keys::SubsystemAuth,
+    /// TLS PSKs of hosts (`tls_psk_file`): such a host connects only over a TLS listener.
+    pub tls_psks: Vec<super::tls_keys::HostPsk>,
     /// Serial Number reported to hosts; `None`: derived from the backing drive.
     pub serial: Option<String>,
     /// Model Number reported to hosts; `None`: derived from the backing drive.

@@ -135,10 +135,25 @@ impl Connection {
     /// read the EOF (SPDK's "Duplicate QID" on reconnect).
     fn try_connect(&mut self, index: u16, data: Vec<u8>, deadline: Instant) {
         let command = self.requests[usize::from(index)].command;
+        if let Some(why) = self.secure_channel_refusal(&data) {
+            log::warn!(
+                "{}: Connect refused on listener {}: {why}",
+                self.peer,
+                self.shared.listeners()[self.listener]
+            );
+            let rejection = fabrics::ConnectRejection::invalid_host();
+            let refusal = AdminResponse {
+                result: rejection.result,
+                ..AdminResponse::failure(rejection.status)
+            };
+            self.answer_admin(index, AdminOutcome::Respond(refusal));
+            return;
+        }
         let arrival = Arrival {
             listener: self.listener,
             local_address: self
                 .socket
+                .stream()
                 .local_addr()
                 .unwrap_or_else(|_| self.shared.listeners()[self.listener]),
         };

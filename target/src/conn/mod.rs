@@ -26,10 +26,12 @@ mod connection;
 mod fabrics_cmd;
 mod io_cmd;
 mod request;
+mod secure_channel;
 mod send_queue;
+mod socket;
 mod stats;
 
-use std::io::{IoSlice, Read, Write};
+use std::io::IoSlice;
 use std::time::Instant;
 
 use vfnvme_spec::fabrics::FABRICS_OPCODE;
@@ -83,7 +85,7 @@ impl Connection {
                         }
                         Ok(n) => {
                             self.bytes_received += n as u64;
-                            self.socket_drained = n < room;
+                            self.socket_drained = self.socket.drained_after(n, room);
                             self.reader.commit_received(n);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -182,7 +184,7 @@ impl Connection {
                 reader.data_received_directly(&rest[..n]);
                 *position += n;
                 self.bytes_received += n as u64;
-                self.socket_drained = n < rest.len();
+                self.socket_drained = socket.drained_after(n, rest.len());
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,

@@ -62,6 +62,7 @@ pub(super) fn subsystem() -> Subsystem {
         model: "QEMU NVMe Ctrl".into(),
         firmware: "8.2.0".into(),
         auth: crate::config::SubsystemAuth::default(),
+        tls_psks: Vec::new(),
         namespaces: vec![
             NamespaceInfo {
                 nsid: 1,

@@ -184,6 +184,7 @@ pub fn create_subsystem(m: &mut Management, params_value: Value) -> Result<Value
             .collect(),
         namespaces: Vec::new(),
         auth: SubsystemAuth::default(),
+        tls_psks: Vec::new(),
     };
     let mut config = m.config.clone();
     config.subsystems.push(subsystem_config);
