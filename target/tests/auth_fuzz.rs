@@ -24,7 +24,6 @@ use vfnvme_spec::auth::{AuthCommand, AuthDirection, FailureReason, Message};
 use vfnvme_spec::auth::{Failure, Success2};
 use vfnvme_spec::{admin_opcode, cns, nvm_opcode, Command, Completion};
 use vfnvme_tcp::PduHeader;
-use vfnvme_test_support::poll_until;
 
 const THREADS: u64 = 3;
 const CONNECTIONS_PER_THREAD: u64 = 40;
@@ -256,11 +255,7 @@ fn random_authentication_exchanges_never_authenticate_or_break_the_target() {
     host.identify_controller().unwrap();
     let cntlid = host.cntlid();
     let baseline = fds_and_threads();
-
-    let base: u64 = std::env::var("VFNVME_FUZZ_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or(0);
+    let base = fuzz_seed_base();
     let target = &target;
     let seen: Vec<Seen> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..THREADS)
@@ -312,15 +307,5 @@ fn random_authentication_exchanges_never_authenticate_or_break_the_target() {
     assert!(back == data, "data read back differs");
     drop(queue);
     drop(fresh);
-    poll_until(
-        PATIENCE,
-        std::time::Duration::from_millis(10),
-        || (fds_and_threads() == baseline).then_some(()),
-        || {
-            format!(
-                "fds and threads {:?} did not return to {baseline:?}",
-                fds_and_threads()
-            )
-        },
-    );
+    wait_for_baseline(baseline);
 }

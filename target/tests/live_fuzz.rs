@@ -19,7 +19,6 @@ use vfnvme_spec::sgl::SglDescriptor;
 use vfnvme_spec::{admin_opcode, nvm_opcode, Command};
 use vfnvme_tcp::pdu::H2CData;
 use vfnvme_tcp::PduHeader;
-use vfnvme_test_support::poll_until;
 
 const THREADS: u64 = 4;
 const CONNECTIONS_PER_THREAD: u64 = 75;
@@ -257,18 +256,6 @@ fn poll_group_cpu_ticks() -> u64 {
     ticks
 }
 
-fn wait_for_baseline(baseline: (usize, usize)) {
-    poll_until(
-        PATIENCE,
-        Duration::from_millis(10),
-        || (fds_and_threads() == baseline).then_some(()),
-        || {
-            let now = fds_and_threads();
-            format!("fds and threads {now:?} did not return to {baseline:?}")
-        },
-    );
-}
-
 #[test]
 fn random_pdu_streams_never_break_the_target() {
     let target = RunningTarget::start("");
@@ -278,11 +265,7 @@ fn random_pdu_streams_never_break_the_target() {
     host.identify_controller().unwrap();
     let baseline = fds_and_threads();
 
-    // VFNVME_FUZZ_SEED explores other streams; the default is fixed.
-    let base: u64 = std::env::var("VFNVME_FUZZ_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or(0);
+    let base = fuzz_seed_base();
     let target = &target;
     let terms: Vec<Vec<u16>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..THREADS)

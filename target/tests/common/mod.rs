@@ -529,6 +529,29 @@ pub fn fds_and_threads() -> (usize, usize) {
     (open_fds(), entries_of("/proc/self/task"))
 }
 
+/// Waits until the process's fds and threads are back to `baseline` (what a test's
+/// connections took is given back).
+pub fn wait_for_baseline(baseline: (usize, usize)) {
+    vfnvme_test_support::poll_until(
+        PATIENCE,
+        Duration::from_millis(10),
+        || (fds_and_threads() == baseline).then_some(()),
+        || {
+            let now = fds_and_threads();
+            format!("fds and threads {now:?} did not return to {baseline:?}")
+        },
+    );
+}
+
+/// The first seed of a randomized test's streams: `VFNVME_FUZZ_SEED` explores others, the
+/// default is fixed.
+pub fn fuzz_seed_base() -> u64 {
+    std::env::var("VFNVME_FUZZ_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(0)
+}
+
 /// xorshift64*: small, fast and good enough to explore input space (no crate needed).
 pub struct Rng(u64);
 
