@@ -9,7 +9,7 @@ use vfnvme_spec::Status;
 
 use super::counters::IoCounters;
 use super::histogram::LatencySummary;
-use super::snapshot::{GroupSnapshot, IoEntry, StatsBoard};
+use super::snapshot::{GroupSnapshot, IoEntry, QueueSnapshot, StatsBoard};
 
 /// Times are in nanoseconds: SPDK's `tick_rate` (ticks per second) is 10^9.
 pub const TICK_RATE: u64 = 1_000_000_000;
@@ -105,15 +105,8 @@ pub struct HostReport {
 #[derive(Serialize)]
 pub struct ConnectionReport {
     pub poll_group: usize,
-    pub peer: String,
-    pub host_nqn: Option<Arc<str>>,
-    pub subsystem_nqn: Option<Arc<str>>,
-    pub cntlid: u16,
-    pub qid: u16,
-    pub depth_in_use: usize,
-    pub sq_entries: u16,
-    pub header_digest: bool,
-    pub data_digest: bool,
+    #[serde(flatten)]
+    pub queue: QueueSnapshot,
 }
 
 /// `vfnvme_get_stats`: everything.
@@ -195,15 +188,7 @@ pub fn full_stats(board: &StatsBoard) -> FullStats {
             .flat_map(|s| {
                 s.queues.iter().map(|q| ConnectionReport {
                     poll_group: s.index,
-                    peer: q.peer.clone(),
-                    host_nqn: q.host_nqn.clone(),
-                    subsystem_nqn: q.subsystem_nqn.clone(),
-                    cntlid: q.cntlid,
-                    qid: q.qid,
-                    depth_in_use: q.depth_in_use,
-                    sq_entries: q.sq_entries,
-                    header_digest: q.header_digest,
-                    data_digest: q.data_digest,
+                    queue: q.clone(),
                 })
             })
             .collect(),

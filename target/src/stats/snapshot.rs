@@ -12,10 +12,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use super::counters::{ConnectionStats, IoCounters, RoundClock};
 
-/// One queue (connection) as its poll group last saw it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One queue (connection) as its poll group last saw it (and as `vfnvme_get_stats` shows it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct QueueSnapshot {
     pub peer: String,
     /// Unset until the queue is bound by a Connect.
