@@ -11,6 +11,7 @@ mod keys;
 mod limits;
 mod raw;
 mod save;
+mod target_check;
 mod tls;
 mod tls_keys;
 mod types;
