@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use vfnvme_driver::dma::{BufferPool, DmaBuffer, DmaSpace};
 use vfnvme_driver::queue::{Completed, Rejected, SubmitError};
@@ -220,28 +221,36 @@ pub fn check_exportable(address: &str, namespace: &Namespace) -> Result<(), Stri
     ))
 }
 
-/// A drive as the target holds it: present until it is removed (hot removal, or an operator's
-/// request), then released once every poll group has let go of its queue to it.
+/// A drive as the target holds it: present until it is removed (hot removal, an operator's
+/// request, or `nvmf_subsystem_remove_ns` of its last namespace), then released once every
+/// poll group has let go of its queue to it.
 pub struct DriveSlot {
     name: String,
+    /// The size of its buffers: the most data one command to it can carry.
+    buffer_size: usize,
     drive: Mutex<Option<Drive>>,
-    /// A duplicate of the device's removal eventfd, for the acceptor to watch.
-    removal: Option<File>,
+    /// Signalled (with `drive`'s mutex) when a poll group lets go of its queue.
+    let_go: Condvar,
+    /// A duplicate of the device's removal eventfd, for the acceptor to watch; closed with the
+    /// drive.
+    removal: Mutex<Option<File>>,
     removed: AtomicBool,
     /// Poll groups still holding a queue to the drive.
     holders: AtomicUsize,
 }
 
 impl DriveSlot {
-    pub fn new(name: String, drive: Drive) -> std::io::Result<Self> {
+    pub fn new(name: String, drive: Drive, buffer_size: usize) -> std::io::Result<Self> {
         let removal = match drive.device() {
             Some(device) => Some(File::from(device.removal_event().try_clone_to_owned()?)),
             None => None,
         };
         Ok(Self {
             name,
+            buffer_size,
             drive: Mutex::new(Some(drive)),
-            removal,
+            let_go: Condvar::new(),
+            removal: Mutex::new(removal),
             removed: AtomicBool::new(false),
             holders: AtomicUsize::new(0),
         })
@@ -252,19 +261,24 @@ impl DriveSlot {
         &self.name
     }
 
+    /// The most data one command to the drive can carry (its buffers' size).
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
     /// The drive, unless it was released. The admin path only: this takes a lock.
     pub fn lock(&self) -> MutexGuard<'_, Option<Drive>> {
         self.drive.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The eventfd that says the drive is to be given up.
-    pub fn removal_event(&self) -> Option<&File> {
-        self.removal.as_ref()
+    /// The eventfd that says the drive is to be given up (none for RAM, none once released).
+    pub fn removal_event(&self) -> MutexGuard<'_, Option<File>> {
+        self.removal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Consumes a removal signal; returns whether this is the first one.
     pub fn take_removal_signal(&self) -> bool {
-        if let Some(mut event) = self.removal.as_ref() {
+        if let Some(mut event) = self.removal_event().as_ref() {
             let mut counter = [0u8; 8];
             let _ = event.read(&mut counter);
         }
@@ -281,6 +295,13 @@ impl DriveSlot {
         }
     }
 
+    /// The target gives the drive up while it still works (its last namespace was removed):
+    /// new commands to it fail, and the poll groups let go of their queues once theirs
+    /// completed, deleting them on the drive as at shutdown.
+    pub fn retire(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
     /// Whether the drive is being (or was) given up. One atomic load: the I/O path asks.
     pub fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
@@ -294,6 +315,8 @@ impl DriveSlot {
     /// A poll group dropped its queue to the drive.
     pub fn let_go(&self) {
         self.holders.fetch_sub(1, Ordering::AcqRel);
+        let _drive = self.lock();
+        self.let_go.notify_all();
     }
 
     /// Once removed and no poll group holds a queue: drops the drive (the controller shuts
@@ -303,7 +326,28 @@ impl DriveSlot {
             return false;
         }
         let drive = self.lock().take();
+        self.removal_event().take();
         drive.is_some()
+    }
+
+    /// Waits until no poll group holds a queue to the drive, at most until `deadline`; returns
+    /// whether none does.
+    pub fn wait_until_unused(&self, deadline: Instant) -> bool {
+        let mut guard = self.lock();
+        loop {
+            if self.holders.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = self
+                .let_go
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! The NVMe-oF target: NVMe/TCP transport, fabric controllers, subsystems and poll groups.
 //!
 //! - [`config`], [`subsystem`], [`ctrlr`]: what hosts see.
-//! - [`backend`]: drives and the per-poll-group queues that reach them.
+//! - [`backend`]: drives and the per-poll-group queues that reach them; [`drive_table`]: the
+//!   append-only table of the target's drives; [`attach`]: opening a namespace's drive and
+//!   attaching it to (or detaching it from) the running target, through each poll group's
+//!   ring of changes ([`group_control`]).
 //! - [`conn`], [`poll_group`], [`tgt`]: connections, the threads that own them, the target;
 //!   [`polling`]: when a poll group polls or parks, which connections it reads directly.
 //! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
@@ -15,10 +18,13 @@
 
 pub mod admin_worker;
 pub mod admission;
+pub mod attach;
 pub mod backend;
 pub mod config;
 pub mod conn;
 pub mod ctrlr;
+pub mod drive_table;
+pub mod group_control;
 pub mod lifecycle;
 pub mod poll_group;
 pub mod polling;

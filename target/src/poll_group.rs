@@ -1,6 +1,8 @@
 //! A poll group: one thread that owns, exclusively, its connections (fabric queues), one
-//! backend queue per drive (its own hardware I/O queue pair and DMA buffer pool), and the
-//! receiving end of the ring the acceptor hands it connections through.
+//! backend queue per drive (its own hardware I/O queue pair and DMA buffer pool), the
+//! receiving end of the ring the acceptor hands it connections through, and that of the ring
+//! the management thread hands it changes through (`drives.rs`: a drive's queue, a
+//! subsystem's namespace table; and letting go of a drive being removed).
 //!
 //! It busy-polls while it has work (commands in flight, output pending) and parks in
 //! `epoll_wait` when idle, so an idle target does not burn cores.
@@ -21,12 +23,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::eventfd::EventFd;
 
 use crate::admin_worker::{AdminResult, AdminSubmitter, RESULTS_PER_GROUP};
 use crate::admission::ConnectionTicket;
 use crate::backend::BackendQueue;
 use crate::conn::{BufferWaiter, Connection, IoContext};
+use crate::group_control::{Change, ChangeInbox};
 use crate::lifecycle::{Action, Gate, Lifecycle, Observation};
 use crate::polling::Polling;
 use crate::shared::TargetShared;
@@ -44,6 +47,8 @@ pub enum Message {
 
 /// How many connections one ring holds before the acceptor has to wait.
 const RING_CAPACITY: usize = 64;
+mod drives;
+
 /// Epoll events taken per wait.
 const EVENTS_PER_WAIT: usize = 64;
 /// Completions reaped per backend queue per round.
@@ -78,20 +83,22 @@ pub struct PollGroupSummary {
 
 impl PollGroupHandle {
     /// Starts poll group `index`. `backends` are its queues, one per drive, created by the
-    /// caller on this thread so that a failure is reported before anything runs.
+    /// caller on this thread so that a failure is reported before anything runs; `inbox` is
+    /// where the management thread's changes arrive, with the group's wake-up eventfd.
     /// `admin` hands admin commands to the admin worker, whose results come back through the
     /// ring whose producer end this returns (with the group's handle), for the worker.
     pub fn spawn(
         index: usize,
         shared: Arc<TargetShared>,
         backends: Vec<BackendQueue>,
+        inbox: ChangeInbox,
         admin: AdminSubmitter,
         stats: GroupStats,
     ) -> std::io::Result<(Self, rtrb::Producer<AdminResult>)> {
         let (producer, consumer) = rtrb::RingBuffer::new(RING_CAPACITY);
         let (admin_results, admin_returns) = rtrb::RingBuffer::new(RESULTS_PER_GROUP);
         let gate = Arc::new(Gate::new());
-        let wake = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK)?);
+        let ChangeInbox { changes, wake } = inbox;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
             wake.as_fd(),
@@ -105,6 +112,7 @@ impl PollGroupHandle {
             epoll,
             wake: Arc::clone(&wake),
             inbox: consumer,
+            changes,
             connections: Vec::new(),
             interest: Vec::new(),
             removal_seen: vec![None; backends.len()],
@@ -240,6 +248,8 @@ struct PollGroup {
     epoll: Epoll,
     wake: Arc<EventFd>,
     inbox: rtrb::Consumer<Message>,
+    /// Changes from the management thread.
+    changes: rtrb::Consumer<Change>,
     /// Slot index = epoll token = the upper half of backend command tags. A closed connection
     /// stays in its slot until the drives have completed all of its commands.
     connections: Vec<Option<Connection>>,
@@ -283,6 +293,7 @@ impl PollGroup {
             // every connection there will ever be (the loom model found the other order wrong).
             let handovers_quiet = self.gate.is_quiet();
             self.take_messages();
+            self.take_changes();
             // Admin commands at the worker count as on a drive: their slots wait for them.
             let commands_on_drives = self
                 .backends
@@ -382,40 +393,6 @@ impl PollGroup {
         }
         log::debug!("poll group {} stopped", self.index);
         self.summary
-    }
-
-    /// Lets go of the queues to drives being given up: once their commands completed and their
-    /// buffers came home (the device still answers while the kernel waits for us), or after
-    /// `REMOVAL_DRAIN` when it does not, failing what is left.
-    fn retire_removed_drives(&mut self) {
-        for drive in 0..self.backends.len() {
-            if self.backends[drive].is_gone() || !self.shared.drive_removed(drive) {
-                continue;
-            }
-            let now = Instant::now();
-            let since = *self.removal_seen[drive].get_or_insert(now);
-            let overdue = now.duration_since(since) >= REMOVAL_DRAIN;
-            let busy =
-                self.backends[drive].outstanding() > 0 || self.backends[drive].buffers_lent() > 0;
-            if busy && !overdue {
-                continue;
-            }
-            let (connections, mut context) = self.context();
-            for connection in connections.iter_mut().flatten() {
-                connection.abandon_drive(drive, overdue, &mut context);
-            }
-            self.buffer_waiters[drive].clear();
-            drop(std::mem::replace(
-                &mut self.backends[drive],
-                BackendQueue::Gone,
-            ));
-            self.shared.drives()[drive].let_go();
-            log::info!(
-                "poll group {}: let go of drive {}",
-                self.index,
-                self.shared.drives()[drive].name()
-            );
-        }
     }
 
     /// Adopts handed-over connections while running; a stopping group closes late ones (its

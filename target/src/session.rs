@@ -19,12 +19,13 @@ use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, cns, feature, Command, Status};
 
 use crate::admission::Admission;
-use crate::backend::{check_exportable, Drive, DriveSlot};
+use crate::backend::{check_exportable, Drive};
 use crate::config::{Config, DhchapAlgorithms};
 use crate::ctrlr::{
     AdminForwarder, AdminResponse, Arrival, Association, ControllerSettings, FabricController,
     IoQueueAttachment, TargetSubsystems,
 };
+use crate::drive_table::DriveTable;
 use crate::subsystem::{DriveNamespace, HostAccess, NamespaceBacking, Subsystem};
 use vfnvme_spec::fabrics::{ConnectData, FabricsCommand};
 
@@ -46,7 +47,8 @@ pub struct NamespaceRoute {
 pub struct Registry {
     subsystems: TargetSubsystems,
     /// Per subsystem NQN, its namespaces' routes sorted by NSID; read at Connect, changed when
-    /// a subsystem is deleted. A connection keeps the table it was given.
+    /// a namespace is added or removed or a subsystem deleted. A connection keeps the table it
+    /// was given until its poll group hands it the next (`poll_group::changes`).
     routes: Mutex<Vec<(String, Arc<[NamespaceRoute]>)>>,
 }
 
@@ -61,7 +63,7 @@ pub struct DrivePlacement {
 impl Registry {
     pub fn build(
         config: &Config,
-        drives: &Arc<[DriveSlot]>,
+        drives: &Arc<DriveTable>,
         placement: &DrivePlacement,
         listeners: Vec<SocketAddr>,
         admission: Arc<Admission>,
@@ -75,6 +77,7 @@ impl Registry {
                 })?;
             let mut table: Vec<NamespaceRoute> = subsystem
                 .namespaces
+                .get()
                 .iter()
                 .map(|namespace| {
                     let (drive, device_nsid) = match namespace.backend {
@@ -142,6 +145,25 @@ impl Registry {
         }
     }
 
+    /// Subsystem `nqn`'s namespaces are reached by `table` from now on: Connects after this get
+    /// it (the poll groups give it to the queues connected before).
+    pub fn set_routes(&self, nqn: &str, table: Arc<[NamespaceRoute]>) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        match routes.iter_mut().find(|(name, _)| name == nqn) {
+            Some((_, routes)) => *routes = table,
+            None => routes.push((nqn.to_owned(), table)),
+        }
+    }
+
+    /// Whether a namespace of some subsystem is still backed by drive `drive`.
+    pub fn drive_in_use(&self, drive: usize) -> bool {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(_, routes)| routes.iter().any(|route| route.drive == drive))
+    }
+
     /// Forgets the namespace routes of subsystem `nqn` (deleted): a subsystem created later
     /// with that NQN starts without namespaces.
     pub fn forget_routes(&self, nqn: &str) {
@@ -151,7 +173,8 @@ impl Registry {
             .retain(|(name, _)| name != nqn);
     }
 
-    fn routes_of(&self, nqn: &str) -> Arc<[NamespaceRoute]> {
+    /// The namespace routes of subsystem `nqn`, sorted by NSID.
+    pub fn routes_of(&self, nqn: &str) -> Arc<[NamespaceRoute]> {
         self.routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -162,7 +185,7 @@ impl Registry {
 }
 
 fn describe_drive_namespace(
-    drives: &[DriveSlot],
+    drives: &DriveTable,
     placement: &DrivePlacement,
     pci: &str,
     device_nsid: u32,
@@ -173,7 +196,21 @@ fn describe_drive_namespace(
         .find(|(address, _)| address == pci)
         .map(|(_, index)| *index)
         .ok_or_else(|| format!("{pci} was not opened"))?;
-    let slot = drives[index].lock();
+    describe_drive(drives, index, pci, device_nsid)
+}
+
+/// What namespace `device_nsid` of drive `index` (known as `pci`) offers hosts, or why it
+/// cannot be exported; at start and for `nvmf_subsystem_add_ns` alike.
+pub fn describe_drive(
+    drives: &DriveTable,
+    index: usize,
+    pci: &str,
+    device_nsid: u32,
+) -> Result<DriveNamespace, String> {
+    let slot = drives
+        .get(index)
+        .ok_or_else(|| format!("{pci} was not opened"))?
+        .lock();
     let Some(Drive::Nvme(controller)) = slot.as_ref() else {
         return Err(format!("{pci} is not an NVMe drive"));
     };
@@ -224,7 +261,7 @@ fn namespace_descriptors(controller: &Controller, nsid: u32) -> Vec<NamespaceId>
 
 /// Forwards the admin commands the fabric controller cannot answer itself to the drives.
 struct DriveForwarder {
-    drives: Arc<[DriveSlot]>,
+    drives: Arc<DriveTable>,
 }
 
 impl DriveForwarder {
@@ -431,6 +468,17 @@ impl QueueBinding {
             cntlid: controller.cntlid(),
             qid: self.qid(),
         }
+    }
+
+    /// Whether the queue is one of a controller of `subsystem`.
+    pub fn serves(&self, subsystem: &Arc<crate::subsystem::Subsystem>) -> bool {
+        Arc::ptr_eq(self.controller().subsystem(), subsystem)
+    }
+
+    /// The queue's namespaces are reached by `routes` from its next command on (those in
+    /// flight keep the route they were sent by).
+    pub fn set_routes(&mut self, routes: Arc<[NamespaceRoute]>) {
+        self.routes = routes;
     }
 
     /// The NSIDs of the queue's namespace table, sorted.

@@ -9,16 +9,16 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use crate::admission::Admission;
-use crate::backend::DriveSlot;
 use crate::config::{SecureChannel, TargetConfig};
+use crate::drive_table::DriveTable;
 use crate::session::Registry;
 use crate::tls::TlsServer;
 
 /// Everything the poll groups share, read-only on the I/O path.
 pub struct TargetShared {
     config: TargetConfig,
-    /// Per drive: the size of its buffers, the most data one command to it can carry.
-    buffer_sizes: Vec<usize>,
+    /// MAXH2CDATA, fixed at start: the largest buffer a drive may have, then or later.
+    max_h2c_data: u32,
     registry: Registry,
     listeners: Vec<SocketAddr>,
     /// Per listener: plain or TLS.
@@ -30,23 +30,24 @@ pub struct TargetShared {
     shutdown_deadline: OnceLock<Instant>,
     /// What hosts hold of the target, against `[limits]`.
     admission: Arc<Admission>,
-    /// Dropped last: controllers shut down when the last poll group is gone.
-    drives: Arc<[DriveSlot]>,
+    /// Dropped last: controllers shut down when the last poll group is gone. Drives opened
+    /// while the target runs are appended.
+    drives: Arc<DriveTable>,
 }
 
 impl TargetShared {
     pub(crate) fn new(
         config: TargetConfig,
-        buffer_sizes: Vec<usize>,
+        max_h2c_data: u32,
         registry: Registry,
         listeners: Vec<SocketAddr>,
         (secure_channels, tls): (Vec<SecureChannel>, Option<TlsServer>),
-        drives: Arc<[DriveSlot]>,
+        drives: Arc<DriveTable>,
         admission: Arc<Admission>,
     ) -> Self {
         Self {
             config,
-            buffer_sizes,
+            max_h2c_data,
             registry,
             listeners,
             secure_channels,
@@ -61,18 +62,16 @@ impl TargetShared {
         &self.config
     }
 
-    /// Per drive, the most data one command to it can carry (its buffer size).
-    pub fn buffer_sizes(&self) -> &[usize] {
-        &self.buffer_sizes
+    /// The most data one command to drive `drive` can carry (its buffer size). Two atomic
+    /// loads, no lock: the I/O path asks.
+    pub fn buffer_size(&self, drive: usize) -> usize {
+        self.drives.get(drive).map_or(0, |slot| slot.buffer_size())
     }
 
-    /// MAXH2CDATA: one H2CData PDU may carry a whole command's data.
+    /// MAXH2CDATA: one H2CData PDU may carry a whole command's data (no drive's buffers, those
+    /// opened later included, are larger).
     pub fn max_h2c_data(&self) -> u32 {
-        self.buffer_sizes
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(128 * 1024) as u32
+        self.max_h2c_data
     }
 
     pub fn admission(&self) -> &Arc<Admission> {
@@ -83,18 +82,18 @@ impl TargetShared {
         &self.registry
     }
 
-    pub fn drives(&self) -> &[DriveSlot] {
+    pub fn drives(&self) -> &DriveTable {
         &self.drives
     }
 
     /// The drives, without keeping them alive (for handles that may outlive the target).
-    pub(crate) fn drives_weak(&self) -> Weak<[DriveSlot]> {
+    pub(crate) fn drives_weak(&self) -> Weak<DriveTable> {
         Arc::downgrade(&self.drives)
     }
 
-    /// Whether drive `index` is being given up (one atomic load).
+    /// Whether drive `index` is being given up (atomic loads, no lock).
     pub fn drive_removed(&self, index: usize) -> bool {
-        self.drives[index].is_removed()
+        self.drives.get(index).is_none_or(|slot| slot.is_removed())
     }
 
     pub fn listeners(&self) -> &[SocketAddr] {

@@ -1,13 +1,15 @@
 //! Subsystems as hosts see them: NQN, identity strings, allowed hosts and namespaces; and the
 //! discovery subsystem's log page, which lists them.
 //!
-//! A [`Subsystem`] is immutable once built, so the I/O path shares it as an `Arc` and looks up
-//! namespaces without a lock. Who may connect and on which listeners ([`HostAccess`]) changes
+//! A [`Subsystem`]'s identity is fixed once built and shared as an `Arc`; its namespace list
+//! ([`NamespaceList`]) is replaced whole when the management socket adds or removes a namespace,
+//! and read by the admin path only (the I/O path has its own route table, see `session`). Who may connect and on which listeners ([`HostAccess`]) changes
 //! while the target runs (the management socket's `nvmf_subsystem_add_host`,
 //! `nvmf_subsystem_add_listener` and friends): it is kept apart, by the subsystem's controller
 //! registry, and read at Connect and discovery time only.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
 
 use crate::config::{
     BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
@@ -102,7 +104,7 @@ pub struct Subsystem {
     /// The hosts' TLS PSKs, as identities ready for the handshake.
     pub tls_psks: Vec<crate::config::HostPsk>,
     /// Sorted by NSID.
-    pub namespaces: Vec<NamespaceInfo>,
+    pub namespaces: NamespaceList,
     /// Largest data transfer of one command, in bytes: a power of two of at least 8 KiB.
     pub max_io_size: u32,
     /// Whether hosts are told about a volatile write cache (and so send Flush).
@@ -124,43 +126,9 @@ impl Subsystem {
         let mut drives: Vec<DriveNamespace> = Vec::new();
         let mut has_ram = false;
         for namespace in &config.namespaces {
-            let info = match &namespace.backing {
-                BackingConfig::Ram { bytes, block_size } => {
-                    has_ram = true;
-                    NamespaceInfo {
-                        nsid: namespace.nsid,
-                        block_size: *block_size,
-                        blocks: bytes / u64::from(*block_size),
-                        ids: NamespaceIds {
-                            nguid: Some(random_id().map_err(|e| {
-                                format!(
-                                    "{}: namespace {}: cannot draw a random NGUID: {e}",
-                                    config.nqn, namespace.nsid
-                                )
-                            })?),
-                            ..NamespaceIds::default()
-                        },
-                        backend: NamespaceBacking::Ram { bytes: *bytes },
-                    }
-                }
-                BackingConfig::Passthrough { .. } | BackingConfig::Simulated { .. } => {
-                    let (key, device_nsid) = drive_key(&config.nqn, namespace);
-                    let device_nsid = &device_nsid;
-                    let drive = drive_namespace(&key, *device_nsid)?;
-                    let info = NamespaceInfo {
-                        nsid: namespace.nsid,
-                        block_size: drive.block_size,
-                        blocks: drive.blocks,
-                        ids: drive_namespace_ids(&drive, *device_nsid),
-                        backend: NamespaceBacking::Passthrough {
-                            device_index: drive.device_index,
-                            device_nsid: *device_nsid,
-                        },
-                    };
-                    drives.push(drive);
-                    info
-                }
-            };
+            let (info, drive) = namespace_info(&config.nqn, namespace, &mut drive_namespace)?;
+            has_ram |= drive.is_none();
+            drives.extend(drive);
             namespaces.push(info);
         }
         namespaces.sort_by_key(|namespace| namespace.nsid);
@@ -206,10 +174,13 @@ impl Subsystem {
             firmware,
             auth: config.auth.clone(),
             tls_psks: config.tls_psks.clone(),
-            namespaces,
+            namespaces: NamespaceList::new(namespaces),
             max_io_size,
-            // Flush matters if any drive caches writes: a host told of no cache sends none.
-            volatile_write_cache: has_ram || drives.iter().any(|d| d.volatile_write_cache),
+            // Flush matters if any drive caches writes: a host told of no cache sends none. A
+            // subsystem without namespaces yet says it has one, for those added later may.
+            volatile_write_cache: has_ram
+                || config.namespaces.is_empty()
+                || drives.iter().any(|d| d.volatile_write_cache),
             oncs: drives
                 .iter()
                 .map(|drive| drive.oncs)
@@ -218,17 +189,60 @@ impl Subsystem {
         })
     }
 
-    /// The namespace `nsid`, if active. No allocation: the I/O path calls this per command.
-    pub fn namespace(&self, nsid: u32) -> Option<&NamespaceInfo> {
-        self.namespaces
+    /// The namespace `nsid`, if active (the admin path: this takes a lock).
+    pub fn namespace(&self, nsid: u32) -> Option<NamespaceInfo> {
+        let namespaces = self.namespaces.get();
+        namespaces
             .binary_search_by_key(&nsid, |namespace| namespace.nsid)
             .ok()
-            .map(|index| &self.namespaces[index])
+            .map(|index| namespaces[index].clone())
     }
 
     /// The largest active NSID (Identify Controller NN).
     pub fn max_nsid(&self) -> u32 {
-        self.namespaces.last().map_or(0, |namespace| namespace.nsid)
+        self.namespaces
+            .get()
+            .last()
+            .map_or(0, |namespace| namespace.nsid)
+    }
+
+    /// Whether a namespace can join the subsystem while hosts are connected: what they were
+    /// told at Identify (MDTS, ONCS, VWC) must hold for it too. `drive` is what its drive
+    /// offers (none for RAM), `buffer_size` the most one command to it can carry. The error
+    /// says why not.
+    pub fn admits(
+        &self,
+        name: &str,
+        drive: Option<&DriveNamespace>,
+        buffer_size: usize,
+    ) -> Result<(), String> {
+        let carries = drive.map_or(buffer_size, |drive| drive.max_transfer.min(buffer_size));
+        if carries < self.max_io_size as usize {
+            return Err(format!(
+                "{name} carries at most {carries} bytes per command, less than the {} bytes \
+                 subsystem {} told its hosts (MDTS); export it from another subsystem",
+                self.max_io_size, self.nqn
+            ));
+        }
+        let Some(drive) = drive else {
+            return Ok(());
+        };
+        let missing = self.oncs & !drive.oncs;
+        if missing != 0 {
+            return Err(format!(
+                "{name} lacks optional commands (ONCS {missing:#x}) subsystem {} told its hosts \
+                 of; export it from another subsystem",
+                self.nqn
+            ));
+        }
+        if drive.volatile_write_cache && !self.volatile_write_cache {
+            return Err(format!(
+                "{name} has a volatile write cache and subsystem {} told its hosts it has none \
+                 (they would not flush it); export it from another subsystem",
+                self.nqn
+            ));
+        }
+        Ok(())
     }
 
     /// The discovery subsystem: no namespaces (open to every host on every listener:
@@ -241,12 +255,100 @@ impl Subsystem {
             firmware: truncate(env!("CARGO_PKG_VERSION"), 8),
             auth: SubsystemAuth::default(),
             tls_psks: Vec::new(),
-            namespaces: Vec::new(),
+            namespaces: NamespaceList::default(),
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
             oncs: 0,
         }
     }
+}
+
+/// The namespaces of a subsystem, sorted by NSID: replaced whole when one is added or removed
+/// (Identify reads the list it finds at the time). The admin path only: it takes a lock.
+#[derive(Default)]
+pub struct NamespaceList(RwLock<Arc<[NamespaceInfo]>>);
+
+impl NamespaceList {
+    pub fn new(mut namespaces: Vec<NamespaceInfo>) -> Self {
+        namespaces.sort_by_key(|namespace| namespace.nsid);
+        Self(RwLock::new(namespaces.into()))
+    }
+
+    /// The list now.
+    pub fn get(&self) -> Arc<[NamespaceInfo]> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the list (sorted by NSID).
+    pub fn replace(&self, namespaces: Arc<[NamespaceInfo]>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = namespaces;
+    }
+}
+
+impl Clone for NamespaceList {
+    fn clone(&self) -> Self {
+        Self(RwLock::new(self.get()))
+    }
+}
+
+impl PartialEq for NamespaceList {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for NamespaceList {}
+
+impl std::fmt::Debug for NamespaceList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.get().iter()).finish()
+    }
+}
+
+/// Namespace `namespace` of subsystem `nqn` as hosts see it, and for a drive's namespace what
+/// `drive_namespace(key, device_nsid)` said of it (none for RAM). At start and for
+/// `nvmf_subsystem_add_ns` alike.
+pub fn namespace_info<E: From<String>>(
+    nqn: &str,
+    namespace: &NamespaceConfig,
+    mut drive_namespace: impl FnMut(&str, u32) -> Result<DriveNamespace, E>,
+) -> Result<(NamespaceInfo, Option<DriveNamespace>), E> {
+    Ok(match &namespace.backing {
+        BackingConfig::Ram { bytes, block_size } => {
+            let nguid = random_id().map_err(|e| {
+                format!(
+                    "{nqn}: namespace {}: cannot draw a random NGUID: {e}",
+                    namespace.nsid
+                )
+            })?;
+            let info = NamespaceInfo {
+                nsid: namespace.nsid,
+                block_size: *block_size,
+                blocks: bytes / u64::from(*block_size),
+                ids: NamespaceIds {
+                    nguid: Some(nguid),
+                    ..NamespaceIds::default()
+                },
+                backend: NamespaceBacking::Ram { bytes: *bytes },
+            };
+            (info, None)
+        }
+        BackingConfig::Passthrough { .. } | BackingConfig::Simulated { .. } => {
+            let (key, device_nsid) = drive_key(nqn, namespace);
+            let drive = drive_namespace(&key, device_nsid)?;
+            let info = NamespaceInfo {
+                nsid: namespace.nsid,
+                block_size: drive.block_size,
+                blocks: drive.blocks,
+                ids: drive_namespace_ids(&drive, device_nsid),
+                backend: NamespaceBacking::Passthrough {
+                    device_index: drive.device_index,
+                    device_nsid,
+                },
+            };
+            (info, Some(drive))
+        }
+    })
 }
 
 /// Who may connect to a subsystem and see it in discovery, and on which listeners.
@@ -526,6 +628,7 @@ mod tests {
         assert_eq!(
             subsystem
                 .namespaces
+                .get()
                 .iter()
                 .map(|n| n.nsid)
                 .collect::<Vec<_>>(),

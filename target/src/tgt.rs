@@ -20,14 +20,16 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::admin_worker::{AdminChannel, AdminWorker, ResultRing};
 use crate::admission::{ensure_fd_room, Admission, ConnectionTicket, RefusalLog};
+use crate::attach::{buffer_size, open_backing, OpenError, PciOpener};
 use crate::backend::{Drive, DriveSlot};
 use crate::config::{BackingConfig, Config, SecureChannel};
+use crate::drive_table::DriveTable;
+use crate::group_control;
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::rpc::{Management, ManagementServer, SocketError};
 use crate::session::{DrivePlacement, Registry};
 use crate::shared::TargetShared;
 use crate::stats::{MetricsServer, StatsBoard};
-use crate::subsystem::drive_key;
 use crate::tls::{PskTable, TlsServer};
 
 /// Why the target could not start.
@@ -35,12 +37,10 @@ use crate::tls::{PskTable, TlsServer};
 pub enum TargetError {
     #[error("{0}")]
     Drive(#[from] vfnvme_driver::Error),
-    #[error("RAM namespace of {bytes} bytes: {source}")]
-    Ram {
-        bytes: u64,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("{0}")]
+    Drives(#[from] crate::drive_table::TableFull),
     #[error("cannot listen on {address}: {source} (is another target running?)")]
     Listen {
         address: SocketAddr,
@@ -88,6 +88,9 @@ pub struct Target {
     refusals: RefusalLog,
     /// Out of file descriptors: the listeners are out of epoll until then.
     accept_paused_until: Option<Instant>,
+    /// Drives whose removal eventfd is in epoll: the first this many (drives opened while
+    /// the target runs are added as they appear).
+    watched_drives: usize,
     shared: Arc<TargetShared>,
 }
 
@@ -105,11 +108,12 @@ impl Target {
     }
 
     /// As [`Self::start`], with `open_pci` opening the drive of each `pci` address (tests put
-    /// simulated controllers there).
+    /// simulated controllers there), at start and for `nvmf_subsystem_add_ns`.
     pub fn start_opening(
         config: Config,
-        mut open_pci: impl FnMut(&str) -> vfnvme_driver::Result<Drive>,
+        open_pci: impl FnMut(&str) -> vfnvme_driver::Result<Drive> + Send + 'static,
     ) -> Result<Self, TargetError> {
+        let mut open_pci: PciOpener = Box::new(open_pci);
         let mut drives: Vec<(String, Drive)> = Vec::new();
         let mut placement = DrivePlacement {
             pci: Vec::new(),
@@ -117,63 +121,38 @@ impl Target {
         };
         for subsystem in &config.subsystems {
             for namespace in &subsystem.namespaces {
-                match &namespace.backing {
-                    BackingConfig::Passthrough { pci, .. } => {
-                        if !placement.pci.iter().any(|(address, _)| address == pci) {
-                            drives.push((pci.clone(), open_pci(pci)?));
-                            placement.pci.push((pci.clone(), drives.len() - 1));
-                        }
-                    }
-                    BackingConfig::Simulated {
-                        bytes,
-                        block_size,
-                        latency_us,
-                        metadata_bytes,
-                        log_page_latency_ms,
-                    } => {
-                        let blocks = bytes / u64::from(*block_size);
-                        let (key, _) = drive_key(&subsystem.nqn, namespace);
-                        let drive = Drive::simulated(
-                            blocks,
-                            *block_size,
-                            Duration::from_micros(*latency_us),
-                            *metadata_bytes,
-                            Duration::from_millis(*log_page_latency_ms),
-                        )?;
-                        drives.push((key.clone(), drive));
-                        placement.pci.push((key, drives.len() - 1));
-                    }
-                    BackingConfig::Ram { bytes, block_size } => {
-                        let blocks = bytes / u64::from(*block_size);
-                        let drive =
-                            Drive::ram(blocks, *block_size).map_err(|source| TargetError::Ram {
-                                bytes: *bytes,
-                                source,
-                            })?;
-                        let name = format!("ram:{}:{}", subsystem.nqn, namespace.nsid);
-                        drives.push((name, drive));
-                        placement.ram.push((
-                            subsystem.nqn.clone(),
-                            namespace.nsid,
-                            drives.len() - 1,
-                        ));
+                // A drive with several namespaces is opened once.
+                if let BackingConfig::Passthrough { pci, .. } = &namespace.backing {
+                    if placement.pci.iter().any(|(address, _)| address == pci) {
+                        continue;
                     }
                 }
+                let (name, drive) = open_backing(&subsystem.nqn, namespace, &mut open_pci)?;
+                let index = drives.len();
+                match &namespace.backing {
+                    BackingConfig::Ram { .. } => {
+                        placement
+                            .ram
+                            .push((subsystem.nqn.clone(), namespace.nsid, index))
+                    }
+                    _ => placement.pci.push((name.clone(), index)),
+                }
+                drives.push((name, drive));
             }
         }
-        // A drive's buffers hold the largest command any subsystem may send it: its own limit,
-        // capped by max_io_size (subsystems advertise at most that, as a power of two).
         let buffer_sizes: Vec<usize> = drives
             .iter()
-            .map(|(_, drive)| {
-                let limit = drive.max_transfer();
-                config
-                    .target
-                    .max_io_size
-                    .map_or(limit, |cap| (cap as usize).min(limit))
-                    .next_multiple_of(4096)
-            })
+            .map(|(_, drive)| buffer_size(drive, config.target.max_io_size))
             .collect();
+        // No drive opened later has larger buffers: they are capped by this, which is
+        // max_io_size when set (the default).
+        let max_h2c_data = buffer_sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(config.target.max_io_size.unwrap_or(0) as usize)
+            .max(crate::subsystem::RAM_MAX_IO_SIZE as usize) as u32;
 
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io)?;
         let mut listeners = Vec::new();
@@ -194,19 +173,13 @@ impl Target {
             addresses.push(socket.local_addr().map_err(TargetError::Acceptor)?);
             listeners.push(socket);
         }
-        let drives: Arc<[DriveSlot]> = drives
-            .into_iter()
-            .map(|(name, drive)| DriveSlot::new(name, drive))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(TargetError::Acceptor)?
-            .into();
-        for (index, slot) in drives.iter().enumerate() {
-            if let Some(event) = slot.removal_event() {
-                let token = REMOVAL_TOKEN_BASE + index as u64;
-                epoll
-                    .add(event.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-                    .map_err(io)?;
-            }
+        let table = Arc::new(DriveTable::default());
+        for ((name, drive), size) in drives.into_iter().zip(buffer_sizes) {
+            table.push(DriveSlot::new(name, drive, size).map_err(TargetError::Acceptor)?)?;
+        }
+        let drives = table;
+        for (index, slot) in drives.iter() {
+            watch_removal(&epoll, index, slot).map_err(io)?;
         }
         ensure_fd_room(&config.target.limits);
         let admission = Admission::new(config.target.limits.clone());
@@ -221,7 +194,7 @@ impl Target {
         let depth = config.target.max_queue_depth;
         let shared = Arc::new(TargetShared::new(
             config.target.clone(),
-            buffer_sizes,
+            max_h2c_data,
             registry,
             addresses,
             tls_listeners(&config)?,
@@ -232,6 +205,8 @@ impl Target {
         // Before the poll groups: if the socket is refused, nothing has started that must be
         // stopped in order.
         let (stats, mut group_stats) = StatsBoard::new(config.target.cores);
+        let (group_links, mut inboxes) =
+            group_control::links(config.target.cores).map_err(TargetError::Acceptor)?;
         let management = match config.target.rpc_socket.clone() {
             None => None,
             Some(path) => {
@@ -244,6 +219,8 @@ impl Target {
                     shared: Arc::clone(&shared),
                     config: running,
                     stats: Arc::clone(&stats),
+                    groups: group_links,
+                    open_pci,
                 };
                 Some(ManagementServer::start(&path, management)?)
             }
@@ -262,13 +239,12 @@ impl Target {
             let backends = shared
                 .drives()
                 .iter()
-                .enumerate()
-                .map(|(drive, slot)| {
+                .map(|(_, slot)| {
                     let queue = slot
                         .lock()
                         .as_ref()
                         .expect("drives are present at start")
-                        .open_queue(depth, shared.buffer_sizes()[drive])?;
+                        .open_queue(depth, slot.buffer_size())?;
                     slot.hold();
                     Ok(queue)
                 })
@@ -277,6 +253,7 @@ impl Target {
                 index,
                 Arc::clone(&shared),
                 backends,
+                inboxes.remove(0),
                 admin.submitter(index),
                 group_stats.remove(0),
             )
@@ -304,6 +281,7 @@ impl Target {
             next_group: 0,
             refusals: RefusalLog::default(),
             accept_paused_until: None,
+            watched_drives: shared.drives().len(),
             shared,
         })
     }
@@ -330,11 +308,12 @@ impl Target {
         let mut events = [EpollEvent::empty(); 16];
         loop {
             // While a removed drive waits for its poll groups, look again soon.
+            self.watch_new_drives();
             let releasing = self
                 .shared
                 .drives()
                 .iter()
-                .any(|slot| slot.is_removed() && slot.lock().is_some());
+                .any(|(_, slot)| slot.is_removed() && slot.lock().is_some());
             let timeout: u16 = if releasing || self.accept_paused_until.is_some() {
                 10
             } else {
@@ -410,7 +389,7 @@ impl Target {
             "drive {}: removal requested; failing new commands and releasing it",
             slot.name()
         );
-        if let Some(slot_with_event) = slot.removal_event() {
+        if let Some(slot_with_event) = slot.removal_event().as_ref() {
             let _ = self.epoll.delete(slot_with_event.as_fd());
         }
         self.shared.registry().notify_drive_removed(index);
@@ -419,8 +398,24 @@ impl Target {
         }
     }
 
+    /// Watches the removal eventfds of drives opened since the last look (by
+    /// `nvmf_subsystem_add_ns`): a drive added at runtime can be hot-removed too.
+    fn watch_new_drives(&mut self) {
+        let drives = self.shared.drives();
+        while self.watched_drives < drives.len() {
+            let index = self.watched_drives;
+            if let Err(error) = watch_removal(&self.epoll, index, &drives[index]) {
+                log::error!(
+                    "drive {}: cannot watch for its removal: {error}",
+                    drives[index].name()
+                );
+            }
+            self.watched_drives += 1;
+        }
+    }
+
     fn release_removed_drives(&self) {
-        for slot in self.shared.drives() {
+        for (_, slot) in self.shared.drives().iter() {
             if slot.release_if_unused() {
                 log::warn!("drive {}: released", slot.name());
             }
@@ -566,18 +561,32 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Epoll tokens of drives' removal eventfds start here (listeners count from 0).
 const REMOVAL_TOKEN_BASE: u64 = 1 << 32;
 
+/// Puts drive `index`'s removal eventfd, if it has one, in `epoll`.
+fn watch_removal(epoll: &Epoll, index: usize, slot: &DriveSlot) -> nix::Result<()> {
+    match slot.removal_event().as_ref() {
+        Some(event) => epoll.add(
+            event.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, REMOVAL_TOKEN_BASE + index as u64),
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Lets another thread ask for a drive to be given up while the target runs. It does not keep
 /// the drives alive: once the target is gone, it finds nothing.
 #[derive(Clone)]
 pub struct DriveControl {
-    drives: Weak<[DriveSlot]>,
+    drives: Weak<DriveTable>,
 }
 
 impl DriveControl {
     /// Names of the drives: PCI addresses, `sim:<nqn>:<nsid>`, `ram:<nqn>:<nsid>`.
     pub fn names(&self) -> Vec<String> {
         self.drives.upgrade().map_or_else(Vec::new, |drives| {
-            drives.iter().map(|slot| slot.name().to_owned()).collect()
+            drives
+                .iter()
+                .map(|(_, slot)| slot.name().to_owned())
+                .collect()
         })
     }
 
@@ -587,13 +596,13 @@ impl DriveControl {
         let Some(drives) = self.drives.upgrade() else {
             return false;
         };
-        match drives.iter().find(|slot| slot.name() == name) {
-            Some(slot) if slot.removal_event().is_some() => {
-                slot.request_removal();
-                true
-            }
-            _ => false,
-        }
+        // A name comes back when a namespace is removed and added again: the newest is meant.
+        let newest = drives.iter().rev().find(|(_, slot)| slot.name() == name);
+        let Some((_, slot)) = newest.filter(|(_, slot)| slot.removal_event().is_some()) else {
+            return false;
+        };
+        slot.request_removal();
+        true
     }
 
     /// Whether drive `name` has been released (or the target is gone).
@@ -601,8 +610,9 @@ impl DriveControl {
         self.drives.upgrade().is_none_or(|drives| {
             drives
                 .iter()
-                .find(|slot| slot.name() == name)
-                .is_some_and(|slot| slot.is_removed() && slot.lock().is_none())
+                .rev()
+                .find(|(_, slot)| slot.name() == name)
+                .is_some_and(|(_, slot)| slot.is_removed() && slot.lock().is_none())
         })
     }
 }

@@ -5,11 +5,9 @@
 //! controller gets the Discovery Log Page Change event, and `save_config` starts the same
 //! target again.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +21,7 @@ use vfnvme_test_support::poll_until;
 
 mod common;
 
+use common::rpc::{socket_path, Client};
 use common::{
     failed_status, loopback_config, options, pattern, wait_for_eof, RawClient, RunningTarget,
     BLOCK, NQN, PATIENCE,
@@ -32,80 +31,12 @@ const HOST_A: &str = "nqn.2014-08.org.nvmexpress:uuid:rpc-host-a";
 const HOST_B: &str = "nqn.2014-08.org.nvmexpress:uuid:rpc-host-b";
 const CREATED: &str = "nqn.2026-11.io.vfnvme:created";
 
-static SOCKETS: AtomicUsize = AtomicUsize::new(0);
-
-/// A management socket path of this test's own.
-fn socket_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "rpc-{}-{}.sock",
-        std::process::id(),
-        SOCKETS.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
 /// A target with subsystem `NQN` (a RAM namespace) admitting `hosts`, managed at `socket`.
 fn managed(socket: &Path, hosts: &str) -> String {
     loopback_config(&format!("cores = 2\nrpc_socket = \"{}\"", socket.display()))
         .subsystem(NQN, hosts)
         .namespace(1, "ram_mib = 16")
         .text()
-}
-
-/// One client connection, answers read line by line.
-struct Client {
-    stream: UnixStream,
-    answers: BufReader<UnixStream>,
-}
-
-impl Client {
-    fn open(socket: &Path) -> Self {
-        let stream = UnixStream::connect(socket).expect("the management socket answers");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let answers = BufReader::new(stream.try_clone().unwrap());
-        Self { stream, answers }
-    }
-
-    fn send(&mut self, bytes: &str) {
-        self.stream.write_all(bytes.as_bytes()).unwrap();
-    }
-
-    /// The next answer (one line), or `None` once the target closed the connection.
-    fn answer(&mut self) -> Option<Value> {
-        let mut line = String::new();
-        match self
-            .answers
-            .read_line(&mut line)
-            .expect("an answer in time")
-        {
-            0 => None,
-            _ => Some(serde_json::from_str(&line).expect("answers are JSON")),
-        }
-    }
-
-    /// The whole answer to `method` with `params`.
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        self.send(&format!("{request}\n"));
-        self.answer().expect("an answer")
-    }
-
-    /// The result of `method`, which must succeed.
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        let answer = self.request(method, params);
-        assert!(answer.get("error").is_none(), "{method}: {answer}");
-        answer["result"].clone()
-    }
-
-    /// The error of `method`, which must fail: its code and message.
-    fn error(&mut self, method: &str, params: Value) -> (i64, String) {
-        let answer = self.request(method, params);
-        let error = &answer["error"];
-        assert!(error.is_object(), "{method} succeeded: {answer}");
-        (
-            error["code"].as_i64().unwrap(),
-            error["message"].as_str().unwrap().to_owned(),
-        )
-    }
 }
 
 fn host_options(host_nqn: &str) -> HostOptions {

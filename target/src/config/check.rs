@@ -336,7 +336,7 @@ impl Checker<'_> {
         })
     }
 
-    fn namespace(
+    pub(super) fn namespace(
         &self,
         raw: RawNamespace,
         subsystem_nqn: &str,

@@ -47,6 +47,24 @@ impl Config {
     }
 }
 
+impl NamespaceConfig {
+    /// A namespace of subsystem `subsystem_nqn` given as the TOML keys of a
+    /// `[[subsystem.namespace]]` table (`nvmf_subsystem_add_ns` writes its params so), checked
+    /// by the rules of the file, with its messages.
+    pub fn parse(text: &str, subsystem_nqn: &str) -> Result<NamespaceConfig, ConfigError> {
+        let source = Source {
+            text,
+            file: "params.namespace",
+        };
+        let raw = source.read_namespace()?;
+        check::Checker { source: &source }.namespace(
+            raw,
+            subsystem_nqn,
+            &mut std::collections::HashMap::new(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,16 @@ impl Source<'_> {
         })
     }
 
+    /// One `[[subsystem.namespace]]` table's keys (a namespace the management socket adds),
+    /// with the errors of [`Self::read`].
+    pub fn read_namespace(&self) -> Result<RawNamespace, ConfigError> {
+        toml::from_str(self.text).map_err(|e| ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: e.span().map_or(1, |span| self.line_of(&span)),
+            reason: self.syntax_error_reason(&e),
+        })
+    }
+
     /// toml's message or, where it has none (a control character in a comment), the character
     /// it stopped at.
     fn syntax_error_reason(&self, error: &toml::de::Error) -> String {

@@ -424,6 +424,21 @@ impl Connection {
         self.auth.as_ref().is_some_and(|auth| !auth.authenticated)
     }
 
+    /// Subsystem `subsystem`'s namespaces are reached by `routes` from now on: if this queue
+    /// is one of its controllers', its next commands use them (the management thread added or
+    /// removed a namespace). Between commands, on the poll group's thread.
+    pub fn namespaces_changed(
+        &mut self,
+        subsystem: &Arc<crate::subsystem::Subsystem>,
+        routes: &Arc<[crate::session::NamespaceRoute]>,
+    ) {
+        let Some(binding) = self.binding.as_mut().filter(|b| b.serves(subsystem)) else {
+            return;
+        };
+        binding.set_routes(Arc::clone(routes));
+        self.stats.namespaces_changed(binding.nsids());
+    }
+
     pub(super) fn sq_entries(&self) -> u16 {
         self.binding
             .as_ref()

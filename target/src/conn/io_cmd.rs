@@ -19,6 +19,7 @@ use super::connection::{charge, Connection, DataTarget, IoContext, Phase};
 use super::request::{Event, Request, RequestState};
 use super::send_queue::{Outgoing, MAX_SENT_HEADER};
 use crate::session::{NamespaceRoute, QueueBinding};
+use crate::shared::TargetShared;
 
 impl Connection {
     /// An I/O command: check it, find its namespace and a buffer, then receive its data or
@@ -26,16 +27,15 @@ impl Connection {
     pub(super) fn start_io(&mut self, index: u16, in_capsule: usize, context: &mut IoContext<'_>) {
         let binding = self.binding.as_ref().expect("an I/O queue is bound");
         let command = self.requests[usize::from(index)].command;
-        let checked = check_io(binding, &command, in_capsule, self.shared.buffer_sizes()).and_then(
-            |(route, len)| {
+        let checked =
+            check_io(binding, &command, in_capsule, &self.shared).and_then(|(route, len)| {
                 if self.shared.drive_removed(route.drive) {
                     // The drive is being given up (hot removal): no retry on this path.
                     Err(Status::namespace_not_ready().do_not_retry())
                 } else {
                     Ok((route, len))
                 }
-            },
-        );
+            });
         let (route, len) = match checked {
             Ok(found) => found,
             Err(status) => {
@@ -96,7 +96,7 @@ impl Connection {
     /// Counts a buffer of `drive` against the host and takes it for request `index`,
     /// or queues the request for the poll group's next one.
     fn charge_and_take(&mut self, index: u16, drive: usize, context: &mut IoContext<'_>) -> bool {
-        let size = self.shared.buffer_sizes()[drive];
+        let size = self.shared.buffer_size(drive);
         self.requests[usize::from(index)].charged = size;
         charge(&self.host_charge, size);
         match context.take_buffer_in_turn(drive) {
@@ -115,7 +115,7 @@ impl Connection {
     /// allowed, or a limit below the buffer size would stop the host).
     fn may_charge(&self, drive: usize) -> bool {
         let held = self.host_charge.load(Ordering::Relaxed);
-        let size = self.shared.buffer_sizes()[drive];
+        let size = self.shared.buffer_size(drive);
         held == 0 || held + size <= self.shared.settings().limits.buffer_bytes_per_host
     }
 
@@ -466,7 +466,7 @@ fn check_io(
     binding: &QueueBinding,
     command: &Command,
     in_capsule: usize,
-    buffer_sizes: &[usize],
+    shared: &TargetShared,
 ) -> Result<(NamespaceRoute, usize), Status> {
     let invalid = |sc| Err(Status::generic(sc).do_not_retry());
     if binding.terminated() {
@@ -480,7 +480,7 @@ fn check_io(
     let Some(route) = binding.namespace(command.nsid) else {
         return Err(Status::invalid_namespace());
     };
-    let buffer_len = buffer_sizes[route.drive];
+    let buffer_len = shared.buffer_size(route.drive);
     let len = match command.opcode() {
         nvm_opcode::READ | nvm_opcode::WRITE => command.nlb() as usize * route.block_size as usize,
         // Optional commands the subsystem does not advertise never reach the drive.

@@ -132,7 +132,13 @@ impl FabricController {
         if nsid >= 0xffff_fffe {
             return Err(Status::invalid_namespace());
         }
-        let nsids: Vec<u32> = self.subsystem().namespaces.iter().map(|n| n.nsid).collect();
+        let nsids: Vec<u32> = self
+            .subsystem()
+            .namespaces
+            .get()
+            .iter()
+            .map(|n| n.nsid)
+            .collect();
         Ok(build_active_namespace_list(&nsids, nsid))
     }
 

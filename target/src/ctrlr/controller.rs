@@ -240,6 +240,7 @@ impl FabricController {
     pub(super) fn backing_drives(&self) -> BTreeSet<usize> {
         self.subsystem()
             .namespaces
+            .get()
             .iter()
             .filter_map(|namespace| match namespace.backend {
                 NamespaceBacking::Passthrough { device_index, .. } => Some(device_index),

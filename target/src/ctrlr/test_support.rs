@@ -63,7 +63,7 @@ pub(super) fn subsystem() -> Subsystem {
         firmware: "8.2.0".into(),
         auth: crate::config::SubsystemAuth::default(),
         tls_psks: Vec::new(),
-        namespaces: vec![
+        namespaces: crate::subsystem::NamespaceList::new(vec![
             NamespaceInfo {
                 nsid: 1,
                 block_size: 4096,
@@ -88,7 +88,7 @@ pub(super) fn subsystem() -> Subsystem {
                 },
                 backend: NamespaceBacking::Ram { bytes: 2048 * 512 },
             },
-        ],
+        ]),
         max_io_size: 128 * 1024,
         volatile_write_cache: true,
         oncs: oncs::WRITE_ZEROES | oncs::DATASET_MANAGEMENT,

@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::attach::PciOpener;
 use crate::config::{Config, ConfigError};
 use crate::ctrlr::{ControllerRegistry, FabricController, TargetSubsystems};
+use crate::group_control::GroupLink;
 use crate::shared::TargetShared;
 use crate::stats::StatsBoard;
 
@@ -22,6 +24,10 @@ pub struct Management {
     pub config: Config,
     /// Every poll group's published statistics.
     pub stats: Arc<StatsBoard>,
+    /// Each poll group's ring for changes (a drive's queue, a namespace table).
+    pub groups: Vec<GroupLink>,
+    /// Opens a `pci` namespace's drive, as the target's start did.
+    pub open_pci: PciOpener,
 }
 
 impl Management {
@@ -93,10 +99,16 @@ impl Management {
 /// what the file would not say (the keys of a host removed, which the running subsystem still
 /// holds) stays with it.
 pub fn checked(config: &Config) -> Result<Config, RpcError> {
-    Config::parse(&config.to_toml(), "the running configuration").map_err(|error| match error {
+    Config::parse(&config.to_toml(), "the running configuration").map_err(config_error)
+}
+
+/// A refusal of the file's checks, as an error of the params: its reason, without the line of
+/// a file the client never wrote.
+pub fn config_error(error: ConfigError) -> RpcError {
+    match error {
         ConfigError::Invalid { reason, .. } | ConfigError::Incomplete { reason, .. } => {
             RpcError::invalid_params(reason)
         }
         ConfigError::Read { .. } => RpcError::invalid_params(error.to_string()),
-    })
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::context::Management;
 use super::params::{parse, GetMethods, SaveConfig};
 use super::protocol::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
-use super::{stats, subsystems};
+use super::{namespaces, stats, subsystems};
 
 type Method = fn(&mut Management, Value) -> Result<Value, RpcError>;
 
@@ -29,6 +29,8 @@ const METHODS: &[(&str, Method)] = &[
         "nvmf_subsystem_remove_listener",
         subsystems::remove_listener,
     ),
+    ("nvmf_subsystem_add_ns", namespaces::add_ns),
+    ("nvmf_subsystem_remove_ns", namespaces::remove_ns),
     ("save_config", save_config),
     ("nvmf_get_stats", stats::get_stats),
     ("vfnvme_get_stats", stats::get_all_stats),

@@ -6,8 +6,10 @@
 //! - `protocol.rs`: requests, responses, error codes, params whose errors name the field;
 //! - `params.rs`: each method's params, SPDK's extra fields accepted or refused by name;
 //! - `context.rs`: the running configuration every change is checked against;
-//! - `subsystems.rs`: the `nvmf_*` methods; `methods.rs`: the table, the dispatch and the
-//!   methods about the whole (`rpc_get_methods`, `save_config`);
+//! - `subsystems.rs`: the `nvmf_*` methods of subsystems, hosts and listeners;
+//!   `namespaces.rs`: `nvmf_subsystem_add_ns` / `remove_ns`;
+//! - `methods.rs`: the table, the dispatch and the methods about the whole
+//!   (`rpc_get_methods`, `save_config`);
 //! - `server.rs`: the thread and its clients.
 //!
 //! Subsystems and their hosts are read at Connect time only: the management thread changes
@@ -15,6 +17,7 @@
 
 mod context;
 mod methods;
+mod namespaces;
 mod params;
 mod protocol;
 mod server;

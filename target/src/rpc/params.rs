@@ -285,3 +285,92 @@ impl Params for GetStats {
         )
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddNamespace {
+    pub nqn: String,
+    pub namespace: NamespaceParams,
+    pub tgt_name: Option<String>,
+}
+
+/// SPDK's `namespace` object, with the keys of a `[[subsystem.namespace]]` for what backs it
+/// (SPDK's `bdev_name` names a drive's namespace as `nvmf_get_subsystems` prints it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceParams {
+    /// The lowest free NSID when absent.
+    pub nsid: Option<u64>,
+    pub bdev_name: Option<String>,
+    pub pci: Option<String>,
+    pub device_nsid: Option<u64>,
+    pub ram_mib: Option<u64>,
+    pub sim_mib: Option<u64>,
+    pub sim_latency_us: Option<u64>,
+    pub sim_metadata_bytes: Option<u64>,
+    pub sim_log_page_latency_ms: Option<u64>,
+    pub block_size: Option<u64>,
+    pub uuid: Option<String>,
+    pub nguid: Option<String>,
+    pub eui64: Option<String>,
+    pub ptpl_file: Option<String>,
+    pub anagrpid: Option<u32>,
+    #[serde(default)]
+    pub no_auto_visible: bool,
+    #[serde(default)]
+    pub hide_metadata: bool,
+}
+
+impl Params for AddNamespace {
+    fn unsupported(&self) -> Option<RpcError> {
+        let namespace = &self.namespace;
+        let ids = "a namespace's identifiers are its drive's (a RAM or simulated namespace \
+                   draws an NGUID at each start)";
+        one_target(&self.tgt_name)
+            .or_else(|| refuse(namespace.uuid.is_some(), "namespace.uuid", ids))
+            .or_else(|| refuse(namespace.nguid.is_some(), "namespace.nguid", ids))
+            .or_else(|| refuse(namespace.eui64.is_some(), "namespace.eui64", ids))
+            .or_else(|| {
+                refuse(
+                    namespace.ptpl_file.is_some(),
+                    "namespace.ptpl_file",
+                    "reservations are not supported",
+                )
+            })
+            .or_else(|| {
+                refuse(
+                    namespace.anagrpid.is_some(),
+                    "namespace.anagrpid",
+                    "ANA is not supported",
+                )
+            })
+            .or_else(|| {
+                refuse(
+                    namespace.no_auto_visible,
+                    "namespace.no_auto_visible",
+                    "a namespace is visible to every host of its subsystem",
+                )
+            })
+            .or_else(|| {
+                refuse(
+                    namespace.hide_metadata,
+                    "namespace.hide_metadata",
+                    "namespaces with metadata are not exported",
+                )
+            })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveNamespace {
+    pub nqn: String,
+    pub nsid: u64,
+    pub tgt_name: Option<String>,
+}
+
+impl Params for RemoveNamespace {
+    fn unsupported(&self) -> Option<RpcError> {
+        one_target(&self.tgt_name)
+    }
+}

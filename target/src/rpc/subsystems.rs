@@ -85,6 +85,7 @@ fn listen_address(address: &SocketAddr) -> Value {
 fn namespaces(config: &SubsystemConfig, subsystem: &Subsystem) -> Vec<Value> {
     subsystem
         .namespaces
+        .get()
         .iter()
         .map(|namespace| {
             let name = config

@@ -187,6 +187,16 @@ impl ConnectionStats {
         self.namespaces = nsids.map(|nsid| (nsid, IoCounters::default())).collect();
     }
 
+    /// The queue's namespace table changed: `nsids` (sorted) are its namespaces now. Those new
+    /// get counters; those removed keep theirs (what they served stays counted).
+    pub fn namespaces_changed(&mut self, nsids: impl Iterator<Item = u32>) {
+        for nsid in nsids {
+            if let Err(index) = self.namespaces.binary_search_by_key(&nsid, |(n, _)| *n) {
+                self.namespaces.insert(index, (nsid, IoCounters::default()));
+            }
+        }
+    }
+
     /// The counters of namespace `nsid`: a binary search, no allocation.
     pub fn of(&mut self, nsid: u32) -> &mut IoCounters {
         match self.namespaces.binary_search_by_key(&nsid, |(n, _)| *n) {

@@ -25,6 +25,7 @@ use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Ro
 use vfnvme_test_support::ConfigText;
 
 pub mod auth;
+pub mod rpc;
 
 pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
 /// The RAM namespace: 16 MiB of 512-byte blocks.
@@ -80,7 +81,7 @@ impl RunningTarget {
     /// As [`Self::with_config`], with `open_pci` opening the drive of each `pci` address.
     pub fn with_drives(
         text: &str,
-        open_pci: impl FnMut(&str) -> vfnvme_driver::Result<Drive>,
+        open_pci: impl FnMut(&str) -> vfnvme_driver::Result<Drive> + Send + 'static,
     ) -> Self {
         let config = Config::parse(text, "test.toml").expect("valid config");
         let mut target = Target::start_opening(config, open_pci).expect("target starts");
