@@ -3,8 +3,10 @@
 //! Attribute Changed event and the Changed Namespace List, data written and read back on an
 //! added RAM and simulated namespace through an I/O queue connected before it existed, Invalid
 //! Namespace (SCT 0, SC 0Bh, DNR) once it is removed, the drive released, a writer on
-//! namespace 1 that never sees a failed or wrong command across many cycles, and
-//! `save_config` starting the same target again with the namespaces added.
+//! namespace 1 that never sees a failed or wrong command across many cycles, `pci` namespaces
+//! opened by the opener the start uses (simulated controllers behind PCI addresses) and
+//! released with their last namespace, and `save_config` starting the same target again with
+//! the namespaces added.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,9 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use vfnvme_driver::sim::{SimConfig, SimController, SimNamespace};
+use vfnvme_driver::{Controller, ControllerOptions};
 use vfnvme_host::{Host, HostOptions, HostQueue};
 use vfnvme_spec::status::generic;
 use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command};
+use vfnvme_target::backend::Drive;
 use vfnvme_test_support::poll_until;
 
 mod common;
@@ -491,4 +496,117 @@ fn save_config_writes_the_added_namespaces() {
     let mut queue = host.connect_io_queue(1, 8).unwrap();
     write_read(&mut queue, 2, 512, 0, 11);
     write_read(&mut queue, 4, 4096, 0, 12);
+}
+
+/// A simulated drive with namespaces 1 and 2 (8 MiB of 512-byte blocks each) and `mdts`.
+fn two_namespace_drive(mdts: u8) -> SimConfig {
+    let namespace = |nsid| SimNamespace {
+        nsid,
+        blocks: (8 << 20) / 512,
+        block_size: 512,
+        ..SimNamespace::default()
+    };
+    SimConfig {
+        namespaces: vec![namespace(1), namespace(2)],
+        io_queues: 64,
+        mdts,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn pci_namespaces_are_opened_as_at_start_and_released_with_their_last_namespace() {
+    const DRIVE: &str = "0000:01:00.0";
+    const SMALL: &str = "0000:02:00.0";
+    let socket = socket_path();
+    let opened = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&opened);
+    // The opener the target's start uses, here handing out simulated controllers.
+    let target = RunningTarget::with_drives(&managed(&socket), move |pci| {
+        let config = match pci {
+            DRIVE => two_namespace_drive(5),
+            // 32 KiB per command, less than the subsystem's 128 KiB.
+            SMALL => two_namespace_drive(3),
+            other => {
+                return Err(vfnvme_driver::Error::Unsupported {
+                    address: other.into(),
+                    what: "not bound to vfio-pci".into(),
+                })
+            }
+        };
+        counted.fetch_add(1, Ordering::Relaxed);
+        let device = SimController::new(config).expect("simulated controller");
+        Ok(Drive::Nvme(Controller::new(
+            device,
+            ControllerOptions::default(),
+        )?))
+    });
+    let mut host = watching_host(&target);
+    let mut queue = host.connect_io_queue(1, 8).unwrap();
+    let mut client = Client::open(&socket);
+    let add = |client: &mut Client, namespace: Value| {
+        client.request(
+            "nvmf_subsystem_add_ns",
+            json!({"nqn": NQN, "namespace": namespace}),
+        )
+    };
+
+    let aer = arm_event(&mut host);
+    let first = add(&mut client, json!({"pci": DRIVE, "device_nsid": 1}));
+    assert_eq!(first["result"], 2, "{first}");
+    assert_eq!(event(&mut host, aer), 0x0004_0002);
+    assert_eq!(changed_namespaces(&mut host), [2]);
+    // SPDK's bdev_name, as nvmf_get_subsystems prints a drive's namespace: the open drive.
+    let second = add(&mut client, json!({"bdev_name": format!("{DRIVE}n2")}));
+    assert_eq!(second["result"], 3, "{second}");
+    assert_eq!(opened.load(Ordering::Relaxed), 1, "one drive, opened once");
+    write_read(&mut queue, 2, 512, 0, 21);
+    write_read(&mut queue, 3, 512, 0, 22);
+    let listed = client.call("nvmf_get_subsystems", json!({ "nqn": NQN }));
+    assert_eq!(listed[0]["namespaces"][2]["name"], format!("{DRIVE}n2"));
+
+    let again = add(&mut client, json!({"pci": DRIVE, "device_nsid": 1}));
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("namespace 1 of drive 0000:01:00.0 is already exported by subsystem"),
+        "{again}"
+    );
+    let small = add(&mut client, json!({"pci": SMALL}));
+    assert_eq!(small["error"]["code"], -32602, "{small}");
+    assert!(
+        small["error"]["message"].as_str().unwrap().contains(
+            "0000:02:00.0 carries at most 32768 bytes per command, less than the 131072 bytes"
+        ),
+        "{small}"
+    );
+    assert!(
+        target.drives.is_released(SMALL),
+        "the refused drive was let go"
+    );
+    let absent = add(&mut client, json!({"pci": "0000:03:00.0"}));
+    assert_eq!(absent["error"]["code"], -32603, "{absent}");
+    assert!(
+        absent["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not bound to vfio-pci"),
+        "{absent}"
+    );
+
+    // The drive stays while a namespace uses it, and goes with the last.
+    client.call("nvmf_subsystem_remove_ns", json!({"nqn": NQN, "nsid": 2}));
+    assert_invalid_namespace(&mut queue, 2);
+    assert!(!target.drives.is_released(DRIVE));
+    write_read(&mut queue, 3, 512, 8, 23);
+    client.call("nvmf_subsystem_remove_ns", json!({"nqn": NQN, "nsid": 3}));
+    assert_invalid_namespace(&mut queue, 3);
+    assert!(target.drives.is_released(DRIVE));
+    // Added again, it is opened again.
+    let back = add(&mut client, json!({"pci": DRIVE, "device_nsid": 2}));
+    assert_eq!(back["result"], 2, "{back}");
+    assert_eq!(opened.load(Ordering::Relaxed), 3);
+    write_read(&mut queue, 2, 512, 0, 24);
 }
