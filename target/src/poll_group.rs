@@ -461,7 +461,9 @@ impl PollGroup {
     /// queueing one on the I/O path never allocates.
     fn reserve_buffer_waits(&mut self) {
         let requests = self.request_slots();
-        for waiters in &mut self.buffer_waiters {
+        let drives = self.buffer_waiters.iter_mut().zip(&self.backends);
+        // A drive given up takes no more waiters: its room stays given back.
+        for (waiters, _) in drives.filter(|(_, backend)| !backend.is_gone()) {
             waiters.reserve(requests.saturating_sub(waiters.len()));
         }
     }

@@ -72,7 +72,8 @@ impl PollGroup {
             for connection in connections.iter_mut().flatten() {
                 connection.abandon_drive(drive, overdue, &mut context);
             }
-            self.buffer_waiters[drive].clear();
+            // Its waiting room goes too: drives come and go while the target runs.
+            self.buffer_waiters[drive] = VecDeque::new();
             drop(std::mem::replace(
                 &mut self.backends[drive],
                 BackendQueue::Gone,
