@@ -5,7 +5,8 @@
 //! (through its ring, `group_control`) before hosts hear of it. [`remove_namespace`] is the
 //! hot-removal path for one namespace: the table without it goes out first (new commands get
 //! Invalid Namespace), then hosts hear of it, then, if no namespace uses the drive any more,
-//! the poll groups drain and drop their queues and the drive is released.
+//! the poll groups drain and drop their queues and the drive is released
+//! ([`release_if_unneeded`], which `nvmf_delete_subsystem` uses too).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -273,20 +274,34 @@ pub fn remove_namespace(
     for controller in registry.live_controllers() {
         controller.post_namespace_changed(nsid);
     }
-    if shared.registry().drive_in_use(removed.drive) {
+    release_if_unneeded(shared, links, removed.drive)
+}
+
+/// Gives drive `drive` up if no namespace of any subsystem uses it any more (a namespace was
+/// removed, or a subsystem deleted): every poll group drains and drops its queue to it, and the
+/// drive is released (queues deleted, memory unmapped, device closed) before this returns.
+pub fn release_if_unneeded(
+    shared: &TargetShared,
+    links: &[GroupLink],
+    drive: usize,
+) -> Result<(), AttachError> {
+    if shared.registry().drive_in_use(drive) {
         return Ok(());
     }
-    let slot = &shared.drives()[removed.drive];
+    let slot = &shared.drives()[drive];
+    if slot.is_removed() && slot.lock().is_none() {
+        return Ok(());
+    }
     slot.retire();
     for link in links.iter() {
         link.wake();
     }
     // The groups give commands still on the drive their time (`REMOVAL_DRAIN`), then fail them.
-    let within = deadline + Duration::from_secs(5);
+    let within = shared.settings().shutdown_deadline + Duration::from_secs(5);
     if !slot.wait_until_unused(Instant::now() + within) {
         return Err(AttachError::Failed(format!(
-            "namespace {nsid} is removed, but poll groups still hold queues to drive {} after \
-             {within:?}; it is released when they let go",
+            "poll groups still hold queues to drive {} after {within:?}; it is released when \
+             they let go",
             slot.name()
         )));
     }

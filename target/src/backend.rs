@@ -229,8 +229,10 @@ pub struct DriveSlot {
     /// The size of its buffers: the most data one command to it can carry.
     buffer_size: usize,
     drive: Mutex<Option<Drive>>,
-    /// Signalled (with `drive`'s mutex) when a poll group lets go of its queue.
+    /// Signalled (with `holders_changed`) when a poll group lets go of its queue; apart from
+    /// `drive`, which an admin command to the drive may hold for a while.
     let_go: Condvar,
+    holders_changed: Mutex<()>,
     /// A duplicate of the device's removal eventfd, for the acceptor to watch; closed with the
     /// drive.
     removal: Mutex<Option<File>>,
@@ -250,6 +252,7 @@ impl DriveSlot {
             buffer_size,
             drive: Mutex::new(Some(drive)),
             let_go: Condvar::new(),
+            holders_changed: Mutex::new(()),
             removal: Mutex::new(removal),
             removed: AtomicBool::new(false),
             holders: AtomicUsize::new(0),
@@ -314,8 +317,11 @@ impl DriveSlot {
 
     /// A poll group dropped its queue to the drive.
     pub fn let_go(&self) {
+        let _changed = self
+            .holders_changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         self.holders.fetch_sub(1, Ordering::AcqRel);
-        let _drive = self.lock();
         self.let_go.notify_all();
     }
 
@@ -333,7 +339,10 @@ impl DriveSlot {
     /// Waits until no poll group holds a queue to the drive, at most until `deadline`; returns
     /// whether none does.
     pub fn wait_until_unused(&self, deadline: Instant) -> bool {
-        let mut guard = self.lock();
+        let mut guard = self
+            .holders_changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         loop {
             if self.holders.load(Ordering::Acquire) == 0 {
                 return true;

@@ -363,6 +363,10 @@ fn hosts_see_an_added_namespace_and_lose_a_removed_one() {
     let mut other = Host::connect(target.address, CREATED, options()).unwrap();
     other.enable().unwrap();
     write_read(&mut other.connect_io_queue(1, 8).unwrap(), 1, 512, 8, 9);
+    // Deleted, with a host connected: the host goes, then its drive.
+    client.call("nvmf_delete_subsystem", json!({ "nqn": CREATED }));
+    assert!(target.drives.is_released(&format!("sim:{CREATED}:1")));
+    write_read(&mut queue, 1, 512, 16, 10);
 }
 
 #[test]

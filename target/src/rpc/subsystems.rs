@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use vfnvme_spec::fabrics::DISCOVERY_NQN;
 use vfnvme_spec::identify::NamespaceIds;
 
+use crate::attach::{release_if_unneeded, AttachError};
 use crate::config::{BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig};
 use crate::subsystem::{HostAccess, Subsystem};
 
@@ -206,7 +207,7 @@ pub fn create_subsystem(m: &mut Management, params_value: Value) -> Result<Value
 
 /// `nvmf_delete_subsystem`: as shutdown does for one subsystem: new Connects are refused (as
 /// to an unknown subsystem), its hosts' controllers are disconnected and gone, then discovery
-/// controllers are told. Its drives stay open until the target stops.
+/// controllers are told. Its drives that no other subsystem's namespace uses are released.
 pub fn delete_subsystem(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let request: Nqn = parse(params_value)?;
     let config = m.changed_config(&request.nqn, |config, index| {
@@ -217,16 +218,27 @@ pub fn delete_subsystem(m: &mut Management, params_value: Value) -> Result<Value
         .subsystems()
         .remove(&request.nqn)
         .ok_or_else(|| RpcError::invalid_params(format!("no subsystem {}", request.nqn)))?;
+    let routes = m.shared.registry().routes_of(&request.nqn);
     m.shared.registry().forget_routes(&request.nqn);
     let controllers = registry.disconnect(|_| true);
     m.wait_until_gone(&registry, &controllers);
     m.subsystems().discovery_changed();
+    m.config = config;
+    let mut drives: Vec<usize> = routes.iter().map(|route| route.drive).collect();
+    drives.sort_unstable();
+    drives.dedup();
+    for drive in drives {
+        release_if_unneeded(&m.shared, &m.groups, drive).map_err(|error| match error {
+            AttachError::Refused(reason) | AttachError::Failed(reason) => {
+                RpcError::new(INTERNAL_ERROR, reason)
+            }
+        })?;
+    }
     log::info!(
         "management: deleted subsystem {} ({} controllers disconnected)",
         request.nqn,
         controllers.len()
     );
-    m.config = config;
     Ok(Value::Bool(true))
 }
 
