@@ -112,3 +112,55 @@ pub fn apply_everywhere(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(done: mpsc::Sender<()>) -> Change {
+        Change {
+            drive: None,
+            subsystem: Arc::new(Subsystem::discovery()),
+            routes: Arc::from(Vec::new()),
+            done,
+        }
+    }
+
+    /// A poll group that answers `count` changes.
+    fn answering(mut inbox: ChangeInbox, count: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut applied = 0;
+            while applied < count {
+                match inbox.changes.pop() {
+                    Ok(change) => {
+                        change.done.send(()).unwrap();
+                        applied += 1;
+                    }
+                    Err(_) => std::thread::yield_now(),
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn a_change_is_applied_once_every_group_said_so_and_a_silent_group_is_named() {
+        let (mut links, mut inboxes) = links(2).unwrap();
+        let mut silent = inboxes.pop().unwrap();
+        let group = answering(inboxes.pop().unwrap(), 2);
+        let within = Duration::from_millis(200);
+        let error = apply_everywhere(&mut links, |_, done| change(done), within).unwrap_err();
+        assert!(
+            error.starts_with("1 of 2 poll groups did not apply the change"),
+            "{error}"
+        );
+        assert!(
+            silent.changes.pop().is_ok(),
+            "the silent group got its change"
+        );
+        assert_eq!(silent.wake.read().unwrap(), 1, "and was woken");
+        let late = answering(silent, 1);
+        apply_everywhere(&mut links, |_, done| change(done), Duration::from_secs(10)).unwrap();
+        group.join().unwrap();
+        late.join().unwrap();
+    }
+}

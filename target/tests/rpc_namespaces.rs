@@ -329,6 +329,29 @@ fn hosts_see_an_added_namespace_and_lose_a_removed_one() {
         write_read(&mut later, 1, 512, 0, 1);
         later.disconnect().unwrap();
     }
+    // The queue connected before counts the added namespaces' commands under their NSIDs
+    // (published at the poll groups' next tick).
+    let served = |client: &mut Client, nsid: u32| {
+        let stats = client.call("vfnvme_get_stats", json!({}));
+        stats["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["subsystem_nqn"] == NQN && n["nsid"] == nsid)
+            .map(|n| (n["writes"].as_u64().unwrap(), n["reads"].as_u64().unwrap()))
+            .next()
+    };
+    // Three writes and reads each: two on the queue connected before, one on the later one.
+    let mut last = (None, None);
+    poll_until(
+        PATIENCE,
+        Duration::from_millis(10),
+        || {
+            last = (served(&mut client, 2), served(&mut client, 3));
+            (last == (Some((3, 3)), Some((3, 3)))).then_some(())
+        },
+        || "namespaces 2 and 3 were not counted under their NSIDs".to_owned(),
+    );
 
     let aer = arm_event(&mut host);
     assert_eq!(
@@ -376,21 +399,25 @@ fn a_writer_on_namespace_1_never_fails_across_add_remove_cycles() {
     let address = target.address;
     let running = Arc::new(AtomicBool::new(true));
     let verified = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (running, verified) = (Arc::clone(&running), Arc::clone(&verified));
-        std::thread::spawn(move || {
-            let mut host = Host::connect(address, NQN, options()).unwrap();
-            host.enable().unwrap();
-            let mut queue = host.connect_io_queue(1, 32).unwrap();
-            let mut round = 0u64;
-            while running.load(Ordering::Relaxed) {
-                // A panic here (a failed command, other data) fails the test at join.
-                write_read(&mut queue, 1, 512, round % 256 * 8, round);
-                verified.fetch_add(1, Ordering::Relaxed);
-                round += 1;
-            }
+    // Two writers, one per poll group (connections are handed out in turn), on their own LBAs.
+    let writers: Vec<_> = (0..2u64)
+        .map(|writer| {
+            let (running, verified) = (Arc::clone(&running), Arc::clone(&verified));
+            std::thread::spawn(move || {
+                let mut host = Host::connect(address, NQN, options()).unwrap();
+                host.enable().unwrap();
+                let mut queue = host.connect_io_queue(1, 32).unwrap();
+                let mut round = 0u64;
+                while running.load(Ordering::Relaxed) {
+                    // A panic here (a failed command, other data) fails the test at join.
+                    let lba = writer * 4096 + round % 256 * 8;
+                    write_read(&mut queue, 1, 512, lba, round * 2 + writer);
+                    verified.fetch_add(1, Ordering::Relaxed);
+                    round += 1;
+                }
+            })
         })
-    };
+        .collect();
     let rounds_past = |at_least: u64| {
         poll_until(
             PATIENCE,
@@ -423,9 +450,11 @@ fn a_writer_on_namespace_1_never_fails_across_add_remove_cycles() {
         rounds_past(before + 2);
     }
     running.store(false, Ordering::Relaxed);
-    writer
-        .join()
-        .expect("the writer saw no failed or wrong command");
+    for writer in writers {
+        writer
+            .join()
+            .expect("the writers saw no failed or wrong command");
+    }
     assert!(verified.load(Ordering::Relaxed) > 48);
     let released = target
         .drives
