@@ -25,7 +25,7 @@ use crate::ctrlr::{
     AdminForwarder, AdminResponse, Arrival, Association, ControllerSettings, FabricController,
     IoQueueAttachment, TargetSubsystems,
 };
-use crate::subsystem::{DriveNamespace, HostAccess, NamespaceBacking, Subsystem};
+use crate::subsystem::{DiscoveryPort, DriveNamespace, HostAccess, NamespaceBacking, Subsystem};
 use vfnvme_spec::fabrics::{ConnectData, FabricsCommand};
 
 pub use crate::ctrlr::AdminOutcome;
@@ -66,6 +66,15 @@ impl Registry {
         listeners: Vec<SocketAddr>,
         admission: Arc<Admission>,
     ) -> Result<Self, String> {
+        // The bound addresses (port 0 resolved), with each listener's channel.
+        let ports = listeners
+            .into_iter()
+            .zip(&config.listeners)
+            .map(|(address, listener)| DiscoveryPort {
+                address,
+                secure_channel: listener.secure_channel,
+            })
+            .collect();
         let mut subsystems = Vec::new();
         let mut routes = Vec::new();
         for subsystem_config in &config.subsystems {
@@ -112,7 +121,7 @@ impl Registry {
         });
         let settings = ControllerSettings::from_config(&config.target, admission);
         Ok(Self {
-            subsystems: TargetSubsystems::new(subsystems, listeners, settings, forwarder),
+            subsystems: TargetSubsystems::new(subsystems, ports, settings, forwarder),
             routes: Mutex::new(routes),
         })
     }

@@ -18,7 +18,7 @@ use vfnvme_spec::Status;
 use super::response::{AdminResponse, AerCompletion};
 use crate::admission::{Admission, ControllerTicket};
 use crate::config::TargetConfig;
-use crate::subsystem::{HostAccess, NamespaceBacking, Subsystem};
+use crate::subsystem::{DiscoveryPort, HostAccess, NamespaceBacking, Subsystem};
 
 /// NVMe version the controllers report (VS and Identify Controller VER): 1.3.0.
 pub const NVME_VERSION: Vs = Vs::of(1, 3);
@@ -256,7 +256,7 @@ pub(super) enum Role {
     },
     Discovery {
         catalog: Arc<Catalog>,
-        listeners: Vec<SocketAddr>,
+        listeners: Vec<DiscoveryPort>,
     },
 }
 
@@ -305,7 +305,7 @@ impl ControllerRegistry {
     /// `listeners`.
     pub fn for_discovery(
         catalog: Arc<Catalog>,
-        listeners: Vec<SocketAddr>,
+        listeners: Vec<DiscoveryPort>,
         settings: ControllerSettings,
     ) -> Arc<Self> {
         Arc::new(Self {

@@ -149,6 +149,7 @@ mod tests {
     use super::super::test_support::*;
     use super::super::{AdminOutcome, Association, TargetSubsystems};
     use super::*;
+    use crate::subsystem::DiscoveryPort;
     use crate::subsystem::HostAccess;
     use vfnvme_spec::fabrics::{connect_status, ConnectData, DISCOVERY_NQN};
     use vfnvme_spec::identify::IdentifyController;
@@ -193,7 +194,7 @@ mod tests {
     fn discovery_controllers_serve_the_discovery_log() {
         let target = TargetSubsystems::new(
             vec![(Arc::new(subsystem()), HostAccess::discovery(1))],
-            vec!["0.0.0.0:4420".parse().unwrap()],
+            vec![DiscoveryPort::plain("0.0.0.0:4420".parse().unwrap())],
             settings(),
             Arc::new(FakeDrives::default()),
         );
@@ -264,7 +265,7 @@ mod tests {
     fn discovery_log_changes_move_genctr_and_raise_one_event_until_the_log_is_read() {
         let target = TargetSubsystems::new(
             vec![(Arc::new(subsystem()), HostAccess::discovery(1))],
-            vec!["0.0.0.0:4420".parse().unwrap()],
+            vec![DiscoveryPort::plain("0.0.0.0:4420".parse().unwrap())],
             settings(),
             Arc::new(FakeDrives::default()),
         );

@@ -5,7 +5,6 @@
 //! live controller answers; the registry's struct sits with the controller's in `controller.rs`,
 //! since each refers to the other.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::time::Instant;
@@ -19,7 +18,7 @@ use super::controller::{
     keep_alive_from_ms, lock, AdminForwarder, AdminState, Arrival, Catalog, ControllerRegistry,
     ControllerSettings, FabricController,
 };
-use crate::subsystem::{HostAccess, Subsystem};
+use crate::subsystem::{DiscoveryPort, HostAccess, Subsystem};
 
 impl ControllerRegistry {
     /// Checks what every Connect must satisfy. Returns the host access it was checked against,
@@ -186,7 +185,7 @@ impl TargetSubsystems {
     /// listing them on `listeners`.
     pub fn new(
         subsystems: Vec<(Arc<Subsystem>, HostAccess)>,
-        listeners: Vec<SocketAddr>,
+        listeners: Vec<DiscoveryPort>,
         settings: ControllerSettings,
         forwarder: Arc<dyn AdminForwarder>,
     ) -> Self {
@@ -632,7 +631,10 @@ mod tests {
     fn connects_are_routed_by_subsystem_nqn() {
         let target = TargetSubsystems::new(
             vec![(Arc::new(subsystem()), access())],
-            vec![local().local_address, "192.0.2.1:4421".parse().unwrap()],
+            vec![
+                DiscoveryPort::plain(local().local_address),
+                DiscoveryPort::plain("192.0.2.1:4421".parse().unwrap()),
+            ],
             settings(),
             Arc::new(FakeDrives::default()),
         );
