@@ -9,54 +9,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::auth::{key_file, psk_file, secret, HOST_A, HOST_B};
-use common::{failed_status, options, pattern, RunningTarget, BLOCK, NQN};
+use common::auth::{secret, HOST_A, HOST_B};
+use common::tls::{psk_a, target, tls_options};
+use common::{failed_status, options, write_read_compare, RunningTarget, NQN};
 use vfnvme_auth::{PskHash, TlsPsk};
-use vfnvme_host::{Host, HostError, HostOptions, HostQueue};
+use vfnvme_host::{Host, HostError, HostOptions};
 use vfnvme_spec::fabrics::DISCOVERY_NQN;
-use vfnvme_spec::{nvm_opcode, Command};
-use vfnvme_test_support::ConfigText;
-
-/// Host A's configured PSK (SHA-256, as `nvme gen-tls-key --hmac 1`).
-fn psk_a() -> TlsPsk {
-    TlsPsk::new(&[0x5a; 32], Some(PskHash::Sha256)).unwrap()
-}
-
-/// A target with a TLS listener (`addresses[0]`) and a plain one (`addresses[1]`); its
-/// subsystem admits host A with a TLS PSK (and, with `dhchap`, a DH-HMAC-CHAP secret) and
-/// host B with nothing.
-fn target(dir: &std::path::Path, dhchap: bool) -> RunningTarget {
-    let psk = psk_file(dir, "host-a.psk", &psk_a());
-    let dhchap = if dhchap {
-        format!(
-            "dhchap_secret_file = \"{}\"\n",
-            key_file(dir, "host-a", &secret(1))
-        )
-    } else {
-        String::new()
-    };
-    let text = ConfigText::new("cores = 2")
-        .tls_listener("127.0.0.1:0")
-        .listener("127.0.0.2:0")
-        .subsystem(
-            NQN,
-            &format!(
-                "[[subsystem.host]]\nnqn = \"{HOST_A}\"\ntls_psk_file = \"{psk}\"\n{dhchap}\
-                 [[subsystem.host]]\nnqn = \"{HOST_B}\"\n"
-            ),
-        )
-        .namespace(1, "ram_mib = 16")
-        .text();
-    RunningTarget::with_config(&text)
-}
-
-fn tls_options(host_nqn: &str, psk: TlsPsk) -> HostOptions {
-    HostOptions {
-        host_nqn: host_nqn.into(),
-        tls_psk: Some(Arc::new(psk)),
-        ..options()
-    }
-}
 
 fn connect(
     target: &RunningTarget,
@@ -74,16 +32,6 @@ fn refusal(result: Result<Host, HostError>) -> HostError {
         Ok(_) => panic!("the host connected"),
         Err(error) => error,
     }
-}
-
-/// Writes `blocks` blocks at `lba`, reads them back and compares.
-fn write_read_compare(queue: &mut HostQueue, lba: u64, blocks: u32, seed: u64) {
-    let data = pattern(blocks as usize * BLOCK, seed);
-    let write = Command::nvm_rw(nvm_opcode::WRITE, 1, lba, blocks);
-    queue.execute(write, &data, 0, "Write").expect("write");
-    let read = Command::nvm_rw(nvm_opcode::READ, 1, lba, blocks);
-    let (_, back) = queue.execute(read, &[], data.len(), "Read").expect("read");
-    assert!(back == data, "data read back over TLS differs");
 }
 
 #[test]
