@@ -5,7 +5,6 @@
 //! the I/O path asks a binding only lock-free questions (enabled? which drive serves this
 //! namespace?).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,7 +24,8 @@ use crate::ctrlr::{
     AdminForwarder, AdminResponse, Arrival, Association, ControllerSettings, FabricController,
     IoQueueAttachment, TargetSubsystems,
 };
-use crate::subsystem::{DiscoveryPort, DriveNamespace, HostAccess, NamespaceBacking, Subsystem};
+use crate::listeners::ListenerTable;
+use crate::subsystem::{DriveNamespace, HostAccess, NamespaceBacking, Subsystem};
 use vfnvme_spec::fabrics::{ConnectData, FabricsCommand};
 
 pub use crate::ctrlr::AdminOutcome;
@@ -63,18 +63,9 @@ impl Registry {
         config: &Config,
         drives: &Arc<[DriveSlot]>,
         placement: &DrivePlacement,
-        listeners: Vec<SocketAddr>,
+        listeners: Arc<ListenerTable>,
         admission: Arc<Admission>,
     ) -> Result<Self, String> {
-        // The bound addresses (port 0 resolved), with each listener's channel.
-        let ports = listeners
-            .into_iter()
-            .zip(&config.listeners)
-            .map(|(address, listener)| DiscoveryPort {
-                address,
-                secure_channel: listener.secure_channel,
-            })
-            .collect();
         let mut subsystems = Vec::new();
         let mut routes = Vec::new();
         for subsystem_config in &config.subsystems {
@@ -121,7 +112,7 @@ impl Registry {
         });
         let settings = ControllerSettings::from_config(&config.target, admission);
         Ok(Self {
-            subsystems: TargetSubsystems::new(subsystems, ports, settings, forwarder),
+            subsystems: TargetSubsystems::new(subsystems, listeners, settings, forwarder),
             routes: Mutex::new(routes),
         })
     }

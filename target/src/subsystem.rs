@@ -7,12 +7,13 @@
 //! `nvmf_subsystem_add_listener` and friends): it is kept apart, by the subsystem's controller
 //! registry, and read at Connect and discovery time only.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use crate::config::{
     BackingConfig, NamespaceConfig, SecureChannel, SubsystemAuth, SubsystemConfig, TargetConfig,
     MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
+use crate::listeners::ListenerInfo;
 use vfnvme_spec::discovery::{
     DiscoveryLogEntry, DiscoveryLogHeader, TcpSecurityType, ADRFAM_IPV4, ADRFAM_IPV6,
     EFLAGS_DUPRETINFO, EFLAGS_EPCSD, SUBTYPE_CURRENT_DISCOVERY, SUBTYPE_NVME,
@@ -289,23 +290,6 @@ impl HostAccess {
     }
 }
 
-/// A listener as the discovery log describes it: where, and over which channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DiscoveryPort {
-    pub address: SocketAddr,
-    pub secure_channel: SecureChannel,
-}
-
-impl DiscoveryPort {
-    /// A plain (not TLS) listener on `address`.
-    pub fn plain(address: SocketAddr) -> DiscoveryPort {
-        DiscoveryPort {
-            address,
-            secure_channel: SecureChannel::None,
-        }
-    }
-}
-
 /// The Discovery Log Page (log 70h) asked through listener `current` (an index into
 /// `listeners`) by a host that may connect to `subsystems` (each NQN with the listeners it is
 /// on): as nvmet, one entry for this discovery subsystem where the host asked, then, as SPDK,
@@ -314,7 +298,7 @@ impl DiscoveryPort {
 /// listeners change.
 pub fn discovery_log_page(
     subsystems: &[(String, Vec<usize>)],
-    listeners: &[DiscoveryPort],
+    listeners: &[ListenerInfo],
     current: usize,
     local_address: IpAddr,
     generation: u64,
@@ -346,7 +330,7 @@ fn port_id(index: usize) -> u16 {
 fn discovery_entry(
     nqn: &str,
     listener_index: usize,
-    port: DiscoveryPort,
+    port: ListenerInfo,
     local_address: IpAddr,
 ) -> DiscoveryLogEntry {
     let listener = port.address;
@@ -744,10 +728,10 @@ mod tests {
                 .map(|s| (s.nqn.clone(), s.listeners.clone()))
                 .collect()
         };
-        let listeners: Vec<DiscoveryPort> = config
+        let listeners: Vec<ListenerInfo> = config
             .listeners
             .iter()
-            .map(|l| DiscoveryPort::plain(l.address))
+            .map(|l| ListenerInfo::plain(l.address))
             .collect();
         let local: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
         let page = discovery_log_page(&visible_to("nqn.host:me"), &listeners, 1, local, 5);
@@ -825,7 +809,7 @@ mod tests {
     fn ipv6_listeners_are_reported_as_ipv6() {
         let page = discovery_log_page(
             &[],
-            &[DiscoveryPort::plain("[2001:db8::1]:4420".parse().unwrap())],
+            &[ListenerInfo::plain("[2001:db8::1]:4420".parse().unwrap())],
             0,
             "::1".parse().unwrap(),
             1,
@@ -837,11 +821,12 @@ mod tests {
 
     #[test]
     fn tls_listeners_require_a_secure_channel_and_name_tls_1_3() {
-        let tls = DiscoveryPort {
+        let tls = ListenerInfo {
             address: "192.0.2.7:4430".parse().unwrap(),
             secure_channel: SecureChannel::Tls,
+            open: true,
         };
-        let plain = DiscoveryPort::plain("192.0.2.7:4420".parse().unwrap());
+        let plain = ListenerInfo::plain("192.0.2.7:4420".parse().unwrap());
         let subsystems = [("nqn.2026-11.io.vfnvme:a".to_owned(), vec![0, 1])];
         let page = discovery_log_page(&subsystems, &[tls, plain], 1, "::1".parse().unwrap(), 1);
         let entries: Vec<&[u8]> = page[1024..].chunks(1024).collect();

@@ -18,7 +18,8 @@ use vfnvme_spec::Status;
 use super::response::{AdminResponse, AerCompletion};
 use crate::admission::{Admission, ControllerTicket};
 use crate::config::TargetConfig;
-use crate::subsystem::{DiscoveryPort, HostAccess, NamespaceBacking, Subsystem};
+use crate::listeners::ListenerTable;
+use crate::subsystem::{HostAccess, NamespaceBacking, Subsystem};
 
 /// NVMe version the controllers report (VS and Identify Controller VER): 1.3.0.
 pub const NVME_VERSION: Vs = Vs::of(1, 3);
@@ -256,7 +257,7 @@ pub(super) enum Role {
     },
     Discovery {
         catalog: Arc<Catalog>,
-        listeners: Vec<DiscoveryPort>,
+        listeners: Arc<ListenerTable>,
     },
 }
 
@@ -305,12 +306,12 @@ impl ControllerRegistry {
     /// `listeners`.
     pub fn for_discovery(
         catalog: Arc<Catalog>,
-        listeners: Vec<DiscoveryPort>,
+        listeners: Arc<ListenerTable>,
         settings: ControllerSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
             subsystem: Arc::new(Subsystem::discovery()),
-            access: Mutex::new(HostAccess::discovery(listeners.len())),
+            access: Mutex::new(HostAccess::discovery(listeners.all().len())),
             role: Role::Discovery { catalog, listeners },
             settings,
             controllers: Mutex::new(BTreeMap::new()),

@@ -18,7 +18,8 @@ use super::controller::{
     keep_alive_from_ms, lock, AdminForwarder, AdminState, Arrival, Catalog, ControllerRegistry,
     ControllerSettings, FabricController,
 };
-use crate::subsystem::{DiscoveryPort, HostAccess, Subsystem};
+use crate::listeners::ListenerTable;
+use crate::subsystem::{HostAccess, Subsystem};
 
 impl ControllerRegistry {
     /// Checks what every Connect must satisfy. Returns the host access it was checked against,
@@ -185,7 +186,7 @@ impl TargetSubsystems {
     /// listing them on `listeners`.
     pub fn new(
         subsystems: Vec<(Arc<Subsystem>, HostAccess)>,
-        listeners: Vec<DiscoveryPort>,
+        listeners: Arc<ListenerTable>,
         settings: ControllerSettings,
         forwarder: Arc<dyn AdminForwarder>,
     ) -> Self {
@@ -467,6 +468,7 @@ mod tests {
     use super::super::test_support::*;
     use super::super::AdminResponse;
     use super::*;
+    use crate::listeners::ListenerInfo;
     use vfnvme_spec::fabrics::connect_status;
     use vfnvme_spec::regs;
 
@@ -631,10 +633,10 @@ mod tests {
     fn connects_are_routed_by_subsystem_nqn() {
         let target = TargetSubsystems::new(
             vec![(Arc::new(subsystem()), access())],
-            vec![
-                DiscoveryPort::plain(local().local_address),
-                DiscoveryPort::plain("192.0.2.1:4421".parse().unwrap()),
-            ],
+            Arc::new(ListenerTable::new(vec![
+                ListenerInfo::plain(local().local_address),
+                ListenerInfo::plain("192.0.2.1:4421".parse().unwrap()),
+            ])),
             settings(),
             Arc::new(FakeDrives::default()),
         );

@@ -25,6 +25,7 @@ use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Ro
 use vfnvme_test_support::ConfigText;
 
 pub mod auth;
+pub mod rpc;
 pub mod tls;
 
 pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
