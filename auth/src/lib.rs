@@ -20,6 +20,7 @@ mod nonce;
 mod representation;
 mod secret;
 mod secret_file;
+mod tls_context;
 mod tls_psk;
 
 pub use chap::{augmented_challenge, Transaction};
@@ -30,4 +31,5 @@ pub use host::{HostAuth, HostAuthError};
 pub use representation::KeyFormatError;
 pub use secret::DhchapSecret;
 pub use secret_file::{read_dhchap_secret, read_secret_file, read_tls_psk, SecretFileError};
+pub use tls_context::{restrict as restrict_tls_context, CIPHER_SUITE as TLS_CIPHER_SUITE};
 pub use tls_psk::{IdentityVersion, PskHash, TlsCredentials, TlsPsk};

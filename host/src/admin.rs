@@ -39,7 +39,7 @@ impl Host {
         subsystem_nqn: &str,
         options: HostOptions,
     ) -> Result<Self, HostError> {
-        let mut admin = HostQueue::open(address, ADMIN_QUEUE_ENTRIES, &options)?;
+        let mut admin = HostQueue::open(address, subsystem_nqn, ADMIN_QUEUE_ENTRIES, &options)?;
         admin.in_capsule_max = 8192;
         let result = admin.connect(0, CNTLID_DYNAMIC, subsystem_nqn, &options)?;
         authenticate_if_required(&mut admin, result, subsystem_nqn, &options)?;
@@ -164,7 +164,7 @@ impl Host {
                 self.io_in_capsule.unwrap_or(0)
             }
         };
-        let mut queue = HostQueue::open(self.address, entries, &self.options)?;
+        let mut queue = HostQueue::open(self.address, &self.subsystem_nqn, entries, &self.options)?;
         let result = queue.connect(qid, self.cntlid, &self.subsystem_nqn, &self.options)?;
         authenticate_if_required(&mut queue, result, &self.subsystem_nqn, &self.options)?;
         queue.in_capsule_max = in_capsule;

@@ -40,6 +40,17 @@ pub enum HostError {
         what: &'static str,
         timeout: Duration,
     },
+    #[error(
+        "{address}: TLS handshake with PSK identity \"{identity}\" failed: {source}; check \
+         that the PSK (vfnvme perf --tls-key) is the one the target has for this host and \
+         subsystem, and that the port is a TLS listener"
+    )]
+    Tls {
+        address: SocketAddr,
+        identity: String,
+        #[source]
+        source: openssl::ssl::Error,
+    },
     #[error("{address}: the target closed the connection")]
     Closed { address: SocketAddr },
     #[error("{address}: no free command slot (queue of {entries} entries)")]

@@ -19,6 +19,7 @@ pub mod error;
 pub mod options;
 pub mod queue;
 mod socket;
+mod tls;
 
 pub use admin::Host;
 pub use auth::authenticate;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vfnvme_auth::{DhGroupId, DhchapSecret};
+use vfnvme_auth::{DhGroupId, DhchapSecret, TlsPsk};
 
 /// How a host connects.
 #[derive(Clone, Debug)]
@@ -28,6 +28,9 @@ pub struct HostOptions {
     pub dhchap_ctrl_secret: Option<Arc<DhchapSecret>>,
     /// The DH groups offered, as the Linux host all of them by default; the controller picks.
     pub dhchap_dh_groups: Vec<DhGroupId>,
+    /// The configured TLS PSK: every queue then connects over TLS 1.3 with the identity and
+    /// TLS PSK derived from it for this host and subsystem (`nvme connect --tls`).
+    pub tls_psk: Option<Arc<TlsPsk>>,
 }
 
 impl Default for HostOptions {
@@ -44,6 +47,7 @@ impl Default for HostOptions {
             dhchap_secret: None,
             dhchap_ctrl_secret: None,
             dhchap_dh_groups: DhGroupId::ALL.to_vec(),
+            tls_psk: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Ro
 
 use crate::error::HostError;
 use crate::options::HostOptions;
-use crate::socket::HostSocket;
+use crate::socket::{HostSocket, HostStream};
 
 const RECV_BUFFER_LEN: usize = 64 * 1024;
 
@@ -68,9 +68,10 @@ pub struct HostQueue {
 }
 
 impl HostQueue {
-    /// Connects the socket and exchanges ICReq/ICResp.
+    /// Connects the socket (over TLS with a PSK) and exchanges ICReq/ICResp.
     pub(crate) fn open(
         address: SocketAddr,
+        subsystem_nqn: &str,
         entries: u16,
         options: &HostOptions,
     ) -> Result<Self, HostError> {
@@ -88,8 +89,18 @@ impl HostQueue {
         socket
             .set_read_timeout(Some(options.timeout))
             .map_err(io("setsockopt"))?;
+        let stream = match &options.tls_psk {
+            Some(psk) => HostStream::Tls(Box::new(crate::tls::connect(
+                socket,
+                address,
+                psk,
+                &options.host_nqn,
+                subsystem_nqn,
+            )?)),
+            None => HostStream::Plain(socket),
+        };
         let mut queue = Self {
-            socket: HostSocket::new(socket),
+            socket: HostSocket::new(stream),
             address,
             qid: 0,
             entries,

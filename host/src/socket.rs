@@ -5,16 +5,60 @@
 //! The mode changes only when the caller switches between waiting and polling, not per call.
 //! A PDU that must go out whole before the next (a queued capsule cut short by a full send
 //! buffer, an H2CData) is finished in blocking mode, as every write was before batching.
+//!
+//! Over TLS the same calls go through OpenSSL: a read gives plaintext (OpenSSL keeps the rest
+//! of a record, and the next read, blocking or not, gets it first); a write retried after
+//! WouldBlock passes the same bytes again, as OpenSSL requires (the context allows a moved
+//! buffer).
 
-use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::TcpStream;
+
+use openssl::ssl::SslStream;
+
+/// The byte stream under a queue: plain TCP, or TLS over it.
+pub(crate) enum HostStream {
+    Plain(TcpStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+impl HostStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            HostStream::Plain(stream) => stream,
+            HostStream::Tls(stream) => stream.get_ref(),
+        }
+    }
+
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            HostStream::Plain(stream) => stream.read(buffer),
+            HostStream::Tls(stream) => stream.read(buffer),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            HostStream::Plain(stream) => stream.write(bytes),
+            HostStream::Tls(stream) => stream.write(bytes),
+        }
+    }
+
+    fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            HostStream::Plain(stream) => stream.write_vectored(slices),
+            // One record per slice: SslStream writes the first non-empty one.
+            HostStream::Tls(stream) => stream.write_vectored(slices),
+        }
+    }
+}
 
 /// Capsules one queue batches before a write without growing its buffer: headers (72 bytes,
 /// 80 with a header digest) of this many commands.
 const PENDING_CAPACITY: usize = 128 * 80;
 
 pub(crate) struct HostSocket {
-    stream: TcpStream,
+    stream: HostStream,
     nonblocking: bool,
     /// Encoded PDUs not yet (fully) written, from `sent` on.
     pending: Vec<u8>,
@@ -22,7 +66,7 @@ pub(crate) struct HostSocket {
 }
 
 impl HostSocket {
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: HostStream) -> Self {
         Self {
             stream,
             nonblocking: false,
@@ -32,14 +76,14 @@ impl HostSocket {
     }
 
     pub(crate) fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
     }
 
     /// Switches to non-blocking (busy-polling) or blocking mode; a system call only when the
     /// mode changes.
     pub(crate) fn set_nonblocking(&mut self, nonblocking: bool) -> std::io::Result<()> {
         if self.nonblocking != nonblocking {
-            self.stream.set_nonblocking(nonblocking)?;
+            self.stream.tcp().set_nonblocking(nonblocking)?;
             self.nonblocking = nonblocking;
         }
         Ok(())

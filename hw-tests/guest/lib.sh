@@ -280,6 +280,7 @@ fabric_block() {
 }
 
 has_fabric_block() { [ -n "$(fabric_block "$@")" ]; }
+no_fabric_block() { [ -z "$(fabric_block "$@")" ]; }
 no_fabric_ctrl() { [ -z "$(fabric_ctrl "$1")" ]; }
 
 # The kernel initiator's host NQN: nvme-cli takes /etc/nvme/hostnqn when it exists.

@@ -9,7 +9,8 @@
 //!   [`polling`]: when a poll group polls or parks, which connections it reads directly.
 //! - [`lifecycle`]: a poll group's life and the gate connections enter it by (model checked).
 //! - [`session`]: a connection's binding to a fabric controller.
-//! - [`shared`]: the state the target's threads share, built by [`tgt`].
+//! - [`shared`]: the state the target's threads share, built by [`tgt`]; [`listeners`]: the
+//!   listeners, opened and closed while the target runs.
 //! - [`admin_worker`]: the thread that runs the admin commands drives answer.
 //! - [`rpc`]: the management socket (JSON-RPC), its thread and methods.
 //! - [`stats`]: the statistics poll groups count and publish, and their reports.
@@ -26,6 +27,7 @@ pub mod ctrlr;
 pub mod drive_table;
 pub mod group_control;
 pub mod lifecycle;
+pub mod listeners;
 pub mod poll_group;
 pub mod polling;
 pub mod rpc;

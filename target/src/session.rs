@@ -5,7 +5,6 @@
 //! the I/O path asks a binding only lock-free questions (enabled? which drive serves this
 //! namespace?).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,6 +25,7 @@ use crate::ctrlr::{
     IoQueueAttachment, TargetSubsystems,
 };
 use crate::drive_table::DriveTable;
+use crate::listeners::ListenerTable;
 use crate::subsystem::{DriveNamespace, HostAccess, NamespaceBacking, Subsystem};
 use vfnvme_spec::fabrics::{ConnectData, FabricsCommand};
 
@@ -65,7 +65,7 @@ impl Registry {
         config: &Config,
         drives: &Arc<DriveTable>,
         placement: &DrivePlacement,
-        listeners: Vec<SocketAddr>,
+        listeners: Arc<ListenerTable>,
         admission: Arc<Admission>,
     ) -> Result<Self, String> {
         let mut subsystems = Vec::new();

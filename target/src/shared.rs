@@ -4,13 +4,13 @@
 //! Its own module so that the connections and poll groups that read it and the target that
 //! builds it all import it downward: none of them has to import another to reach it.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use crate::admission::Admission;
 use crate::config::{SecureChannel, TargetConfig};
 use crate::drive_table::DriveTable;
+use crate::listeners::ListenerTable;
 use crate::session::Registry;
 use crate::tls::TlsServer;
 
@@ -20,10 +20,8 @@ pub struct TargetShared {
     /// MAXH2CDATA, fixed at start: the largest buffer a drive may have, then or later.
     max_h2c_data: u32,
     registry: Registry,
-    listeners: Vec<SocketAddr>,
-    /// Per listener: plain or TLS.
-    secure_channels: Vec<SecureChannel>,
-    /// The TLS context, when a listener is TLS.
+    listeners: Arc<ListenerTable>,
+    /// The TLS context, when a listener is TLS or a host has a PSK.
     tls: Option<TlsServer>,
     /// Set once when shutdown starts. A `OnceLock`, not a mutex: poll groups read it on every
     /// round of their loop, and the I/O path takes no lock (reading it is one atomic load).
@@ -40,8 +38,8 @@ impl TargetShared {
         config: TargetConfig,
         max_h2c_data: u32,
         registry: Registry,
-        listeners: Vec<SocketAddr>,
-        (secure_channels, tls): (Vec<SecureChannel>, Option<TlsServer>),
+        listeners: Arc<ListenerTable>,
+        tls: Option<TlsServer>,
         drives: Arc<DriveTable>,
         admission: Arc<Admission>,
     ) -> Self {
@@ -50,7 +48,6 @@ impl TargetShared {
             max_h2c_data,
             registry,
             listeners,
-            secure_channels,
             tls,
             shutdown_deadline: OnceLock::new(),
             admission,
@@ -96,21 +93,28 @@ impl TargetShared {
         self.drives.get(index).is_none_or(|slot| slot.is_removed())
     }
 
-    pub fn listeners(&self) -> &[SocketAddr] {
+    /// Every listener the target has had (read at accept, Connect and discovery time).
+    pub fn listeners(&self) -> &ListenerTable {
         &self.listeners
+    }
+
+    /// The TLS context, if the target has one.
+    pub fn tls(&self) -> Option<&TlsServer> {
+        self.tls.as_ref()
     }
 
     /// The TLS context if listener `listener` is TLS.
     pub fn tls_of(&self, listener: usize) -> Option<&TlsServer> {
-        match self.secure_channels.get(listener) {
-            Some(SecureChannel::Tls) => self.tls.as_ref(),
-            _ => None,
+        if self.is_tls(listener) {
+            self.tls.as_ref()
+        } else {
+            None
         }
     }
 
     /// Whether listener `listener` is TLS.
     pub fn is_tls(&self, listener: usize) -> bool {
-        self.secure_channels.get(listener) == Some(&SecureChannel::Tls)
+        self.listeners.get(listener).secure_channel == SecureChannel::Tls
     }
 
     /// Starts the shutdown clock: poll groups give up waiting for their drives after the

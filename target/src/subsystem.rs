@@ -3,21 +3,24 @@
 //!
 //! A [`Subsystem`]'s identity is fixed once built and shared as an `Arc`; its namespace list
 //! ([`NamespaceList`]) is replaced whole when the management socket adds or removes a namespace,
-//! and read by the admin path only (the I/O path has its own route table, see `session`). Who may connect and on which listeners ([`HostAccess`]) changes
-//! while the target runs (the management socket's `nvmf_subsystem_add_host`,
-//! `nvmf_subsystem_add_listener` and friends): it is kept apart, by the subsystem's controller
-//! registry, and read at Connect and discovery time only.
+//! and read by the admin path only (the I/O path has its own route table, see `session`).
+//! Who may connect and on which listeners ([`HostAccess`]) changes while the target runs (the
+//! management socket's `nvmf_subsystem_add_host`, `nvmf_subsystem_add_listener` and friends):
+//! it is kept apart, by the subsystem's controller registry, and read at Connect and discovery
+//! time only.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{
-    BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig, TargetConfig, MAX_MODEL_BYTES,
-    MAX_SERIAL_BYTES,
+    BackingConfig, NamespaceConfig, SecureChannel, SubsystemAuth, SubsystemConfig, TargetConfig,
+    MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
+use crate::listeners::ListenerInfo;
 use vfnvme_spec::discovery::{
-    DiscoveryLogEntry, DiscoveryLogHeader, ADRFAM_IPV4, ADRFAM_IPV6, EFLAGS_DUPRETINFO,
-    EFLAGS_EPCSD, SUBTYPE_CURRENT_DISCOVERY, SUBTYPE_NVME, TREQ_SECURE_CHANNEL_NOT_SPECIFIED,
+    DiscoveryLogEntry, DiscoveryLogHeader, TcpSecurityType, ADRFAM_IPV4, ADRFAM_IPV6,
+    EFLAGS_DUPRETINFO, EFLAGS_EPCSD, SUBTYPE_CURRENT_DISCOVERY, SUBTYPE_NVME,
+    TREQ_SECURE_CHANNEL_NOT_SPECIFIED, TREQ_SECURE_CHANNEL_REQUIRED,
     TREQ_SQ_FLOW_CONTROL_DISABLE_SUPPORTED, TRTYPE_TCP,
 };
 use vfnvme_spec::fabrics::{CNTLID_DYNAMIC, DISCOVERY_NQN, MAX_ADMIN_QUEUE_ENTRIES};
@@ -398,7 +401,7 @@ impl HostAccess {
 /// listeners change.
 pub fn discovery_log_page(
     subsystems: &[(String, Vec<usize>)],
-    listeners: &[SocketAddr],
+    listeners: &[ListenerInfo],
     current: usize,
     local_address: IpAddr,
     generation: u64,
@@ -430,15 +433,24 @@ fn port_id(index: usize) -> u16 {
 fn discovery_entry(
     nqn: &str,
     listener_index: usize,
-    listener: SocketAddr,
+    port: ListenerInfo,
     local_address: IpAddr,
 ) -> DiscoveryLogEntry {
+    let listener = port.address;
     let address = if listener.ip().is_unspecified() {
         local_address.to_canonical()
     } else {
         listener.ip()
     };
     let current = nqn == DISCOVERY_NQN;
+    // As nvmet: a TLS port says a secure channel is required and TLS 1.3 in TSAS (what
+    // `nvme connect-all` reads to add --tls); a plain one leaves both unspecified.
+    let (secure_channel, security_type) = match port.secure_channel {
+        SecureChannel::None => (TREQ_SECURE_CHANNEL_NOT_SPECIFIED, TcpSecurityType::None),
+        SecureChannel::Tls => (TREQ_SECURE_CHANNEL_REQUIRED, TcpSecurityType::Tls13),
+    };
+    let mut tsas = [0u8; 256];
+    tsas[0] = security_type as u8;
     DiscoveryLogEntry {
         trtype: TRTYPE_TCP,
         adrfam: if address.is_ipv4() {
@@ -451,8 +463,8 @@ fn discovery_entry(
         } else {
             SUBTYPE_NVME
         },
-        // As nvmet for a port without TLS; SQ flow control may be disabled (Connect CATTR).
-        treq: TREQ_SECURE_CHANNEL_NOT_SPECIFIED | TREQ_SQ_FLOW_CONTROL_DISABLE_SUPPORTED,
+        // SQ flow control may be disabled (Connect CATTR).
+        treq: secure_channel | TREQ_SQ_FLOW_CONTROL_DISABLE_SUPPORTED,
         portid: U16::new(port_id(listener_index)),
         cntlid: U16::new(CNTLID_DYNAMIC),
         asqsz: U16::new(MAX_ADMIN_QUEUE_ENTRIES),
@@ -465,7 +477,7 @@ fn discovery_entry(
         trsvcid: PaddedString::space_padded(&listener.port().to_string()),
         subnqn: PaddedString::nul_padded(nqn),
         traddr: PaddedString::space_padded(&address.to_string()),
-        // TSAS: Security Type 0 (no security).
+        tsas,
         ..DiscoveryLogEntry::default()
     }
 }
@@ -820,7 +832,11 @@ mod tests {
                 .map(|s| (s.nqn.clone(), s.listeners.clone()))
                 .collect()
         };
-        let listeners: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
+        let listeners: Vec<ListenerInfo> = config
+            .listeners
+            .iter()
+            .map(|l| ListenerInfo::plain(l.address))
+            .collect();
         let local: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
         let page = discovery_log_page(&visible_to("nqn.host:me"), &listeners, 1, local, 5);
 
@@ -897,7 +913,7 @@ mod tests {
     fn ipv6_listeners_are_reported_as_ipv6() {
         let page = discovery_log_page(
             &[],
-            &["[2001:db8::1]:4420".parse().unwrap()],
+            &[ListenerInfo::plain("[2001:db8::1]:4420".parse().unwrap())],
             0,
             "::1".parse().unwrap(),
             1,
@@ -905,5 +921,37 @@ mod tests {
         let entry = &page[1024..];
         assert_eq!(entry[1], 2, "adrfam");
         assert_eq!(&entry[512..524], b"2001:db8::1 ");
+    }
+
+    #[test]
+    fn tls_listeners_require_a_secure_channel_and_name_tls_1_3() {
+        let tls = ListenerInfo {
+            address: "192.0.2.7:4430".parse().unwrap(),
+            secure_channel: SecureChannel::Tls,
+            open: true,
+        };
+        let plain = ListenerInfo::plain("192.0.2.7:4420".parse().unwrap());
+        let subsystems = [("nqn.2026-11.io.vfnvme:a".to_owned(), vec![0, 1])];
+        let page = discovery_log_page(&subsystems, &[tls, plain], 1, "::1".parse().unwrap(), 1);
+        let entries: Vec<&[u8]> = page[1024..].chunks(1024).collect();
+        assert_eq!(entries.len(), 3);
+        // TREQ (byte 3): secure channel required (01b) plus SQ flow control disable (bit 2);
+        // TSAS (byte 768) of an NVMe/TCP entry: Security Type 2, TLS 1.3.
+        assert_eq!(
+            (entries[1][3], entries[1][768]),
+            (0x05, 2),
+            "the TLS listener"
+        );
+        assert!(entries[1][769..].iter().all(|&b| b == 0));
+        assert_eq!(
+            (entries[2][3], entries[2][768]),
+            (0x04, 0),
+            "the plain listener"
+        );
+        assert_eq!(
+            (entries[0][3], entries[0][768]),
+            (0x04, 0),
+            "asked on the plain one"
+        );
     }
 }

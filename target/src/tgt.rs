@@ -25,6 +25,7 @@ use crate::backend::{Drive, DriveSlot};
 use crate::config::{BackingConfig, Config, SecureChannel};
 use crate::drive_table::DriveTable;
 use crate::group_control;
+use crate::listeners::{AcceptorListeners, ListenerInfo, ListenerTable, CHANGE_TOKEN};
 use crate::poll_group::{PollGroupHandle, PollGroupSummary};
 use crate::rpc::{Management, ManagementServer, SocketError};
 use crate::session::{DrivePlacement, Registry};
@@ -73,7 +74,7 @@ pub enum TargetError {
 
 /// A running target.
 pub struct Target {
-    listeners: Vec<TcpListener>,
+    listeners: AcceptorListeners,
     /// After the listeners, before the poll groups: changes stop before hosts are stopped.
     management: Option<ManagementServer>,
     /// The Prometheus endpoint, when `[metrics] address` is set.
@@ -155,24 +156,22 @@ impl Target {
             .max(crate::subsystem::RAM_MAX_IO_SIZE as usize) as u32;
 
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io)?;
-        let mut listeners = Vec::new();
-        let mut addresses = Vec::new();
+        let mut sockets = Vec::new();
+        let mut bound = Vec::new();
         for listener in &config.listeners {
-            let socket =
-                TcpListener::bind(listener.address).map_err(|source| TargetError::Listen {
-                    address: listener.address,
-                    source,
-                })?;
-            socket
-                .set_nonblocking(true)
-                .map_err(TargetError::Acceptor)?;
-            let token = listeners.len() as u64;
-            epoll
-                .add(socket.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-                .map_err(io)?;
-            addresses.push(socket.local_addr().map_err(TargetError::Acceptor)?);
-            listeners.push(socket);
+            let socket = listen(listener.address).map_err(|source| TargetError::Listen {
+                address: listener.address,
+                source,
+            })?;
+            bound.push(ListenerInfo {
+                address: socket.local_addr().map_err(TargetError::Acceptor)?,
+                secure_channel: listener.secure_channel,
+                open: true,
+            });
+            sockets.push(socket);
         }
+        let (listeners, listener_control) = AcceptorListeners::new(sockets, &epoll).map_err(io)?;
+        let listener_table = Arc::new(ListenerTable::new(bound));
         let table = Arc::new(DriveTable::default());
         for ((name, drive), size) in drives.into_iter().zip(buffer_sizes) {
             table.push(DriveSlot::new(name, drive, size).map_err(TargetError::Acceptor)?)?;
@@ -187,7 +186,7 @@ impl Target {
             &config,
             &drives,
             &placement,
-            addresses.clone(),
+            Arc::clone(&listener_table),
             Arc::clone(&admission),
         )
         .map_err(TargetError::Subsystem)?;
@@ -196,8 +195,8 @@ impl Target {
             config.target.clone(),
             max_h2c_data,
             registry,
-            addresses,
-            tls_listeners(&config)?,
+            listener_table,
+            tls_server(&config)?,
             drives,
             admission,
         ));
@@ -212,8 +211,9 @@ impl Target {
             Some(path) => {
                 // The running configuration names the ports the system chose for port 0.
                 let mut running = config.clone();
-                for (listener, bound) in running.listeners.iter_mut().zip(shared.listeners()) {
-                    listener.address = *bound;
+                for (listener, bound) in running.listeners.iter_mut().zip(shared.listeners().all())
+                {
+                    listener.address = bound.address;
                 }
                 let management = Management {
                     shared: Arc::clone(&shared),
@@ -221,6 +221,7 @@ impl Target {
                     stats: Arc::clone(&stats),
                     groups: group_links,
                     open_pci,
+                    listeners: listener_control,
                 };
                 Some(ManagementServer::start(&path, management)?)
             }
@@ -269,7 +270,7 @@ impl Target {
             "target started: {} poll groups, {} drives, listening on {:?}",
             groups.len(),
             shared.drives().len(),
-            shared.listeners()
+            self_addresses(&shared)
         );
         Ok(Self {
             listeners,
@@ -291,9 +292,10 @@ impl Target {
         self.metrics.as_ref().map(MetricsServer::address)
     }
 
-    /// The addresses listened on (with the port the system chose for port 0).
-    pub fn local_addresses(&self) -> &[SocketAddr] {
-        self.shared.listeners()
+    /// The addresses of the configured listeners (with the port the system chose for port
+    /// 0), then of those opened since.
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        self_addresses(&self.shared)
     }
 
     /// Accepts connections and hands them to poll groups until `stop` becomes readable.
@@ -330,6 +332,9 @@ impl Target {
                         let _ = self.epoll.delete(stop.as_fd());
                         return Ok(());
                     }
+                    CHANGE_TOKEN => self
+                        .listeners
+                        .apply_changes(&self.epoll, self.accept_paused_until.is_some()),
                     token if token >= REMOVAL_TOKEN_BASE => {
                         self.on_removal_request((token - REMOVAL_TOKEN_BASE) as usize)
                     }
@@ -352,9 +357,7 @@ impl Target {
             "accept failed: {error}; not accepting for {ACCEPT_PAUSE:?} (raise LimitNOFILE, \
              or lower limits.connections)"
         );
-        for listener in &self.listeners {
-            let _ = self.epoll.delete(listener.as_fd());
-        }
+        self.listeners.unregister(&self.epoll);
         self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
     }
 
@@ -366,15 +369,7 @@ impl Target {
             return;
         }
         self.accept_paused_until = None;
-        for (token, listener) in self.listeners.iter().enumerate() {
-            let event = EpollEvent::new(EpollFlags::EPOLLIN, token as u64);
-            if let Err(error) = self.epoll.add(listener.as_fd(), event) {
-                log::error!(
-                    "cannot accept on {:?} again: {error}",
-                    listener.local_addr()
-                );
-            }
-        }
+        self.listeners.register(&self.epoll);
     }
 
     /// The kernel (hot removal) or an operator wants drive `index` back: new commands to it
@@ -432,7 +427,12 @@ impl Target {
 
     fn accept(&mut self, listener: usize) {
         loop {
-            match self.listeners[listener].accept() {
+            let accepted = match self.listeners.socket(listener) {
+                Some(socket) => socket.accept(),
+                // Closed since epoll said it was readable.
+                None => return,
+            };
+            match accepted {
                 Ok((stream, peer)) => {
                     log::debug!("connection from {peer}");
                     // Refused by closing at once: before its ICReq a host can be told nothing.
@@ -621,14 +621,37 @@ fn io(errno: nix::errno::Errno) -> TargetError {
     TargetError::Acceptor(errno.into())
 }
 
-/// Each listener's secure channel, and the TLS context if one is TLS (its PSK table from
-/// every subsystem's host PSKs).
-fn tls_listeners(config: &Config) -> Result<(Vec<SecureChannel>, Option<TlsServer>), TargetError> {
-    let channels: Vec<SecureChannel> = config.listeners.iter().map(|l| l.secure_channel).collect();
-    if !channels.contains(&SecureChannel::Tls) {
-        return Ok((channels, None));
+/// The TLS context, when a listener is TLS or a host has a TLS PSK (a TLS listener may then
+/// be opened at runtime); its PSK table from every subsystem's host PSKs.
+fn tls_server(config: &Config) -> Result<Option<TlsServer>, TargetError> {
+    let tls_listener = config
+        .listeners
+        .iter()
+        .any(|listener| listener.secure_channel == SecureChannel::Tls);
+    let psk_host = config
+        .subsystems
+        .iter()
+        .any(|subsystem| !subsystem.tls_psks.is_empty());
+    if !tls_listener && !psk_host {
+        return Ok(None);
     }
     let table = Arc::new(PskTable::new(&config.subsystems));
-    let server = TlsServer::new(table).map_err(TargetError::Tls)?;
-    Ok((channels, Some(server)))
+    TlsServer::new(table).map(Some).map_err(TargetError::Tls)
+}
+
+/// A non-blocking listening socket on `address` (the acceptor's and the management
+/// thread's).
+pub(crate) fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = TcpListener::bind(address)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn self_addresses(shared: &TargetShared) -> Vec<SocketAddr> {
+    shared
+        .listeners()
+        .all()
+        .iter()
+        .map(|info| info.address)
+        .collect()
 }

@@ -12,15 +12,11 @@ use std::sync::Arc;
 
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
-use openssl::ssl::{
-    Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslRef, SslVersion,
-};
+use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslRef};
+use vfnvme_auth::restrict_tls_context;
 
 use crate::config::PskIdentity;
 use crate::config::SubsystemConfig;
-
-/// The only cipher suite: OpenSSL's legacy PSK callbacks give TLS 1.3 no other.
-pub const CIPHER_SUITE: &str = "TLS_AES_128_GCM_SHA256";
 
 /// Who a connection's PSK identity names: the Fabrics Connect on it must name the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +72,7 @@ impl TlsServer {
         let peer = Ssl::new_ex_index::<PskPeer>()?;
         let address = Ssl::new_ex_index::<String>()?;
         let mut builder = SslContextBuilder::new(SslMethod::tls_server())?;
-        restrict(&mut builder)?;
+        restrict_tls_context(&mut builder)?;
         builder.set_psk_server_callback(move |ssl: &mut SslRef, identity, psk: &mut [u8]| {
             let Some(found) = identity.and_then(|identity| table.find(identity)) else {
                 let shown = identity.map(String::from_utf8_lossy).unwrap_or_default();
@@ -116,23 +112,10 @@ impl TlsServer {
         Ok(ssl)
     }
 
-    /// Who the PSK identity of a finished handshake names.
-    pub fn peer_of(&self, ssl: &SslRef) -> Option<PskPeer> {
-        ssl.ex_data(self.peer).cloned()
+    /// Where a session records who its PSK identity names (set by the PSK callback).
+    pub fn psk_peer_index(&self) -> Index<Ssl, PskPeer> {
+        self.peer
     }
-}
-
-/// TLS 1.3 only, [`CIPHER_SUITE`] only, no tickets (as TP 8011 and SPDK).
-pub fn restrict(builder: &mut SslContextBuilder) -> Result<(), ErrorStack> {
-    builder.set_min_proto_version(Some(SslVersion::TLS1_3))?;
-    builder.set_max_proto_version(Some(SslVersion::TLS1_3))?;
-    builder.set_ciphersuites(CIPHER_SUITE)?;
-    builder.set_options(SslOptions::NO_TICKET);
-    // Writes may be partial and retried from a buffer that moved (the send buffer is
-    // refilled from the queue, which still starts with the same bytes).
-    builder.set_mode(SslMode::ENABLE_PARTIAL_WRITE | SslMode::ACCEPT_MOVING_WRITE_BUFFER);
-    builder.set_num_tickets(0)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -152,7 +135,7 @@ mod tests {
 
     fn client(identity: String, psk: Vec<u8>) -> SslContext {
         let mut builder = SslContextBuilder::new(SslMethod::tls_client()).unwrap();
-        restrict(&mut builder).unwrap();
+        restrict_tls_context(&mut builder).unwrap();
         builder.set_psk_client_callback(move |_, _, identity_out, psk_out| {
             identity_out[..identity.len()].copy_from_slice(identity.as_bytes());
             identity_out[identity.len()] = 0;
@@ -182,7 +165,7 @@ mod tests {
                     assert_eq!(&answer, b"pong");
                     assert_eq!(
                         stream.ssl().current_cipher().unwrap().standard_name(),
-                        Some(CIPHER_SUITE)
+                        Some(vfnvme_auth::TLS_CIPHER_SUITE)
                     );
                 }
                 Err(error) => drop(error),
@@ -197,8 +180,10 @@ mod tests {
                 assert_eq!(&ping, b"ping");
                 stream.write_all(b"pong").unwrap();
                 assert_eq!(stream.ssl().version_str(), "TLSv1.3");
-                Ok(server
-                    .peer_of(stream.ssl())
+                Ok(stream
+                    .ssl()
+                    .ex_data(server.psk_peer_index())
+                    .cloned()
                     .expect("a PSK handshake names its peer"))
             }
             Err(error) => Err(error.to_string()),

@@ -11,24 +11,15 @@ use common::auth::{
     host_auth, host_options, key_file, raw_admin, raw_exchange, raw_receive, raw_send, secret,
     target, target_with, HOST_A, HOST_B,
 };
-use common::{pattern, with_transport_sgl, RawClient, Received, BLOCK, NQN};
+use common::{with_transport_sgl, write_read_compare, RawClient, Received, BLOCK, NQN};
 use vfnvme_auth::{DhGroupId, HashId, HostAuth, HostAuthError};
-use vfnvme_host::{authenticate, Host, HostError, HostQueue};
+use vfnvme_host::{authenticate, Host, HostError};
 use vfnvme_spec::auth::{connect_authreq, Message};
 use vfnvme_spec::fabrics::{FabricsCommand, PropertyGet, PropertySize};
 use vfnvme_spec::{admin_opcode, cns, nvm_opcode, regs, Command};
 use vfnvme_tcp::PduHeader;
 
 use crate::common::RunningTarget;
-
-fn write_read_compare(queue: &mut HostQueue, lba: u64, seed: u64) {
-    let data = pattern(8 * BLOCK, seed);
-    let write = Command::nvm_rw(nvm_opcode::WRITE, 1, lba, 8);
-    queue.execute(write, &data, 0, "Write").expect("write");
-    let read = Command::nvm_rw(nvm_opcode::READ, 1, lba, 8);
-    let (_, back) = queue.execute(read, &[], data.len(), "Read").expect("read");
-    assert!(back == data, "data read back differs");
-}
 
 fn identify(cid: u16) -> Command {
     let command = Command {
@@ -49,13 +40,13 @@ fn the_right_keys_authenticate_admin_and_io_queues_and_data_moves() {
     let mut queue = host
         .connect_io_queue(1, 8)
         .expect("I/O queue authenticates");
-    write_read_compare(&mut queue, 64, 1);
+    write_read_compare(&mut queue, 64, 8, 1);
     // One way: host B.
     let mut host = target.host_with(host_options(HOST_B, Some(secret(3)), None));
     let mut queue = host
         .connect_io_queue(1, 8)
         .expect("I/O queue authenticates");
-    write_read_compare(&mut queue, 128, 2);
+    write_read_compare(&mut queue, 128, 8, 2);
 }
 
 #[test]
@@ -102,7 +93,7 @@ fn a_wrong_host_key_is_refused_and_the_queue_closed_while_other_hosts_go_on() {
     let target = target(dir.path(), true);
     let mut good = target.host_with(host_options(HOST_B, Some(secret(3)), None));
     let mut good_queue = good.connect_io_queue(1, 8).unwrap();
-    write_read_compare(&mut good_queue, 0, 3);
+    write_read_compare(&mut good_queue, 0, 8, 3);
 
     // Our initiator reports the refusal.
     let refused = Host::connect(
@@ -129,7 +120,7 @@ fn a_wrong_host_key_is_refused_and_the_queue_closed_while_other_hosts_go_on() {
     client.send_lenient(&identify);
     client.expect_closed();
 
-    write_read_compare(&mut good_queue, 8, 4);
+    write_read_compare(&mut good_queue, 8, 8, 4);
     good.identify_controller()
         .expect("the other host's admin queue");
 }
@@ -182,7 +173,7 @@ fn an_authenticated_queue_re_authenticates() {
     authenticate(&mut queue, &mut host_auth(HOST_B, &secret(3))).expect("I/O queue");
     host.identify_controller()
         .expect("admin commands after re-authentication");
-    write_read_compare(&mut queue, 24, 6);
+    write_read_compare(&mut queue, 24, 8, 6);
 }
 
 #[test]
@@ -206,7 +197,7 @@ fn hosts_without_keys_connect_without_authentication_unless_required() {
     );
     let mut host = target.host_with(host_options(HOST_B, None, None));
     let mut queue = host.connect_io_queue(1, 8).unwrap();
-    write_read_compare(&mut queue, 16, 5);
+    write_read_compare(&mut queue, 16, 8, 5);
 }
 
 /// `[target] dhchap_digests` / `dhchap_dhgroups` narrow what an exchange may use: the

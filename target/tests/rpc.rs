@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vfnvme_host::{Host, HostOptions};
 use vfnvme_spec::fabrics::{connect_status, DISCOVERY_NQN};
-use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command};
+use vfnvme_spec::{admin_opcode, feature, Command};
 use vfnvme_target::config::Config;
 use vfnvme_target::tgt::{Target, TargetError};
 use vfnvme_test_support::poll_until;
@@ -23,8 +23,8 @@ mod common;
 
 use common::rpc::{socket_path, Client};
 use common::{
-    failed_status, loopback_config, options, pattern, wait_for_eof, RawClient, RunningTarget,
-    BLOCK, NQN, PATIENCE,
+    failed_status, loopback_config, options, wait_for_eof, write_read_compare, RawClient,
+    RunningTarget, NQN, PATIENCE,
 };
 
 const HOST_A: &str = "nqn.2014-08.org.nvmexpress:uuid:rpc-host-a";
@@ -44,27 +44,6 @@ fn host_options(host_nqn: &str) -> HostOptions {
         host_nqn: host_nqn.into(),
         ..options()
     }
-}
-
-fn write_read(queue: &mut vfnvme_host::HostQueue, lba: u64, seed: u64) {
-    let data = pattern(8 * BLOCK, seed);
-    queue
-        .execute(
-            Command::nvm_rw(nvm_opcode::WRITE, 1, lba, 8),
-            &data,
-            0,
-            "Write",
-        )
-        .expect("write");
-    let (_, back) = queue
-        .execute(
-            Command::nvm_rw(nvm_opcode::READ, 1, lba, 8),
-            &[],
-            data.len(),
-            "Read",
-        )
-        .expect("read");
-    assert_eq!(back, data, "read back differs");
 }
 
 /// Subsystem NQNs `nvmf_get_subsystems` lists.
@@ -217,7 +196,7 @@ fn a_removed_host_is_disconnected_while_another_keeps_its_io() {
     let target = RunningTarget::with_config(&managed(&socket, &hosts));
     let mut removed = target.host_with(host_options(HOST_A));
     let mut removed_queue = removed.connect_io_queue(1, 8).unwrap();
-    write_read(&mut removed_queue, 0, 1);
+    write_read_compare(&mut removed_queue, 0, 8, 1);
 
     let address = target.address;
     let running = Arc::new(AtomicBool::new(true));
@@ -230,7 +209,7 @@ fn a_removed_host_is_disconnected_while_another_keeps_its_io() {
             let mut queue = host.connect_io_queue(1, 8).unwrap();
             let mut round = 0;
             while running.load(Ordering::Relaxed) {
-                write_read(&mut queue, 64 + round % 64 * 8, round);
+                write_read_compare(&mut queue, 64 + round % 64 * 8, 8, round);
                 served.fetch_add(1, Ordering::Relaxed);
                 round += 1;
             }
@@ -277,7 +256,7 @@ fn a_removed_host_is_disconnected_while_another_keeps_its_io() {
         json!({"nqn": NQN, "host": HOST_A}),
     );
     let mut back = target.host_with(host_options(HOST_A));
-    write_read(&mut back.connect_io_queue(1, 8).unwrap(), 0, 2);
+    write_read_compare(&mut back.connect_io_queue(1, 8).unwrap(), 0, 8, 2);
     // Removing host B leaves host A connected.
     client.call(
         "nvmf_subsystem_remove_host",
@@ -294,7 +273,7 @@ fn a_deleted_subsystem_closes_its_hosts_then_is_unknown() {
     let target = RunningTarget::with_config(&managed(&socket, "allow_any_host = true"));
     let mut host = target.host();
     let mut queue = host.connect_io_queue(1, 8).unwrap();
-    write_read(&mut queue, 0, 3);
+    write_read_compare(&mut queue, 0, 8, 3);
     let mut discovery = Host::connect(target.address, DISCOVERY_NQN, options()).unwrap();
     discovery.enable().unwrap();
 
@@ -489,92 +468,8 @@ fn save_config_starts_the_same_target_again() {
     );
     // And hosts see the same: B is admitted, A is not.
     let mut host = restarted.host_with(host_options(HOST_B));
-    write_read(&mut host.connect_io_queue(1, 8).unwrap(), 0, 4);
+    write_read_compare(&mut host.connect_io_queue(1, 8).unwrap(), 0, 8, 4);
     let status =
         failed_status(Host::connect(restarted.address, NQN, host_options(HOST_A)).map(|_| ()));
     assert_eq!(status.sc(), connect_status::INVALID_HOST);
-}
-
-fn listen_address(address: std::net::SocketAddr) -> Value {
-    json!({"trtype": "TCP", "adrfam": "IPv4", "traddr": address.ip().to_string(),
-           "trsvcid": address.port().to_string()})
-}
-
-#[test]
-fn listeners_are_added_and_removed_and_hosts_on_a_removed_one_disconnected() {
-    let socket = socket_path();
-    let text = vfnvme_test_support::ConfigText::new(&format!(
-        "cores = 2\nrpc_socket = \"{}\"",
-        socket.display()
-    ))
-    .listener("127.0.0.1:0")
-    .listener("127.0.0.2:0")
-    .subsystem(NQN, "allow_any_host = true\nlisteners = [\"127.0.0.1:0\"]")
-    .namespace(1, "ram_mib = 16")
-    .text();
-    let target = RunningTarget::with_config(&text);
-    let [first, second] = [target.addresses[0], target.addresses[1]];
-    let refused = |address| {
-        let mut raw = RawClient::established(address, false, false);
-        let connect = raw.connect_bytes(NQN, 0, 0xffff, 32);
-        raw.send(&connect);
-        raw.expect_response()
-    };
-    assert_eq!(
-        refused(second).result,
-        0x0001_0100,
-        "not on the second listener"
-    );
-
-    let mut client = Client::open(&socket);
-    let params = json!({"nqn": NQN, "listen_address": listen_address(second)});
-    assert_eq!(
-        client.call("nvmf_subsystem_add_listener", params.clone()),
-        json!(true)
-    );
-    let listed = client.call("nvmf_get_subsystems", json!({"nqn": NQN}));
-    assert_eq!(
-        listed[0]["listen_addresses"].as_array().unwrap().len(),
-        2,
-        "{listed}"
-    );
-    let mut staying = Host::connect(first, NQN, options()).unwrap();
-    staying.enable().unwrap();
-    let mut staying_queue = staying.connect_io_queue(1, 8).unwrap();
-    let mut leaving = Host::connect(second, NQN, options()).unwrap();
-    leaving.enable().unwrap();
-    let mut leaving_queue = leaving.connect_io_queue(1, 8).unwrap();
-    write_read(&mut leaving_queue, 0, 5);
-    let (_, message) = client.error("nvmf_subsystem_add_listener", params.clone());
-    assert!(message.contains("already"), "{message}");
-
-    assert_eq!(
-        client.call("nvmf_subsystem_remove_listener", params),
-        json!(true)
-    );
-    for socket in [leaving.admin_queue().socket(), leaving_queue.socket()] {
-        wait_for_eof(socket, PATIENCE).expect("the controller that came through it is closed");
-    }
-    write_read(&mut staying_queue, 8, 6);
-    assert_eq!(refused(second).result, 0x0001_0100);
-
-    let unknown = json!({"nqn": NQN, "listen_address":
-        {"trtype": "TCP", "traddr": "192.0.2.1", "trsvcid": "4420"}});
-    let (code, message) = client.error("nvmf_subsystem_add_listener", unknown);
-    assert_eq!(code, -32602);
-    assert!(
-        message.contains("does not listen on 192.0.2.1:4420"),
-        "{message}"
-    );
-    let last = json!({"nqn": NQN, "listen_address": listen_address(first)});
-    let (_, message) = client.error("nvmf_subsystem_remove_listener", last);
-    assert!(message.contains("no host could reach it"), "{message}");
-    let (_, message) = client.error(
-        "nvmf_subsystem_add_listener",
-        json!({"nqn": NQN, "listen_address": {"traddr": "127.0.0.1", "trsvcid": 1}}),
-    );
-    assert!(
-        message.starts_with("params.listen_address.trsvcid: invalid type"),
-        "{message}"
-    );
 }

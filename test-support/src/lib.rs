@@ -51,6 +51,16 @@ impl ConfigText {
         self
     }
 
+    /// A `[[listener]]` at `address` whose connections run TLS 1.3 with a PSK.
+    pub fn tls_listener(mut self, address: &str) -> Self {
+        write!(
+            self.0,
+            "\n[[listener]]\naddress = \"{address}\"\nsecure_channel = \"tls\"\n"
+        )
+        .expect("a String takes it");
+        self
+    }
+
     /// A `[[subsystem]]` `nqn` with the key lines `keys` (who may connect, identity).
     pub fn subsystem(mut self, nqn: &str, keys: &str) -> Self {
         write!(self.0, "\n[[subsystem]]\nnqn = \"{nqn}\"\n{keys}\n").expect("a String takes it");

@@ -33,7 +33,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     .map_err(Error::Signals)?;
     let nqns: Vec<String> = config.subsystems.iter().map(|s| s.nqn.clone()).collect();
     let mut target = Target::start(config)?;
-    eprintln!("vfnvme: {}", ready_line(&nqns, target.local_addresses()));
+    eprintln!("vfnvme: {}", ready_line(&nqns, &target.local_addresses()));
     let accepted = target.run_until(&signal_fd);
     match (&accepted, signal_fd.read_signal()) {
         (Err(error), _) => log::error!("{error}: shutting down"),

@@ -55,9 +55,16 @@ fn target_lines() -> String {
     format!("cores = 1\nrpc_socket = \"{}\"", socket_path().display())
 }
 
-fn ram_config(port: u16, subsystem: &str) -> String {
-    ConfigText::new(&target_lines())
-        .listener(&format!("127.0.0.1:{port}"))
+/// One RAM subsystem with key lines `subsystem` on a listener at `port`, TLS with `tls`.
+fn ram_config(port: u16, subsystem: &str, tls: bool) -> String {
+    let config = ConfigText::new(&target_lines());
+    let address = format!("127.0.0.1:{port}");
+    let config = if tls {
+        config.tls_listener(&address)
+    } else {
+        config.listener(&address)
+    };
+    config
         .subsystem(NQN, subsystem)
         .namespace(1, &format!("ram_mib = {RAM_MIB}"))
         .text()
@@ -80,8 +87,13 @@ impl Served {
 
     /// With the subsystem's key lines `subsystem` (who may connect).
     fn start_with(subsystem: &str) -> Self {
+        Self::start_listening(subsystem, false)
+    }
+
+    /// As [`Self::start_with`], on a TLS listener with `tls`.
+    fn start_listening(subsystem: &str, tls: bool) -> Self {
         let port = free_port();
-        let text = ram_config(port, subsystem);
+        let text = ram_config(port, subsystem, tls);
         let socket = Config::parse(&text, "serve.toml")
             .expect("a valid configuration")
             .target
@@ -349,7 +361,7 @@ fn a_limit_out_of_range_is_one_line_naming_the_key_and_its_range() {
 fn a_port_in_use_is_one_line() {
     let holder = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let port = holder.local_addr().expect("local address").port();
-    let path = write_config(&ram_config(port, "allow_any_host = true"));
+    let path = write_config(&ram_config(port, "allow_any_host = true", false));
     let output = vfnvme(&["serve", "--config", path.to_str().expect("UTF-8 path")]);
     assert_clean_failure(&output, &format!("cannot listen on 127.0.0.1:{port}"));
 }
@@ -408,8 +420,8 @@ fn the_deploy_example_configuration_is_valid() {
     }
 }
 
-/// A secret file readable by its owner only, holding `secret`.
-fn secret_file(name: &str, secret: &vfnvme_auth::DhchapSecret) -> PathBuf {
+/// A secret file readable by its owner only, holding `representation`.
+fn secret_file(name: &str, representation: &str) -> PathBuf {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -421,7 +433,7 @@ fn secret_file(name: &str, secret: &vfnvme_auth::DhchapSecret) -> PathBuf {
         .mode(0o600)
         .open(&path)
         .expect("create the key file");
-    writeln!(file, "{}", &*secret.representation()).expect("write the key");
+    writeln!(file, "{representation}").expect("write the key");
     path
 }
 
@@ -429,8 +441,8 @@ fn secret_file(name: &str, secret: &vfnvme_auth::DhchapSecret) -> PathBuf {
 fn perf_connect_authenticates_with_dhchap_secret_as_string_or_file() {
     let host_key = vfnvme_auth::DhchapSecret::new(&[7; 32], None).unwrap();
     let ctrl_key = vfnvme_auth::DhchapSecret::new(&[8; 48], None).unwrap();
-    let host_file = secret_file("perf-host", &host_key);
-    let ctrl_file = secret_file("perf-ctrl", &ctrl_key);
+    let host_file = secret_file("perf-host", &host_key.representation());
+    let ctrl_file = secret_file("perf-ctrl", &ctrl_key.representation());
     let host_nqn = vfnvme_host::HostOptions::default().host_nqn;
     let served = Served::start_with(&format!(
         "require_authentication = true\n[[subsystem.host]]\nnqn = \"{host_nqn}\"\n\
@@ -460,6 +472,70 @@ fn perf_connect_authenticates_with_dhchap_secret_as_string_or_file() {
     assert_clean_failure(
         &served.perf(&reads),
         "the target requires DH-HMAC-CHAP authentication and no secret is set",
+    );
+}
+
+#[test]
+fn perf_connect_runs_over_tls_with_tls_key_and_hostnqn() {
+    const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:6d1e5c1a-0b7e-4c51-9a3b-5f5e0c1d2e3f";
+    let psk = vfnvme_auth::TlsPsk::new(&[9; 32], Some(vfnvme_auth::PskHash::Sha256)).unwrap();
+    let psk_path = secret_file("perf-psk", &psk.representation());
+    let served = Served::start_listening(
+        &format!(
+            "[[subsystem.host]]\nnqn = \"{HOST}\"\ntls_psk_file = \"{}\"\n",
+            psk_path.display()
+        ),
+        true,
+    );
+    let path = psk_path.display().to_string();
+    let verify = json_of_success(&served.perf(&[
+        "--tls-key",
+        path.as_str(),
+        "--hostnqn",
+        HOST,
+        "-w",
+        "verify",
+        "-q",
+        "8",
+        "-o",
+        "64k",
+        "-t",
+        "60",
+    ]));
+    assert_eq!(verify["verified_bytes"], RAM_MIB << 20);
+    assert_eq!(verify["verify_mismatches"], 0);
+    assert_eq!(verify["errors"], 0);
+    let as_string = psk.representation();
+    let reads = ["-w", "randread", "-q", "4", "-o", "4k", "-t", "1"];
+    json_of_success(
+        &served.perf(
+            &[
+                &["--tls-key", as_string.as_str(), "--hostnqn", HOST],
+                &reads[..],
+            ]
+            .concat(),
+        ),
+    );
+    let wrong = vfnvme_auth::TlsPsk::new(&[10; 32], Some(vfnvme_auth::PskHash::Sha256)).unwrap();
+    let wrong = wrong.representation();
+    assert_clean_failure(
+        &served.perf(
+            &[
+                &["--tls-key", wrong.as_str(), "--hostnqn", HOST],
+                &reads[..],
+            ]
+            .concat(),
+        ),
+        "TLS handshake with PSK identity",
+    );
+    let (code, stderr) = served.stop(Signal::SIGTERM);
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "TLS handshake refused: host {HOST} for subsystem {NQN} presented a PSK that is \
+             not the configured one"
+        )),
+        "{stderr}"
     );
 }
 

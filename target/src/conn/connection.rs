@@ -203,7 +203,7 @@ impl Connection {
             .peer_addr()
             .map_or_else(|_| "?".into(), |a| a.to_string());
         let socket = match shared.tls_of(listener) {
-            Some(server) => Socket::accept_tls(socket, server.session(&peer)?)?,
+            Some(server) => Socket::accept_tls(socket, server, &peer)?,
             None => Socket::Plain(socket),
         };
         let depth = usize::from(shared.settings().max_queue_depth);

@@ -139,7 +139,7 @@ impl Connection {
             log::warn!(
                 "{}: Connect refused on listener {}: {why}",
                 self.peer,
-                self.shared.listeners()[self.listener]
+                self.shared.listeners().get(self.listener).address
             );
             let rejection = fabrics::ConnectRejection::invalid_host();
             let refusal = AdminResponse {
@@ -155,7 +155,7 @@ impl Connection {
                 .socket
                 .stream()
                 .local_addr()
-                .unwrap_or_else(|_| self.shared.listeners()[self.listener]),
+                .unwrap_or_else(|_| self.shared.listeners().get(self.listener).address),
         };
         let outcome =
             match crate::session::connect(self.shared.registry(), &command, &data, arrival) {
@@ -199,7 +199,7 @@ impl Connection {
                     log::info!(
                         "{}: Connect refused on listener {}: {}",
                         self.peer,
-                        self.shared.listeners()[self.listener],
+                        self.shared.listeners().get(self.listener).address,
                         refused.why
                     );
                     AdminResponse {

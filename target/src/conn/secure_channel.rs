@@ -11,8 +11,8 @@ impl Connection {
     /// Malformed data passes: the Connect itself then answers for it.
     pub(super) fn secure_channel_refusal(&self, data: &[u8]) -> Option<String> {
         let data = ConnectData::from_bytes(data).ok()?;
-        if let Some(server) = self.shared.tls_of(self.listener) {
-            let Some(peer) = self.socket.psk_peer(server) else {
+        if self.shared.is_tls(self.listener) {
+            let Some(peer) = self.socket.psk_peer() else {
                 return Some("the TLS session has no PSK identity".into());
             };
             if peer.host_nqn != data.host_nqn || peer.subsystem_nqn != data.subsystem_nqn {

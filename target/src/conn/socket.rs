@@ -13,9 +13,10 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 
+use openssl::ex_data::Index;
 use openssl::ssl::{HandshakeError, MidHandshakeSslStream, Ssl, SslStream};
 
-use crate::tls::PskPeer;
+use crate::tls::{PskPeer, TlsServer};
 
 /// What one TLS write carries at most: four maximal records.
 const TLS_SEND_BUFFER: usize = 64 << 10;
@@ -28,6 +29,10 @@ pub enum Socket {
 pub struct TlsSocket {
     state: TlsState,
     send_buffer: Box<[u8]>,
+    /// The host's address, for the refusal's log line.
+    peer: String,
+    /// Where the PSK callback records who the identity names.
+    psk_peer: Index<Ssl, PskPeer>,
 }
 
 enum TlsState {
@@ -38,23 +43,23 @@ enum TlsState {
 }
 
 impl Socket {
-    /// Starts the server handshake of `ssl` on `stream` (non-blocking).
-    pub fn accept_tls(stream: TcpStream, ssl: Ssl) -> io::Result<Socket> {
-        let state = match ssl.accept(stream) {
+    /// Starts the server handshake of a session of `server` on `stream` from `peer`
+    /// (non-blocking).
+    pub fn accept_tls(stream: TcpStream, server: &TlsServer, peer: &str) -> io::Result<Socket> {
+        let ssl = server.session(peer)?;
+        let mut socket = TlsSocket {
+            state: TlsState::Moving,
+            send_buffer: vec![0; TLS_SEND_BUFFER].into_boxed_slice(),
+            peer: peer.to_owned(),
+            psk_peer: server.psk_peer_index(),
+        };
+        socket.state = match ssl.accept(stream) {
             Ok(open) => TlsState::Open(open),
             Err(HandshakeError::WouldBlock(mid)) => TlsState::Handshaking(mid),
-            Err(HandshakeError::Failure(mid)) => {
-                return Err(io::Error::other(format!(
-                    "TLS handshake failed: {}",
-                    mid.error()
-                )))
-            }
+            Err(HandshakeError::Failure(mid)) => return Err(socket.refused(&mid)),
             Err(HandshakeError::SetupFailure(error)) => return Err(io::Error::other(error)),
         };
-        Ok(Socket::Tls(Box::new(TlsSocket {
-            state,
-            send_buffer: vec![0; TLS_SEND_BUFFER].into_boxed_slice(),
-        })))
+        Ok(Socket::Tls(Box::new(socket)))
     }
 
     /// The TCP stream (for epoll and addresses).
@@ -81,10 +86,10 @@ impl Socket {
     }
 
     /// Who the PSK identity named, once the handshake is done (plain: nobody).
-    pub fn psk_peer(&self, server: &crate::tls::TlsServer) -> Option<PskPeer> {
+    pub fn psk_peer(&self) -> Option<&PskPeer> {
         match self {
             Socket::Tls(tls) => match &tls.state {
-                TlsState::Open(stream) => server.peer_of(stream.ssl()),
+                TlsState::Open(stream) => stream.ssl().ex_data(tls.psk_peer),
                 _ => None,
             },
             Socket::Plain(_) => None,
@@ -96,6 +101,7 @@ impl Socket {
         read < asked && self.pending() == 0
     }
 
+    /// Reads plaintext; over TLS, drives the handshake first.
     pub fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Plain(stream) => stream.read(buffer),
@@ -113,7 +119,9 @@ impl Socket {
         match self {
             Socket::Plain(stream) => stream.write_vectored(slices),
             Socket::Tls(tls) => {
-                let TlsSocket { state, send_buffer } = &mut **tls;
+                let TlsSocket {
+                    state, send_buffer, ..
+                } = &mut **tls;
                 let TlsState::Open(stream) = state else {
                     return Err(io::ErrorKind::WouldBlock.into());
                 };
@@ -156,13 +164,35 @@ impl TlsSocket {
                 Err(io::ErrorKind::WouldBlock.into())
             }
             Err(HandshakeError::Failure(mid)) => {
-                let why = format!("TLS handshake failed: {}", mid.error());
+                let refused = self.refused(&mid);
                 self.state = TlsState::Handshaking(mid);
-                Err(io::Error::other(why))
+                Err(refused)
             }
-            Err(HandshakeError::SetupFailure(error)) => {
-                unreachable!("a started handshake has its setup done: {error}")
-            }
+            // OpenSSL reports setup failures before a handshake starts; should one come
+            // here after all, the connection ends like any failed handshake.
+            Err(HandshakeError::SetupFailure(error)) => Err(io::Error::other(error)),
         }
+    }
+
+    /// Logs a failed handshake with who and why, and gives the error that closes the
+    /// connection.
+    fn refused(&self, mid: &MidHandshakeSslStream<TcpStream>) -> io::Error {
+        let why = match mid.ssl().ex_data(self.psk_peer) {
+            Some(peer) => format!(
+                "host {} for subsystem {} presented a PSK that is not the configured one \
+                 (check its tls_psk_file)",
+                peer.host_nqn, peer.subsystem_nqn
+            ),
+            None => "no configured PSK identity came with a TLS 1.3 handshake (a host without \
+                     TLS on this TLS listener, an identity not configured, or a cipher suite \
+                     other than TLS_AES_128_GCM_SHA256)"
+                .to_owned(),
+        };
+        log::warn!(
+            "{}: TLS handshake refused: {why}: {}",
+            self.peer,
+            mid.error()
+        );
+        io::Error::other(format!("TLS handshake refused: {why}"))
     }
 }

@@ -18,6 +18,7 @@ use vfnvme_spec::Status;
 use super::response::{AdminResponse, AerCompletion};
 use crate::admission::{Admission, ControllerTicket};
 use crate::config::TargetConfig;
+use crate::listeners::ListenerTable;
 use crate::subsystem::{HostAccess, NamespaceBacking, Subsystem};
 
 /// NVMe version the controllers report (VS and Identify Controller VER): 1.3.0.
@@ -257,7 +258,7 @@ pub(super) enum Role {
     },
     Discovery {
         catalog: Arc<Catalog>,
-        listeners: Vec<SocketAddr>,
+        listeners: Arc<ListenerTable>,
     },
 }
 
@@ -306,12 +307,12 @@ impl ControllerRegistry {
     /// `listeners`.
     pub fn for_discovery(
         catalog: Arc<Catalog>,
-        listeners: Vec<SocketAddr>,
+        listeners: Arc<ListenerTable>,
         settings: ControllerSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
             subsystem: Arc::new(Subsystem::discovery()),
-            access: Mutex::new(HostAccess::discovery(listeners.len())),
+            access: Mutex::new(HostAccess::discovery(listeners.all().len())),
             role: Role::Discovery { catalog, listeners },
             settings,
             controllers: Mutex::new(BTreeMap::new()),

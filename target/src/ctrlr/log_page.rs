@@ -44,7 +44,7 @@ impl FabricController {
                 }
                 discovery_log_page(
                     &catalog.visible_to(&self.host_nqn),
-                    listeners,
+                    &listeners.all(),
                     self.arrival.listener,
                     self.arrival.local_address.ip(),
                     catalog.generation(),
@@ -149,6 +149,7 @@ mod tests {
     use super::super::test_support::*;
     use super::super::{AdminOutcome, Association, TargetSubsystems};
     use super::*;
+    use crate::listeners::{ListenerInfo, ListenerTable};
     use crate::subsystem::HostAccess;
     use vfnvme_spec::fabrics::{connect_status, ConnectData, DISCOVERY_NQN};
     use vfnvme_spec::identify::IdentifyController;
@@ -193,7 +194,9 @@ mod tests {
     fn discovery_controllers_serve_the_discovery_log() {
         let target = TargetSubsystems::new(
             vec![(Arc::new(subsystem()), HostAccess::discovery(1))],
-            vec!["0.0.0.0:4420".parse().unwrap()],
+            Arc::new(ListenerTable::new(vec![ListenerInfo::plain(
+                "0.0.0.0:4420".parse().unwrap(),
+            )])),
             settings(),
             Arc::new(FakeDrives::default()),
         );
@@ -264,7 +267,9 @@ mod tests {
     fn discovery_log_changes_move_genctr_and_raise_one_event_until_the_log_is_read() {
         let target = TargetSubsystems::new(
             vec![(Arc::new(subsystem()), HostAccess::discovery(1))],
-            vec!["0.0.0.0:4420".parse().unwrap()],
+            Arc::new(ListenerTable::new(vec![ListenerInfo::plain(
+                "0.0.0.0:4420".parse().unwrap(),
+            )])),
             settings(),
             Arc::new(FakeDrives::default()),
         );

@@ -5,7 +5,6 @@
 //! live controller answers; the registry's struct sits with the controller's in `controller.rs`,
 //! since each refers to the other.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::time::Instant;
@@ -19,6 +18,7 @@ use super::controller::{
     keep_alive_from_ms, lock, AdminForwarder, AdminState, Arrival, Catalog, ControllerRegistry,
     ControllerSettings, FabricController,
 };
+use crate::listeners::ListenerTable;
 use crate::subsystem::{HostAccess, Subsystem};
 
 impl ControllerRegistry {
@@ -186,7 +186,7 @@ impl TargetSubsystems {
     /// listing them on `listeners`.
     pub fn new(
         subsystems: Vec<(Arc<Subsystem>, HostAccess)>,
-        listeners: Vec<SocketAddr>,
+        listeners: Arc<ListenerTable>,
         settings: ControllerSettings,
         forwarder: Arc<dyn AdminForwarder>,
     ) -> Self {
@@ -468,6 +468,7 @@ mod tests {
     use super::super::test_support::*;
     use super::super::AdminResponse;
     use super::*;
+    use crate::listeners::ListenerInfo;
     use vfnvme_spec::fabrics::connect_status;
     use vfnvme_spec::regs;
 
@@ -632,7 +633,10 @@ mod tests {
     fn connects_are_routed_by_subsystem_nqn() {
         let target = TargetSubsystems::new(
             vec![(Arc::new(subsystem()), access())],
-            vec![local().local_address, "192.0.2.1:4421".parse().unwrap()],
+            Arc::new(ListenerTable::new(vec![
+                ListenerInfo::plain(local().local_address),
+                ListenerInfo::plain("192.0.2.1:4421".parse().unwrap()),
+            ])),
             settings(),
             Arc::new(FakeDrives::default()),
         );

@@ -11,6 +11,7 @@ use crate::attach::PciOpener;
 use crate::config::{Config, ConfigError};
 use crate::ctrlr::{ControllerRegistry, FabricController, TargetSubsystems};
 use crate::group_control::GroupLink;
+use crate::listeners::{ListenerControl, ListenerTable};
 use crate::shared::TargetShared;
 use crate::stats::StatsBoard;
 
@@ -20,7 +21,8 @@ use super::protocol::RpcError;
 pub struct Management {
     pub shared: Arc<TargetShared>,
     /// The configuration the target runs with now: as loaded, with the listeners' bound
-    /// addresses, and every change made since.
+    /// addresses, and every change made since. Its listeners are the target's listener
+    /// table, index for index, closed ones included ([`Self::file_config`] leaves them out).
     pub config: Config,
     /// Every poll group's published statistics.
     pub stats: Arc<StatsBoard>,
@@ -28,6 +30,8 @@ pub struct Management {
     pub groups: Vec<GroupLink>,
     /// Opens a `pci` namespace's drive, as the target's start did.
     pub open_pci: PciOpener,
+    /// Hands listeners opened here to the acceptor, and asks it to close them.
+    pub listeners: ListenerControl,
 }
 
 impl Management {
@@ -62,8 +66,20 @@ impl Management {
                 ))
             })?;
         change(&mut config, index)?;
-        checked(&config)?;
+        self.checked(&config)?;
         Ok(config)
+    }
+
+    /// `config` (a changed copy of [`Self::config`]) as the file checks see it, or their
+    /// message. The caller keeps `config` itself: what the file would not say (the keys of a
+    /// host removed, which the running subsystem still holds; closed listeners) stays with it.
+    pub fn checked(&self, config: &Config) -> Result<Config, RpcError> {
+        checked(&file_view(config, self.shared.listeners()))
+    }
+
+    /// The running configuration as a file holds it: without the listeners closed since.
+    pub fn file_config(&self) -> Config {
+        file_view(&self.config, self.shared.listeners())
     }
 
     /// Waits until `controllers` of `registry` are gone (their hosts' queues closed), at most
@@ -95,10 +111,38 @@ impl Management {
     }
 }
 
-/// `config` as the file checks see it, or their message. The caller keeps `config` itself:
-/// what the file would not say (the keys of a host removed, which the running subsystem still
-/// holds) stays with it.
-pub fn checked(config: &Config) -> Result<Config, RpcError> {
+/// `config` without the listeners `table` has closed, the subsystems' listener indices
+/// renumbered to match (no subsystem is on a closed listener).
+fn file_view(config: &Config, table: &ListenerTable) -> Config {
+    // A listener beyond the table is one being opened.
+    let table = table.all();
+    let open: Vec<bool> = (0..config.listeners.len())
+        .map(|index| table.get(index).is_none_or(|listener| listener.open))
+        .collect();
+    let mut renumbered = Vec::with_capacity(open.len());
+    let mut next = 0;
+    for &is_open in &open {
+        renumbered.push(next);
+        next += usize::from(is_open);
+    }
+    let mut view = config.clone();
+    view.listeners = config
+        .listeners
+        .iter()
+        .zip(&open)
+        .filter(|(_, &is_open)| is_open)
+        .map(|(listener, _)| listener.clone())
+        .collect();
+    for subsystem in &mut view.subsystems {
+        for listener in &mut subsystem.listeners {
+            *listener = renumbered[*listener];
+        }
+    }
+    view
+}
+
+/// `config` as the file checks see it, or their message.
+fn checked(config: &Config) -> Result<Config, RpcError> {
     Config::parse(&config.to_toml(), "the running configuration").map_err(config_error)
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::context::Management;
 use super::params::{parse, GetMethods, SaveConfig};
 use super::protocol::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
-use super::{namespaces, stats, subsystems};
+use super::{listeners, namespaces, stats, subsystems};
 
 type Method = fn(&mut Management, Value) -> Result<Value, RpcError>;
 
@@ -24,11 +24,8 @@ const METHODS: &[(&str, Method)] = &[
     ("nvmf_subsystem_add_host", subsystems::add_host),
     ("nvmf_subsystem_remove_host", subsystems::remove_host),
     ("nvmf_subsystem_allow_any_host", subsystems::allow_any_host),
-    ("nvmf_subsystem_add_listener", subsystems::add_listener),
-    (
-        "nvmf_subsystem_remove_listener",
-        subsystems::remove_listener,
-    ),
+    ("nvmf_subsystem_add_listener", listeners::add_listener),
+    ("nvmf_subsystem_remove_listener", listeners::remove_listener),
     ("nvmf_subsystem_add_ns", namespaces::add_ns),
     ("nvmf_subsystem_remove_ns", namespaces::remove_ns),
     ("save_config", save_config),
@@ -62,7 +59,7 @@ fn get_methods(_: &mut Management, params_value: Value) -> Result<Value, RpcErro
 /// to the same subsystems, hosts and namespaces.
 fn save_config(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let request: SaveConfig = parse(params_value)?;
-    let text = m.config.to_toml();
+    let text = m.file_config().to_toml();
     if let Some(file) = request.file {
         write_whole(&file, &text).map_err(|error| {
             RpcError::new(

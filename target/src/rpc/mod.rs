@@ -6,8 +6,9 @@
 //! - `protocol.rs`: requests, responses, error codes, params whose errors name the field;
 //! - `params.rs`: each method's params, SPDK's extra fields accepted or refused by name;
 //! - `context.rs`: the running configuration every change is checked against;
-//! - `subsystems.rs`: the `nvmf_*` methods of subsystems, hosts and listeners;
-//!   `namespaces.rs`: `nvmf_subsystem_add_ns` / `remove_ns`;
+//! - `subsystems.rs`: the `nvmf_*` methods of subsystems and hosts; `listeners.rs`: those of
+//!   listeners, which open and close them; `namespaces.rs`: `nvmf_subsystem_add_ns` /
+//!   `remove_ns`;
 //! - `methods.rs`: the table, the dispatch and the methods about the whole
 //!   (`rpc_get_methods`, `save_config`);
 //! - `server.rs`: the thread and its clients.
@@ -16,6 +17,7 @@
 //! them under the registry's locks, and the I/O path never takes one.
 
 mod context;
+mod listeners;
 mod methods;
 mod namespaces;
 mod params;

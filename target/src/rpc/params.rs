@@ -220,21 +220,13 @@ pub struct SubsystemListener {
 
 impl Params for SubsystemListener {
     fn unsupported(&self) -> Option<RpcError> {
-        one_target(&self.tgt_name)
-            .or_else(|| {
-                refuse(
-                    self.secure_channel,
-                    "secure_channel",
-                    "TLS is not supported yet (docs/authentication.md)",
-                )
-            })
-            .or_else(|| {
-                refuse(
-                    self.ana_state.is_some(),
-                    "ana_state",
-                    "ANA is not supported",
-                )
-            })
+        one_target(&self.tgt_name).or_else(|| {
+            refuse(
+                self.ana_state.is_some(),
+                "ana_state",
+                "ANA is not supported",
+            )
+        })
     }
 }
 

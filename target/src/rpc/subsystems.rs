@@ -17,17 +17,16 @@ use crate::attach::{release_if_unneeded, AttachError};
 use crate::config::{BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig};
 use crate::subsystem::{HostAccess, Subsystem};
 
-use super::context::{checked, Management};
+use super::context::Management;
 use super::params::{
-    parse, AddHost, AllowAnyHost, CreateSubsystem, GetSubsystems, ListenAddress, Nqn, RemoveHost,
-    SubsystemListener,
+    parse, AddHost, AllowAnyHost, CreateSubsystem, GetSubsystems, Nqn, RemoveHost,
 };
 use super::protocol::{RpcError, INTERNAL_ERROR};
 
 /// `nvmf_get_subsystems`: the discovery subsystem, then every NVM subsystem.
 pub fn get_subsystems(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let request: GetSubsystems = parse(params_value)?;
-    let listeners = m.shared.listeners();
+    let listeners = m.shared.listeners().all();
     let mut list = Vec::new();
     if request
         .nqn
@@ -37,7 +36,11 @@ pub fn get_subsystems(m: &mut Management, params_value: Value) -> Result<Value, 
         list.push(json!({
             "nqn": DISCOVERY_NQN,
             "subtype": "Discovery",
-            "listen_addresses": listeners.iter().map(listen_address).collect::<Vec<_>>(),
+            "listen_addresses": listeners
+                .iter()
+                .filter(|listener| listener.open)
+                .map(|listener| listen_address(&listener.address))
+                .collect::<Vec<_>>(),
             "allow_any_host": true,
             "hosts": [],
         }));
@@ -55,7 +58,7 @@ pub fn get_subsystems(m: &mut Management, params_value: Value) -> Result<Value, 
             "listen_addresses": access
                 .listeners
                 .iter()
-                .map(|&index| listen_address(&listeners[index]))
+                .map(|&index| listen_address(&listeners[index].address))
                 .collect::<Vec<_>>(),
             "allow_any_host": access.allow_any_host,
             "hosts": access.hosts.iter().map(|host| json!({"nqn": host})).collect::<Vec<_>>(),
@@ -74,7 +77,7 @@ pub fn get_subsystems(m: &mut Management, params_value: Value) -> Result<Value, 
 }
 
 /// A listener as SPDK's `listen_addresses` entries describe one.
-fn listen_address(address: &SocketAddr) -> Value {
+pub(super) fn listen_address(address: &SocketAddr) -> Value {
     json!({
         "trtype": "TCP",
         "adrfam": if address.is_ipv4() { "IPv4" } else { "IPv6" },
@@ -182,7 +185,9 @@ pub fn create_subsystem(m: &mut Management, params_value: Value) -> Result<Value
         serial: request.serial_number,
         model: request.model_number,
         listeners: (0..m.config.listeners.len())
-            .filter(|&index| !m.config.listeners[index].discovery_only)
+            .filter(|&index| {
+                !m.config.listeners[index].discovery_only && m.shared.listeners().get(index).open
+            })
             .collect(),
         namespaces: Vec::new(),
         auth: SubsystemAuth::default(),
@@ -190,7 +195,7 @@ pub fn create_subsystem(m: &mut Management, params_value: Value) -> Result<Value
     };
     let mut config = m.config.clone();
     config.subsystems.push(subsystem_config);
-    checked(&config)?;
+    m.checked(&config)?;
     let subsystem_config = config.subsystems.last().expect("just added");
     let subsystem = Subsystem::from_config(subsystem_config, &config.target, |key, _| {
         Err(format!("{key}: a created subsystem has no namespaces yet"))
@@ -313,85 +318,6 @@ pub fn allow_any_host(m: &mut Management, params_value: Value) -> Result<Value, 
         access.clone()
     });
     let controllers = registry.disconnect(|controller| !access.allows(controller.host_nqn()));
-    m.wait_until_gone(&registry, &controllers);
-    m.subsystems().discovery_changed();
-    m.config = config;
-    Ok(Value::Bool(true))
-}
-
-/// The index of the target's listener `address` names.
-fn listener_index(m: &Management, address: &ListenAddress) -> Result<usize, RpcError> {
-    if let Some(trtype) = &address.trtype {
-        if !trtype.eq_ignore_ascii_case("tcp") {
-            return Err(RpcError::invalid_params(format!(
-                "params.listen_address.trtype: {trtype} is not served; vfnvme speaks TCP"
-            )));
-        }
-    }
-    let wanted = format!("{}:{}", address.traddr, address.trsvcid);
-    let listeners = m.shared.listeners();
-    listeners
-        .iter()
-        .position(|listener| {
-            listener.ip().to_string() == address.traddr
-                && listener.port().to_string() == address.trsvcid
-                && address.adrfam.as_deref().is_none_or(|family| {
-                    family.eq_ignore_ascii_case(if listener.is_ipv4() { "ipv4" } else { "ipv6" })
-                })
-        })
-        .ok_or_else(|| {
-            let known: Vec<String> = listeners.iter().map(ToString::to_string).collect();
-            RpcError::invalid_params(format!(
-                "the target does not listen on {wanted}; its listeners are {} (a new \
-                 [[listener]] takes a restart)",
-                known.join(", ")
-            ))
-        })
-}
-
-/// `nvmf_subsystem_add_listener`: hosts may reach subsystem `nqn` on one more of the target's
-/// listeners.
-pub fn add_listener(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: SubsystemListener = parse(params_value)?;
-    let registry = m.registry(&request.nqn)?;
-    let index = listener_index(m, &request.listen_address)?;
-    let config = m.changed_config(&request.nqn, |config, subsystem| {
-        let listeners = &mut config.subsystems[subsystem].listeners;
-        if listeners.contains(&index) {
-            return Err(RpcError::invalid_params(format!(
-                "subsystem {} is on that listener already",
-                request.nqn
-            )));
-        }
-        listeners.push(index);
-        listeners.sort_unstable();
-        Ok(())
-    })?;
-    registry.change_access(|access| {
-        access.listeners.push(index);
-        access.listeners.sort_unstable();
-    });
-    m.subsystems().discovery_changed();
-    m.config = config;
-    Ok(Value::Bool(true))
-}
-
-/// `nvmf_subsystem_remove_listener`: hosts may no longer reach subsystem `nqn` on a listener;
-/// the controllers whose admin queue arrived there are disconnected.
-pub fn remove_listener(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
-    let request: SubsystemListener = parse(params_value)?;
-    let registry = m.registry(&request.nqn)?;
-    let index = listener_index(m, &request.listen_address)?;
-    let config = m.changed_config(&request.nqn, |config, subsystem| {
-        let listeners = &mut config.subsystems[subsystem].listeners;
-        let position = listeners.iter().position(|&l| l == index).ok_or_else(|| {
-            RpcError::invalid_params(format!("subsystem {} is not on that listener", request.nqn))
-        })?;
-        listeners.remove(position);
-        Ok(())
-    })?;
-    registry.change_access(|access| access.listeners.retain(|&l| l != index));
-    let controllers = registry.disconnect(|controller| controller.arrival().listener == index);
     m.wait_until_gone(&registry, &controllers);
     m.subsystems().discovery_changed();
     m.config = config;

@@ -1,5 +1,5 @@
-//! DH-HMAC-CHAP fixtures of the authentication tests: key files, a target whose subsystem
-//! admits two hosts with keys, and a raw client's side of the exchange.
+//! DH-HMAC-CHAP and TLS fixtures of the authentication tests: key files, a target whose
+//! subsystem admits two hosts with keys, and a raw client's side of the exchange.
 
 use std::fs;
 use std::io::Write;
@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use vfnvme_auth::{DhGroupId, DhchapSecret, HashId, HostAuth, HostAuthError};
+use vfnvme_auth::{DhGroupId, DhchapSecret, HashId, HostAuth, HostAuthError, TlsPsk};
 use vfnvme_host::HostOptions;
 use vfnvme_spec::auth::{AuthCommand, AuthDirection};
 use vfnvme_spec::Status;
@@ -27,6 +27,15 @@ pub fn secret(fill: u8) -> DhchapSecret {
 
 /// Writes `secret` to `dir/name`, readable by its owner only.
 pub fn key_file(dir: &Path, name: &str, secret: &DhchapSecret) -> String {
+    secret_file(dir, name, &secret.representation())
+}
+
+/// Writes the TLS PSK `psk` in its interchange format to `dir/name`, owner only.
+pub fn psk_file(dir: &Path, name: &str, psk: &TlsPsk) -> String {
+    secret_file(dir, name, &psk.representation())
+}
+
+fn secret_file(dir: &Path, name: &str, representation: &str) -> String {
     let path = dir.join(name);
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -34,7 +43,7 @@ pub fn key_file(dir: &Path, name: &str, secret: &DhchapSecret) -> String {
         .mode(0o600)
         .open(&path)
         .unwrap();
-    writeln!(file, "{}", &*secret.representation()).unwrap();
+    writeln!(file, "{representation}").unwrap();
     path.display().to_string()
 }
 

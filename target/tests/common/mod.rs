@@ -26,6 +26,7 @@ use vfnvme_test_support::ConfigText;
 
 pub mod auth;
 pub mod rpc;
+pub mod tls;
 
 pub const NQN: &str = "nqn.2026-11.io.vfnvme:ram0";
 /// The RAM namespace: 16 MiB of 512-byte blocks.
@@ -183,6 +184,17 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+/// Writes `blocks` blocks of namespace 1 at `lba` through `queue`, reads them back and
+/// compares.
+pub fn write_read_compare(queue: &mut vfnvme_host::HostQueue, lba: u64, blocks: u32, seed: u64) {
+    let data = pattern(blocks as usize * BLOCK, seed);
+    let write = Command::nvm_rw(vfnvme_spec::nvm_opcode::WRITE, 1, lba, blocks);
+    queue.execute(write, &data, 0, "Write").expect("write");
+    let read = Command::nvm_rw(vfnvme_spec::nvm_opcode::READ, 1, lba, blocks);
+    let (_, back) = queue.execute(read, &[], data.len(), "Read").expect("read");
+    assert!(back == data, "data read back differs");
 }
 
 /// The status a host-side command failure carries.

@@ -1,5 +1,5 @@
-//! A client of the management socket for the tests: one connection, answers read line by
-//! line, and a socket path of each test's own.
+//! The management socket's side of the tests: a socket path of each test's own and a
+//! JSON-RPC client that reads answers line by line.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

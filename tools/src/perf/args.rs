@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vfnvme_auth::{read_dhchap_secret, DhchapSecret};
+use vfnvme_auth::{read_dhchap_secret, read_tls_psk, DhchapSecret, TlsPsk};
 
 use super::workload::Workload;
 
@@ -59,6 +59,14 @@ pub struct PerfArgs {
     #[arg(long, value_name = "KEY|FILE", value_parser = parse_dhchap_secret,
           requires = "dhchap_secret")]
     pub(super) dhchap_ctrl_secret: Option<Arc<DhchapSecret>>,
+    /// With --connect: connect over TLS 1.3 with this configured PSK, an `NVMeTLSkey-1:...`
+    /// string or a file holding one (readable by its owner only), as `nvme gen-tls-key`
+    /// prints it; the identity and TLS PSK are derived for --hostnqn and the subsystem.
+    #[arg(long, value_name = "KEY|FILE", value_parser = parse_tls_psk)]
+    pub(super) tls_key: Option<Arc<TlsPsk>>,
+    /// With --connect: the host NQN to connect as (the one the target's keys are for).
+    #[arg(long, value_name = "NQN")]
+    pub(super) hostnqn: Option<String>,
 }
 
 impl PerfArgs {
@@ -70,20 +78,38 @@ impl PerfArgs {
         if self.dhchap_secret.is_some() && self.connect.is_none() {
             return Some("--dhchap-secret only applies to --connect");
         }
+        if (self.tls_key.is_some() || self.hostnqn.is_some()) && self.connect.is_none() {
+            return Some("--tls-key and --hostnqn only apply to --connect");
+        }
         ((self.header_digest || self.data_digest) && self.connect.is_none())
             .then_some("--header-digest and --data-digest only apply to --connect")
     }
 }
 
-/// A `DHHC-1:...` secret as written, or the one in the file it names. The messages never
-/// show the key.
+/// A `DHHC-1:...` secret as written, or the one in the file it names.
 fn parse_dhchap_secret(text: &str) -> std::result::Result<Arc<DhchapSecret>, String> {
-    let secret = if text.trim_start().starts_with("DHHC-1:") {
-        DhchapSecret::parse(text).map_err(|error| error.to_string())
+    key_or_file(text, "DHHC-1:", DhchapSecret::parse, read_dhchap_secret)
+}
+
+/// An `NVMeTLSkey-1:...` PSK as written, or the one in the file it names.
+fn parse_tls_psk(text: &str) -> std::result::Result<Arc<TlsPsk>, String> {
+    key_or_file(text, "NVMeTLSkey-1:", TlsPsk::parse, read_tls_psk)
+}
+
+/// A key given as its representation (starting with `prefix`) or as the path of a file
+/// holding it. The messages never show the key.
+fn key_or_file<K, E: ToString, F: ToString>(
+    text: &str,
+    prefix: &str,
+    parse: impl FnOnce(&str) -> std::result::Result<K, E>,
+    read: impl FnOnce(&Path) -> std::result::Result<K, F>,
+) -> std::result::Result<Arc<K>, String> {
+    let key = if text.trim_start().starts_with(prefix) {
+        parse(text).map_err(|error| error.to_string())
     } else {
-        read_dhchap_secret(Path::new(text)).map_err(|error| error.to_string())
+        read(Path::new(text)).map_err(|error| error.to_string())
     };
-    secret.map(Arc::new)
+    key.map(Arc::new)
 }
 
 /// Parses a byte count: digits, optionally followed by `k` (KiB) or `m` (MiB).

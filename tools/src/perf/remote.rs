@@ -37,7 +37,15 @@ pub fn run(args: &PerfArgs, url: &str) -> Result<()> {
         max_data_len: args.io_size,
         dhchap_secret: args.dhchap_secret.clone(),
         dhchap_ctrl_secret: args.dhchap_ctrl_secret.clone(),
+        tls_psk: args.tls_key.clone(),
         ..HostOptions::default()
+    };
+    let options = match &args.hostnqn {
+        Some(host_nqn) => HostOptions {
+            host_nqn: host_nqn.clone(),
+            ..options
+        },
+        None => options,
     };
     let timeout = options.timeout;
     let mut host = Host::connect(endpoint.address, &endpoint.nqn, options)?;
