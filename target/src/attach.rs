@@ -195,8 +195,8 @@ pub fn add_namespace(
     routes.push(route);
     routes.sort_by_key(|route| route.nsid);
     let routes: Arc<[NamespaceRoute]> = routes.into();
-    // Identify first, then Connects, then the queues connected already; hosts last.
-    subsystem.namespaces.replace(namespaces.into());
+    // New Connects, then the queues connected already, then Identify (which never lists a
+    // namespace a queue would refuse); hosts last.
     shared
         .registry()
         .set_routes(&subsystem.nqn, Arc::clone(&routes));
@@ -218,6 +218,7 @@ pub fn add_namespace(
         shared.settings().shutdown_deadline,
     )
     .map_err(AttachError::Failed)?;
+    subsystem.namespaces.replace(namespaces.into());
     for controller in registry.live_controllers() {
         controller.post_namespace_changed(namespace.nsid);
     }
@@ -255,6 +256,8 @@ pub fn remove_namespace(
         .filter(|namespace| namespace.nsid != nsid)
         .cloned()
         .collect();
+    // Identify first (it never lists a namespace a queue would refuse), then new Connects,
+    // then the queues connected already; hosts last.
     subsystem.namespaces.replace(namespaces.into());
     shared
         .registry()
