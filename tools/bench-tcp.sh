@@ -24,7 +24,8 @@
 # INITIATOR_CPU (1), KEEP (1: keep the logs dir), VFNVME_BIN (a vfnvme binary to measure
 # instead of building this checkout's), VFNVME_BIN_B (a second vfnvme binary whose serve is
 # measured in the same rounds, interleaved, by the same `vfnvme perf`, on VFNVME_PORT + 4: an
-# A/B of two builds, e.g. this checkout against main without statistics; not with MODE=scale).
+# A/B of two builds, e.g. this checkout against main without statistics; the two alternate
+# which goes first from round to round; not with MODE=scale).
 set -euo pipefail
 
 MODE=${MODE:-}
@@ -172,8 +173,15 @@ for run in $(seq "$RUNS"); do
     for workload in "1 4096" "32 4096" "32 131072"; do
         set -- $workload
         echo "bench-tcp: round $run/$RUNS, QD $1, $2 bytes" >&2
-        measure vfnvme vfnvme "$1" "$2"
-        if [ -n "$ab" ]; then measure vfnvme_b vfnvme "$1" "$2"; fi
+        # A/B: the order alternates by round, since the second of two back-to-back
+        # measurements came out faster at QD 32 whichever binary it was.
+        if [ -n "$ab" ] && [ $((run % 2)) = 0 ]; then
+            measure vfnvme_b vfnvme "$1" "$2"
+            measure vfnvme vfnvme "$1" "$2"
+        else
+            measure vfnvme vfnvme "$1" "$2"
+            if [ -n "$ab" ]; then measure vfnvme_b vfnvme "$1" "$2"; fi
+        fi
         if [ -n "$spdk" ]; then
             measure vfnvme spdk "$1" "$2"
             measure spdk spdk "$1" "$2"
