@@ -14,13 +14,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vfnvme_host::{Host, HostOptions};
 use vfnvme_spec::fabrics::{connect_status, DISCOVERY_NQN};
-use vfnvme_spec::{admin_opcode, feature, Command};
 use vfnvme_target::config::Config;
 use vfnvme_target::tgt::{Target, TargetError};
 use vfnvme_test_support::poll_until;
 
 mod common;
 
+use common::events::{arm_event, enable_events, event};
 use common::rpc::{socket_path, Client};
 use common::{
     failed_status, loopback_config, options, wait_for_eof, write_read_compare, RawClient,
@@ -314,43 +314,6 @@ fn a_deleted_subsystem_closes_its_hosts_then_is_unknown() {
     assert_eq!(identify.nn.get(), 0, "no namespace");
 }
 
-/// Sends an Asynchronous Event Request on `host`'s admin queue after enabling the notices
-/// `aec`; returns its command id.
-fn arm_event(host: &mut Host, aec: u32) -> u16 {
-    let enable = Command {
-        cdw10: u32::from(feature::ASYNC_EVENT_CONFIG),
-        cdw11: aec,
-        ..Command::new(admin_opcode::SET_FEATURES, 0)
-    };
-    host.admin_queue()
-        .execute(enable, &[], 0, "Set Features")
-        .unwrap();
-    host.admin_queue()
-        .submit(
-            Command::new(admin_opcode::ASYNC_EVENT_REQUEST, 0),
-            &[],
-            0,
-            1,
-        )
-        .unwrap()
-}
-
-/// Waits for the completion of command `cid` on `host`'s admin queue: its DW0.
-fn event(host: &mut Host, cid: u16) -> u32 {
-    let mut result = None;
-    while result.is_none() {
-        host.admin_queue()
-            .poll(true, |done, _| {
-                if done.cid == cid {
-                    assert!(done.status.is_success());
-                    result = Some(done.result);
-                }
-            })
-            .unwrap();
-    }
-    result.unwrap()
-}
-
 fn generation(log: &[u8]) -> u64 {
     u64::from_le_bytes(log[0..8].try_into().unwrap())
 }
@@ -376,7 +339,8 @@ fn discovery_controllers_hear_of_created_subsystems_and_hosts() {
         "Discovery Log Page Change notices"
     );
     let before = discovery.log_page(0x70, 1024).unwrap();
-    let aer = arm_event(&mut discovery, 1 << 31);
+    enable_events(&mut discovery, 1 << 31);
+    let aer = arm_event(&mut discovery);
 
     let mut client = Client::open(&socket);
     client.call(
@@ -393,7 +357,8 @@ fn discovery_controllers_hear_of_created_subsystems_and_hosts() {
 
     // Read since: the next change (a host no longer admitted) raises the event again, and the
     // log no longer lists the subsystem for that host.
-    let aer = arm_event(&mut discovery, 1 << 31);
+    enable_events(&mut discovery, 1 << 31);
+    let aer = arm_event(&mut discovery);
     client.call(
         "nvmf_subsystem_allow_any_host",
         json!({"nqn": CREATED, "allow_any_host": false}),
@@ -402,7 +367,8 @@ fn discovery_controllers_hear_of_created_subsystems_and_hosts() {
     let closed = discovery.log_page(0x70, 1024).unwrap();
     assert_eq!(generation(&closed), generation(&before) + 2);
     assert_eq!(u64::from_le_bytes(closed[8..16].try_into().unwrap()), 2);
-    let aer = arm_event(&mut discovery, 1 << 31);
+    enable_events(&mut discovery, 1 << 31);
+    let aer = arm_event(&mut discovery);
     client.call(
         "nvmf_subsystem_add_host",
         json!({"nqn": CREATED, "host": HOST_A}),

@@ -18,12 +18,13 @@ use vfnvme_driver::sim::{SimConfig, SimController, SimNamespace};
 use vfnvme_driver::{Controller, ControllerOptions};
 use vfnvme_host::{Host, HostOptions, HostQueue};
 use vfnvme_spec::status::generic;
-use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command};
+use vfnvme_spec::{admin_opcode, nvm_opcode, Command};
 use vfnvme_target::backend::Drive;
 use vfnvme_test_support::poll_until;
 
 mod common;
 
+use common::events::{arm_event, enable_events, event};
 use common::rpc::{socket_path, Client};
 use common::{failed_status, loopback_config, options, pattern, RunningTarget, NQN, PATIENCE};
 
@@ -82,43 +83,8 @@ fn watching_host(target: &RunningTarget) -> Host {
     )
     .unwrap();
     host.enable().unwrap();
-    let enable = Command {
-        cdw10: u32::from(feature::ASYNC_EVENT_CONFIG),
-        cdw11: 1 << 8,
-        ..Command::new(admin_opcode::SET_FEATURES, 0)
-    };
-    host.admin_queue()
-        .execute(enable, &[], 0, "Set Features")
-        .unwrap();
+    enable_events(&mut host, 1 << 8);
     host
-}
-
-/// Sends an Asynchronous Event Request; returns its command id.
-fn arm_event(host: &mut Host) -> u16 {
-    host.admin_queue()
-        .submit(
-            Command::new(admin_opcode::ASYNC_EVENT_REQUEST, 0),
-            &[],
-            0,
-            1,
-        )
-        .unwrap()
-}
-
-/// Waits for the completion of AER `cid`: its DW0.
-fn event(host: &mut Host, cid: u16) -> u32 {
-    let mut result = None;
-    while result.is_none() {
-        host.admin_queue()
-            .poll(true, |done, _| {
-                if done.cid == cid {
-                    assert!(done.status.is_success(), "AER: {}", done.status);
-                    result = Some(done.result);
-                }
-            })
-            .unwrap();
-    }
-    result.unwrap()
 }
 
 /// The Changed Namespace List (log 04h): the NSIDs before the first zero.

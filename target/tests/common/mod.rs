@@ -25,6 +25,7 @@ use vfnvme_tcp::{DecodeConfig, EncodeConfig, PduHeader, PduReader, ReadEvent, Ro
 use vfnvme_test_support::ConfigText;
 
 pub mod auth;
+pub mod events;
 pub mod rpc;
 pub mod tls;
 
