@@ -23,6 +23,7 @@ use vfnvme_target::ctrlr::{
     AdminForwarder, AdminOutcome, Arrival, Association, ControllerSettings, FabricController,
     TargetSubsystems,
 };
+use vfnvme_target::listeners::{ListenerInfo, ListenerTable};
 use vfnvme_target::subsystem::{DriveNamespace, HostAccess, Subsystem};
 
 use crate::host_stream::connect_data;
@@ -116,7 +117,9 @@ impl Controllers {
             let admission = Admission::new(target.limits.clone());
             let subsystems = TargetSubsystems::new(
                 vec![(Arc::new(subsystem), access)],
-                vec![local_address()],
+                Arc::new(ListenerTable::new(vec![ListenerInfo::plain(
+                    local_address(),
+                )])),
                 ControllerSettings::from_config(&target, admission),
                 Arc::new(FakeDrive::default()),
             );
