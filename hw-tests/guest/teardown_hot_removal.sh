@@ -46,7 +46,9 @@ F1=$(fabric_block "$NQN1")
 
 step "hot-removal: fio randwrite + crc32c verify on both (drive 1 loops until it fails)"
 # shellcheck disable=SC2086
-capture_silent td_fio0 fio $FIO_VERIFY --name=keep --filename="/dev/$F0" --size=16M &
+# Eight passes, so that it still runs at the removal on a fast host too (one 16 MiB pass
+# can end within the 3 s below on a quiet machine).
+capture_silent td_fio0 fio $FIO_VERIFY --name=keep --filename="/dev/$F0" --size=16M --loops=8 &
 FIO0=$!
 # shellcheck disable=SC2086
 capture_silent td_fio1 fio $FIO_VERIFY --name=removed --filename="/dev/$F1" --size=16M \
