@@ -21,7 +21,7 @@ use vfnvme_test_support::poll_until;
 mod common;
 
 use common::events::{arm_event, enable_events, event};
-use common::rpc::{socket_path, Client};
+use common::rpc::{socket_path, stable_view, Client};
 use common::{
     failed_status, loopback_config, options, wait_for_eof, write_read_compare, RawClient,
     RunningTarget, NQN, PATIENCE,
@@ -379,17 +379,6 @@ fn discovery_controllers_hear_of_created_subsystems_and_hosts() {
         u64::from_le_bytes(listed_again[8..16].try_into().unwrap()),
         3
     );
-}
-
-/// `nvmf_get_subsystems` without the identifiers a RAM namespace draws anew at each start.
-fn stable_view(client: &mut Client) -> Value {
-    let mut subsystems = client.call("nvmf_get_subsystems", json!({}));
-    for subsystem in subsystems.as_array_mut().unwrap() {
-        for namespace in subsystem["namespaces"].as_array_mut().into_iter().flatten() {
-            namespace.as_object_mut().unwrap().remove("nguid");
-        }
-    }
-    subsystems
 }
 
 #[test]

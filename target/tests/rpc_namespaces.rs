@@ -25,7 +25,7 @@ use vfnvme_test_support::poll_until;
 mod common;
 
 use common::events::{arm_event, enable_events, event};
-use common::rpc::{socket_path, Client};
+use common::rpc::{socket_path, stable_view, Client};
 use common::{failed_status, loopback_config, options, pattern, RunningTarget, NQN, PATIENCE};
 
 const CREATED: &str = "nqn.2026-11.io.vfnvme:created";
@@ -431,18 +431,6 @@ fn a_writer_on_namespace_1_never_fails_across_add_remove_cycles() {
     assert_eq!(released, 24, "every drive added was released");
     let report = target.stop();
     assert_eq!(report.abandoned_commands, 0);
-}
-
-/// `nvmf_get_subsystems` without the identifiers RAM and simulated namespaces draw anew at
-/// each start.
-fn stable_view(client: &mut Client) -> Value {
-    let mut subsystems = client.call("nvmf_get_subsystems", json!({}));
-    for subsystem in subsystems.as_array_mut().unwrap() {
-        for namespace in subsystem["namespaces"].as_array_mut().into_iter().flatten() {
-            namespace.as_object_mut().unwrap().remove("nguid");
-        }
-    }
-    subsystems
 }
 
 #[test]

@@ -77,3 +77,15 @@ impl Client {
         )
     }
 }
+
+/// `nvmf_get_subsystems` without the identifiers RAM and simulated namespaces draw anew at
+/// each start.
+pub fn stable_view(client: &mut Client) -> Value {
+    let mut subsystems = client.call("nvmf_get_subsystems", json!({}));
+    for subsystem in subsystems.as_array_mut().unwrap() {
+        for namespace in subsystem["namespaces"].as_array_mut().into_iter().flatten() {
+            namespace.as_object_mut().unwrap().remove("nguid");
+        }
+    }
+    subsystems
+}
