@@ -22,8 +22,11 @@ hw-test: host-deps release-bin
 
 # In one guest boot, on two drives of the same emulated model: fio on the kernel nvme driver vs
 # vfnvme perf (local), and nvmet-tcp vs vfnvme serve read by the kernel's NVMe/TCP initiator
-# with fio (fabric); prints Markdown tables (medians of 3 interleaved runs and the ratios) for
-# BENCHMARKS.md. BENCH_HW=local or BENCH_HW=fabric runs one comparison only.
+# with fio (fabric), the same without a drive (fabric-floor: null_blk vs a RAM namespace) and,
+# with SPDK_DIR set to an SPDK you built, spdk_nvme_perf vs vfnvme perf (spdk-local) and
+# nvmf_tgt vs vfnvme serve (spdk-fabric); prints Markdown tables (medians of 3 interleaved runs
+# and the ratios) for BENCHMARKS.md. BENCH_HW=local|fabric|fabric-floor|spdk-local|spdk-fabric
+# runs one comparison only, BENCH_HW=spdk both SPDK ones.
 BENCH_HW ?= all
 bench-hw: host-deps release-bin
 	$(CARGO) run --release -q -p vfnvme-hw-tests --bin vfnvme-hw-bench -- $(BENCH_HW)

@@ -14,7 +14,8 @@ use crate::kmod;
 /// Modules loaded at boot, in this order unless dependencies say otherwise. `vfio_iommu_type1`
 /// comes before `vfio-pci` because nothing pulls it in and vfio cannot attach groups without
 /// it; `crc64_rocksoft_generic` and `crc32c_generic` are what nvme-core's T10-PI and ext4 ask
-/// the crypto API for, which would otherwise need a working modprobe in the guest.
+/// the crypto API for, which would otherwise need a working modprobe in the guest; `null_blk`
+/// (/dev/nullb0) is the drive-less block device of the benchmark's fabric floor.
 pub const GUEST_MODULES: &[&str] = &[
     "configfs",
     "irqbypass",
@@ -32,6 +33,7 @@ pub const GUEST_MODULES: &[&str] = &[
     "nvmet-tcp",
     "crc32c_generic",
     "ext4",
+    "null_blk",
 ];
 
 /// Where the guest finds its modules and the list saying in which order to load them.
@@ -134,7 +136,11 @@ fn add_busybox(archive: &mut CpioArchive) -> Result<()> {
 
 /// Copies a program and, for a dynamic one, every shared library `ldd` resolves plus the
 /// loader, each at the path ldd reports (the loader and RUNPATHs look there).
-fn add_program(archive: &mut CpioArchive, host_path: &Path, guest_path: &str) -> Result<()> {
+pub(crate) fn add_program(
+    archive: &mut CpioArchive,
+    host_path: &Path,
+    guest_path: &str,
+) -> Result<()> {
     archive.file(guest_path, 0o755, &read(host_path)?);
     let ldd = host::find_program("ldd", "apt-get install libc-bin")?;
     let output = Command::new(ldd)

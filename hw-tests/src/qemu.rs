@@ -40,6 +40,8 @@ pub struct VmConfig {
     pub memory_mib: u32,
     /// Guest CPUs.
     pub cpus: u32,
+    /// QEMU's CPU model (`-cpu`), or QEMU's default (qemu64) when `None`.
+    pub cpu_model: Option<String>,
     /// Drives, attached in this order.
     pub drives: Vec<NvmeDevice>,
     /// QMP socket to create, if the test talks to QEMU while the guest runs.
@@ -62,6 +64,11 @@ impl VmConfig {
                 "-smp",
                 &self.cpus.to_string(),
             ])
+            .args(
+                self.cpu_model
+                    .iter()
+                    .flat_map(|model| ["-cpu", model.as_str()]),
+            )
             .args([
                 "-nodefaults",
                 "-display",

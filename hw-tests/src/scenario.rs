@@ -1,7 +1,7 @@
 //! A scenario: a shell script run inside a freshly booted guest, plus the drives it gets.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -72,9 +72,11 @@ pub struct Scenario {
     drives: Vec<Drive>,
     memory_mib: u32,
     cpus: u32,
+    cpu_model: Option<String>,
     deadline: Duration,
     needs_vfnvme: bool,
     files: Vec<(String, String)>,
+    programs: Vec<(PathBuf, String)>,
 }
 
 impl Scenario {
@@ -87,9 +89,11 @@ impl Scenario {
             drives: Vec::new(),
             memory_mib: 2048,
             cpus: 2,
+            cpu_model: None,
             deadline: Duration::from_secs(300),
             needs_vfnvme: false,
             files: Vec::new(),
+            programs: Vec::new(),
         }
     }
 
@@ -115,6 +119,21 @@ impl Scenario {
     /// in guest/lib.sh).
     pub fn guest_file(mut self, name: &str, contents: &str) -> Self {
         self.files.push((name.to_owned(), contents.to_owned()));
+        self
+    }
+
+    /// QEMU's CPU model for this boot (e.g. `max`, for programs built for x86-64-v2, which
+    /// QEMU's default qemu64 model is not).
+    pub fn cpu_model(mut self, model: &str) -> Self {
+        self.cpu_model = Some(model.to_owned());
+        self
+    }
+
+    /// Puts the host's program `host_path`, with the shared libraries it loads, at
+    /// `guest_path` in the guest (e.g. a peer's tool the user built, for a benchmark).
+    pub fn guest_program(mut self, host_path: &Path, guest_path: &str) -> Self {
+        self.programs
+            .push((host_path.to_path_buf(), guest_path.to_owned()));
         self
     }
 
@@ -154,6 +173,7 @@ impl Scenario {
             initramfs,
             memory_mib: self.memory_mib,
             cpus: self.cpus,
+            cpu_model: self.cpu_model.clone(),
             drives,
             qmp_socket: Some(work.path().join("qmp.sock")),
         };
@@ -242,6 +262,9 @@ impl Scenario {
         archive.file("harness/scenario.sh", 0o644, self.script.as_bytes());
         for (name, contents) in &self.files {
             archive.file(&format!("harness/{name}"), 0o644, contents.as_bytes());
+        }
+        for (host_path, guest_path) in &self.programs {
+            crate::guest::add_program(&mut archive, host_path, guest_path)?;
         }
         let mut bytes = std::fs::read(base).map_err(|e| HarnessError::io("reading", base, e))?;
         bytes.extend_from_slice(&archive.finish());

@@ -1,22 +1,31 @@
 //! `make bench-hw`: 4 KiB random reads at QD1 and QD16 on QEMU's emulated NVMe drives, in one
-//! guest boot, two comparisons on two drives of the same model and size (drive 0 stays on the
+//! guest boot, comparisons on two drives of the same model and size (drive 0 stays on the
 //! kernel nvme driver, drive 1 goes to vfio-pci):
 //!
 //! - local: fio (libaio, O_DIRECT) on the kernel nvme driver's block device (drive 0) vs
 //!   `vfnvme perf` on drive 1;
 //! - fabric (NVMe/TCP on 127.0.0.1, read by the kernel initiator nvme-tcp with the same fio
 //!   job): the Linux kernel target nvmet-tcp exporting drive 0's block device (port 4421) vs
-//!   `vfnvme serve` exporting drive 1 (port 4420, one poll group).
+//!   `vfnvme serve` exporting drive 1 (port 4420, one poll group);
+//! - fabric-floor: the same without a drive, nvmet-tcp on null_blk (port 4423) vs `vfnvme
+//!   serve` on a RAM namespace: the fabric path's own cost, which no drive can make shorter;
+//! - with `SPDK_DIR` (an SPDK the user built, see [`spdk_programs`]): spdk-local,
+//!   `spdk_nvme_perf` vs `vfnvme perf` on drive 1, and spdk-fabric, SPDK's `nvmf_tgt` vs
+//!   `vfnvme serve` exporting drive 1, one target at a time, each alone on vCPU 0 with fio on
+//!   vCPU 1. SPDK's tools come into the guest with their libraries; the boot then uses QEMU's
+//!   `max` CPU model (SPDK is built for x86-64-v2) and more hugepage memory.
 //!
 //! Each measurement runs REPEATS times, interleaved (peer, vfnvme, peer, ...) so drift of the
 //! emulator hits both sides alike; the medians and the ratio vfnvme/peer are printed as
 //! Markdown tables for BENCHMARKS.md.
 //!
-//! `vfnvme-hw-bench [local|fabric|all]` (default all) picks the comparisons.
+//! `vfnvme-hw-bench [local|fabric|fabric-floor|spdk-local|spdk-fabric|spdk|all]` (default
+//! all: every comparison, the SPDK ones when `SPDK_DIR` is set) picks the comparisons.
 //!
 //! Under TCG the absolute numbers say little about hardware (the emulated device and the
 //! guest's CPU share the host's two cores); the ratio is a smoke signal for gross regressions.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,86 +41,212 @@ const DRIVE_BYTES: u64 = 256 << 20;
 const SERVE_CORES: u32 = 1;
 const NQN_NVMET: &str = "nqn.2026-11.io.vfnvme:bench-nvmet";
 const NQN_VFNVME: &str = "nqn.2026-11.io.vfnvme:bench-vfnvme";
+const NQN_NVMET_NULL: &str = "nqn.2026-11.io.vfnvme:bench-nvmet-null";
+const NQN_VFNVME_RAM: &str = "nqn.2026-11.io.vfnvme:bench-vfnvme-ram";
+const NQN_SPDK: &str = "nqn.2026-11.io.vfnvme:bench-spdk";
 
-/// One side of a comparison: the capture-name prefix, how the table names it, and the guest
-/// command for one run at queue depth QD (`{QD}` replaced).
+/// One side of a comparison: the capture-name prefix, how the table names it, the guest
+/// command for one run at queue depth QD (`{QD}` replaced), and what it prints.
 struct Side {
     prefix: &'static str,
     title: &'static str,
     /// For the ratio column.
     short: &'static str,
+    /// Guest commands before and after this side's runs of one repeat (`{R}`: the repeat),
+    /// for a target that must be alone on the guest while it is measured.
+    before: &'static str,
+    after: &'static str,
     command: &'static str,
-    /// JSON pointer to the IOPS in the command's output.
-    iops: &'static str,
-    /// JSON pointer to the mean latency in µs, or in ns when `latency_ns`.
-    latency: &'static str,
-    latency_ns: bool,
+    report: Report,
+}
+
+/// Where a run's IOPS and mean latency are in what its command printed.
+enum Report {
+    /// A JSON object: pointers to the IOPS and to the mean latency (in µs, or in ns when
+    /// `latency_ns`).
+    Json {
+        iops: &'static str,
+        latency: &'static str,
+        latency_ns: bool,
+    },
+    /// spdk_nvme_perf's table: the `Total` line's IOPS, MiB/s and average latency (µs).
+    SpdkPerf,
 }
 
 struct Comparison {
     name: &'static str,
     heading: &'static str,
+    /// Guest commands before the first run and after the last.
+    setup: &'static str,
+    teardown: &'static str,
     peer: Side,
     vfnvme: Side,
 }
 
+const FIO_REPORT: Report = Report::Json {
+    iops: "/jobs/0/read/iops",
+    latency: "/jobs/0/read/lat_ns/mean",
+    latency_ns: true,
+};
+
+const VFNVME_PERF_REPORT: Report = Report::Json {
+    iops: "/iops",
+    latency: "/lat_us/mean",
+    latency_ns: false,
+};
+
 const FIO: &str = "fio --name=bench --direct=1 --ioengine=libaio --rw=randread --bs=4k \
                    --iodepth={QD} --time_based --runtime={SECONDS} --output-format=json";
 
-fn comparisons() -> [Comparison; 2] {
+/// The kernel initiator's fio on vCPU 1, so that the target measured has vCPU 0 to itself.
+const FIO_ON_CPU1: &str = "{FIO} --cpus_allowed=1 --filename=/dev/$FABRIC_BLOCK";
+
+fn comparisons() -> [Comparison; 5] {
     [
         Comparison {
             name: "local",
             heading: "local: kernel nvme driver + fio vs vfnvme perf",
+            setup: "",
+            teardown: "",
             peer: Side {
                 prefix: "fio",
                 title: "kernel nvme + fio",
                 short: "kernel",
+                before: "",
+                after: "",
                 command: "{FIO} --filename=/dev/$BLOCK",
-                iops: "/jobs/0/read/iops",
-                latency: "/jobs/0/read/lat_ns/mean",
-                latency_ns: true,
+                report: FIO_REPORT,
             },
-            vfnvme: Side {
-                prefix: "vfnvme",
-                title: "vfnvme perf",
-                short: "vfnvme",
-                command: "vfnvme perf --device \"$VFIO_BDF\" -q {QD} -o 4096 -w randread \
-                          -t {SECONDS} --json",
-                iops: "/iops",
-                latency: "/lat_us/mean",
-                latency_ns: false,
-            },
+            vfnvme: VFNVME_PERF,
         },
         Comparison {
             name: "fabric",
             heading: "NVMe/TCP on 127.0.0.1, kernel initiator + fio: nvmet-tcp vs vfnvme serve",
+            setup: FABRIC_SETUP,
+            teardown: FABRIC_TEARDOWN,
             peer: Side {
                 prefix: "nvmet",
                 title: "nvmet-tcp",
                 short: "nvmet",
+                before: "",
+                after: "",
                 command: "{FIO} --filename=/dev/$FABRIC_NVMET",
-                iops: "/jobs/0/read/iops",
-                latency: "/jobs/0/read/lat_ns/mean",
-                latency_ns: true,
+                report: FIO_REPORT,
             },
             vfnvme: Side {
                 prefix: "serve",
                 title: "vfnvme serve",
                 short: "vfnvme",
+                before: "",
+                after: "",
                 command: "{FIO} --filename=/dev/$FABRIC_VFNVME",
-                iops: "/jobs/0/read/iops",
-                latency: "/jobs/0/read/lat_ns/mean",
-                latency_ns: true,
+                report: FIO_REPORT,
+            },
+        },
+        Comparison {
+            name: "fabric-floor",
+            heading: "NVMe/TCP on 127.0.0.1 without a drive (the fabric path's own cost), kernel \
+                      initiator + fio: nvmet-tcp on null_blk vs vfnvme serve on a RAM namespace",
+            setup: FLOOR_SETUP,
+            teardown: FLOOR_TEARDOWN,
+            peer: Side {
+                prefix: "nvmetnull",
+                title: "nvmet-tcp (null_blk)",
+                short: "nvmet",
+                before: "",
+                after: "",
+                command: "{FIO} --filename=/dev/$FLOOR_NVMET",
+                report: FIO_REPORT,
+            },
+            vfnvme: Side {
+                prefix: "serveram",
+                title: "vfnvme serve (RAM)",
+                short: "vfnvme",
+                before: "",
+                after: "",
+                command: "{FIO} --filename=/dev/$FLOOR_VFNVME",
+                report: FIO_REPORT,
+            },
+        },
+        Comparison {
+            name: "spdk-local",
+            heading: "local, the same vfio drive: spdk_nvme_perf vs vfnvme perf",
+            setup: "",
+            teardown: "",
+            peer: Side {
+                prefix: "spdkperf",
+                title: "spdk_nvme_perf",
+                short: "SPDK",
+                before: "",
+                after: "",
+                command: "spdk_nvme_perf -c 0x1 -r \"trtype:PCIe traddr:$VFIO_BDF\" -q {QD} \
+                          -o 4096 -w randread -t {SECONDS}",
+                report: Report::SpdkPerf,
+            },
+            vfnvme: VFNVME_PERF,
+        },
+        Comparison {
+            name: "spdk-fabric",
+            heading: "NVMe/TCP on 127.0.0.1, the same vfio drive, each target alone on vCPU 0, \
+                      kernel initiator + fio on vCPU 1: nvmf_tgt vs vfnvme serve",
+            setup: SPDK_FABRIC_SETUP,
+            teardown: "",
+            peer: Side {
+                prefix: "nvmftgt",
+                title: "SPDK nvmf_tgt",
+                short: "SPDK",
+                before: r#"
+step 'run {R}: start nvmf_tgt (one reactor on vCPU 0) and connect'
+spdk_tgt_start spdk_tgt_{R}
+connect_tcp NQN_SPDK 4422
+FABRIC_BLOCK=$(fabric_block NQN_SPDK)
+"#,
+                after: r#"
+step 'run {R}: disconnect; SIGTERM nvmf_tgt'
+disconnect_tcp NQN_SPDK
+spdk_tgt_stop
+"#,
+                command: FIO_ON_CPU1,
+                report: FIO_REPORT,
+            },
+            vfnvme: Side {
+                prefix: "serve",
+                title: "vfnvme serve",
+                short: "vfnvme",
+                before: r#"
+step 'run {R}: start vfnvme serve (one poll group, its threads on vCPU 0) and connect'
+SERVE_RUST_LOG=warn serve_start bench_serve_{R} /tmp/bench-serve.toml
+for task in /proc/"$SERVE_PID"/task/*; do taskset -p 1 "${task##*/}" >/dev/null; done
+connect_tcp NQN_VFNVME 4420
+FABRIC_BLOCK=$(fabric_block NQN_VFNVME)
+"#,
+                after: r#"
+step 'run {R}: disconnect; SIGTERM vfnvme serve'
+disconnect_tcp NQN_VFNVME
+serve_stop
+expect_eq "$(capture_rc bench_serve_{R})" 0 "exit status of vfnvme serve after SIGTERM"
+"#,
+                command: FIO_ON_CPU1,
+                report: FIO_REPORT,
             },
         },
     ]
 }
 
+const VFNVME_PERF: Side = Side {
+    prefix: "vfnvme",
+    title: "vfnvme perf",
+    short: "vfnvme",
+    before: "",
+    after: "",
+    command: "vfnvme perf --device \"$VFIO_BDF\" -q {QD} -o 4096 -w randread -t {SECONDS} --json",
+    report: VFNVME_PERF_REPORT,
+};
+
 const SETUP: &str = r#"
 KERNEL_BDF=$DRIVE0_BDF; VFIO_BDF=$DRIVE1_BDF
 step 'setup.sh config (drive 0 stays on the kernel nvme driver)'
-run env PCI_BLOCKED="$KERNEL_BDF" HUGEMEM=256 setup.sh config
+run env PCI_BLOCKED="$KERNEL_BDF" HUGEMEM=HUGEMEM_MIB setup.sh config
 expect_driver "$KERNEL_BDF" nvme
 expect_driver "$VFIO_BDF" vfio-pci
 BLOCK=$(block_of "$KERNEL_BDF")
@@ -138,6 +273,69 @@ serve_stop
 expect_eq "$(capture_rc bench_serve)" 0 "exit status of vfnvme serve after SIGTERM"
 "#;
 
+/// null_blk (loaded at boot, no memory behind it: a read completes in the block layer) and a
+/// RAM namespace: what is left is the fabric path, fio and the kernel initiator.
+const FLOOR_SETUP: &str = r#"
+step 'nvmet-tcp exports null_blk (127.0.0.1:4423); vfnvme serve exports a RAM namespace (127.0.0.1:4420)'
+[ -b /dev/nullb0 ] || fail "no /dev/nullb0: is null_blk loaded?"
+nvmet_export NQN_NVMET_NULL nullb0 4423
+printf '[target]\ncores = %s\n\n[[listener]]\naddress = "127.0.0.1:4420"\n\n' SERVE_CORES \
+  >/tmp/bench-serve-ram.toml
+printf '[[subsystem]]\nnqn = "%s"\nallow_any_host = true\n\n' NQN_VFNVME_RAM >>/tmp/bench-serve-ram.toml
+printf '[[subsystem.namespace]]\nnsid = 1\nram_mib = 64\nblock_size = 4096\n' >>/tmp/bench-serve-ram.toml
+cat /tmp/bench-serve-ram.toml
+SERVE_RUST_LOG=warn serve_start bench_serve_ram /tmp/bench-serve-ram.toml
+connect_tcp NQN_NVMET_NULL 4423
+connect_tcp NQN_VFNVME_RAM 4420
+FLOOR_NVMET=$(fabric_block NQN_NVMET_NULL)
+FLOOR_VFNVME=$(fabric_block NQN_VFNVME_RAM)
+"#;
+
+const FLOOR_TEARDOWN: &str = r#"
+step 'disconnect; SIGTERM vfnvme serve (RAM)'
+disconnect_tcp NQN_NVMET_NULL
+disconnect_tcp NQN_VFNVME_RAM
+serve_stop
+expect_eq "$(capture_rc bench_serve_ram)" 0 "exit status of vfnvme serve after SIGTERM"
+"#;
+
+/// nvmf_tgt from a JSON config (no rpc.py in the guest): drive 1 through SPDK's own PCIe
+/// driver as bdev Nvme0n1, namespace 1 of NQN_SPDK on 127.0.0.1:4422. Its listener in
+/// /proc/net/tcp (port 4422 = 0x1146, state 0A) says it is ready.
+const SPDK_FABRIC_SETUP: &str = r#"
+step 'configs: nvmf_tgt and vfnvme serve export drive 1, one at a time'
+mkdir -p /var/run
+printf '%s\n' '{"subsystems": [' \
+  '{"subsystem": "bdev", "config": [{"method": "bdev_nvme_attach_controller",' \
+  "  \"params\": {\"name\": \"Nvme0\", \"trtype\": \"PCIe\", \"traddr\": \"$VFIO_BDF\"}}]}," \
+  '{"subsystem": "nvmf", "config": [' \
+  '  {"method": "nvmf_create_transport", "params": {"trtype": "TCP"}},' \
+  '  {"method": "nvmf_create_subsystem", "params": {"nqn": "NQN_SPDK",' \
+  '    "allow_any_host": true, "serial_number": "SPDKBENCH"}},' \
+  '  {"method": "nvmf_subsystem_add_ns", "params": {"nqn": "NQN_SPDK",' \
+  '    "namespace": {"nsid": 1, "bdev_name": "Nvme0n1"}}},' \
+  '  {"method": "nvmf_subsystem_add_listener", "params": {"nqn": "NQN_SPDK",' \
+  '    "listen_address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1",' \
+  '    "trsvcid": "4422"}}}]}]}' >/tmp/spdk-tgt.json
+cat /tmp/spdk-tgt.json
+write_serve_config /tmp/bench-serve.toml SERVE_CORES "NQN_VFNVME=$VFIO_BDF"
+spdk_listening() {
+	alive "$SPDK_TGT_PID" || fail "nvmf_tgt exited: $(tail -n 30 "/tmp/capture/$SPDK_TGT_NAME.err")"
+	grep -q ':1146 00000000:0000 0A' /proc/net/tcp
+}
+spdk_tgt_start() {
+	SPDK_TGT_NAME=$1
+	echo "+ nvmf_tgt -m 0x1 --json /tmp/spdk-tgt.json &"
+	nvmf_tgt -m 0x1 --json /tmp/spdk-tgt.json >"/tmp/capture/$1.out" 2>"/tmp/capture/$1.err" &
+	SPDK_TGT_PID=$!
+	wait_until 120 spdk_listening
+}
+spdk_tgt_stop() {
+	kill -TERM "$SPDK_TGT_PID"
+	wait_exit 60 "$SPDK_TGT_PID"
+}
+"#;
+
 fn fill(command: &str, depth: u32) -> String {
     command
         .replace("{FIO}", FIO)
@@ -145,38 +343,48 @@ fn fill(command: &str, depth: u32) -> String {
         .replace("{SECONDS}", &SECONDS.to_string())
 }
 
+/// Capture name of one run: unique per comparison, side, depth and repeat.
+fn capture_name(comparison: &Comparison, side: &Side, depth: u32, repeat: u32) -> String {
+    format!(
+        "{}_{}_qd{depth}_{repeat}",
+        comparison.name.replace('-', "_"),
+        side.prefix
+    )
+}
+
 fn runs_script(comparison: &Comparison) -> String {
-    let mut script = String::new();
+    let mut script = comparison.setup.to_owned();
     for repeat in 1..=REPEATS {
-        for depth in QUEUE_DEPTHS {
-            for side in [&comparison.peer, &comparison.vfnvme] {
+        for side in [&comparison.peer, &comparison.vfnvme] {
+            script.push_str(&side.before.replace("{R}", &repeat.to_string()));
+            for depth in QUEUE_DEPTHS {
                 script.push_str(&format!(
-                    "step 'run {repeat}: {} randread QD{depth}'\ncapture {}_qd{depth}_{repeat} {}\n",
+                    "step 'run {repeat}: {} randread QD{depth}'\ncapture {} {}\n",
                     side.title,
-                    side.prefix,
+                    capture_name(comparison, side, depth, repeat),
                     fill(side.command, depth)
                 ));
             }
+            script.push_str(&side.after.replace("{R}", &repeat.to_string()));
         }
     }
+    script.push_str(comparison.teardown);
     script
 }
 
-fn script(selected: &[&Comparison]) -> String {
+fn script(selected: &[&Comparison], hugemem_mib: u32) -> String {
     let mut script = SETUP.to_owned();
     for comparison in selected {
-        if comparison.name == "fabric" {
-            script.push_str(FABRIC_SETUP);
-            script.push_str(&runs_script(comparison));
-            script.push_str(FABRIC_TEARDOWN);
-        } else {
-            script.push_str(&runs_script(comparison));
-        }
+        script.push_str(&runs_script(comparison));
     }
     script
+        .replace("NQN_NVMET_NULL", NQN_NVMET_NULL)
+        .replace("NQN_VFNVME_RAM", NQN_VFNVME_RAM)
         .replace("NQN_NVMET", NQN_NVMET)
         .replace("NQN_VFNVME", NQN_VFNVME)
+        .replace("NQN_SPDK", NQN_SPDK)
         .replace("SERVE_CORES", &SERVE_CORES.to_string())
+        .replace("HUGEMEM_MIB", &hugemem_mib.to_string())
 }
 
 /// (IOPS, mean latency in µs) of one run.
@@ -184,40 +392,56 @@ fn measure(outcome: &Outcome, name: &str, side: &Side) -> Result<(f64, f64), Str
     let capture = outcome
         .capture(name)
         .ok_or_else(|| format!("the guest printed no capture named {name}"))?;
-    let stdout = capture.stdout.trim();
-    // Anything before the JSON object (fio notes) is skipped.
-    let json: Value = stdout
-        .find('{')
-        .and_then(|at| serde_json::from_str(&stdout[at..]).ok())
-        .ok_or_else(|| {
-            format!(
-                "{name}: exit {}, no JSON:\n{stdout}\n{}",
-                capture.exit_code, capture.stderr
-            )
-        })?;
     if capture.exit_code != 0 {
         return Err(format!(
-            "{name}: exit {}: {}",
-            capture.exit_code, capture.stderr
+            "{name}: exit {}:\n{}\n{}",
+            capture.exit_code, capture.stdout, capture.stderr
         ));
     }
-    let iops = json
-        .pointer(side.iops)
-        .and_then(Value::as_f64)
-        .filter(|iops| *iops > 0.0)
-        .ok_or_else(|| format!("{name}: no positive {} in {json}", side.iops))?;
-    let latency = json
-        .pointer(side.latency)
-        .and_then(Value::as_f64)
-        .ok_or_else(|| format!("{name}: no {} in {json}", side.latency))?;
-    Ok((
-        iops,
-        if side.latency_ns {
-            latency / 1000.0
-        } else {
-            latency
-        },
-    ))
+    let stdout = capture.stdout.trim();
+    let (iops, latency_us) = match side.report {
+        Report::Json {
+            iops,
+            latency,
+            latency_ns,
+        } => {
+            // Anything before the JSON object (fio notes) is skipped.
+            let json: Value = stdout
+                .find('{')
+                .and_then(|at| serde_json::from_str(&stdout[at..]).ok())
+                .ok_or_else(|| format!("{name}: no JSON:\n{stdout}\n{}", capture.stderr))?;
+            let number = |pointer: &str| {
+                json.pointer(pointer)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| format!("{name}: no {pointer} in {json}"))
+            };
+            let scale = if latency_ns { 1000.0 } else { 1.0 };
+            (number(iops)?, number(latency)? / scale)
+        }
+        Report::SpdkPerf => spdk_perf_total(stdout)
+            .ok_or_else(|| format!("{name}: no `Total : IOPS MiB/s average` line:\n{stdout}"))?,
+    };
+    if iops > 0.0 {
+        Ok((iops, latency_us))
+    } else {
+        Err(format!("{name}: {iops} IOPS:\n{stdout}"))
+    }
+}
+
+/// IOPS and average latency (µs) from spdk_nvme_perf's `Total : IOPS MiB/s Average min max`.
+fn spdk_perf_total(stdout: &str) -> Option<(f64, f64)> {
+    let line = stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("Total"))?;
+    let mut numbers = line
+        .split_once(':')?
+        .1
+        .split_whitespace()
+        .map(str::parse::<f64>);
+    let iops = numbers.next()?.ok()?;
+    let _mib_per_second = numbers.next()?.ok()?;
+    let average_us = numbers.next()?.ok()?;
+    Some((iops, average_us))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -225,12 +449,17 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn runs(outcome: &Outcome, side: &Side, depth: u32) -> Result<Vec<(f64, f64)>, String> {
+fn runs(
+    outcome: &Outcome,
+    comparison: &Comparison,
+    side: &Side,
+    depth: u32,
+) -> Result<Vec<(f64, f64)>, String> {
     (1..=REPEATS)
         .map(|repeat| {
             measure(
                 outcome,
-                &format!("{}_qd{depth}_{repeat}", side.prefix),
+                &capture_name(comparison, side, depth, repeat),
                 side,
             )
         })
@@ -258,8 +487,8 @@ fn table(outcome: &Outcome, comparison: &Comparison) -> Result<(), String> {
     );
     println!("|---:|---:|---:|---:|---:|---:|---|---|");
     for depth in QUEUE_DEPTHS {
-        let peer_runs = runs(outcome, peer, depth)?;
-        let vfnvme_runs = runs(outcome, vfnvme, depth)?;
+        let peer_runs = runs(outcome, comparison, peer, depth)?;
+        let vfnvme_runs = runs(outcome, comparison, vfnvme, depth)?;
         let iops = |runs: &[(f64, f64)]| runs.iter().map(|r| r.0).collect::<Vec<_>>();
         let latency = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
         let (p, v) = (median(iops(&peer_runs)), median(iops(&vfnvme_runs)));
@@ -276,27 +505,75 @@ fn table(outcome: &Outcome, comparison: &Comparison) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the SPDK comparisons find SPDK's tools: `$SPDK_DIR/build/bin`, an SPDK the user
+/// built (built for x86-64-v2 at most, as QEMU's `max` CPU model under TCG has no AVX-512).
+fn spdk_programs() -> Result<[(PathBuf, &'static str); 2], String> {
+    let dir = std::env::var_os("SPDK_DIR").ok_or(
+        "SPDK_DIR is not set: the SPDK comparisons run SPDK's spdk_nvme_perf and nvmf_tgt \
+         from $SPDK_DIR/build/bin, an SPDK you built (configure --target-arch=x86-64-v2)",
+    )?;
+    let bin = PathBuf::from(dir).join("build/bin");
+    let programs = [
+        (bin.join("spdk_nvme_perf"), "usr/bin/spdk_nvme_perf"),
+        (bin.join("nvmf_tgt"), "usr/bin/nvmf_tgt"),
+    ];
+    match programs.iter().find(|(path, _)| !path.is_file()) {
+        Some((missing, _)) => Err(format!(
+            "{} does not exist: build SPDK in SPDK_DIR first",
+            missing.display()
+        )),
+        None => Ok(programs),
+    }
+}
+
 fn main() -> ExitCode {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
+    let spdk = spdk_programs();
     let all = comparisons();
     let selected: Vec<&Comparison> = all
         .iter()
-        .filter(|c| which == "all" || which == c.name)
+        .filter(|c| match which.as_str() {
+            "all" => !c.name.starts_with("spdk") || spdk.is_ok(),
+            "spdk" => c.name.starts_with("spdk"),
+            name => name == c.name,
+        })
         .collect();
     if selected.is_empty() {
-        eprintln!("usage: vfnvme-hw-bench [local|fabric|all]");
+        eprintln!(
+            "usage: vfnvme-hw-bench [local|fabric|fabric-floor|spdk-local|spdk-fabric|spdk|all]"
+        );
         return ExitCode::from(2);
     }
+    let with_spdk = selected.iter().any(|c| c.name.starts_with("spdk"));
+    let hugemem_mib = if with_spdk { 1024 } else { 256 };
+    let mut scenario = Scenario::new("bench", &script(&selected, hugemem_mib));
+    if with_spdk {
+        let programs = match &spdk {
+            Ok(programs) => programs,
+            Err(why) => {
+                eprintln!("bench-hw: {why}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // SPDK is built for x86-64-v2, which QEMU's default qemu64 model is not; nvmf_tgt's
+        // buffer pools need more hugepage memory than vfnvme's.
+        scenario = scenario.cpu_model("max").memory_mib(3072);
+        for (host_path, guest_path) in programs {
+            scenario = scenario.guest_program(host_path, guest_path);
+        }
+    } else if let Err(why) = &spdk {
+        eprintln!("bench-hw: the SPDK comparisons are left out: {why}");
+    }
     let measurements = 2 * QUEUE_DEPTHS.len() as u32 * REPEATS * selected.len() as u32;
+    let expected_seconds = measurements * (SECONDS + 2) + 30;
     eprintln!(
-        "bench-hw: booting one guest; {measurements} measurements of {SECONDS} s follow (about {} s)",
-        measurements * (SECONDS + 2) + 30
+        "bench-hw: booting one guest; {measurements} measurements of {SECONDS} s follow (about {expected_seconds} s)",
     );
-    let outcome = match Scenario::new("bench", &script(&selected))
+    let outcome = match scenario
         .drive(Drive::new("VFNVMEBENCH0", DRIVE_BYTES))
         .drive(Drive::new("VFNVMEBENCH1", DRIVE_BYTES))
         .needs_vfnvme()
-        .deadline(Duration::from_secs(900))
+        .deadline(Duration::from_secs(u64::from(expected_seconds) * 2 + 300))
         .run_with(&mut |line| {
             if let Some(step) = line.strip_prefix("VFNVME-STEP: ") {
                 eprintln!("bench-hw: {step}");
@@ -318,9 +595,10 @@ fn main() -> ExitCode {
     }
     println!(
         "4 KiB random reads, {SECONDS} s per run, median of {REPEATS} interleaved runs; \
-         QEMU 7.2 TCG-emulated NVMe ({} MiB, 2 vCPUs), one guest boot ({:.0} s): relative \
-         numbers only",
+         QEMU 7.2 TCG-emulated NVMe ({} MiB, 2 vCPUs, CPU model {}), one guest boot ({:.0} s): \
+         relative numbers only",
         DRIVE_BYTES >> 20,
+        if with_spdk { "max" } else { "qemu64" },
         outcome.elapsed.as_secs_f64()
     );
     println!();
