@@ -20,7 +20,8 @@
 //! Markdown tables for BENCHMARKS.md.
 //!
 //! `vfnvme-hw-bench [local|fabric|fabric-floor|spdk-local|spdk-fabric|spdk|all]` (default
-//! all: every comparison, the SPDK ones when `SPDK_DIR` is set) picks the comparisons.
+//! all: every comparison, the SPDK ones when `SPDK_DIR` is set; several with commas) picks the
+//! comparisons.
 //!
 //! Under TCG the absolute numbers say little about hardware (the emulated device and the
 //! guest's CPU share the host's two cores); the ratio is a smoke signal for gross regressions.
@@ -245,6 +246,8 @@ const VFNVME_PERF: Side = Side {
 
 const SETUP: &str = r#"
 KERNEL_BDF=$DRIVE0_BDF; VFIO_BDF=$DRIVE1_BDF
+# What a time read costs here (a vDSO TSC read, or a system call and an emulated timer).
+echo "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 step 'setup.sh config (drive 0 stays on the kernel nvme driver)'
 run env PCI_BLOCKED="$KERNEL_BDF" HUGEMEM=HUGEMEM_MIB setup.sh config
 expect_driver "$KERNEL_BDF" nvme
@@ -271,6 +274,16 @@ disconnect_tcp NQN_NVMET
 disconnect_tcp NQN_VFNVME
 serve_stop
 expect_eq "$(capture_rc bench_serve)" 0 "exit status of vfnvme serve after SIGTERM"
+"#;
+
+/// SPDK's environment loads OpenSSL's configuration file and fails without one; the guest has
+/// none, and an empty one is OpenSSL's defaults. DPDK keeps its runtime files in /var/run/dpdk,
+/// SPDK's trace its shared memory in /dev/shm.
+const SPDK_ENV: &str = r#"
+mkdir -p /var/run /dev/shm
+grep -q ' /dev/shm ' /proc/mounts || mount -t tmpfs tmpfs /dev/shm
+: >/tmp/openssl.cnf
+export OPENSSL_CONF=/tmp/openssl.cnf
 "#;
 
 /// null_blk (loaded at boot, no memory behind it: a read completes in the block layer) and a
@@ -304,7 +317,6 @@ expect_eq "$(capture_rc bench_serve_ram)" 0 "exit status of vfnvme serve after S
 /// /proc/net/tcp (port 4422 = 0x1146, state 0A) says it is ready.
 const SPDK_FABRIC_SETUP: &str = r#"
 step 'configs: nvmf_tgt and vfnvme serve export drive 1, one at a time'
-mkdir -p /var/run
 printf '%s\n' '{"subsystems": [' \
   '{"subsystem": "bdev", "config": [{"method": "bdev_nvme_attach_controller",' \
   "  \"params\": {\"name\": \"Nvme0\", \"trtype\": \"PCIe\", \"traddr\": \"$VFIO_BDF\"}}]}," \
@@ -374,6 +386,9 @@ fn runs_script(comparison: &Comparison) -> String {
 
 fn script(selected: &[&Comparison], hugemem_mib: u32) -> String {
     let mut script = SETUP.to_owned();
+    if selected.iter().any(|c| c.name.starts_with("spdk")) {
+        script.push_str(SPDK_ENV);
+    }
     for comparison in selected {
         script.push_str(&runs_script(comparison));
     }
@@ -532,15 +547,17 @@ fn main() -> ExitCode {
     let all = comparisons();
     let selected: Vec<&Comparison> = all
         .iter()
-        .filter(|c| match which.as_str() {
-            "all" => !c.name.starts_with("spdk") || spdk.is_ok(),
-            "spdk" => c.name.starts_with("spdk"),
-            name => name == c.name,
+        .filter(|c| {
+            which.split(',').any(|wanted| match wanted {
+                "all" => !c.name.starts_with("spdk") || spdk.is_ok(),
+                "spdk" => c.name.starts_with("spdk"),
+                name => name == c.name,
+            })
         })
         .collect();
     if selected.is_empty() {
         eprintln!(
-            "usage: vfnvme-hw-bench [local|fabric|fabric-floor|spdk-local|spdk-fabric|spdk|all]"
+            "usage: vfnvme-hw-bench [local|fabric|fabric-floor|spdk-local|spdk-fabric|spdk|all],..."
         );
         return ExitCode::from(2);
     }
