@@ -627,3 +627,47 @@ fn main() -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What spdk_nvme_perf v24.01 printed in the guest (one run).
+    const SPDK_PERF_OUTPUT: &str = "\
+Initializing NVMe Controllers
+Attached to NVMe Controller at 0000:00:02.0 [1b36:0010]
+Associating PCIE (0000:00:02.0) NSID 1 with lcore 0
+Initialization complete. Launching workers.
+========================================================
+                                                                           Latency(us)
+Device Information                     :       IOPS      MiB/s    Average        min        max
+PCIE (0000:00:02.0) NSID 1 from core  0:   11149.60      43.55      89.34      19.29   28061.29
+========================================================
+Total                                  :   11149.60      43.55      89.34      19.29   28061.29
+";
+
+    #[test]
+    fn spdk_perf_total_takes_iops_and_average_latency() {
+        assert_eq!(spdk_perf_total(SPDK_PERF_OUTPUT), Some((11149.60, 89.34)));
+        assert_eq!(spdk_perf_total("Unable to initialize SPDK env"), None);
+    }
+
+    #[test]
+    fn every_comparison_names_distinct_captures() {
+        let all = comparisons();
+        let mut names: Vec<String> = all
+            .iter()
+            .flat_map(|c| {
+                [&c.peer, &c.vfnvme].into_iter().flat_map(move |side| {
+                    QUEUE_DEPTHS.into_iter().flat_map(move |depth| {
+                        (1..=REPEATS).map(move |repeat| capture_name(c, side, depth, repeat))
+                    })
+                })
+            })
+            .collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count);
+    }
+}
