@@ -189,8 +189,9 @@ SERVE_READY_SECONDS=${SERVE_READY_SECONDS:-60}
 SERVE_STOP_SECONDS=${SERVE_STOP_SECONDS:-30}
 
 # write_serve_config FILE CORES NQN=BDF...: a configuration exporting each vfio-bound drive BDF
-# as its own subsystem NQN (namespace 1), open to any host, on 127.0.0.1:4420, plus the
-# discovery listener 127.0.0.1:8009. SERVE_TARGET_EXTRA, if set, is added to [target] (e.g.
+# (or, for NQN=ram:MIB, a RAM namespace of MIB MiB in 4 KiB blocks) as its own subsystem NQN
+# (namespace 1), open to any host, on 127.0.0.1:4420, plus the discovery listener
+# 127.0.0.1:8009. SERVE_TARGET_EXTRA, if set, is added to [target] (e.g.
 # "shutdown_deadline_ms = 5000").
 write_serve_config() {
 	wsc_file=$1
@@ -204,7 +205,10 @@ write_serve_config() {
 		printf '[[listener]]\naddress = "127.0.0.1:8009"\n'
 		for wsc_export in "$@"; do
 			printf '\n[[subsystem]]\nnqn = "%s"\nallow_any_host = true\n' "${wsc_export%%=*}"
-			printf '\n[[subsystem.namespace]]\nnsid = 1\npci = "%s"\n' "${wsc_export#*=}"
+			case "${wsc_export#*=}" in
+			ram:*) printf '\n[[subsystem.namespace]]\nnsid = 1\nram_mib = %s\nblock_size = 4096\n' "${wsc_export#*=ram:}" ;;
+			*) printf '\n[[subsystem.namespace]]\nnsid = 1\npci = "%s"\n' "${wsc_export#*=}" ;;
+			esac
 		done
 	} >"$wsc_file"
 	echo "--- $wsc_file ---"

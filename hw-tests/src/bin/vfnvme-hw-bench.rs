@@ -84,6 +84,17 @@ struct Comparison {
     vfnvme: Side,
 }
 
+impl Comparison {
+    /// Whether it runs SPDK's tools (which `SPDK_DIR` provides).
+    fn needs_spdk(&self) -> bool {
+        self.name.starts_with("spdk")
+    }
+}
+
+/// The CPU model of a boot that runs SPDK's tools (built for x86-64-v2, which QEMU's default
+/// qemu64 model is not).
+const SPDK_CPU_MODEL: &str = "max";
+
 const FIO_REPORT: Report = Report::Json {
     iops: "/jobs/0/read/iops",
     latency: "/jobs/0/read/lat_ns/mean",
@@ -292,11 +303,7 @@ const FLOOR_SETUP: &str = r#"
 step 'nvmet-tcp exports null_blk (127.0.0.1:4423); vfnvme serve exports a RAM namespace (127.0.0.1:4420)'
 [ -b /dev/nullb0 ] || fail "no /dev/nullb0: is null_blk loaded?"
 nvmet_export NQN_NVMET_NULL nullb0 4423
-printf '[target]\ncores = %s\n\n[[listener]]\naddress = "127.0.0.1:4420"\n\n' SERVE_CORES \
-  >/tmp/bench-serve-ram.toml
-printf '[[subsystem]]\nnqn = "%s"\nallow_any_host = true\n\n' NQN_VFNVME_RAM >>/tmp/bench-serve-ram.toml
-printf '[[subsystem.namespace]]\nnsid = 1\nram_mib = 64\nblock_size = 4096\n' >>/tmp/bench-serve-ram.toml
-cat /tmp/bench-serve-ram.toml
+write_serve_config /tmp/bench-serve-ram.toml SERVE_CORES "NQN_VFNVME_RAM=ram:64"
 SERVE_RUST_LOG=warn serve_start bench_serve_ram /tmp/bench-serve-ram.toml
 connect_tcp NQN_NVMET_NULL 4423
 connect_tcp NQN_VFNVME_RAM 4420
@@ -384,9 +391,12 @@ fn runs_script(comparison: &Comparison) -> String {
     script
 }
 
-fn script(selected: &[&Comparison], hugemem_mib: u32) -> String {
+/// The guest script of the `selected` comparisons; `with_spdk` when one of them needs SPDK.
+fn script(selected: &[&Comparison], with_spdk: bool) -> String {
+    // nvmf_tgt's buffer pools need more hugepage memory than vfnvme's.
+    let hugemem_mib = if with_spdk { 1024 } else { 256 };
     let mut script = SETUP.to_owned();
-    if selected.iter().any(|c| c.name.starts_with("spdk")) {
+    if with_spdk {
         script.push_str(SPDK_ENV);
     }
     for comparison in selected {
@@ -549,8 +559,8 @@ fn main() -> ExitCode {
         .iter()
         .filter(|c| {
             which.split(',').any(|wanted| match wanted {
-                "all" => !c.name.starts_with("spdk") || spdk.is_ok(),
-                "spdk" => c.name.starts_with("spdk"),
+                "all" => !c.needs_spdk() || spdk.is_ok(),
+                "spdk" => c.needs_spdk(),
                 name => name == c.name,
             })
         })
@@ -561,9 +571,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let with_spdk = selected.iter().any(|c| c.name.starts_with("spdk"));
-    let hugemem_mib = if with_spdk { 1024 } else { 256 };
-    let mut scenario = Scenario::new("bench", &script(&selected, hugemem_mib));
+    let with_spdk = selected.iter().any(|c| c.needs_spdk());
+    let mut scenario = Scenario::new("bench", &script(&selected, with_spdk));
     if with_spdk {
         let programs = match &spdk {
             Ok(programs) => programs,
@@ -572,9 +581,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // SPDK is built for x86-64-v2, which QEMU's default qemu64 model is not; nvmf_tgt's
-        // buffer pools need more hugepage memory than vfnvme's.
-        scenario = scenario.cpu_model("max").memory_mib(3072);
+        // The guest memory holds the larger hugepage reserve (see `script`).
+        scenario = scenario.cpu_model(SPDK_CPU_MODEL).memory_mib(3072);
         for (host_path, guest_path) in programs {
             scenario = scenario.guest_program(host_path, guest_path);
         }
@@ -615,7 +623,7 @@ fn main() -> ExitCode {
          QEMU 7.2 TCG-emulated NVMe ({} MiB, 2 vCPUs, CPU model {}), one guest boot ({:.0} s): \
          relative numbers only",
         DRIVE_BYTES >> 20,
-        if with_spdk { "max" } else { "qemu64" },
+        if with_spdk { SPDK_CPU_MODEL } else { "qemu64" },
         outcome.elapsed.as_secs_f64()
     );
     println!();
