@@ -2,6 +2,14 @@
 //! doorbells. A `QueuePair` is owned by one thread (`Send`, not `Sync`); nothing here locks or
 //! allocates after construction.
 //!
+//! A queue pair rings its doorbells at once (each submission writes the SQ tail, each poll
+//! that reaped writes the CQ head), or, once [batched](QueuePair::batch_doorbells), as SPDK's
+//! driver does with `delay_cmd_submit`: a submission only writes its entry, and the next
+//! [`QueuePair::poll`] writes the CQ head once for everything reaped before, then the SQ tail
+//! once for everything submitted since. Each doorbell is an uncached write (an exit to the
+//! device model on an emulated controller). The tail goes last, as in SPDK, so the device starts
+//! on the new commands with no register write of ours behind them.
+//!
 //! Entries are moved in and out of the rings with volatile copies through raw pointers; no Rust
 //! reference ever points into queue memory, which the device writes concurrently.
 
@@ -157,6 +165,12 @@ pub(crate) struct QueuePair {
     /// Added to a command id to make the id of its slot's next use.
     cid_use_step: u16,
     stale_completions: u64,
+    /// Doorbells are written by the next poll (see the module's documentation).
+    batched: bool,
+    /// The SQ tail the device was last told of.
+    sq_tail_rung: u16,
+    /// Completions reaped since the CQ head doorbell was last written.
+    cq_unacked: u16,
     last_check: Instant,
     sq_doorbell: Doorbell,
     cq_doorbell: Doorbell,
@@ -204,6 +218,9 @@ impl QueuePair {
             cid_index_mask: ((1u32 << index_bits) - 1) as u16,
             cid_use_step: 1 << index_bits,
             stale_completions: 0,
+            batched: false,
+            sq_tail_rung: 0,
+            cq_unacked: 0,
             last_check: now,
             sq_doorbell: registers
                 .doorbell(vfnvme_spec::regs::sq_tail_doorbell(qid, doorbell_stride)),
@@ -262,8 +279,9 @@ impl QueuePair {
         (self.sq_tail + 1) % self.layout.entries == self.sq_head
     }
 
-    /// Writes the command into the SQ and rings the doorbell. `tag` and `buffer` come back in
-    /// [`Completed`]; the queue holds the buffer while the device may use it.
+    /// Writes the command into the SQ and rings the doorbell (batched: leaves that to the next
+    /// [`Self::poll`]). `tag` and `buffer` come back in [`Completed`]; the queue holds the
+    /// buffer while the device may use it.
     pub fn submit(
         &mut self,
         mut command: Command,
@@ -295,7 +313,7 @@ impl QueuePair {
         };
         let offset = self.sq_tail as usize * SQE_SIZE;
         // SAFETY: `sq_tail < entries`, so the 64-byte entry is inside the SQ ring of `memory`;
-        // the device reads it only after the doorbell below.
+        // the device reads it only after the SQ doorbell that follows (here or in `poll`).
         unsafe {
             self.memory
                 .ptr_at(offset)
@@ -303,9 +321,13 @@ impl QueuePair {
                 .write_volatile(command)
         };
         self.sq_tail = (self.sq_tail + 1) % self.layout.entries;
-        // The entry must be visible in memory before the device learns of it.
-        fence(Ordering::SeqCst);
-        self.sq_doorbell.ring(u32::from(self.sq_tail));
+        if self.outstanding() + usize::from(self.cq_unacked) > self.slots.len() {
+            // Otherwise the device could find the CQ full of entries already reaped.
+            self.ring_cq_doorbell();
+        }
+        if !self.batched {
+            self.ring_sq_doorbell();
+        }
         Ok(cid)
     }
 
@@ -355,9 +377,18 @@ impl QueuePair {
         Ok(())
     }
 
-    /// Reaps up to `max` completions, calling `on_complete` for each, and rings the CQ doorbell
-    /// once for the batch. Returns how many were reaped.
+    /// From now on, submissions and completions are told to the device by the next poll.
+    pub fn batch_doorbells(&mut self) {
+        self.batched = true;
+    }
+
+    /// Tells the device of what was reaped and submitted since the last poll, if anything (CQ
+    /// head, then SQ tail: one doorbell each at most), then reaps up to `max` completions,
+    /// calling `on_complete` for each, and unless batched rings the CQ doorbell for them.
+    /// Returns how many were reaped.
     pub fn poll(&mut self, max: usize, mut on_complete: impl FnMut(Completed)) -> usize {
+        self.ring_cq_doorbell();
+        self.ring_sq_doorbell();
         let mut reaped = 0;
         while reaped < max {
             let Some(cqe) = self.next_completion() else {
@@ -400,10 +431,27 @@ impl QueuePair {
                 buffer,
             });
         }
-        if reaped > 0 {
-            self.cq_doorbell.ring(u32::from(self.cq_head));
+        self.cq_unacked = self.cq_unacked.saturating_add(reaped as u16);
+        if !self.batched {
+            self.ring_cq_doorbell();
         }
         reaped
+    }
+
+    fn ring_sq_doorbell(&mut self) {
+        if self.sq_tail != self.sq_tail_rung {
+            // The entries must be visible in memory before the device learns of them.
+            fence(Ordering::SeqCst);
+            self.sq_doorbell.ring(u32::from(self.sq_tail));
+            self.sq_tail_rung = self.sq_tail;
+        }
+    }
+
+    fn ring_cq_doorbell(&mut self) {
+        if self.cq_unacked > 0 {
+            self.cq_doorbell.ring(u32::from(self.cq_head));
+            self.cq_unacked = 0;
+        }
     }
 
     fn next_completion(&self) -> Option<Completion> {
@@ -484,8 +532,10 @@ impl QueuePair {
                 .write_bytes(0, cq_len)
         };
         self.sq_tail = 0;
+        self.sq_tail_rung = 0;
         self.sq_head = 0;
         self.cq_head = 0;
+        self.cq_unacked = 0;
         self.phase = true;
     }
 }

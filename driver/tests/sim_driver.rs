@@ -14,7 +14,7 @@ use vfnvme_driver::{
     AdminData, Controller, ControllerOptions, Error, IoQueuePair, Namespace, NvmeDevice,
 };
 use vfnvme_spec::log_page::{log_id, SmartLog};
-use vfnvme_spec::regs::ShutdownStatus;
+use vfnvme_spec::regs::{self, ShutdownStatus};
 use vfnvme_spec::status::{generic, media, sct};
 use vfnvme_spec::{admin_opcode, feature, nvm_opcode, Command, DsmRange, Status};
 use vfnvme_test_support::poll_until;
@@ -480,6 +480,70 @@ fn admin_passthrough_reads_smart_log_and_features() {
             assert_eq!((status.sct(), status.sc()), (sct::COMMAND_SPECIFIC, 0x09))
         }
         other => panic!("expected Invalid Log Page, got {other:?}"),
+    }
+}
+
+/// Batched doorbells (`IoQueuePair::batch_doorbells`): a submission only writes its entry; the
+/// next poll writes the SQ tail, then the CQ head of what the poll before it reaped. Where the
+/// queue has no room to delay that head (2 entries: one command, one reaped), the submission
+/// writes it at once, so the device never finds its CQ full of entries already reaped. Data
+/// still goes through at every size, commands and completions wrapping around the rings.
+#[test]
+fn batched_doorbells_are_written_by_the_next_poll() {
+    for entries in [2u16, 3, 16] {
+        let mut rig = rig_with(SimConfig::default(), entries);
+        rig.qpair.batch_doorbells();
+        let stride = rig.controller.capabilities().doorbell_stride();
+        let qid = rig.qpair.qid();
+        let registers = rig.sim.registers().clone();
+        let sq_tail = || registers.read32(regs::sq_tail_doorbell(qid, stride));
+        let cq_head = || registers.read32(regs::cq_head_doorbell(qid, stride));
+        let wrap = |index: u32| index % u32::from(entries);
+        rig.sim.pause();
+        rig.qpair.write_zeroes(&rig.ns, 0, 1, 1).unwrap();
+        assert_eq!(
+            sq_tail(),
+            0,
+            "{entries} entries: SQ tail written at submission"
+        );
+        assert_eq!(rig.qpair.poll(usize::MAX, |_| {}), 0);
+        assert_eq!(
+            sq_tail(),
+            wrap(1),
+            "{entries} entries: the poll wrote no SQ tail"
+        );
+        rig.sim.step();
+        assert_eq!(rig.qpair.poll(usize::MAX, |_| {}), 1);
+        assert_eq!(
+            cq_head(),
+            0,
+            "{entries} entries: CQ head written by the reaping poll"
+        );
+        rig.qpair.write_zeroes(&rig.ns, 1, 1, 2).unwrap();
+        assert_eq!(
+            sq_tail(),
+            wrap(1),
+            "{entries} entries: SQ tail written at submission"
+        );
+        let head_at_submission = if entries == 2 { wrap(1) } else { 0 };
+        assert_eq!(
+            cq_head(),
+            head_at_submission,
+            "{entries} entries: CQ head at the second submission"
+        );
+        assert_eq!(rig.qpair.poll(usize::MAX, |_| {}), 0);
+        assert_eq!(
+            (sq_tail(), cq_head()),
+            (wrap(2), wrap(1)),
+            "{entries} entries"
+        );
+        rig.sim.step();
+        assert_eq!(rig.qpair.poll(usize::MAX, |_| {}), 1);
+        rig.sim.resume();
+        for i in 0..u64::from(entries) * 3 {
+            write_read_back(&mut rig, i * 8, 8, i as u8);
+        }
+        assert_eq!(rig.qpair.stale_completions(), 0);
     }
 }
 

@@ -81,9 +81,14 @@ impl VmConfig {
             .arg(&self.kernel)
             .arg("-initrd")
             .arg(&self.initramfs)
+            // tsc=reliable: the guest kernel's TSC synchronisation check fails under TCG (the
+            // vCPUs are host threads) and falls back to the emulated HPET, which makes every
+            // clock read a device-model access; with it the clocksource is the TSC, as on the
+            // bare-metal machines this runs on.
             .args([
                 "-append",
-                "console=ttyS0 intel_iommu=on loglevel=4 panic=-1 rdinit=/init mitigations=off",
+                "console=ttyS0 intel_iommu=on loglevel=4 panic=-1 rdinit=/init mitigations=off \
+                 tsc=reliable",
             ]);
         let mut root_ports = 0;
         for drive in &self.drives {

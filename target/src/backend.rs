@@ -157,6 +157,9 @@ impl Drive {
         Ok(match self {
             Self::Nvme(controller) => {
                 let mut qpair = controller.create_io_qpair(depth.saturating_add(1))?;
+                // The poll group polls every round, after reading its sockets: one SQ doorbell
+                // per round for the commands those brought.
+                qpair.batch_doorbells();
                 qpair.register_pool(&pool);
                 BackendQueue::Nvme {
                     qpair: Some(Box::new(qpair)),

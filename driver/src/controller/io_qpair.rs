@@ -127,6 +127,13 @@ impl IoQueuePair {
         })
     }
 
+    /// From now on a submission reaches the device with the next [`Self::poll`], which writes
+    /// one CQ doorbell for all reaped before, then one SQ doorbell for all submitted since: for
+    /// an owner that polls in rounds, fewer register writes per command.
+    pub fn batch_doorbells(&mut self) {
+        self.queue.batch_doorbells();
+    }
+
     /// Submits any I/O command, with the first `len` bytes of `buffer` as its data. The buffer
     /// comes back in the command's [`Completed`] (or in [`Rejected`]).
     pub fn submit(

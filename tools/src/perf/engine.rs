@@ -26,9 +26,10 @@ const POISON_BYTE: u8 = 0xA5;
 /// slots are numbered `0..queue depth` (the tag), and each owns one data buffer for the run.
 pub(super) trait Backend {
     /// Whether the loop yields its CPU after rounds without a completion: for a device thread
-    /// that may share the CPU (the simulator). An initiator busy-polls a target elsewhere, and
-    /// a yield there only hands the CPU to unrelated work for a scheduler slice.
-    const YIELDS_WHEN_IDLE: bool;
+    /// that may share the CPU (the simulator). A drive or a target elsewhere needs no CPU of
+    /// ours, and a yield there is a system call per few rounds (costly on an emulated CPU)
+    /// that at best hands the CPU to unrelated work for a scheduler slice.
+    fn yields_when_idle(&self) -> bool;
 
     /// Slot `tag`'s buffer, to fill before submission; `None` while a command holds it.
     fn buffer(&mut self, tag: u16) -> Option<&mut [u8]>;
@@ -244,6 +245,7 @@ fn drive<B: Backend>(plan: &Plan, mut queues: Vec<Queue<B>>) -> Result<(Stats, D
     let mut progress = Progress::new(start);
     let mut next_timeout_check = start + TIMEOUT_CHECK_INTERVAL;
     let mut idle_rounds = 0u32;
+    let yields_when_idle = queues.iter().any(|queue| queue.backend.yields_when_idle());
     loop {
         let mut reaped = 0;
         for queue in &mut queues {
@@ -255,7 +257,7 @@ fn drive<B: Backend>(plan: &Plan, mut queues: Vec<Queue<B>>) -> Result<(Stats, D
         } else {
             0
         };
-        if B::YIELDS_WHEN_IDLE && idle_rounds == IDLE_ROUNDS_BEFORE_YIELD {
+        if yields_when_idle && idle_rounds == IDLE_ROUNDS_BEFORE_YIELD {
             // Lets a device thread sharing this CPU (the simulator, on a busy machine) run now
             // instead of at the next scheduler tick; costs nothing measurable on real drives.
             std::thread::yield_now();

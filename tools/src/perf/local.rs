@@ -48,12 +48,19 @@ pub struct LocalQueue {
     /// Slot buffers; `None` while the queue pair holds it for the command in flight.
     buffers: Vec<Option<DmaBuffer>>,
     completions: Vec<Completed>,
+    /// The simulator's device thread may need this CPU.
+    simulated: bool,
 }
 
 impl LocalQueue {
     fn new(controller: &Controller, device: &dyn NvmeDevice, plan: &Plan) -> Result<Self> {
         let depth = usize::from(plan.queue_depth);
-        let mut qpair = controller.create_io_qpair(plan.queue_depth + 1)?;
+        // Room for a round's completions to be acknowledged with the next round's doorbells
+        // (see `IoQueuePair::batch_doorbells`), and for the commands that replace them while
+        // the device's SQ head, learnt from completions, lags behind.
+        let mut qpair =
+            controller.create_io_qpair(plan.queue_depth.saturating_mul(2).saturating_add(1))?;
+        qpair.batch_doorbells();
         let mut pool = BufferPool::new(
             device.dma(),
             plan.io_bytes.next_multiple_of(DMA_ALIGNMENT),
@@ -67,12 +74,15 @@ impl LocalQueue {
             namespace: plan.namespace.clone(),
             buffers,
             completions: Vec::with_capacity(depth),
+            simulated: device.address() == crate::device::SIM_ADDRESS,
         })
     }
 }
 
 impl Backend for LocalQueue {
-    const YIELDS_WHEN_IDLE: bool = true;
+    fn yields_when_idle(&self) -> bool {
+        self.simulated
+    }
 
     fn buffer(&mut self, tag: u16) -> Option<&mut [u8]> {
         self.buffers

@@ -168,7 +168,9 @@ impl RemoteQueue {
 }
 
 impl Backend for RemoteQueue {
-    const YIELDS_WHEN_IDLE: bool = false;
+    fn yields_when_idle(&self) -> bool {
+        false
+    }
 
     fn buffer(&mut self, tag: u16) -> Option<&mut [u8]> {
         self.buffers
