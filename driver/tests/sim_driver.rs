@@ -484,7 +484,7 @@ fn admin_passthrough_reads_smart_log_and_features() {
 }
 
 /// Batched doorbells (`IoQueuePair::batch_doorbells`): a submission only writes its entry; the
-/// next poll writes the SQ tail, then the CQ head of what the poll before it reaped. Where the
+/// next poll writes the CQ head of what the poll before it reaped, then the SQ tail. Where the
 /// queue has no room to delay that head (2 entries: one command, one reaped), the submission
 /// writes it at once, so the device never finds its CQ full of entries already reaped. Data
 /// still goes through at every size, commands and completions wrapping around the rings.

@@ -258,8 +258,8 @@ fn drive<B: Backend>(plan: &Plan, mut queues: Vec<Queue<B>>) -> Result<(Stats, D
             0
         };
         if yields_when_idle && idle_rounds == IDLE_ROUNDS_BEFORE_YIELD {
-            // Lets a device thread sharing this CPU (the simulator, on a busy machine) run now
-            // instead of at the next scheduler tick; costs nothing measurable on real drives.
+            // Lets the simulator's device thread, sharing this CPU on a busy machine, run now
+            // instead of at the next scheduler tick.
             std::thread::yield_now();
             idle_rounds = 0;
         }

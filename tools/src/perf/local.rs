@@ -56,8 +56,8 @@ impl LocalQueue {
     fn new(controller: &Controller, device: &dyn NvmeDevice, plan: &Plan) -> Result<Self> {
         let depth = usize::from(plan.queue_depth);
         // Room for a round's completions to be acknowledged with the next round's doorbells
-        // (see `IoQueuePair::batch_doorbells`), and for the commands that replace them while
-        // the device's SQ head, learnt from completions, lags behind.
+        // (see `IoQueuePair::batch_doorbells`): with QD + 1 entries, QD 16 in the guest ran at
+        // half the IOPS (BENCHMARKS.md).
         let mut qpair =
             controller.create_io_qpair(plan.queue_depth.saturating_mul(2).saturating_add(1))?;
         qpair.batch_doorbells();
