@@ -26,7 +26,9 @@ hw-test: host-deps release-bin
 # with SPDK_DIR set to an SPDK you built, spdk_nvme_perf vs vfnvme perf (spdk-local) and
 # nvmf_tgt vs vfnvme serve (spdk-fabric); prints Markdown tables (medians of 3 interleaved runs
 # and the ratios) for BENCHMARKS.md. BENCH_HW=local|fabric|fabric-floor|spdk-local|spdk-fabric
-# runs one comparison only, BENCH_HW=spdk both SPDK ones.
+# runs one comparison only, BENCH_HW=spdk both SPDK ones. BENCH_HW_KERNEL_ARGS adds guest kernel
+# arguments for an experiment (e.g. idle=poll); BENCH_HW_PROFILE=1 profiles one more QD1 run of
+# each side with the host's perf (linux-perf) and prints the reports after the tables.
 BENCH_HW ?= all
 bench-hw: host-deps release-bin
 	$(CARGO) run --release -q -p vfnvme-hw-tests --bin vfnvme-hw-bench -- $(BENCH_HW)

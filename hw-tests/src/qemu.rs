@@ -42,6 +42,9 @@ pub struct VmConfig {
     pub cpus: u32,
     /// QEMU's CPU model (`-cpu`), or QEMU's default (qemu64) when `None`.
     pub cpu_model: Option<String>,
+    /// Kernel command-line arguments after the harness's own (an experiment's, e.g.
+    /// `idle=poll`); empty for none.
+    pub extra_kernel_args: String,
     /// Drives, attached in this order.
     pub drives: Vec<NvmeDevice>,
     /// QMP socket to create, if the test talks to QEMU while the guest runs.
@@ -85,11 +88,15 @@ impl VmConfig {
             // vCPUs are host threads) and falls back to the emulated HPET, which makes every
             // clock read a device-model access; with it the clocksource is the TSC, as on the
             // bare-metal machines this runs on.
-            .args([
-                "-append",
-                "console=ttyS0 intel_iommu=on loglevel=4 panic=-1 rdinit=/init mitigations=off \
-                 tsc=reliable",
-            ]);
+            .arg("-append")
+            .arg(
+                format!(
+                    "console=ttyS0 intel_iommu=on loglevel=4 panic=-1 rdinit=/init \
+                     mitigations=off tsc=reliable {}",
+                    self.extra_kernel_args
+                )
+                .trim_end(),
+            );
         let mut root_ports = 0;
         for drive in &self.drives {
             let mut nvme = format!("nvme,id={},serial={}", drive.id, drive.serial);

@@ -73,6 +73,7 @@ pub struct Scenario {
     memory_mib: u32,
     cpus: u32,
     cpu_model: Option<String>,
+    extra_kernel_args: String,
     deadline: Duration,
     needs_vfnvme: bool,
     files: Vec<(String, String)>,
@@ -90,6 +91,7 @@ impl Scenario {
             memory_mib: 2048,
             cpus: 2,
             cpu_model: None,
+            extra_kernel_args: String::new(),
             deadline: Duration::from_secs(300),
             needs_vfnvme: false,
             files: Vec::new(),
@@ -126,6 +128,13 @@ impl Scenario {
     /// QEMU's default qemu64 model is not).
     pub fn cpu_model(mut self, model: &str) -> Self {
         self.cpu_model = Some(model.to_owned());
+        self
+    }
+
+    /// Kernel command-line arguments for this boot after the harness's own (a benchmark's
+    /// experiment, e.g. `idle=poll`).
+    pub fn extra_kernel_args(mut self, args: &str) -> Self {
+        self.extra_kernel_args = args.to_owned();
         self
     }
 
@@ -174,6 +183,7 @@ impl Scenario {
             memory_mib: self.memory_mib,
             cpus: self.cpus,
             cpu_model: self.cpu_model.clone(),
+            extra_kernel_args: self.extra_kernel_args.clone(),
             drives,
             qmp_socket: Some(work.path().join("qmp.sock")),
         };

@@ -21,12 +21,14 @@
 //!
 //! `vfnvme-hw-bench [local|fabric|fabric-floor|spdk-local|spdk-fabric|spdk|all]` (default
 //! all: every comparison, the SPDK ones when `SPDK_DIR` is set; several with commas) picks the
-//! comparisons.
+//! comparisons. `BENCH_HW_KERNEL_ARGS` adds guest kernel arguments for an experiment (e.g.
+//! `idle=poll`, BENCHMARKS.md); `BENCH_HW_PROFILE=1` profiles one more QD1 run of each side
+//! with the host's perf (linux-perf) on both vCPUs and prints the reports after the tables.
 //!
 //! Under TCG the absolute numbers say little about hardware (the emulated device and the
 //! guest's CPU share the host's two cores); the ratio is a smoke signal for gross regressions.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -90,6 +92,10 @@ impl Comparison {
         self.name.starts_with("spdk")
     }
 }
+
+/// The host's perf, which `BENCH_HW_PROFILE` puts into the guest (Debian's linux-perf, the
+/// guest kernel's version).
+const PERF: &str = "/usr/bin/perf";
 
 /// The CPU model of a boot that runs SPDK's tools (built for x86-64-v2, which QEMU's default
 /// qemu64 model is not).
@@ -371,7 +377,37 @@ fn capture_name(comparison: &Comparison, side: &Side, depth: u32, repeat: u32) -
     )
 }
 
-fn runs_script(comparison: &Comparison) -> String {
+/// Capture name of a side's profile report.
+fn profile_name(comparison: &Comparison, side: &Side) -> String {
+    format!(
+        "profile_{}_{}",
+        comparison.name.replace('-', "_"),
+        side.prefix
+    )
+}
+
+/// One more QD1 run of `side`, not measured, under `perf record -g` on both vCPUs (software
+/// clock: TCG has no hardware counters). Its capture holds two reports: time by vCPU and
+/// program (idle included), then by function with callees included (`--children`), which
+/// says how much of the round trip is the target's and how much the initiator's.
+fn profile_script(comparison: &Comparison, side: &Side) -> String {
+    let data = format!("/tmp/{}.data", profile_name(comparison, side));
+    let report = format!("perf report -i {data} --stdio");
+    let reports = format!(
+        "{{ {report} --no-children --sort cpu,comm --percent-limit 0.5; \
+         {report} --children -g none --sort sym --percent-limit 1.5; }}"
+    );
+    format!(
+        "step 'profile: {title} randread QD1 under perf record'\n\
+         run perf record -a -g -e cpu-clock -F 1999 -o {data} -- {command} >/dev/null\n\
+         capture {name} sh -c '{reports} | grep -v \"^#\" | grep . | sed \"s/  *$//\"'\n",
+        title = side.title,
+        command = fill(side.command, 1),
+        name = profile_name(comparison, side),
+    )
+}
+
+fn runs_script(comparison: &Comparison, profile: bool) -> String {
     let mut script = comparison.setup.to_owned();
     for repeat in 1..=REPEATS {
         for side in [&comparison.peer, &comparison.vfnvme] {
@@ -384,6 +420,9 @@ fn runs_script(comparison: &Comparison) -> String {
                     fill(side.command, depth)
                 ));
             }
+            if profile && repeat == REPEATS {
+                script.push_str(&profile_script(comparison, side));
+            }
             script.push_str(&side.after.replace("{R}", &repeat.to_string()));
         }
     }
@@ -391,16 +430,21 @@ fn runs_script(comparison: &Comparison) -> String {
     script
 }
 
-/// The guest script of the `selected` comparisons; `with_spdk` when one of them needs SPDK.
-fn script(selected: &[&Comparison], with_spdk: bool) -> String {
+/// The guest script of the `selected` comparisons; `with_spdk` when one of them needs SPDK,
+/// `profile` for a profiled run of each side.
+fn script(selected: &[&Comparison], with_spdk: bool, profile: bool) -> String {
     // nvmf_tgt's buffer pools need more hugepage memory than vfnvme's.
     let hugemem_mib = if with_spdk { 1024 } else { 256 };
     let mut script = SETUP.to_owned();
     if with_spdk {
         script.push_str(SPDK_ENV);
     }
+    if profile {
+        // perf report names kernel functions only when kallsyms shows their addresses.
+        script.push_str("echo 0 >/proc/sys/kernel/kptr_restrict\n");
+    }
     for comparison in selected {
-        script.push_str(&runs_script(comparison));
+        script.push_str(&runs_script(comparison, profile));
     }
     script
         .replace("NQN_NVMET_NULL", NQN_NVMET_NULL)
@@ -572,7 +616,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let with_spdk = selected.iter().any(|c| c.needs_spdk());
-    let mut scenario = Scenario::new("bench", &script(&selected, with_spdk));
+    // An experiment's guest kernel arguments (e.g. `idle=poll`), named in the table header.
+    let kernel_args = std::env::var("BENCH_HW_KERNEL_ARGS").unwrap_or_default();
+    let profile = std::env::var_os("BENCH_HW_PROFILE").is_some();
+    let mut scenario = Scenario::new("bench", &script(&selected, with_spdk, profile))
+        .extra_kernel_args(&kernel_args);
+    if profile {
+        scenario = scenario.guest_program(Path::new(PERF), "usr/bin/perf");
+    }
     if with_spdk {
         let programs = match &spdk {
             Ok(programs) => programs,
@@ -620,17 +671,42 @@ fn main() -> ExitCode {
     }
     println!(
         "4 KiB random reads, {SECONDS} s per run, median of {REPEATS} interleaved runs; \
-         QEMU 7.2 TCG-emulated NVMe ({} MiB, 2 vCPUs, CPU model {}), one guest boot ({:.0} s): \
+         QEMU 7.2 TCG-emulated NVMe ({} MiB, 2 vCPUs, CPU model {}{}), one guest boot ({:.0} s): \
          relative numbers only",
         DRIVE_BYTES >> 20,
         if with_spdk { SPDK_CPU_MODEL } else { "qemu64" },
+        if kernel_args.is_empty() {
+            String::new()
+        } else {
+            format!(", guest kernel arguments `{kernel_args}`")
+        },
         outcome.elapsed.as_secs_f64()
     );
     println!();
-    for comparison in selected {
+    for comparison in &selected {
         if let Err(error) = table(&outcome, comparison) {
             eprintln!("bench-hw: {error}");
             return ExitCode::FAILURE;
+        }
+    }
+    if profile {
+        for comparison in &selected {
+            for side in [&comparison.peer, &comparison.vfnvme] {
+                let name = profile_name(comparison, side);
+                match outcome.capture(&name) {
+                    Some(report) if report.exit_code == 0 => {
+                        println!(
+                            "### Profile: {}, QD1\n\n```\n{}\n```\n",
+                            side.title,
+                            report.stdout.trim()
+                        );
+                    }
+                    _ => {
+                        eprintln!("bench-hw: no profile report {name} (see the console log)");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
         }
     }
     ExitCode::SUCCESS
@@ -658,6 +734,20 @@ Total                                  :   11149.60      43.55      89.34      1
     fn spdk_perf_total_takes_iops_and_average_latency() {
         assert_eq!(spdk_perf_total(SPDK_PERF_OUTPUT), Some((11149.60, 89.34)));
         assert_eq!(spdk_perf_total("Unable to initialize SPDK env"), None);
+    }
+
+    #[test]
+    fn a_profiled_script_captures_one_report_per_side_and_only_then() {
+        let all = comparisons();
+        let selected: Vec<&Comparison> = all.iter().collect();
+        let profiled = script(&selected, true, true);
+        for comparison in &all {
+            for side in [&comparison.peer, &comparison.vfnvme] {
+                let capture = format!("capture {} ", profile_name(comparison, side));
+                assert_eq!(profiled.matches(&capture).count(), 1, "{capture}");
+            }
+        }
+        assert!(!script(&selected, true, false).contains("perf record"));
     }
 
     #[test]
