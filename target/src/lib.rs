@@ -23,6 +23,7 @@ pub mod attach;
 pub mod backend;
 pub mod config;
 pub mod conn;
+pub mod cpus;
 pub mod ctrlr;
 pub mod drive_table;
 pub mod group_control;

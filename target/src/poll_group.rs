@@ -87,8 +87,10 @@ impl PollGroupHandle {
     /// where the management thread's changes arrive, with the group's wake-up eventfd.
     /// `admin` hands admin commands to the admin worker, whose results come back through the
     /// ring whose producer end this returns (with the group's handle), for the worker.
+    /// `cpu`: the CPU the group's thread is pinned to (`[target] cpus`, checked at start).
     pub fn spawn(
         index: usize,
+        cpu: Option<usize>,
         shared: Arc<TargetShared>,
         backends: Vec<BackendQueue>,
         inbox: ChangeInbox,
@@ -128,7 +130,20 @@ impl PollGroupHandle {
         };
         let thread = std::thread::Builder::new()
             .name(format!("poll-group-{index}"))
-            .spawn(move || group.run())?;
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    // The CPU was allowed when the target started; the process's affinity
+                    // may have been narrowed since: the group then runs where it may.
+                    match crate::cpus::pin_current_thread(cpu) {
+                        Ok(()) => log::info!("poll group {index} runs on CPU {cpu}"),
+                        Err(error) => log::error!(
+                            "poll group {index}: cannot pin to CPU {cpu} ({error}); it runs \
+                             unpinned"
+                        ),
+                    }
+                }
+                group.run()
+            })?;
         let handle = Self {
             gate,
             inbox: producer,

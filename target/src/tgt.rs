@@ -50,6 +50,8 @@ pub enum TargetError {
     },
     #[error("{0}")]
     Subsystem(String),
+    #[error(transparent)]
+    Cpus(#[from] crate::cpus::CpuError),
     #[error("starting poll group {index}: {source}")]
     PollGroup {
         index: usize,
@@ -201,6 +203,9 @@ impl Target {
             admission,
         ));
         warn_unreachable(&config);
+        if let Some(cpus) = &config.target.cpus {
+            crate::cpus::check_allowed(cpus)?;
+        }
         // Before the poll groups: if the socket is refused, nothing has started that must be
         // stopped in order.
         let (stats, mut group_stats) = StatsBoard::new(config.target.cores);
@@ -252,6 +257,7 @@ impl Target {
                 .collect::<Result<Vec<_>, vfnvme_driver::Error>>()?;
             let (group, ring) = PollGroupHandle::spawn(
                 index,
+                config.target.cpus.as_ref().map(|cpus| cpus[index]),
                 Arc::clone(&shared),
                 backends,
                 inboxes.remove(0),

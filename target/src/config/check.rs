@@ -670,6 +670,7 @@ device_nsid = 3
             config.target,
             TargetConfig {
                 cores: 4,
+                cpus: None,
                 in_capsule_data_size: 4096,
                 max_queue_depth: 256,
                 max_io_queues: 8,
@@ -716,6 +717,31 @@ device_nsid = 3
         assert!(unknown.contains("corse"), "{unknown}");
         let wrong_type = error_of(&MINIMAL.replace("cores = 2", "cores = \"two\""));
         assert!(wrong_type.starts_with("vfnvme.toml:2: "), "{wrong_type}");
+    }
+
+    #[test]
+    fn cpus_name_one_distinct_cpu_per_poll_group() {
+        let parse = |keys: &str| Config::parse(&MINIMAL.replace("cores = 2", keys), "f");
+        let pinned = parse("cpus = [3, 1]").unwrap().target;
+        assert_eq!((pinned.cores, pinned.cpus), (2, Some(vec![3, 1])));
+        let both = parse("cores = 2\ncpus = [0, 1]").unwrap().target;
+        assert_eq!((both.cores, both.cpus), (2, Some(vec![0, 1])));
+        assert_eq!(parse("cores = 2").unwrap().target.cpus, None);
+        let error = |keys: &str| error_of(&MINIMAL.replace("cores = 2", keys));
+        assert_eq!(
+            error("cores = 3\ncpus = [0, 1]"),
+            "vfnvme.toml:2: cores = 3 but cpus lists 2 CPUs; each poll group needs one CPU of \
+             its own: list 3, or leave cores out"
+        );
+        assert_eq!(
+            error("cpus = [0, 2, 0]"),
+            "vfnvme.toml:2: cpus names CPU 0 twice; each poll group needs one of its own"
+        );
+        assert_eq!(
+            error("cpus = [1024]"),
+            "vfnvme.toml:2: cpus: CPU 1024 is out of range; give 0 to 1023"
+        );
+        assert!(error("cpus = []").starts_with("vfnvme.toml:2: cpus = [] names no CPU"));
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub(super) struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTarget {
     pub cores: Option<Spanned<u64>>,
+    pub cpus: Option<Spanned<Vec<Spanned<u64>>>>,
     pub in_capsule_data_size: Option<Spanned<u64>>,
     pub max_queue_depth: Option<Spanned<u64>>,
     pub max_io_queues: Option<Spanned<u64>>,

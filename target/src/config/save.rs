@@ -26,6 +26,8 @@ struct SavedMetrics {
 #[derive(Serialize)]
 struct SavedTarget {
     cores: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpus: Option<Vec<usize>>,
     in_capsule_data_size: u32,
     max_queue_depth: u16,
     max_io_queues: u16,
@@ -123,6 +125,7 @@ impl Config {
         let saved = SavedConfig {
             target: SavedTarget {
                 cores: target.cores,
+                cpus: target.cpus.clone(),
                 in_capsule_data_size: target.in_capsule_data_size,
                 max_queue_depth: target.max_queue_depth,
                 max_io_queues: target.max_io_queues,
@@ -252,6 +255,7 @@ mod tests {
         let text = r#"
 [target]
 cores = 3
+cpus = [2, 0, 1]
 max_io_size = 0
 keep_alive_timeout_ms = 5000
 cntlid_min = 10
@@ -308,6 +312,7 @@ address = "127.0.0.1:9420"
             Config::parse(&saved, "saved.toml").unwrap_or_else(|error| panic!("{error}\n{saved}"));
         assert_eq!(again, config, "{saved}");
         assert_eq!(again.to_toml(), saved, "saving is stable");
+        assert!(saved.contains("cpus = [2, 0, 1]"), "{saved}");
         assert!(saved.contains("[[subsystem.namespace]]"), "{saved}");
         assert!(
             saved.contains("[metrics]\naddress = \"127.0.0.1:9420\""),

@@ -16,6 +16,8 @@ use super::types::{
     DEFAULT_RPC_SOCKET, DEFAULT_SHUTDOWN_DEADLINE_MS,
 };
 
+/// Poll groups at most, and the CPU numbers `cpus` may name (the kernel's CPU_SETSIZE).
+const MAX_CPUS: usize = 1024;
 /// In-capsule data beyond this is pointless: the host then sends the data in H2CData PDUs.
 const MAX_IN_CAPSULE_DATA_SIZE: u32 = 128 * 1024;
 /// Connect data must fit in the capsule.
@@ -48,10 +50,29 @@ impl Checker<'_> {
         };
         let cntlids = self.cntlid_range(raw.cntlid_min, raw.cntlid_max)?;
         let rpc_socket = self.rpc_socket(raw.rpc_socket)?;
+        let cpus = self.cpus(raw.cpus)?;
+        let cores_given = raw.cores.as_ref().map(Spanned::span);
+        let cores = self.source.integer(
+            raw.cores,
+            "cores",
+            1..=MAX_CPUS as u64,
+            cpus.as_ref().map_or(defaults.cores, Vec::len),
+        )?;
+        if let (Some(cpus), Some(span)) = (&cpus, cores_given) {
+            if cpus.len() != cores {
+                return self.source.invalid(
+                    span,
+                    format!(
+                        "cores = {cores} but cpus lists {} CPUs; each poll group needs one CPU \
+                         of its own: list {cores}, or leave cores out",
+                        cpus.len()
+                    ),
+                );
+            }
+        }
         Ok(TargetConfig {
-            cores: self
-                .source
-                .integer(raw.cores, "cores", 1..=1024, defaults.cores)?,
+            cores,
+            cpus,
             in_capsule_data_size: self.in_capsule_data_size(raw.in_capsule_data_size)?,
             max_queue_depth: self.source.integer(
                 raw.max_queue_depth,
@@ -87,6 +108,47 @@ impl Checker<'_> {
                 raw.dhchap_dhgroups,
             )?,
         })
+    }
+
+    /// `cpus`: distinct CPU numbers, at least one.
+    fn cpus(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<u64>>>>,
+    ) -> Result<Option<Vec<usize>>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let span = raw.span();
+        let mut cpus = Vec::new();
+        for cpu in raw.into_inner() {
+            let cpu_span = cpu.span();
+            let number = *cpu.get_ref();
+            if number >= MAX_CPUS as u64 {
+                return self.source.invalid(
+                    cpu_span,
+                    format!(
+                        "cpus: CPU {number} is out of range; give 0 to {}",
+                        MAX_CPUS - 1
+                    ),
+                );
+            }
+            let number = number as usize;
+            if cpus.contains(&number) {
+                return self.source.invalid(
+                    cpu_span,
+                    format!("cpus names CPU {number} twice; each poll group needs one of its own"),
+                );
+            }
+            cpus.push(number);
+        }
+        if cpus.is_empty() {
+            return self.source.invalid(
+                span,
+                "cpus = [] names no CPU; list one per poll group, or leave cpus out to let the \
+                 scheduler place them",
+            );
+        }
+        Ok(Some(cpus))
     }
 
     /// `rpc_socket`: an absolute path short enough for a Unix socket address.

@@ -64,6 +64,9 @@ pub struct Config {
 pub struct TargetConfig {
     /// Poll groups, one thread each.
     pub cores: usize,
+    /// `cpus`: the CPU each poll group's thread is pinned to (group `i` on `cpus[i]`, one
+    /// each, as SPDK's reactor mask); `None`: the scheduler places them.
+    pub cpus: Option<Vec<usize>>,
     /// Bytes of write data a host may send inside a command capsule.
     pub in_capsule_data_size: u32,
     /// Entries of an I/O queue (CAP.MQES + 1).
@@ -220,6 +223,7 @@ impl Default for TargetConfig {
     fn default() -> Self {
         Self {
             cores: 1,
+            cpus: None,
             in_capsule_data_size: DEFAULT_IN_CAPSULE_DATA_SIZE,
             max_queue_depth: DEFAULT_MAX_QUEUE_DEPTH,
             max_io_queues: DEFAULT_MAX_IO_QUEUES,
