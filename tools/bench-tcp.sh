@@ -25,7 +25,10 @@
 # instead of building this checkout's), VFNVME_BIN_B (a second vfnvme binary whose serve is
 # measured in the same rounds, interleaved, by the same `vfnvme perf`, on VFNVME_PORT + 4: an
 # A/B of two builds, e.g. this checkout against main without statistics; the two alternate
-# which goes first from round to round; not with MODE=scale).
+# which goes first from round to round; not with MODE=scale), SPDK_TRANSPORT_ARGS (options of
+# nvmf_tgt's `nvmf_create_transport -t TCP`, e.g. `-o`: no C2H success optimization, so that
+# nvmf_tgt sends a CapsuleResp after each read's data as vfnvme does while the host keeps SQ
+# flow control on).
 set -euo pipefail
 
 MODE=${MODE:-}
@@ -95,7 +98,8 @@ start_spdk() {
         > "$work/$name.log" 2>&1 &
     spdk_pid_of[$name]=$!
     wait_for 60 rpc spdk_get_version || { cat "$work/$name.log" >&2; exit 1; }
-    rpc nvmf_create_transport -t TCP > /dev/null
+    # shellcheck disable=SC2086 # SPDK_TRANSPORT_ARGS is a list of options
+    rpc nvmf_create_transport -t TCP ${SPDK_TRANSPORT_ARGS:-} > /dev/null
     rpc bdev_malloc_create -b Malloc0 256 4096 > /dev/null
     rpc nvmf_create_subsystem "$SPDK_NQN" -a -s SPDK00000000000001 > /dev/null
     rpc nvmf_subsystem_add_ns "$SPDK_NQN" Malloc0 > /dev/null
@@ -189,6 +193,9 @@ for run in $(seq "$RUNS"); do
     done
 done
 
+if [ -n "${spdk:-}" ] && [ -n "${SPDK_TRANSPORT_ARGS:-}" ]; then
+    echo "nvmf_tgt's transport: nvmf_create_transport -t TCP $SPDK_TRANSPORT_ARGS"
+fi
 python3 - "$results" "$RUNS" "$SECONDS_PER_RUN" "${spdk:-0}" "$MODE" "${ab:-0}" <<'EOF'
 import statistics, sys
 path, runs, seconds, spdk, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5]

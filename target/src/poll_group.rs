@@ -128,6 +128,9 @@ impl PollGroupHandle {
             summary: PollGroupSummary::default(),
             stats,
         };
+        // The thread says when it has its name and CPU, so that once the target has started
+        // its groups run where `cpus` says.
+        let (placed, is_placed) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(format!("poll-group-{index}"))
             .spawn(move || {
@@ -142,8 +145,12 @@ impl PollGroupHandle {
                         ),
                     }
                 }
+                // `spawn` waits for this before it returns.
+                let _ = placed.send(());
                 group.run()
             })?;
+        // Err only if the thread ended (panicked) before it said so: its join reports that.
+        let _ = is_placed.recv();
         let handle = Self {
             gate,
             inbox: producer,
