@@ -28,7 +28,8 @@
 # which goes first from round to round; not with MODE=scale), SPDK_TRANSPORT_ARGS (options of
 # nvmf_tgt's `nvmf_create_transport -t TCP`, e.g. `-o`: no C2H success optimization, so that
 # nvmf_tgt sends a CapsuleResp after each read's data as vfnvme does while the host keeps SQ
-# flow control on).
+# flow control on), VFNVME_TARGET_EXTRA (lines for vfnvme serve's [target], e.g.
+# `c2h_success = true`: the SUCCESS flag as nvmf_tgt sets it by default).
 set -euo pipefail
 
 MODE=${MODE:-}
@@ -79,7 +80,7 @@ fi
 start_serve() {
     local name=$1 cores=$2 cpus=$3 port=$4 binary=${5:-$vfnvme}
     # A management socket of its own: two serves (scale mode, an A/B) must not share the default.
-    printf '%s\n' "[target]" "cores = $cores" "rpc_socket = \"$work/$name.sock\"" "" "[[listener]]" "address = \"127.0.0.1:$port\"" \
+    printf '%s\n' "[target]" "cores = $cores" "${VFNVME_TARGET_EXTRA:-}" "rpc_socket = \"$work/$name.sock\"" "" "[[listener]]" "address = \"127.0.0.1:$port\"" \
         "" "[[subsystem]]" "nqn = \"$VFNVME_NQN\"" "allow_any_host = true" "" \
         "[[subsystem.namespace]]" "nsid = 1" "ram_mib = 256" "block_size = 4096" \
         > "$work/$name.toml"
@@ -195,6 +196,9 @@ done
 
 if [ -n "${spdk:-}" ] && [ -n "${SPDK_TRANSPORT_ARGS:-}" ]; then
     echo "nvmf_tgt's transport: nvmf_create_transport -t TCP $SPDK_TRANSPORT_ARGS"
+fi
+if [ -n "${VFNVME_TARGET_EXTRA:-}" ]; then
+    echo "vfnvme serve's [target] adds: $VFNVME_TARGET_EXTRA"
 fi
 python3 - "$results" "$RUNS" "$SECONDS_PER_RUN" "${spdk:-0}" "$MODE" "${ab:-0}" <<'EOF'
 import statistics, sys

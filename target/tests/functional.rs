@@ -10,6 +10,7 @@ use common::*;
 use vfnvme_host::{Host, HostOptions};
 use vfnvme_spec::fabrics::DISCOVERY_NQN;
 use vfnvme_spec::regs::{self, Cap};
+use vfnvme_spec::status::generic;
 use vfnvme_spec::{nvm_opcode, Command, Status};
 use vfnvme_tcp::pdu::{fes, H2CData};
 use vfnvme_tcp::PduHeader;
@@ -136,6 +137,43 @@ fn small_writes_travel_in_the_capsule_and_large_ones_after_an_r2t() {
             assert!(response.status().is_success());
         }
     }
+}
+
+/// `c2h_success = true` (SPDK's default): a successful read is answered by its C2HData alone,
+/// with the SUCCESS flag, although the host keeps SQ flow control on; a failed read still gets
+/// its response capsule.
+#[test]
+fn c2h_success_replaces_the_response_of_a_successful_read() {
+    let target = RunningTarget::start("c2h_success = true");
+    let host = target.host();
+    let mut raw = RawClient::established(target.address, false, false);
+    raw.connect_io_of(&host, 1, 16);
+    let written = pattern(8192, 3);
+    raw.send_capsule(
+        &with_in_capsule_sgl(write(8, 16), 1, written.len()),
+        &written,
+    );
+    assert!(raw.expect_response().status().is_success());
+    // Two reads in a row: the second's data comes right after the first's, no CapsuleResp
+    // between them.
+    for cid in [2u16, 3] {
+        raw.send_capsule(&with_transport_sgl(read(8, 16), cid, written.len()), &[]);
+    }
+    for cid in [2u16, 3] {
+        match raw.receive() {
+            Received::Pdu(PduHeader::C2HData(c2h), data) => {
+                assert_eq!((c2h.cccid, c2h.last, c2h.success), (cid, true, true));
+                assert!(data == written, "read back differs");
+            }
+            other => panic!("expected C2HData of {cid}, got {other:?}"),
+        }
+    }
+    let past_the_end = (16 << 20) / BLOCK as u64;
+    raw.send_capsule(&with_transport_sgl(read(past_the_end, 1), 4, BLOCK), &[]);
+    let response = raw.expect_response();
+    assert_eq!(response.cid, 4);
+    let status = response.status();
+    assert_eq!((status.sct(), status.sc()), (0, generic::LBA_OUT_OF_RANGE));
 }
 
 /// The host splits an R2T's data over several H2CData PDUs; the target takes them in order.

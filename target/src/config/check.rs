@@ -671,6 +671,7 @@ device_nsid = 3
             TargetConfig {
                 cores: 4,
                 cpus: None,
+                c2h_success: false,
                 in_capsule_data_size: 4096,
                 max_queue_depth: 256,
                 max_io_queues: 8,

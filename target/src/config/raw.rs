@@ -138,6 +138,7 @@ pub(super) struct RawMetrics {
 pub(super) struct RawTarget {
     pub cores: Option<Spanned<u64>>,
     pub cpus: Option<Spanned<Vec<Spanned<u64>>>>,
+    pub c2h_success: Option<bool>,
     pub in_capsule_data_size: Option<Spanned<u64>>,
     pub max_queue_depth: Option<Spanned<u64>>,
     pub max_io_queues: Option<Spanned<u64>>,

@@ -28,6 +28,8 @@ struct SavedTarget {
     cores: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     cpus: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    c2h_success: bool,
     in_capsule_data_size: u32,
     max_queue_depth: u16,
     max_io_queues: u16,
@@ -126,6 +128,7 @@ impl Config {
             target: SavedTarget {
                 cores: target.cores,
                 cpus: target.cpus.clone(),
+                c2h_success: target.c2h_success,
                 in_capsule_data_size: target.in_capsule_data_size,
                 max_queue_depth: target.max_queue_depth,
                 max_io_queues: target.max_io_queues,
@@ -256,6 +259,7 @@ mod tests {
 [target]
 cores = 3
 cpus = [2, 0, 1]
+c2h_success = true
 max_io_size = 0
 keep_alive_timeout_ms = 5000
 cntlid_min = 10
@@ -312,7 +316,10 @@ address = "127.0.0.1:9420"
             Config::parse(&saved, "saved.toml").unwrap_or_else(|error| panic!("{error}\n{saved}"));
         assert_eq!(again, config, "{saved}");
         assert_eq!(again.to_toml(), saved, "saving is stable");
-        assert!(saved.contains("cpus = [2, 0, 1]"), "{saved}");
+        assert!(
+            saved.contains("cpus = [2, 0, 1]\nc2h_success = true"),
+            "{saved}"
+        );
         assert!(saved.contains("[[subsystem.namespace]]"), "{saved}");
         assert!(
             saved.contains("[metrics]\naddress = \"127.0.0.1:9420\""),

@@ -73,6 +73,7 @@ impl Checker<'_> {
         Ok(TargetConfig {
             cores,
             cpus,
+            c2h_success: raw.c2h_success.unwrap_or(defaults.c2h_success),
             in_capsule_data_size: self.in_capsule_data_size(raw.in_capsule_data_size)?,
             max_queue_depth: self.source.integer(
                 raw.max_queue_depth,

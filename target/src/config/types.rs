@@ -67,6 +67,10 @@ pub struct TargetConfig {
     /// `cpus`: the CPU each poll group's thread is pinned to (group `i` on `cpus[i]`, one
     /// each, as SPDK's reactor mask); `None`: the scheduler places them.
     pub cpus: Option<Vec<usize>>,
+    /// `c2h_success`: a successful read's data PDU carries the SUCCESS flag in place of a
+    /// response capsule even while the host keeps SQ flow control on (SPDK's default), not
+    /// only when it disabled it (the NVMe/TCP rule, nvmet's behaviour).
+    pub c2h_success: bool,
     /// Bytes of write data a host may send inside a command capsule.
     pub in_capsule_data_size: u32,
     /// Entries of an I/O queue (CAP.MQES + 1).
@@ -224,6 +228,7 @@ impl Default for TargetConfig {
         Self {
             cores: 1,
             cpus: None,
+            c2h_success: false,
             in_capsule_data_size: DEFAULT_IN_CAPSULE_DATA_SIZE,
             max_queue_depth: DEFAULT_MAX_QUEUE_DEPTH,
             max_io_queues: DEFAULT_MAX_IO_QUEUES,

@@ -413,16 +413,17 @@ impl Connection {
         }
     }
 
-    /// C2HData from the request's buffer, then the response (unless the SUCCESS flag may
-    /// replace it).
+    /// C2HData from the request's buffer, then the response (unless the SUCCESS flag
+    /// replaces it: the host disabled SQ flow control, or `c2h_success` says to anyway).
     fn send_read_data(&mut self, index: u16) {
+        let success_flag = self.shared.settings().c2h_success
+            || self
+                .binding
+                .as_ref()
+                .is_some_and(QueueBinding::sq_flow_control_disabled);
         let request = &mut self.requests[usize::from(index)];
         request.advance(Event::Responding);
         let len = request.len;
-        let success_flag = self
-            .binding
-            .as_ref()
-            .is_some_and(QueueBinding::sq_flow_control_disabled);
         let header = C2HData {
             cccid: request.command.cid(),
             datao: 0,
