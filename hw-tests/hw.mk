@@ -28,7 +28,8 @@ hw-test: host-deps release-bin
 # and the ratios) for BENCHMARKS.md. BENCH_HW=local|fabric|fabric-floor|spdk-local|spdk-fabric
 # runs one comparison only, BENCH_HW=spdk both SPDK ones. BENCH_HW_KERNEL_ARGS adds guest kernel
 # arguments for an experiment (e.g. idle=poll); BENCH_HW_PROFILE=1 profiles one more QD1 run of
-# each side with the host's perf (linux-perf) and prints the reports after the tables.
+# each side with the host's perf (linux-perf) and prints the reports after the tables;
+# BENCH_HW_SERVE_TARGET adds lines to every vfnvme serve's [target] (e.g. c2h_success = true).
 BENCH_HW ?= all
 bench-hw: host-deps release-bin
 	$(CARGO) run --release -q -p vfnvme-hw-tests --bin vfnvme-hw-bench -- $(BENCH_HW)

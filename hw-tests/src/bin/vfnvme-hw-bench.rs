@@ -23,7 +23,9 @@
 //! all: every comparison, the SPDK ones when `SPDK_DIR` is set; several with commas) picks the
 //! comparisons. `BENCH_HW_KERNEL_ARGS` adds guest kernel arguments for an experiment (e.g.
 //! `idle=poll`, BENCHMARKS.md); `BENCH_HW_PROFILE=1` profiles one more QD1 run of each side
-//! with the host's perf (linux-perf) on both vCPUs and prints the reports after the tables.
+//! with the host's perf (linux-perf) on both vCPUs and prints the reports after the tables;
+//! `BENCH_HW_SERVE_TARGET` adds lines to every vfnvme serve's `[target]` (e.g.
+//! `c2h_success = true`).
 //!
 //! Under TCG the absolute numbers say little about hardware (the emulated device and the
 //! guest's CPU share the host's two cores); the ratio is a smoke signal for gross regressions.
@@ -574,6 +576,15 @@ fn table(outcome: &Outcome, comparison: &Comparison) -> Result<(), String> {
     Ok(())
 }
 
+/// The shell line that gives guest/lib.sh's `write_serve_config` the `[target]` lines
+/// `lines` (`SERVE_TARGET_EXTRA`), quoted for the shell whatever they hold.
+fn export_serve_target(lines: &str) -> String {
+    format!(
+        "export SERVE_TARGET_EXTRA='{}'",
+        lines.replace('\'', r"'\''")
+    )
+}
+
 /// Where the SPDK comparisons find SPDK's tools: `$SPDK_DIR/build/bin`, an SPDK the user
 /// built (built for x86-64-v2 at most, as QEMU's `max` CPU model under TCG has no AVX-512).
 fn spdk_programs() -> Result<[(PathBuf, &'static str); 2], String> {
@@ -619,8 +630,14 @@ fn main() -> ExitCode {
     // An experiment's guest kernel arguments (e.g. `idle=poll`), named in the table header.
     let kernel_args = std::env::var("BENCH_HW_KERNEL_ARGS").unwrap_or_default();
     let profile = std::env::var_os("BENCH_HW_PROFILE").is_some();
-    let mut scenario = Scenario::new("bench", &script(&selected, with_spdk, profile))
-        .extra_kernel_args(&kernel_args);
+    // Lines for every vfnvme serve's [target] (guest/lib.sh `write_serve_config`), e.g.
+    // `c2h_success = true`.
+    let serve_extra = std::env::var("BENCH_HW_SERVE_TARGET").unwrap_or_default();
+    let mut guest_script = script(&selected, with_spdk, profile);
+    if !serve_extra.is_empty() {
+        guest_script = format!("{}\n{guest_script}", export_serve_target(&serve_extra));
+    }
+    let mut scenario = Scenario::new("bench", &guest_script).extra_kernel_args(&kernel_args);
     if profile {
         scenario = scenario.guest_program(Path::new(PERF), "usr/bin/perf");
     }
@@ -669,17 +686,20 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // What this boot changed from the defaults, for the table's header.
+    let mut settings = String::new();
+    if !kernel_args.is_empty() {
+        settings.push_str(&format!(", guest kernel arguments `{kernel_args}`"));
+    }
+    if !serve_extra.is_empty() {
+        settings.push_str(&format!(", vfnvme serve's [target] adds `{serve_extra}`"));
+    }
     println!(
         "4 KiB random reads, {SECONDS} s per run, median of {REPEATS} interleaved runs; \
-         QEMU 7.2 TCG-emulated NVMe ({} MiB, 2 vCPUs, CPU model {}{}), one guest boot ({:.0} s): \
-         relative numbers only",
+         QEMU 7.2 TCG-emulated NVMe ({} MiB, 2 vCPUs, CPU model {}{settings}), one guest boot \
+         ({:.0} s): relative numbers only",
         DRIVE_BYTES >> 20,
         if with_spdk { SPDK_CPU_MODEL } else { "qemu64" },
-        if kernel_args.is_empty() {
-            String::new()
-        } else {
-            format!(", guest kernel arguments `{kernel_args}`")
-        },
         outcome.elapsed.as_secs_f64()
     );
     println!();
@@ -748,6 +768,20 @@ Total                                  :   11149.60      43.55      89.34      1
             }
         }
         assert!(!script(&selected, true, false).contains("perf record"));
+    }
+
+    #[test]
+    fn serve_target_lines_reach_the_guest_shell_as_written() {
+        let lines = "c2h_success = true\nrpc_socket = '/tmp/it''s.sock'";
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{}\nprintf %s \"$SERVE_TARGET_EXTRA\"",
+                export_serve_target(lines)
+            ))
+            .output()
+            .expect("sh runs");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), lines);
     }
 
     #[test]
