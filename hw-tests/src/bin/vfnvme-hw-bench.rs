@@ -119,7 +119,7 @@ const FIO: &str = "fio --name=bench --direct=1 --ioengine=libaio --rw=randread -
                    --iodepth={QD} --time_based --runtime={SECONDS} --output-format=json";
 
 /// The kernel initiator's fio on vCPU 1, so that the target measured has vCPU 0 to itself.
-const FIO_ON_CPU1: &str = "{FIO} --cpus_allowed=1 --filename=/dev/$FABRIC_BLOCK";
+const FIO_ON_CPU1: &str = "taskset -c 1 {FIO} --cpus_allowed=1 --filename=/dev/$FABRIC_BLOCK";
 
 fn comparisons() -> [Comparison; 5] {
     [
