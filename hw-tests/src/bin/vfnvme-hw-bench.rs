@@ -118,7 +118,8 @@ const VFNVME_PERF_REPORT: Report = Report::Json {
 const FIO: &str = "fio --name=bench --direct=1 --ioengine=libaio --rw=randread --bs=4k \
                    --iodepth={QD} --time_based --runtime={SECONDS} --output-format=json";
 
-/// The kernel initiator's fio on vCPU 1, so that the target measured has vCPU 0 to itself.
+/// The kernel initiator's fio on vCPU 1, so that the target measured has vCPU 0 to itself:
+/// `--cpus_allowed` places its job, `taskset` its parent process too.
 const FIO_ON_CPU1: &str = "taskset -c 1 {FIO} --cpus_allowed=1 --filename=/dev/$FABRIC_BLOCK";
 
 fn comparisons() -> [Comparison; 5] {
