@@ -309,7 +309,7 @@ impl PollGroup {
         let mut events = [EpollEvent::empty(); EVENTS_PER_WAIT];
         let mut next_tick = Instant::now() + TICK;
         let mut idle_rounds = 0u32;
-        let mut polling = Polling::new(Instant::now());
+        let mut polling = Polling::new(Instant::now(), self.shared.settings().park_after);
         loop {
             // Read before the ring is drained, so that a quiet gate means the drain below got
             // every connection there will ever be (the loom model found the other order wrong).

@@ -1,9 +1,11 @@
 //! How a poll group waits for input: whether it polls or parks in `epoll_wait`, and which
 //! connections it reads without asking epoll first.
 //!
-//! A group polls (`epoll_wait` with timeout 0) while it has work and for `PARK_AFTER` after its
-//! last work, then parks: a host at queue depth 1 sends its next command right after the last
-//! response, and waking a parked thread costs more than the command. Work is what was
+//! A group polls (`epoll_wait` with timeout 0) while it has work and for `park_after` after its
+//! last work (`[target] park_after_us`, 1 ms by default), then parks: a host at queue depth 1
+//! sends its next command right after the last response, and waking a parked thread costs more
+//! than the command. Where a round trip takes longer than the window (an emulated machine, a
+//! slow host), the group parks between commands; a longer window is the setting for that. Work is what was
 //! outstanding at the start of a round *or done during it*: a RAM namespace completes a read
 //! in the round that received it, so nothing is ever outstanding at the start of the next one,
 //! and a group that counted only outstanding work parked after every command (one `epoll_wait`
@@ -31,11 +33,11 @@ const MAX_HOT: usize = 4;
 const EPOLL_EVERY: u32 = 16;
 /// A connection that brought nothing for this long goes back to epoll only.
 const COOL_AFTER: Duration = Duration::from_millis(1);
-/// How long a poll group keeps polling after its last work before it parks in `epoll_wait`.
-const PARK_AFTER: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
 pub struct Polling {
+    /// How long the group keeps polling after its last work before it parks in `epoll_wait`.
+    park_after: Duration,
     /// When the group last had or did work.
     last_work: Instant,
     /// Connection slots, and when each last brought bytes.
@@ -46,8 +48,9 @@ pub struct Polling {
 }
 
 impl Polling {
-    pub fn new(now: Instant) -> Self {
+    pub fn new(now: Instant, park_after: Duration) -> Self {
         Self {
+            park_after,
             last_work: now,
             hot: [(0, now); MAX_HOT],
             len: 0,
@@ -60,10 +63,10 @@ impl Polling {
         self.last_work = now;
     }
 
-    /// Whether the group polls rather than parks: it had or did work less than `PARK_AFTER`
+    /// Whether the group polls rather than parks: it had or did work less than `park_after`
     /// ago.
     pub fn is_polling(&self, now: Instant) -> bool {
-        now.duration_since(self.last_work) < PARK_AFTER
+        now.duration_since(self.last_work) < self.park_after
     }
 
     /// Whether this round reads the hot connections directly rather than asking epoll: only
@@ -111,10 +114,13 @@ impl Polling {
 mod tests {
     use super::*;
 
+    /// The default window.
+    const PARK_AFTER: Duration = Duration::from_millis(1);
+
     #[test]
     fn work_done_in_a_round_keeps_the_group_polling_until_park_after() {
         let start = Instant::now();
-        let mut polling = Polling::new(start);
+        let mut polling = Polling::new(start, PARK_AFTER);
         let later = start + PARK_AFTER * 10;
         assert!(!polling.is_polling(later), "idle since the start: parks");
         // A read received and completed within one round: nothing outstanding at the start of
@@ -125,9 +131,22 @@ mod tests {
     }
 
     #[test]
+    fn a_longer_window_keeps_the_group_polling_longer() {
+        let start = Instant::now();
+        let window = Duration::from_millis(50);
+        let mut polling = Polling::new(start, window);
+        polling.worked(start);
+        assert!(polling.is_polling(start + PARK_AFTER * 10));
+        assert!(!polling.is_polling(start + window));
+        let mut parks_at_once = Polling::new(start, Duration::ZERO);
+        parks_at_once.worked(start);
+        assert!(!parks_at_once.is_polling(start));
+    }
+
+    #[test]
     fn hot_connections_skip_epoll_except_every_epoll_every_rounds() {
         let now = Instant::now();
-        let mut direct = Polling::new(now);
+        let mut direct = Polling::new(now, PARK_AFTER);
         assert!(!direct.skip_epoll(now), "nothing is hot yet");
         direct.received(3, now);
         let skipped = (0..EPOLL_EVERY).filter(|_| direct.skip_epoll(now)).count();
@@ -142,7 +161,7 @@ mod tests {
     #[test]
     fn at_most_max_hot_and_quiet_ones_cool_down() {
         let start = Instant::now();
-        let mut direct = Polling::new(start);
+        let mut direct = Polling::new(start, PARK_AFTER);
         for slot in 0..MAX_HOT + 2 {
             direct.received(slot, start);
         }

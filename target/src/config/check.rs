@@ -678,6 +678,7 @@ device_nsid = 3
                 max_io_size: Some(131072),
                 keep_alive_timeout: Duration::from_secs(5),
                 shutdown_deadline: Duration::from_millis(2500),
+                park_after: Duration::from_millis(1),
                 cntlids: 16..=31,
                 limits: Default::default(),
                 rpc_socket: None,
@@ -743,6 +744,23 @@ device_nsid = 3
             "vfnvme.toml:2: cpus: CPU 1024 is out of range; give 0 to 1023"
         );
         assert!(error("cpus = []").starts_with("vfnvme.toml:2: cpus = [] names no CPU"));
+    }
+
+    #[test]
+    fn park_after_us_sets_the_polling_window() {
+        let parse = |keys: &str| Config::parse(&MINIMAL.replace("cores = 2", keys), "f");
+        assert_eq!(
+            parse("park_after_us = 20000").unwrap().target.park_after,
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            parse("park_after_us = 0").unwrap().target.park_after,
+            Duration::ZERO
+        );
+        assert_eq!(
+            error_of(&MINIMAL.replace("cores = 2", "park_after_us = 60000001")),
+            "vfnvme.toml:2: park_after_us = 60000001 is out of range; give 0 to 60000000"
+        );
     }
 
     #[test]

@@ -145,6 +145,7 @@ pub(super) struct RawTarget {
     pub max_io_size: Option<Spanned<u64>>,
     pub keep_alive_timeout_ms: Option<Spanned<u64>>,
     pub shutdown_deadline_ms: Option<Spanned<u64>>,
+    pub park_after_us: Option<Spanned<u64>>,
     pub cntlid_min: Option<Spanned<u64>>,
     pub cntlid_max: Option<Spanned<u64>>,
     pub rpc_socket: Option<Spanned<String>>,

@@ -37,6 +37,7 @@ struct SavedTarget {
     max_io_size: u32,
     keep_alive_timeout_ms: u64,
     shutdown_deadline_ms: u64,
+    park_after_us: u64,
     cntlid_min: u16,
     cntlid_max: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +136,7 @@ impl Config {
                 max_io_size: target.max_io_size.unwrap_or(0),
                 keep_alive_timeout_ms: target.keep_alive_timeout.as_millis() as u64,
                 shutdown_deadline_ms: target.shutdown_deadline.as_millis() as u64,
+                park_after_us: target.park_after.as_micros() as u64,
                 cntlid_min: *target.cntlids.start(),
                 cntlid_max: *target.cntlids.end(),
                 rpc_socket: target
@@ -261,6 +263,7 @@ cores = 3
 cpus = [2, 0, 1]
 c2h_success = true
 max_io_size = 0
+park_after_us = 20000
 keep_alive_timeout_ms = 5000
 cntlid_min = 10
 cntlid_max = 20

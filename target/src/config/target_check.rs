@@ -13,7 +13,7 @@ use super::check::Checker;
 use super::raw::RawTarget;
 use super::types::{
     ConfigError, Limits, TargetConfig, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_IO_SIZE,
-    DEFAULT_RPC_SOCKET, DEFAULT_SHUTDOWN_DEADLINE_MS,
+    DEFAULT_PARK_AFTER_US, DEFAULT_RPC_SOCKET, DEFAULT_SHUTDOWN_DEADLINE_MS,
 };
 
 /// Poll groups at most, and the CPU numbers `cpus` may name (the kernel's CPU_SETSIZE).
@@ -99,6 +99,12 @@ impl Checker<'_> {
                 "shutdown_deadline_ms",
                 1..=3_600_000,
                 DEFAULT_SHUTDOWN_DEADLINE_MS,
+            )?),
+            park_after: Duration::from_micros(self.source.integer(
+                raw.park_after_us,
+                "park_after_us",
+                0..=60_000_000,
+                DEFAULT_PARK_AFTER_US,
             )?),
             cntlids,
             limits,

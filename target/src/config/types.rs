@@ -22,6 +22,7 @@ const DEFAULT_MAX_QUEUE_DEPTH: u16 = 128;
 const DEFAULT_MAX_IO_QUEUES: u16 = 64;
 pub(super) const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 120_000;
 pub(super) const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 10_000;
+pub(super) const DEFAULT_PARK_AFTER_US: u64 = 1000;
 /// The default cap on one command's data (SPDK's default too): larger commands are split by the
 /// host, and each poll group's buffers for a drive stay small.
 pub(super) const DEFAULT_MAX_IO_SIZE: u32 = 128 * 1024;
@@ -84,6 +85,9 @@ pub struct TargetConfig {
     pub keep_alive_timeout: Duration,
     /// How long shutdown waits for outstanding commands before aborting them.
     pub shutdown_deadline: Duration,
+    /// `park_after_us`: how long a poll group keeps polling after its last work before it
+    /// sleeps in `epoll_wait` (`polling.rs`).
+    pub park_after: Duration,
     /// The controller IDs this target gives (`cntlid_min..=cntlid_max`): disjoint ranges keep
     /// the controllers of two targets exporting one subsystem apart at a multipath host.
     pub cntlids: RangeInclusive<u16>,
@@ -235,6 +239,7 @@ impl Default for TargetConfig {
             max_io_size: Some(DEFAULT_MAX_IO_SIZE),
             keep_alive_timeout: Duration::from_millis(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
             shutdown_deadline: Duration::from_millis(DEFAULT_SHUTDOWN_DEADLINE_MS),
+            park_after: Duration::from_micros(DEFAULT_PARK_AFTER_US),
             cntlids: CNTLID_MIN..=CNTLID_MAX,
             limits: Limits::default(),
             rpc_socket: None,
