@@ -5,11 +5,11 @@
 //! last work (`[target] park_after_us`, 1 ms by default), then parks: a host at queue depth 1
 //! sends its next command right after the last response, and waking a parked thread costs more
 //! than the command. Where a round trip takes longer than the window (an emulated machine, a
-//! slow host), the group parks between commands; a longer window is the setting for that. Work is what was
-//! outstanding at the start of a round *or done during it*: a RAM namespace completes a read
-//! in the round that received it, so nothing is ever outstanding at the start of the next one,
-//! and a group that counted only outstanding work parked after every command (one `epoll_wait`
-//! sleep and wake-up per command at queue depth 1).
+//! slow host), the group parks between commands; a longer window is the setting for that.
+//! Work is what was outstanding at the start of a round *or done during it*: a RAM namespace
+//! completes a read in the round that received it, so nothing is ever outstanding at the start
+//! of the next one, and a group that counted only outstanding work parked after every command
+//! (one `epoll_wait` sleep and wake-up per command at queue depth 1).
 //!
 //! While a poll group polls, each round used to start with `epoll_wait(0)`, and a command that
 //! arrived cost that call and then the read: two system calls before any work. A connection
@@ -114,20 +114,22 @@ impl Polling {
 mod tests {
     use super::*;
 
-    /// The default window.
-    const PARK_AFTER: Duration = Duration::from_millis(1);
+    /// The default window (`[target] park_after_us`).
+    fn default_window() -> Duration {
+        crate::config::TargetConfig::default().park_after
+    }
 
     #[test]
     fn work_done_in_a_round_keeps_the_group_polling_until_park_after() {
         let start = Instant::now();
-        let mut polling = Polling::new(start, PARK_AFTER);
-        let later = start + PARK_AFTER * 10;
+        let mut polling = Polling::new(start, default_window());
+        let later = start + default_window() * 10;
         assert!(!polling.is_polling(later), "idle since the start: parks");
         // A read received and completed within one round: nothing outstanding at the start of
         // the next, but the group did work.
         polling.worked(later);
-        assert!(polling.is_polling(later + PARK_AFTER / 2));
-        assert!(!polling.is_polling(later + PARK_AFTER));
+        assert!(polling.is_polling(later + default_window() / 2));
+        assert!(!polling.is_polling(later + default_window()));
     }
 
     #[test]
@@ -136,7 +138,7 @@ mod tests {
         let window = Duration::from_millis(50);
         let mut polling = Polling::new(start, window);
         polling.worked(start);
-        assert!(polling.is_polling(start + PARK_AFTER * 10));
+        assert!(polling.is_polling(start + default_window() * 10));
         assert!(!polling.is_polling(start + window));
         let mut parks_at_once = Polling::new(start, Duration::ZERO);
         parks_at_once.worked(start);
@@ -146,13 +148,13 @@ mod tests {
     #[test]
     fn hot_connections_skip_epoll_except_every_epoll_every_rounds() {
         let now = Instant::now();
-        let mut direct = Polling::new(now, PARK_AFTER);
+        let mut direct = Polling::new(now, default_window());
         assert!(!direct.skip_epoll(now), "nothing is hot yet");
         direct.received(3, now);
         let skipped = (0..EPOLL_EVERY).filter(|_| direct.skip_epoll(now)).count();
         assert_eq!(skipped as u32, EPOLL_EVERY - 1);
         assert!(
-            !direct.skip_epoll(now + PARK_AFTER),
+            !direct.skip_epoll(now + default_window()),
             "an idle group waits in epoll"
         );
         assert_eq!(direct.slots().collect::<Vec<_>>(), [3]);
@@ -161,7 +163,7 @@ mod tests {
     #[test]
     fn at_most_max_hot_and_quiet_ones_cool_down() {
         let start = Instant::now();
-        let mut direct = Polling::new(start, PARK_AFTER);
+        let mut direct = Polling::new(start, default_window());
         for slot in 0..MAX_HOT + 2 {
             direct.received(slot, start);
         }

@@ -116,6 +116,10 @@ impl Target {
         config: Config,
         open_pci: impl FnMut(&str) -> vfnvme_driver::Result<Drive> + Send + 'static,
     ) -> Result<Self, TargetError> {
+        // Before the drives: a CPU the process may not use must not cost a controller reset.
+        if let Some(cpus) = &config.target.cpus {
+            crate::cpus::check_allowed(cpus)?;
+        }
         let mut open_pci: PciOpener = Box::new(open_pci);
         let mut drives: Vec<(String, Drive)> = Vec::new();
         let mut placement = DrivePlacement {
@@ -203,9 +207,6 @@ impl Target {
             admission,
         ));
         warn_unreachable(&config);
-        if let Some(cpus) = &config.target.cpus {
-            crate::cpus::check_allowed(cpus)?;
-        }
         // Before the poll groups: if the socket is refused, nothing has started that must be
         // stopped in order.
         let (stats, mut group_stats) = StatsBoard::new(config.target.cores);

@@ -1,13 +1,15 @@
 //! `[target] cpus`: each poll group's thread runs on the CPU the configuration names, and a
-//! CPU the process may not use is refused before anything starts.
+//! CPU the process may not use is refused before anything starts, drives included.
 
 mod common;
 
-use common::{config_text, RunningTarget};
+use common::{config_text, loopback_config, RunningTarget, NQN};
 use nix::sched::sched_getaffinity;
 use nix::unistd::Pid;
 use vfnvme_target::config::Config;
 use vfnvme_target::tgt::Target;
+
+const PCI: &str = "0000:00:04.0";
 
 /// The CPUs this process may run on.
 fn allowed_cpus() -> Vec<usize> {
@@ -62,12 +64,18 @@ fn a_cpu_the_process_may_not_use_is_refused_at_start() {
         .rev()
         .find(|cpu| !allowed_cpus().contains(cpu))
         .expect("a CPU outside the affinity");
-    let config = Config::parse(&config_text(&format!("cpus = [{outside}]"), ""), "t.toml")
-        .expect("valid config");
-    let error = Target::start(config)
-        .err()
-        .expect("the target refuses the CPU")
-        .to_string();
+    let text = loopback_config(&format!("cpus = [{outside}]"))
+        .subsystem(NQN, "allow_any_host = true")
+        .namespace(1, &format!("pci = \"{PCI}\""))
+        .text();
+    let config = Config::parse(&text, "t.toml").expect("valid config");
+    // Refused before any drive is opened (opening one resets its controller).
+    let error = Target::start_opening(config, |pci| {
+        panic!("{pci} opened although the target refuses its cpus")
+    })
+    .err()
+    .expect("the target refuses the CPU")
+    .to_string();
     assert!(
         error.starts_with(&format!(
             "[target] cpus names CPU {outside}, which this process may not run on"
