@@ -113,6 +113,36 @@ wait_until() {
 	done
 }
 
+# Whether process $1 has ended (for wait_until).
+ended() { ! alive "$1"; }
+
+# sectors_written DEV: 512-byte sectors written to block device DEV. For a multipath head
+# (nvmeSnN) its paths' (nvmeScCnN) are counted too: the 6.1 kernel keeps no I/O statistics
+# on the head itself.
+sectors_written() {
+	for sw_stat in "/sys/block/$1/stat" "/sys/block/${1%n*}"c*"n${1##*n}/stat"; do
+		[ -e "$sw_stat" ] && cat "$sw_stat"
+	done | awk '{ sectors += $7 } END { print sectors + 0 }'
+}
+
+# mark_writes DEV...: remembers how much each block device DEV has written, for writes_since.
+mark_writes() {
+	for mw_dev in "$@"; do
+		sectors_written "$mw_dev" >"/tmp/written-$mw_dev"
+	done
+}
+
+# writes_since SECTORS DEV...: whether each DEV wrote SECTORS more since mark_writes (for
+# wait_until: load is reaching the devices, not merely started).
+writes_since() {
+	ws_sectors=$1
+	shift
+	for ws_dev in "$@"; do
+		[ "$(sectors_written "$ws_dev")" -ge $(($(cat "/tmp/written-$ws_dev") + ws_sectors)) ] ||
+			return 1
+	done
+}
+
 # Milliseconds since boot (from /proc/uptime, 10 ms resolution).
 now_ms() {
 	nm_uptime=$(cut -d' ' -f1 /proc/uptime)

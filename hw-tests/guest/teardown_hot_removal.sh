@@ -21,7 +21,7 @@ step "hot-removal: clean up after an earlier phase that failed half-way"
 if [ -s /tmp/teardown-serve.pid ] && alive "$(cat /tmp/teardown-serve.pid)"; then
 	echo "killing a vfnvme serve left running (pid $(cat /tmp/teardown-serve.pid))"
 	kill -KILL "$(cat /tmp/teardown-serve.pid)" || true
-	sleep 1
+	wait_until 10 ended "$(cat /tmp/teardown-serve.pid)"
 fi
 touch /tmp/stop-writers
 timeout 60 nvme disconnect-all || true
@@ -44,17 +44,17 @@ connect_tcp "$NQN1" 4420 $CONNECT_OPTIONS
 F0=$(fabric_block "$NQN0")
 F1=$(fabric_block "$NQN1")
 
-step "hot-removal: fio randwrite + crc32c verify on both (drive 1 loops until it fails)"
+step "hot-removal: fio randwrite + crc32c verify on both (drive 1 loops until it fails), until each wrote 4 MiB"
+mark_writes "$F0" "$F1"
 # shellcheck disable=SC2086
-# Eight passes, so that it still runs at the removal on a fast host too (one 16 MiB pass
-# can end within the 3 s below on a quiet machine).
+# Eight passes, so that it still runs at the removal on a fast host too.
 capture_silent td_fio0 fio $FIO_VERIFY --name=keep --filename="/dev/$F0" --size=16M --loops=8 &
 FIO0=$!
 # shellcheck disable=SC2086
 capture_silent td_fio1 fio $FIO_VERIFY --name=removed --filename="/dev/$F1" --size=16M \
 	--loops=1000 &
 FIO1=$!
-sleep 3
+wait_until 60 writes_since 8192 "$F0" "$F1"
 alive "$FIO0" || fail "fio on drive 0 ended before the removal: $(cat /tmp/capture/td_fio0.err)"
 alive "$FIO1" || fail "fio on drive 1 ended before the removal: $(cat /tmp/capture/td_fio1.err)"
 

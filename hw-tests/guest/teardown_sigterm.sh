@@ -64,7 +64,7 @@ capture_silent td_load fio --direct=1 --ioengine=libaio --rw=randwrite --bs=4k -
 	--name=load1 --filename="/dev/$F1" --offset=32M --size=32M &
 LOAD=$!
 
-step "sigterm: every writer gets 32 writes acknowledged (60 s at most), then 1 s more"
+step "sigterm: every writer gets 32 writes acknowledged (60 s at most), then 4 MiB more on each device"
 acked_min() {
 	am_min=""
 	for am_log in /tmp/acked-0-0 /tmp/acked-0-1 /tmp/acked-1-0 /tmp/acked-1-1; do
@@ -75,7 +75,8 @@ acked_min() {
 }
 writers_going() { [ "$(acked_min)" -ge 32 ]; }
 wait_until 60 writers_going
-sleep 1
+mark_writes "$F0" "$F1"
+wait_until 60 writes_since 8192 "$F0" "$F1"
 for pid in $WRITERS $LOAD; do
 	alive "$pid" || fail "a writer or fio (pid $pid) ended before SIGTERM: $(cat /tmp/acked-*.end /tmp/capture/td_load.err 2>/dev/null)"
 done

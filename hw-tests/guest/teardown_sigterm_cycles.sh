@@ -21,7 +21,7 @@ unexpected_statuses() {
 step "sigterm-cycles: clean up after an earlier phase that failed half-way"
 if [ -s /tmp/teardown-serve.pid ] && alive "$(cat /tmp/teardown-serve.pid)"; then
 	kill -KILL "$(cat /tmp/teardown-serve.pid)" || true
-	sleep 1
+	wait_until 10 ended "$(cat /tmp/teardown-serve.pid)"
 fi
 timeout 60 nvme disconnect-all || true
 run env HUGEMEM=256 setup.sh config
@@ -40,12 +40,15 @@ while [ "$cycle" -le "$CYCLES" ]; do
 	connect_tcp "$NQN0" 4420 $CONNECT_OPTIONS
 	# shellcheck disable=SC2086
 	connect_tcp "$NQN1" 4420 $CONNECT_OPTIONS
+	C0=$(fabric_block "$NQN0")
+	C1=$(fabric_block "$NQN1")
+	mark_writes "$C0" "$C1"
 	capture_silent "td_cycle_fio$cycle" fio --direct=1 --ioengine=libaio --rw=randwrite \
 		--bs=4k --iodepth=32 --time_based --runtime=60 \
-		--name=load0 --filename="/dev/$(fabric_block "$NQN0")" \
-		--name=load1 --filename="/dev/$(fabric_block "$NQN1")" &
+		--name=load0 --filename="/dev/$C0" --name=load1 --filename="/dev/$C1" &
 	fio_pid=$!
-	sleep 1
+	# SIGTERM with writes flowing to both: 1 MiB each reached the devices.
+	wait_until 60 writes_since 2048 "$C0" "$C1"
 	alive "$fio_pid" || fail "fio ended before SIGTERM: $(cat "/tmp/capture/td_cycle_fio$cycle.err")"
 	SERVE_STOP_SECONDS=$((EXIT_LIMIT_MS / 1000 + 20)) serve_stop
 	exit_ms=$(cat "/tmp/capture/td_cycle$cycle.ms")
