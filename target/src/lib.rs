@@ -27,6 +27,7 @@ pub mod cpus;
 pub mod ctrlr;
 pub mod drive_table;
 pub mod group_control;
+pub mod keyring;
 pub mod lifecycle;
 pub mod listeners;
 pub mod poll_group;

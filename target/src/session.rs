@@ -523,7 +523,7 @@ impl QueueBinding {
     pub fn authentication(&self, algorithms: &DhchapAlgorithms) -> Option<ControllerAuth> {
         let controller = self.controller();
         let subsystem = controller.subsystem();
-        let key = subsystem.auth.key_of(controller.host_nqn())?;
+        let key = controller.host_key()?;
         let mut policy = ControllerPolicy {
             hashes: algorithms.hashes.clone(),
             dh_groups: algorithms.dh_groups.clone(),

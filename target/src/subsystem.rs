@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{
-    BackingConfig, NamespaceConfig, SecureChannel, SubsystemAuth, SubsystemConfig, TargetConfig,
+    BackingConfig, HostKey, NamespaceConfig, SecureChannel, SubsystemConfig, TargetConfig,
     MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
 use crate::listeners::ListenerInfo;
@@ -102,8 +102,6 @@ pub struct Subsystem {
     pub serial: String,
     pub model: String,
     pub firmware: String,
-    /// The hosts' DH-HMAC-CHAP keys, and whether every host must authenticate.
-    pub auth: SubsystemAuth,
     /// The hosts' TLS PSKs, as identities ready for the handshake.
     pub tls_psks: Vec<crate::config::HostPsk>,
     /// Sorted by NSID.
@@ -175,7 +173,6 @@ impl Subsystem {
             serial,
             model,
             firmware,
-            auth: config.auth.clone(),
             tls_psks: config.tls_psks.clone(),
             namespaces: NamespaceList::new(namespaces),
             max_io_size,
@@ -256,7 +253,6 @@ impl Subsystem {
             serial: generated_serial(DISCOVERY_NQN),
             model: "vfnvme discovery".to_owned(),
             firmware: truncate(env!("CARGO_PKG_VERSION"), 8),
-            auth: SubsystemAuth::default(),
             tls_psks: Vec::new(),
             namespaces: NamespaceList::default(),
             max_io_size: MIN_MAX_IO_SIZE,
@@ -362,6 +358,8 @@ pub struct HostAccess {
     pub hosts: Vec<String>,
     /// The listeners (indices in the target's list, ascending) hosts reach it on.
     pub listeners: Vec<usize>,
+    /// The DH-HMAC-CHAP keys of hosts that have one; a controller takes its host's at Connect.
+    pub keys: Vec<HostKey>,
 }
 
 impl HostAccess {
@@ -371,6 +369,7 @@ impl HostAccess {
             allow_any_host: true,
             hosts: Vec::new(),
             listeners: (0..listener_count).collect(),
+            keys: Vec::new(),
         }
     }
 
@@ -379,7 +378,13 @@ impl HostAccess {
             allow_any_host: config.allow_any_host,
             hosts: config.hosts.clone(),
             listeners: config.listeners.clone(),
+            keys: config.auth.keys.clone(),
         }
+    }
+
+    /// The DH-HMAC-CHAP key of host `host_nqn`, if it has one.
+    pub fn key_of(&self, host_nqn: &str) -> Option<&HostKey> {
+        self.keys.iter().find(|key| key.host_nqn == host_nqn)
     }
 
     /// Whether host `host_nqn` may connect to the subsystem and see it in discovery.
@@ -578,7 +583,7 @@ mod tests {
             nqn: "nqn.2026-11.io.vfnvme:test".into(),
             allow_any_host: false,
             hosts: vec!["nqn.host:a".into()],
-            auth: SubsystemAuth::default(),
+            auth: crate::config::SubsystemAuth::default(),
             tls_psks: Vec::new(),
             serial: None,
             model: None,

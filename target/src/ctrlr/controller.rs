@@ -17,6 +17,7 @@ use vfnvme_spec::Status;
 
 use super::response::{AdminResponse, AerCompletion};
 use crate::admission::{Admission, ControllerTicket};
+use crate::config::HostKey;
 use crate::config::TargetConfig;
 use crate::listeners::ListenerTable;
 use crate::subsystem::{HostAccess, NamespaceBacking, Subsystem};
@@ -157,6 +158,9 @@ pub struct FabricController {
     pub(super) cntlid: u16,
     pub(super) host_nqn: String,
     pub(super) host_id: [u8; 16],
+    /// The host's DH-HMAC-CHAP key when its admin queue connected (nvmet reads it at Connect
+    /// too): a key given to the host later is for its next association.
+    pub(super) host_key: Option<HostKey>,
     /// Where the admin queue arrived.
     pub(super) arrival: Arrival,
     /// CSTS.RDY, for the I/O path.
@@ -174,6 +178,11 @@ impl FabricController {
 
     pub fn host_nqn(&self) -> &str {
         &self.host_nqn
+    }
+
+    /// The key every queue of this controller authenticates with, if the host has one.
+    pub fn host_key(&self) -> Option<&HostKey> {
+        self.host_key.as_ref()
     }
 
     pub fn host_id(&self) -> [u8; 16] {

@@ -11,6 +11,7 @@ use crate::attach::PciOpener;
 use crate::config::{Config, ConfigError};
 use crate::ctrlr::{ControllerRegistry, FabricController, TargetSubsystems};
 use crate::group_control::GroupLink;
+use crate::keyring::Keyring;
 use crate::listeners::{ListenerControl, ListenerTable};
 use crate::shared::TargetShared;
 use crate::stats::StatsBoard;
@@ -32,6 +33,8 @@ pub struct Management {
     pub open_pci: PciOpener,
     /// Hands listeners opened here to the acceptor, and asks it to close them.
     pub listeners: ListenerControl,
+    /// Keys added by name (`keyring_file_add_key`), for `nvmf_subsystem_add_host`.
+    pub keyring: Keyring,
 }
 
 impl Management {
@@ -71,8 +74,8 @@ impl Management {
     }
 
     /// `config` (a changed copy of [`Self::config`]) as the file checks see it, or their
-    /// message. The caller keeps `config` itself: what the file would not say (the keys of a
-    /// host removed, which the running subsystem still holds; closed listeners) stays with it.
+    /// message. The caller keeps `config` itself: what the file would not say (closed
+    /// listeners) stays with it.
     pub fn checked(&self, config: &Config) -> Result<Config, RpcError> {
         checked(&file_view(config, self.shared.listeners()))
     }

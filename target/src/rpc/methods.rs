@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::context::Management;
 use super::params::{parse, GetMethods, SaveConfig};
 use super::protocol::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
-use super::{listeners, namespaces, stats, subsystems};
+use super::{keyring, listeners, namespaces, stats, subsystems};
 
 type Method = fn(&mut Management, Value) -> Result<Value, RpcError>;
 
@@ -28,6 +28,9 @@ const METHODS: &[(&str, Method)] = &[
     ("nvmf_subsystem_remove_listener", listeners::remove_listener),
     ("nvmf_subsystem_add_ns", namespaces::add_ns),
     ("nvmf_subsystem_remove_ns", namespaces::remove_ns),
+    ("keyring_file_add_key", keyring::add_key),
+    ("keyring_file_remove_key", keyring::remove_key),
+    ("keyring_get_keys", keyring::get_keys),
     ("save_config", save_config),
     ("nvmf_get_stats", stats::get_stats),
     ("vfnvme_get_stats", stats::get_all_stats),

@@ -8,7 +8,8 @@
 //! - `context.rs`: the running configuration every change is checked against;
 //! - `subsystems.rs`: the `nvmf_*` methods of subsystems and hosts; `listeners.rs`: those of
 //!   listeners, which open and close them; `namespaces.rs`: `nvmf_subsystem_add_ns` /
-//!   `remove_ns`;
+//!   `remove_ns`; `keyring.rs`: SPDK's file keyring (`keyring_file_add_key` ...), whose keys
+//!   `nvmf_subsystem_add_host` gives hosts;
 //! - `methods.rs`: the table, the dispatch and the methods about the whole
 //!   (`rpc_get_methods`, `save_config`);
 //! - `server.rs`: the thread and its clients.
@@ -17,6 +18,7 @@
 //! them under the registry's locks, and the I/O path never takes one.
 
 mod context;
+mod keyring;
 mod listeners;
 mod methods;
 mod namespaces;

@@ -14,10 +14,11 @@ use vfnvme_spec::fabrics::DISCOVERY_NQN;
 use vfnvme_spec::identify::NamespaceIds;
 
 use crate::attach::{release_if_unneeded, AttachError};
-use crate::config::{BackingConfig, NamespaceConfig, SubsystemAuth, SubsystemConfig};
+use crate::config::{BackingConfig, HostKey, NamespaceConfig, SubsystemAuth, SubsystemConfig};
 use crate::subsystem::{HostAccess, Subsystem};
 
 use super::context::Management;
+use super::keyring::keyring_error;
 use super::params::{
     parse, AddHost, AllowAnyHost, CreateSubsystem, GetSubsystems, Nqn, RemoveHost,
 };
@@ -247,23 +248,66 @@ pub fn delete_subsystem(m: &mut Management, params_value: Value) -> Result<Value
     Ok(Value::Bool(true))
 }
 
-/// `nvmf_subsystem_add_host`: host `host` may connect to subsystem `nqn`.
+/// `nvmf_subsystem_add_host`: host `host` may connect to subsystem `nqn`, authenticating with
+/// the keyring's keys `dhchap_key` (and `dhchap_ctrlr_key`, bidirectional) if given.
 pub fn add_host(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let request: AddHost = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
+    let key = host_key(m, &request)?;
     let config = m.changed_config(&request.nqn, |config, index| {
-        config.subsystems[index].hosts.push(request.host.clone());
+        let subsystem = &mut config.subsystems[index];
+        subsystem.hosts.push(request.host.clone());
+        subsystem.auth.keys.extend(key.clone());
         Ok(())
     })?;
-    registry.change_access(|access| access.hosts.push(request.host.clone()));
+    registry.change_access(|access| {
+        access.hosts.push(request.host.clone());
+        access.keys.extend(key.clone());
+    });
     m.subsystems().discovery_changed();
     log::info!(
-        "management: host {} may connect to {}",
+        "management: host {} may connect to {}{}",
         request.host,
-        request.nqn
+        request.nqn,
+        match &key {
+            Some(key) if key.ctrl_secret.is_some() => " (DH-HMAC-CHAP, bidirectional)",
+            Some(_) => " (DH-HMAC-CHAP)",
+            None => "",
+        }
     );
     m.config = config;
     Ok(Value::Bool(true))
+}
+
+/// The DH-HMAC-CHAP key `request` gives its host from the keyring, if any.
+fn host_key(m: &Management, request: &AddHost) -> Result<Option<HostKey>, RpcError> {
+    let ctrl = request
+        .dhchap_ctrlr_key
+        .as_deref()
+        .map(|name| m.keyring.dhchap_secret(name))
+        .transpose()
+        .map_err(|error| keyring_error(Some("dhchap_ctrlr_key"), error))?;
+    let Some(name) = request.dhchap_key.as_deref() else {
+        return match ctrl {
+            Some(_) => Err(RpcError::invalid_params(
+                "params.dhchap_ctrlr_key: needs a dhchap_key; the controller authenticates \
+                 itself only to a host that authenticates",
+            )),
+            None => Ok(None),
+        };
+    };
+    let (secret_file, secret) = m
+        .keyring
+        .dhchap_secret(name)
+        .map_err(|error| keyring_error(Some("dhchap_key"), error))?;
+    let (ctrl_secret_file, ctrl_secret) = ctrl.unzip();
+    Ok(Some(HostKey {
+        host_nqn: request.host.clone(),
+        secret: Arc::new(secret),
+        ctrl_secret: ctrl_secret.map(Arc::new),
+        secret_file,
+        ctrl_secret_file,
+    }))
 }
 
 /// `nvmf_subsystem_remove_host`: host `host` may no longer connect to subsystem `nqn`; its
@@ -283,10 +327,14 @@ pub fn remove_host(m: &mut Management, params_value: Value) -> Result<Value, Rpc
                 ))
             })?;
         hosts.remove(position);
+        // Its key goes with it, as in SPDK: added again, it needs one given again.
+        let keys = &mut config.subsystems[index].auth.keys;
+        keys.retain(|key| key.host_nqn != request.host);
         Ok(())
     })?;
     let still_allowed = registry.change_access(|access| {
         access.hosts.retain(|host| *host != request.host);
+        access.keys.retain(|key| key.host_nqn != request.host);
         access.allows(&request.host)
     });
     if !still_allowed {

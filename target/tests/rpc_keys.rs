@@ -1,0 +1,273 @@
+//! DH-HMAC-CHAP keys over the management socket, as SPDK's nvmf_tgt takes them: key files
+//! named in the keyring (`keyring_file_add_key`), given to a host by name
+//! (`nvmf_subsystem_add_host` `dhchap_key`, `dhchap_ctrlr_key`). A host added so
+//! authenticates on its admin and I/O queues and moves data, with a wrong key it is refused;
+//! a subsystem that requires authentication refuses a host without one; a removed host's
+//! key goes with it; `save_config` names the key files, and the restarted target admits the
+//! host with the same key. Bad params name the field and the fix.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::json;
+use vfnvme_auth::{HostAuthError, PskHash, TlsPsk};
+use vfnvme_host::{Host, HostError};
+use vfnvme_target::config::Config;
+
+mod common;
+
+use common::auth::{host_options, key_file, psk_file, secret, target_with, HOST_A};
+use common::rpc::{socket_path, Client};
+use common::{write_read_compare, RunningTarget, NQN};
+
+const HOST_C: &str = "nqn.2014-08.org.nvmexpress:uuid:host-c";
+
+/// The target of `common::auth::target` (hosts A and B keyed in the file), managed at
+/// `socket`.
+fn managed(dir: &std::path::Path, socket: &std::path::Path, require: bool) -> RunningTarget {
+    target_with(
+        dir,
+        require,
+        &format!("rpc_socket = \"{}\"", socket.display()),
+    )
+}
+
+fn refused_by_key(result: Result<Host, HostError>) {
+    assert!(
+        matches!(
+            result,
+            Err(HostError::Authentication {
+                source: HostAuthError::Refused { explanation: 1 },
+                ..
+            })
+        ),
+        "{:?}",
+        result.err()
+    );
+}
+
+#[test]
+fn a_host_given_keyring_keys_authenticates_and_save_config_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_path();
+    let target = managed(dir.path(), &socket, true);
+    let mut client = Client::open(&socket);
+    let host_key = key_file(dir.path(), "host-c", &secret(5));
+    let ctrl_key = key_file(dir.path(), "ctrl-c", &secret(6));
+    for (name, path) in [("key0", &host_key), ("ckey0", &ctrl_key)] {
+        let added = client.call("keyring_file_add_key", json!({"name": name, "path": path}));
+        assert_eq!(added, json!(true));
+    }
+    assert_eq!(
+        client.call("keyring_get_keys", json!({})),
+        json!([
+            {"name": "key0", "path": host_key, "removed": false, "probed": false},
+            {"name": "ckey0", "path": ctrl_key, "removed": false, "probed": false},
+        ])
+    );
+    // Before it is added, host C is refused as any host not on the list.
+    assert!(Host::connect(
+        target.address,
+        NQN,
+        host_options(HOST_C, Some(secret(5)), None)
+    )
+    .is_err());
+    client.call(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": HOST_C, "dhchap_key": "key0", "dhchap_ctrlr_key": "ckey0"}),
+    );
+    // Bidirectional: host C checks the controller's key too.
+    let mut host = target.host_with(host_options(HOST_C, Some(secret(5)), Some(secret(6))));
+    let mut queue = host
+        .connect_io_queue(1, 8)
+        .expect("I/O queue authenticates");
+    write_read_compare(&mut queue, 32, 8, 5);
+    refused_by_key(Host::connect(
+        target.address,
+        NQN,
+        host_options(HOST_C, Some(secret(9)), None),
+    ));
+    // The controller's key checked by the host: a host expecting another gives up.
+    let wrong_ctrl = Host::connect(
+        target.address,
+        NQN,
+        host_options(HOST_C, Some(secret(5)), Some(secret(9))),
+    );
+    assert!(
+        matches!(wrong_ctrl, Err(HostError::Authentication { .. })),
+        "{:?}",
+        wrong_ctrl.err()
+    );
+    // A name removed from the keyring is gone for new hosts; host C keeps its key.
+    client.call("keyring_file_remove_key", json!({"name": "ckey0"}));
+    assert_eq!(
+        client.call("keyring_get_keys", json!({})),
+        json!([{"name": "key0", "path": host_key, "removed": false, "probed": false}])
+    );
+    let (_, message) = client.error(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": "nqn.2014-08.org.nvmexpress:uuid:host-d",
+               "dhchap_key": "key0", "dhchap_ctrlr_key": "ckey0"}),
+    );
+    assert!(
+        message.starts_with("params.dhchap_ctrlr_key: no key ckey0 in the keyring; add it with keyring_file_add_key"),
+        "{message}"
+    );
+
+    let file = socket.with_extension("toml");
+    let saved = client.call("save_config", json!({"file": file}));
+    let reread = Config::parse(saved.as_str().unwrap(), "saved.toml").expect("saved config loads");
+    let key = reread.subsystems[0]
+        .auth
+        .key_of(HOST_C)
+        .expect("host C keyed");
+    assert_eq!(key.secret_file.display().to_string(), host_key);
+    assert_eq!(
+        key.ctrl_secret_file.as_ref().unwrap().display().to_string(),
+        ctrl_key
+    );
+    drop(client);
+    drop(queue);
+    drop(host);
+    drop(target);
+
+    let restarted = RunningTarget::with_config(&fs::read_to_string(&file).unwrap());
+    let mut host = restarted.host_with(host_options(HOST_C, Some(secret(5)), Some(secret(6))));
+    write_read_compare(&mut host.connect_io_queue(1, 8).unwrap(), 40, 8, 6);
+    refused_by_key(Host::connect(
+        restarted.address,
+        NQN,
+        host_options(HOST_C, Some(secret(9)), None),
+    ));
+}
+
+#[test]
+fn a_removed_host_loses_its_key_and_a_required_subsystem_refuses_it_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_path();
+    let target = managed(dir.path(), &socket, true);
+    let mut client = Client::open(&socket);
+    // Host A's key came from the file; removed, it goes with the host.
+    client.call(
+        "nvmf_subsystem_remove_host",
+        json!({"nqn": NQN, "host": HOST_A}),
+    );
+    let (_, message) = client.error(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": HOST_A}),
+    );
+    assert!(
+        message.contains(&format!(
+            "subsystem {NQN} has require_authentication = true but host {HOST_A} has no key"
+        )),
+        "{message}"
+    );
+    let path = key_file(dir.path(), "host-a-again", &secret(7));
+    client.call("keyring_file_add_key", json!({"name": "a", "path": path}));
+    client.call(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": HOST_A, "dhchap_key": "a"}),
+    );
+    let address = target.address;
+    let mut host = Host::connect(address, NQN, host_options(HOST_A, Some(secret(7)), None))
+        .expect("host A with its new key");
+    host.enable().unwrap();
+    write_read_compare(&mut host.connect_io_queue(1, 8).unwrap(), 0, 8, 7);
+    // Its old key no longer works.
+    refused_by_key(Host::connect(
+        address,
+        NQN,
+        host_options(HOST_A, Some(secret(1)), None),
+    ));
+}
+
+#[test]
+fn bad_keys_and_key_names_are_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_path();
+    let target = managed(dir.path(), &socket, false);
+    let mut client = Client::open(&socket);
+    let good = key_file(dir.path(), "good", &secret(5));
+    let open = key_file(dir.path(), "open", &secret(5));
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o644)).unwrap();
+    let garbage = dir.path().join("garbage");
+    fs::write(&garbage, "not a key\n").unwrap();
+    fs::set_permissions(&garbage, fs::Permissions::from_mode(0o600)).unwrap();
+    let psk = TlsPsk::new(&[3; 32], Some(PskHash::Sha256)).unwrap();
+    let tls = psk_file(dir.path(), "tls", &psk);
+    client.call(
+        "keyring_file_add_key",
+        json!({"name": "good", "path": good}),
+    );
+    client.call("keyring_file_add_key", json!({"name": "tls", "path": tls}));
+
+    let cases = [
+        (
+            "keyring_file_add_key",
+            json!({"name": "good", "path": good}),
+            "key good exists already; keyring_file_remove_key it first".to_owned(),
+        ),
+        (
+            "keyring_file_add_key",
+            json!({"name": "rel", "path": "relative/key"}),
+            "params.path: relative/key is not an absolute path".to_owned(),
+        ),
+        (
+            "keyring_file_add_key",
+            json!({"name": "open", "path": open}),
+            "params.path: ".to_owned(),
+        ),
+        (
+            "keyring_file_add_key",
+            json!({"name": "garbage", "path": garbage}),
+            format!(
+                "params.path: {} holds neither a DH-HMAC-CHAP secret",
+                garbage.display()
+            ),
+        ),
+        (
+            "keyring_file_remove_key",
+            json!({"name": "nothing"}),
+            "no key nothing in the keyring".to_owned(),
+        ),
+        (
+            "nvmf_subsystem_add_host",
+            json!({"nqn": NQN, "host": HOST_C, "dhchap_key": "nothing"}),
+            "params.dhchap_key: no key nothing in the keyring; add it with keyring_file_add_key"
+                .to_owned(),
+        ),
+        (
+            "nvmf_subsystem_add_host",
+            json!({"nqn": NQN, "host": HOST_C, "dhchap_ctrlr_key": "good"}),
+            "params.dhchap_ctrlr_key: needs a dhchap_key".to_owned(),
+        ),
+        (
+            "nvmf_subsystem_add_host",
+            json!({"nqn": NQN, "host": HOST_C, "dhchap_key": "tls"}),
+            "params.dhchap_key: key tls is not a DH-HMAC-CHAP secret".to_owned(),
+        ),
+        (
+            "nvmf_subsystem_add_host",
+            json!({"nqn": NQN, "host": HOST_C, "psk": "tls"}),
+            "params.psk: TLS PSKs are not given over the socket yet".to_owned(),
+        ),
+    ];
+    for (method, params, expected) in cases {
+        let (code, message) = client.error(method, params.clone());
+        assert_eq!(code, -32602, "{method} {params}: {message}");
+        assert!(
+            message.starts_with(&expected),
+            "{method} {params}: {message}"
+        );
+    }
+    // The group-readable file's refusal says what is wrong with it.
+    let (_, message) = client.error(
+        "keyring_file_add_key",
+        json!({"name": "open", "path": open}),
+    );
+    assert!(message.contains("chmod"), "{message}");
+    // Nothing refused was added: host C is not admitted, the keyring has the two keys.
+    let keys = client.call("keyring_get_keys", json!({}));
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    assert!(Host::connect(target.address, NQN, host_options(HOST_C, None, None)).is_err());
+}
