@@ -1,11 +1,14 @@
 //! SPDK's file keyring: names that stand for key files, given by the management socket
-//! (`keyring_file_add_key`) and used by name (`nvmf_subsystem_add_host --dhchap-key NAME`).
+//! (`keyring_file_add_key`) and used by name (`nvmf_subsystem_add_host --dhchap-key NAME`,
+//! `--psk NAME`).
 //! It holds names and paths, never secrets: a file is read when a key is added (to check it)
 //! and again when a host is given it, so a host holds the file's secret of that moment.
 
 use std::path::{Path, PathBuf};
 
-use vfnvme_auth::{read_dhchap_secret, read_secret_file, DhchapSecret, SecretFileError, TlsPsk};
+use vfnvme_auth::{
+    read_dhchap_secret, read_secret_file, read_tls_psk, DhchapSecret, SecretFileError, TlsPsk,
+};
 
 /// The keys, in the order they were added.
 #[derive(Debug, Default)]
@@ -40,6 +43,11 @@ pub enum KeyringError {
     NotAKey(PathBuf),
     #[error("key {name} is not a DH-HMAC-CHAP secret: {source}")]
     NotDhchap {
+        name: String,
+        source: SecretFileError,
+    },
+    #[error("key {name} is not a TLS PSK: {source}")]
+    NotTlsPsk {
         name: String,
         source: SecretFileError,
     },
@@ -80,6 +88,17 @@ impl Keyring {
         read_dhchap_secret(path)
             .map(|secret| (path.to_owned(), secret))
             .map_err(|source| KeyringError::NotDhchap {
+                name: name.to_owned(),
+                source,
+            })
+    }
+
+    /// The TLS PSK of key `name`, read from its file now, with the file.
+    pub fn tls_psk(&self, name: &str) -> Result<(PathBuf, TlsPsk), KeyringError> {
+        let path = self.path_of(name)?;
+        read_tls_psk(path)
+            .map(|psk| (path.to_owned(), psk))
+            .map_err(|source| KeyringError::NotTlsPsk {
                 name: name.to_owned(),
                 source,
             })

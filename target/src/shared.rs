@@ -21,8 +21,8 @@ pub struct TargetShared {
     max_h2c_data: u32,
     registry: Registry,
     listeners: Arc<ListenerTable>,
-    /// The TLS context, when a listener is TLS or a host has a PSK.
-    tls: Option<TlsServer>,
+    /// The TLS context of TLS listeners (opened at start or later), and the hosts' PSKs.
+    tls: TlsServer,
     /// Set once when shutdown starts. A `OnceLock`, not a mutex: poll groups read it on every
     /// round of their loop, and the I/O path takes no lock (reading it is one atomic load).
     shutdown_deadline: OnceLock<Instant>,
@@ -39,7 +39,7 @@ impl TargetShared {
         max_h2c_data: u32,
         registry: Registry,
         listeners: Arc<ListenerTable>,
-        tls: Option<TlsServer>,
+        tls: TlsServer,
         drives: Arc<DriveTable>,
         admission: Arc<Admission>,
     ) -> Self {
@@ -98,18 +98,14 @@ impl TargetShared {
         &self.listeners
     }
 
-    /// The TLS context, if the target has one.
-    pub fn tls(&self) -> Option<&TlsServer> {
-        self.tls.as_ref()
+    /// The TLS context, with the hosts' PSKs.
+    pub fn tls(&self) -> &TlsServer {
+        &self.tls
     }
 
     /// The TLS context if listener `listener` is TLS.
     pub fn tls_of(&self, listener: usize) -> Option<&TlsServer> {
-        if self.is_tls(listener) {
-            self.tls.as_ref()
-        } else {
-            None
-        }
+        self.is_tls(listener).then_some(&self.tls)
     }
 
     /// Whether listener `listener` is TLS.

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{
-    BackingConfig, HostKey, NamespaceConfig, SecureChannel, SubsystemConfig, TargetConfig,
+    BackingConfig, HostKey, HostPsk, NamespaceConfig, SecureChannel, SubsystemConfig, TargetConfig,
     MAX_MODEL_BYTES, MAX_SERIAL_BYTES,
 };
 use crate::listeners::ListenerInfo;
@@ -102,8 +102,6 @@ pub struct Subsystem {
     pub serial: String,
     pub model: String,
     pub firmware: String,
-    /// The hosts' TLS PSKs, as identities ready for the handshake.
-    pub tls_psks: Vec<crate::config::HostPsk>,
     /// Sorted by NSID.
     pub namespaces: NamespaceList,
     /// Largest data transfer of one command, in bytes: a power of two of at least 8 KiB.
@@ -173,7 +171,6 @@ impl Subsystem {
             serial,
             model,
             firmware,
-            tls_psks: config.tls_psks.clone(),
             namespaces: NamespaceList::new(namespaces),
             max_io_size,
             // Flush matters if any drive caches writes: a host told of no cache sends none. A
@@ -253,7 +250,6 @@ impl Subsystem {
             serial: generated_serial(DISCOVERY_NQN),
             model: "vfnvme discovery".to_owned(),
             firmware: truncate(env!("CARGO_PKG_VERSION"), 8),
-            tls_psks: Vec::new(),
             namespaces: NamespaceList::default(),
             max_io_size: MIN_MAX_IO_SIZE,
             volatile_write_cache: false,
@@ -360,6 +356,8 @@ pub struct HostAccess {
     pub listeners: Vec<usize>,
     /// The DH-HMAC-CHAP keys of hosts that have one; a controller takes its host's at Connect.
     pub keys: Vec<HostKey>,
+    /// The TLS PSKs of hosts that have one: such a host connects over a TLS listener only.
+    pub tls_psks: Vec<HostPsk>,
 }
 
 impl HostAccess {
@@ -370,6 +368,7 @@ impl HostAccess {
             hosts: Vec::new(),
             listeners: (0..listener_count).collect(),
             keys: Vec::new(),
+            tls_psks: Vec::new(),
         }
     }
 
@@ -379,12 +378,18 @@ impl HostAccess {
             hosts: config.hosts.clone(),
             listeners: config.listeners.clone(),
             keys: config.auth.keys.clone(),
+            tls_psks: config.tls_psks.clone(),
         }
     }
 
     /// The DH-HMAC-CHAP key of host `host_nqn`, if it has one.
     pub fn key_of(&self, host_nqn: &str) -> Option<&HostKey> {
         self.keys.iter().find(|key| key.host_nqn == host_nqn)
+    }
+
+    /// Whether host `host_nqn` has a TLS PSK (and so must connect over TLS).
+    pub fn has_tls_psk(&self, host_nqn: &str) -> bool {
+        self.tls_psks.iter().any(|psk| psk.host_nqn == host_nqn)
     }
 
     /// Whether host `host_nqn` may connect to the subsystem and see it in discovery.

@@ -22,7 +22,7 @@ use crate::admin_worker::{AdminChannel, AdminWorker, ResultRing};
 use crate::admission::{ensure_fd_room, Admission, ConnectionTicket, RefusalLog};
 use crate::attach::{buffer_size, open_backing, OpenError, PciOpener};
 use crate::backend::{Drive, DriveSlot};
-use crate::config::{BackingConfig, Config, SecureChannel};
+use crate::config::{BackingConfig, Config};
 use crate::drive_table::DriveTable;
 use crate::group_control;
 use crate::listeners::{AcceptorListeners, ListenerInfo, ListenerTable, CHANGE_TOKEN};
@@ -629,22 +629,11 @@ fn io(errno: nix::errno::Errno) -> TargetError {
     TargetError::Acceptor(errno.into())
 }
 
-/// The TLS context, when a listener is TLS or a host has a TLS PSK (a TLS listener may then
-/// be opened at runtime); its PSK table from every subsystem's host PSKs.
-fn tls_server(config: &Config) -> Result<Option<TlsServer>, TargetError> {
-    let tls_listener = config
-        .listeners
-        .iter()
-        .any(|listener| listener.secure_channel == SecureChannel::Tls);
-    let psk_host = config
-        .subsystems
-        .iter()
-        .any(|subsystem| !subsystem.tls_psks.is_empty());
-    if !tls_listener && !psk_host {
-        return Ok(None);
-    }
+/// The TLS context, always (a TLS listener and hosts' PSKs may come at runtime); its PSK
+/// table from every subsystem's host PSKs.
+fn tls_server(config: &Config) -> Result<TlsServer, TargetError> {
     let table = Arc::new(PskTable::new(&config.subsystems));
-    TlsServer::new(table).map(Some).map_err(TargetError::Tls)
+    TlsServer::new(table).map_err(TargetError::Tls)
 }
 
 /// A non-blocking listening socket on `address` (the acceptor's and the management

@@ -5,18 +5,20 @@
 //! the legacy PSK callbacks, which OpenSSL serves in TLS 1.3 with TLS_AES_128_GCM_SHA256
 //! alone: so TLS 1.3 only, that one suite, no certificate, no session tickets, and only
 //! SHA-256 PSKs (the configuration refuses others). The identities and TLS PSKs are derived
-//! when the configuration is read: the callback, which runs on the poll group, only looks up.
+//! when the configuration is read or a host is added over the management socket: the
+//! callback, which runs on the poll group during a handshake (never on the I/O path), only
+//! looks up, under the table's read lock.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslRef};
 use vfnvme_auth::restrict_tls_context;
 
-use crate::config::PskIdentity;
 use crate::config::SubsystemConfig;
+use crate::config::{HostPsk, PskIdentity};
 
 /// Who a connection's PSK identity names: the Fabrics Connect on it must name the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,10 +27,10 @@ pub struct PskPeer {
     pub subsystem_nqn: String,
 }
 
-/// Every configured PSK identity, by its text.
+/// Every configured PSK identity, by its text; the management socket adds and removes hosts'.
 #[derive(Default)]
 pub struct PskTable {
-    identities: HashMap<String, PskIdentity>,
+    identities: RwLock<HashMap<String, PskIdentity>>,
 }
 
 impl PskTable {
@@ -44,18 +46,54 @@ impl PskTable {
 
     pub fn from_identities(identities: impl IntoIterator<Item = PskIdentity>) -> PskTable {
         PskTable {
-            identities: identities
-                .into_iter()
-                .map(|identity| (identity.identity.clone(), identity))
-                .collect(),
+            identities: RwLock::new(
+                identities
+                    .into_iter()
+                    .map(|identity| (identity.identity.clone(), identity))
+                    .collect(),
+            ),
         }
     }
 
     /// The identity a host presented, if configured.
-    pub fn find(&self, identity: &[u8]) -> Option<&PskIdentity> {
-        std::str::from_utf8(identity)
-            .ok()
-            .and_then(|text| self.identities.get(text))
+    pub fn find(&self, identity: &[u8]) -> Option<PskIdentity> {
+        let text = std::str::from_utf8(identity).ok()?;
+        self.read().get(text).cloned()
+    }
+
+    /// A host's PSK added at runtime: its identities complete handshakes from now on.
+    pub fn add(&self, psk: &HostPsk) {
+        let mut identities = self.write();
+        for identity in &psk.identities {
+            identities.insert(identity.identity.clone(), identity.clone());
+        }
+    }
+
+    /// A host's PSK taken away: new handshakes with its identities fail. (An identity of the
+    /// discovery subsystem that another of the host's PSKs also gives stays if that PSK is
+    /// the one the table holds.)
+    pub fn remove(&self, psk: &HostPsk) {
+        let mut identities = self.write();
+        for identity in &psk.identities {
+            if identities
+                .get(&identity.identity)
+                .is_some_and(|held| held.psk.matches(identity.psk.as_bytes()))
+            {
+                identities.remove(&identity.identity);
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, PskIdentity>> {
+        self.identities
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, PskIdentity>> {
+        self.identities
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -65,6 +103,8 @@ pub struct TlsServer {
     peer: Index<Ssl, PskPeer>,
     /// The host's address, for the callback's log line.
     address: Index<Ssl, String>,
+    /// The identities the callback looks up.
+    psks: Arc<PskTable>,
 }
 
 impl TlsServer {
@@ -73,6 +113,7 @@ impl TlsServer {
         let address = Ssl::new_ex_index::<String>()?;
         let mut builder = SslContextBuilder::new(SslMethod::tls_server())?;
         restrict_tls_context(&mut builder)?;
+        let psks = Arc::clone(&table);
         builder.set_psk_server_callback(move |ssl: &mut SslRef, identity, psk: &mut [u8]| {
             let Some(found) = identity.and_then(|identity| table.find(identity)) else {
                 let shown = identity.map(String::from_utf8_lossy).unwrap_or_default();
@@ -102,7 +143,13 @@ impl TlsServer {
             context: builder.build(),
             peer,
             address,
+            psks,
         })
+    }
+
+    /// The PSK identities handshakes are checked against.
+    pub fn psks(&self) -> &PskTable {
+        &self.psks
     }
 
     /// A fresh session for a connection from `peer_address`.

@@ -1,10 +1,12 @@
-//! DH-HMAC-CHAP keys over the management socket, as SPDK's nvmf_tgt takes them: key files
-//! named in the keyring (`keyring_file_add_key`), given to a host by name
-//! (`nvmf_subsystem_add_host` `dhchap_key`, `dhchap_ctrlr_key`). A host added so
-//! authenticates on its admin and I/O queues and moves data, with a wrong key it is refused;
-//! a subsystem that requires authentication refuses a host without one; a removed host's
-//! key goes with it; `save_config` names the key files, and the restarted target admits the
-//! host with the same key. Bad params name the field and the fix.
+//! Keys over the management socket, as SPDK's nvmf_tgt takes them: key files named in the
+//! keyring (`keyring_file_add_key`), given to a host by name (`nvmf_subsystem_add_host`
+//! `dhchap_key`, `dhchap_ctrlr_key`, `psk`). A host given DH-HMAC-CHAP keys authenticates on
+//! its admin and I/O queues and moves data, with a wrong key it is refused; a subsystem that
+//! requires authentication refuses a host without one; a host given a TLS PSK connects over
+//! a TLS listener (of a target that started with no PSK at all) and is refused on the plain
+//! one; a removed host's keys go with it; `save_config` names the key files, and the
+//! restarted target admits the host with the same keys. Bad params name the field and the
+//! fix.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -16,9 +18,12 @@ use vfnvme_target::config::Config;
 
 mod common;
 
-use common::auth::{host_options, key_file, psk_file, secret, target_with, HOST_A};
+use common::auth::{host_options, key_file, psk_file, secret, target_with, HOST_A, HOST_B};
 use common::rpc::{socket_path, Client};
-use common::{write_read_compare, RunningTarget, NQN};
+use common::tls::tls_options;
+use common::{failed_status, options, write_read_compare, RunningTarget, NQN};
+use vfnvme_host::HostOptions;
+use vfnvme_test_support::ConfigText;
 
 const HOST_C: &str = "nqn.2014-08.org.nvmexpress:uuid:host-c";
 
@@ -248,8 +253,8 @@ fn bad_keys_and_key_names_are_refused_with_what_to_do() {
         ),
         (
             "nvmf_subsystem_add_host",
-            json!({"nqn": NQN, "host": HOST_C, "psk": "tls"}),
-            "params.psk: TLS PSKs are not given over the socket yet".to_owned(),
+            json!({"nqn": NQN, "host": HOST_C, "psk": "good"}),
+            "params.psk: key good is not a TLS PSK".to_owned(),
         ),
     ];
     for (method, params, expected) in cases {
@@ -270,4 +275,96 @@ fn bad_keys_and_key_names_are_refused_with_what_to_do() {
     let keys = client.call("keyring_get_keys", json!({}));
     assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
     assert!(Host::connect(target.address, NQN, host_options(HOST_C, None, None)).is_err());
+}
+
+#[test]
+fn a_host_given_a_keyring_psk_connects_over_tls_until_it_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_path();
+    // No host has a PSK at start: TLS hosts may all come over the socket.
+    let text = ConfigText::new(&format!("cores = 2\nrpc_socket = \"{}\"", socket.display()))
+        .tls_listener("127.0.0.1:0")
+        .listener("127.0.0.2:0")
+        .subsystem(NQN, &format!("hosts = [\"{HOST_B}\"]"))
+        .namespace(1, "ram_mib = 16")
+        .text();
+    let target = RunningTarget::with_config(&text);
+    let (tls, plain) = (target.addresses[0], target.addresses[1]);
+    let connect = |address, options: HostOptions| {
+        Host::connect(address, NQN, options).and_then(|mut host| host.enable().map(|()| host))
+    };
+    let psk_c = || TlsPsk::new(&[0x77; 32], Some(PskHash::Sha256)).unwrap();
+    let path = psk_file(dir.path(), "host-c.psk", &psk_c());
+    let long = psk_file(
+        dir.path(),
+        "sha384.psk",
+        &TlsPsk::new(&[0x78; 48], Some(PskHash::Sha384)).unwrap(),
+    );
+    let mut client = Client::open(&socket);
+    client.call(
+        "keyring_file_add_key",
+        json!({"name": "psk-c", "path": path}),
+    );
+    client.call(
+        "keyring_file_add_key",
+        json!({"name": "long", "path": long}),
+    );
+    let (_, message) = client.error(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": HOST_C, "psk": "long"}),
+    );
+    assert!(
+        message.starts_with("params.psk: ") && message.contains("TLS_AES_256_GCM_SHA384"),
+        "{message}"
+    );
+    assert!(matches!(
+        connect(tls, tls_options(HOST_C, psk_c())),
+        Err(HostError::Tls { .. })
+    ));
+
+    client.call(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": HOST_C, "psk": "psk-c"}),
+    );
+    let mut host = connect(tls, tls_options(HOST_C, psk_c())).expect("admin queue over TLS");
+    let mut queue = host.connect_io_queue(1, 8).expect("I/O queue over TLS");
+    write_read_compare(&mut queue, 0, 8, 11);
+    write_read_compare(&mut queue, 64, 256, 12);
+    let wrong = TlsPsk::new(&[0x79; 32], Some(PskHash::Sha256)).unwrap();
+    assert!(matches!(
+        connect(tls, tls_options(HOST_C, wrong)),
+        Err(HostError::Tls { .. })
+    ));
+    // A host with a PSK is refused on the plain listener: Connect Invalid Host (1h, 84h).
+    let without_tls = HostOptions {
+        host_nqn: HOST_C.into(),
+        ..options()
+    };
+    let status = failed_status(connect(plain, without_tls).map(drop));
+    assert_eq!((status.sct(), status.sc()), (1, 0x84));
+    // save_config names the PSK's file.
+    let saved = client.call("save_config", json!({}));
+    let reread = Config::parse(saved.as_str().unwrap(), "saved.toml").expect("saved config loads");
+    let saved_psk = reread.subsystems[0]
+        .tls_psks
+        .iter()
+        .find(|psk| psk.host_nqn == HOST_C)
+        .expect("host C's PSK saved");
+    assert_eq!(saved_psk.file.display().to_string(), path);
+
+    // Removed, its PSK no longer completes a handshake; added again, it does.
+    client.call(
+        "nvmf_subsystem_remove_host",
+        json!({"nqn": NQN, "host": HOST_C}),
+    );
+    assert!(matches!(
+        connect(tls, tls_options(HOST_C, psk_c())),
+        Err(HostError::Tls { .. })
+    ));
+    client.call(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": HOST_C, "psk": "psk-c"}),
+    );
+    let mut again = connect(tls, tls_options(HOST_C, psk_c())).expect("host C again");
+    write_read_compare(&mut again.connect_io_queue(1, 8).unwrap(), 8, 8, 13);
 }

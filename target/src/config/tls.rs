@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
-use vfnvme_auth::{read_tls_psk, PskHash};
+use vfnvme_auth::read_tls_psk;
 
 use super::raw::Source;
-use super::tls_keys::{identities, HostPsk, SecureChannel};
+use super::tls_keys::{HostPsk, SecureChannel};
 use super::types::ConfigError;
 
 /// `[[listener]] secure_channel`: "tls" or "none" (the default).
@@ -51,23 +51,10 @@ pub(super) fn host_psk(
         Ok(psk) => psk,
         Err(error) => return source.invalid(span, error.to_string()),
     };
-    if psk.cipher_hash() != PskHash::Sha256 {
-        return source.invalid(
-            span,
-            format!(
-                "{}: the PSK of host {host_nqn} is for TLS_AES_256_GCM_SHA384 (a 48-byte or \
-                 SHA-384 key), which vfnvme does not offer (OpenSSL gives external PSKs \
-                 TLS_AES_128_GCM_SHA256 only); make a SHA-256 key with \
-                 `nvme gen-tls-key --hmac 1`",
-                path.display()
-            ),
-        );
+    match HostPsk::new(&psk, path, host_nqn, subsystem_nqn) {
+        Ok(host_psk) => Ok(host_psk),
+        Err(reason) => source.invalid(span, reason),
     }
-    Ok(HostPsk {
-        host_nqn: host_nqn.to_owned(),
-        identities: identities(&psk, host_nqn, subsystem_nqn),
-        file: path,
-    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use vfnvme_auth::{IdentityVersion, TlsPsk};
+use vfnvme_auth::{IdentityVersion, PskHash, TlsPsk};
 use vfnvme_spec::fabrics::DISCOVERY_NQN;
 
 /// What a listener's connections run over: the plain TCP stream or TLS 1.3 with a PSK.
@@ -43,6 +43,33 @@ pub struct HostPsk {
     pub file: PathBuf,
     /// Versions 0 and 1 for the subsystem and for the discovery subsystem.
     pub identities: Vec<PskIdentity>,
+}
+
+impl HostPsk {
+    /// Host `host_nqn`'s PSK `psk` (read from `file`) for subsystem `subsystem_nqn`, or why
+    /// vfnvme cannot use it: only SHA-256 PSKs, as the TLS library offers external PSKs
+    /// TLS_AES_128_GCM_SHA256 alone.
+    pub fn new(
+        psk: &TlsPsk,
+        file: PathBuf,
+        host_nqn: &str,
+        subsystem_nqn: &str,
+    ) -> Result<HostPsk, String> {
+        if psk.cipher_hash() != PskHash::Sha256 {
+            return Err(format!(
+                "{}: the PSK of host {host_nqn} is for TLS_AES_256_GCM_SHA384 (a 48-byte or \
+                 SHA-384 key), which vfnvme does not offer (OpenSSL gives external PSKs \
+                 TLS_AES_128_GCM_SHA256 only); make a SHA-256 key with \
+                 `nvme gen-tls-key --hmac 1`",
+                file.display()
+            ));
+        }
+        Ok(HostPsk {
+            host_nqn: host_nqn.to_owned(),
+            identities: identities(psk, host_nqn, subsystem_nqn),
+            file,
+        })
+    }
 }
 
 impl PartialEq for HostPsk {

@@ -30,10 +30,7 @@ impl Connection {
             .subsystems()
             .find(&data.subsystem_nqn)?;
         registry
-            .subsystem()
-            .tls_psks
-            .iter()
-            .any(|psk| psk.host_nqn == data.host_nqn)
+            .read_access(|access| access.has_tls_psk(&data.host_nqn))
             .then(|| {
                 format!(
                     "host {} has a TLS PSK for subsystem {} and must connect over a TLS \

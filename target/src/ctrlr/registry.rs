@@ -348,6 +348,11 @@ impl ControllerRegistry {
         change(&mut lock(&self.access))
     }
 
+    /// What `read` finds in who may connect now, without a copy of it.
+    pub fn read_access<R>(&self, read: impl FnOnce(&HostAccess) -> R) -> R {
+        read(&lock(&self.access))
+    }
+
     /// Ends the controllers `which` picks, as a keep-alive expiry does: each one's admin
     /// queue closes (at its poll group's next tick), and its I/O queues follow. Returns them,
     /// weakly, for [`Self::wait_until_gone`].

@@ -61,7 +61,6 @@ pub(super) fn subsystem() -> Subsystem {
         serial: "SN-0042".into(),
         model: "QEMU NVMe Ctrl".into(),
         firmware: "8.2.0".into(),
-        tls_psks: Vec::new(),
         namespaces: crate::subsystem::NamespaceList::new(vec![
             NamespaceInfo {
                 nsid: 1,
@@ -110,6 +109,7 @@ pub(super) fn access() -> HostAccess {
         hosts: vec![HOST_NQN.into()],
         listeners: vec![0],
         keys: Vec::new(),
+        tls_psks: Vec::new(),
     }
 }
 

@@ -14,7 +14,9 @@ use vfnvme_spec::fabrics::DISCOVERY_NQN;
 use vfnvme_spec::identify::NamespaceIds;
 
 use crate::attach::{release_if_unneeded, AttachError};
-use crate::config::{BackingConfig, HostKey, NamespaceConfig, SubsystemAuth, SubsystemConfig};
+use crate::config::{
+    BackingConfig, HostKey, HostPsk, NamespaceConfig, SubsystemAuth, SubsystemConfig,
+};
 use crate::subsystem::{HostAccess, Subsystem};
 
 use super::context::Management;
@@ -249,31 +251,50 @@ pub fn delete_subsystem(m: &mut Management, params_value: Value) -> Result<Value
 }
 
 /// `nvmf_subsystem_add_host`: host `host` may connect to subsystem `nqn`, authenticating with
-/// the keyring's keys `dhchap_key` (and `dhchap_ctrlr_key`, bidirectional) if given.
+/// the keyring's keys `dhchap_key` (and `dhchap_ctrlr_key`, bidirectional) if given, over TLS
+/// with the keyring's PSK `psk` if given.
 pub fn add_host(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let request: AddHost = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
     let key = host_key(m, &request)?;
+    let psk = request
+        .psk
+        .as_deref()
+        .map(|name| {
+            let (file, psk) = m
+                .keyring
+                .tls_psk(name)
+                .map_err(|error| keyring_error(Some("psk"), error))?;
+            HostPsk::new(&psk, file, &request.host, &request.nqn)
+                .map_err(|reason| RpcError::invalid_params(format!("params.psk: {reason}")))
+        })
+        .transpose()?;
     let config = m.changed_config(&request.nqn, |config, index| {
         let subsystem = &mut config.subsystems[index];
         subsystem.hosts.push(request.host.clone());
         subsystem.auth.keys.extend(key.clone());
+        subsystem.tls_psks.extend(psk.clone());
         Ok(())
     })?;
+    if let Some(psk) = &psk {
+        m.shared.tls().psks().add(psk);
+    }
     registry.change_access(|access| {
         access.hosts.push(request.host.clone());
         access.keys.extend(key.clone());
+        access.tls_psks.extend(psk.clone());
     });
     m.subsystems().discovery_changed();
     log::info!(
-        "management: host {} may connect to {}{}",
+        "management: host {} may connect to {}{}{}",
         request.host,
         request.nqn,
         match &key {
             Some(key) if key.ctrl_secret.is_some() => " (DH-HMAC-CHAP, bidirectional)",
             Some(_) => " (DH-HMAC-CHAP)",
             None => "",
-        }
+        },
+        if psk.is_some() { " (TLS PSK)" } else { "" }
     );
     m.config = config;
     Ok(Value::Bool(true))
@@ -327,16 +348,29 @@ pub fn remove_host(m: &mut Management, params_value: Value) -> Result<Value, Rpc
                 ))
             })?;
         hosts.remove(position);
-        // Its key goes with it, as in SPDK: added again, it needs one given again.
-        let keys = &mut config.subsystems[index].auth.keys;
-        keys.retain(|key| key.host_nqn != request.host);
+        // Its keys go with it, as in SPDK: added again, it needs them given again.
+        let subsystem = &mut config.subsystems[index];
+        subsystem
+            .auth
+            .keys
+            .retain(|key| key.host_nqn != request.host);
+        subsystem
+            .tls_psks
+            .retain(|psk| psk.host_nqn != request.host);
         Ok(())
     })?;
-    let still_allowed = registry.change_access(|access| {
+    let (still_allowed, psks) = registry.change_access(|access| {
         access.hosts.retain(|host| *host != request.host);
         access.keys.retain(|key| key.host_nqn != request.host);
-        access.allows(&request.host)
+        let (psks, kept) = std::mem::take(&mut access.tls_psks)
+            .into_iter()
+            .partition(|psk| psk.host_nqn == request.host);
+        access.tls_psks = kept;
+        (access.allows(&request.host), psks)
     });
+    for psk in &psks {
+        m.shared.tls().psks().remove(psk);
+    }
     if !still_allowed {
         let controllers = registry.disconnect(|controller| controller.host_nqn() == request.host);
         let within = request.timeout_ms.map(std::time::Duration::from_millis);
