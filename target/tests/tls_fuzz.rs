@@ -36,12 +36,15 @@ fn client_hello(context: &SslContext) -> Vec<u8> {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let context = context.clone();
-    let client = std::thread::spawn(move || {
-        let stream = TcpStream::connect(address).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        // The handshake fails when the listener closes; the hello is what it sent first.
-        drop(Ssl::new(&context).unwrap().connect(stream));
-    });
+    let client = std::thread::Builder::new()
+        .name(HELLO_THREAD.into())
+        .spawn(move || {
+            let stream = TcpStream::connect(address).unwrap();
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            // The handshake fails when the listener closes; the hello is what it sent first.
+            drop(Ssl::new(&context).unwrap().connect(stream));
+        })
+        .unwrap();
     let (mut stream, _) = listener.accept().unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut header = [0u8; 5];
@@ -52,7 +55,27 @@ fn client_hello(context: &SslContext) -> Vec<u8> {
     stream.read_exact(&mut hello[5..]).unwrap();
     drop(stream);
     client.join().unwrap();
+    // A joined thread can still be listed in /proc/self/task for a moment: the fuzzing's
+    // baseline of threads is taken after it has gone.
+    vfnvme_test_support::poll_until(
+        PATIENCE,
+        std::time::Duration::from_millis(1),
+        || (!hello_thread_listed()).then_some(()),
+        || format!("thread {HELLO_THREAD} is still listed after it was joined"),
+    );
     hello
+}
+
+const HELLO_THREAD: &str = "tls-hello";
+
+fn hello_thread_listed() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == HELLO_THREAD)
+        })
 }
 
 /// Flips a few bytes, or cuts or extends `bytes`.
