@@ -41,14 +41,10 @@ pub enum KeyringError {
         .0.display()
     )]
     NotAKey(PathBuf),
-    #[error("key {name} is not a DH-HMAC-CHAP secret: {source}")]
-    NotDhchap {
+    #[error("key {name} is not a {kind}: {source}")]
+    WrongKind {
         name: String,
-        source: SecretFileError,
-    },
-    #[error("key {name} is not a TLS PSK: {source}")]
-    NotTlsPsk {
-        name: String,
+        kind: &'static str,
         source: SecretFileError,
     },
 }
@@ -84,22 +80,27 @@ impl Keyring {
 
     /// The DH-HMAC-CHAP secret of key `name`, read from its file now, with the file.
     pub fn dhchap_secret(&self, name: &str) -> Result<(PathBuf, DhchapSecret), KeyringError> {
-        let path = self.path_of(name)?;
-        read_dhchap_secret(path)
-            .map(|secret| (path.to_owned(), secret))
-            .map_err(|source| KeyringError::NotDhchap {
-                name: name.to_owned(),
-                source,
-            })
+        self.read(name, "DH-HMAC-CHAP secret", read_dhchap_secret)
     }
 
     /// The TLS PSK of key `name`, read from its file now, with the file.
     pub fn tls_psk(&self, name: &str) -> Result<(PathBuf, TlsPsk), KeyringError> {
+        self.read(name, "TLS PSK", read_tls_psk)
+    }
+
+    /// Key `name`'s file, read by `read` as a `kind`.
+    fn read<T>(
+        &self,
+        name: &str,
+        kind: &'static str,
+        read: fn(&Path) -> Result<T, SecretFileError>,
+    ) -> Result<(PathBuf, T), KeyringError> {
         let path = self.path_of(name)?;
-        read_tls_psk(path)
-            .map(|psk| (path.to_owned(), psk))
-            .map_err(|source| KeyringError::NotTlsPsk {
+        read(path)
+            .map(|key| (path.to_owned(), key))
+            .map_err(|source| KeyringError::WrongKind {
                 name: name.to_owned(),
+                kind,
                 source,
             })
     }

@@ -173,14 +173,11 @@ fn a_removed_host_loses_its_key_and_a_required_subsystem_refuses_it_without_one(
         "nvmf_subsystem_add_host",
         json!({"nqn": NQN, "host": HOST_A, "dhchap_key": "a"}),
     );
-    let address = target.address;
-    let mut host = Host::connect(address, NQN, host_options(HOST_A, Some(secret(7)), None))
-        .expect("host A with its new key");
-    host.enable().unwrap();
+    let mut host = target.host_with(host_options(HOST_A, Some(secret(7)), None));
     write_read_compare(&mut host.connect_io_queue(1, 8).unwrap(), 0, 8, 7);
     // Its old key no longer works.
     refused_by_key(Host::connect(
-        address,
+        target.address,
         NQN,
         host_options(HOST_A, Some(secret(1)), None),
     ));

@@ -257,18 +257,7 @@ pub fn add_host(m: &mut Management, params_value: Value) -> Result<Value, RpcErr
     let request: AddHost = parse(params_value)?;
     let registry = m.registry(&request.nqn)?;
     let key = host_key(m, &request)?;
-    let psk = request
-        .psk
-        .as_deref()
-        .map(|name| {
-            let (file, psk) = m
-                .keyring
-                .tls_psk(name)
-                .map_err(|error| keyring_error(Some("psk"), error))?;
-            HostPsk::new(&psk, file, &request.host, &request.nqn)
-                .map_err(|reason| RpcError::invalid_params(format!("params.psk: {reason}")))
-        })
-        .transpose()?;
+    let psk = host_psk(m, &request)?;
     let config = m.changed_config(&request.nqn, |config, index| {
         let subsystem = &mut config.subsystems[index];
         subsystem.hosts.push(request.host.clone());
@@ -298,6 +287,20 @@ pub fn add_host(m: &mut Management, params_value: Value) -> Result<Value, RpcErr
     );
     m.config = config;
     Ok(Value::Bool(true))
+}
+
+/// The TLS PSK `request` gives its host from the keyring, if any.
+fn host_psk(m: &Management, request: &AddHost) -> Result<Option<HostPsk>, RpcError> {
+    let Some(name) = request.psk.as_deref() else {
+        return Ok(None);
+    };
+    let (file, psk) = m
+        .keyring
+        .tls_psk(name)
+        .map_err(|error| keyring_error(Some("psk"), error))?;
+    HostPsk::new(&psk, file, &request.host, &request.nqn)
+        .map(Some)
+        .map_err(|reason| RpcError::invalid_params(format!("params.psk: {reason}")))
 }
 
 /// The DH-HMAC-CHAP key `request` gives its host from the keyring, if any.
