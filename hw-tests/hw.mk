@@ -27,7 +27,7 @@ hw-test: host-deps release-bin
 # nvmf_tgt vs vfnvme serve (spdk-fabric); prints Markdown tables (medians of 3 interleaved runs
 # and the ratios) for BENCHMARKS.md. BENCH_HW=local|fabric|fabric-floor|spdk-local|spdk-fabric
 # runs one comparison only, BENCH_HW=spdk both SPDK ones. BENCH_HW_KERNEL_ARGS adds guest kernel
-# arguments for an experiment (e.g. idle=poll); BENCH_HW_PROFILE=1 profiles one more QD1 run of
+# arguments for an experiment (e.g. idle=poll); BENCH_HW_PROFILE=1 (or 16) profiles one more QD1 (QD16) run of
 # each side with the host's perf (linux-perf) and prints the reports after the tables;
 # BENCH_HW_SERVE_TARGET adds lines to every vfnvme serve's [target] (e.g. c2h_success = true).
 BENCH_HW ?= all

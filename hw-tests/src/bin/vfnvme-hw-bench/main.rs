@@ -22,8 +22,8 @@
 //! `vfnvme-hw-bench [local|fabric|fabric-floor|spdk-local|spdk-fabric|spdk|all]` (default
 //! all: every comparison, the SPDK ones when `SPDK_DIR` is set; several with commas) picks the
 //! comparisons. `BENCH_HW_KERNEL_ARGS` adds guest kernel arguments for an experiment (e.g.
-//! `idle=poll`, BENCHMARKS.md); `BENCH_HW_PROFILE=1` profiles one more QD1 run of each side
-//! with the host's perf (linux-perf) on both vCPUs and prints the reports after the tables;
+//! `idle=poll`, BENCHMARKS.md); `BENCH_HW_PROFILE=QD` profiles one more run of each side at
+//! queue depth QD (1 or 16) with the host's perf (linux-perf) on both vCPUs and prints the reports after the tables;
 //! `BENCH_HW_SERVE_TARGET` adds lines to every vfnvme serve's `[target]` (e.g.
 //! `c2h_success = true`).
 //!
@@ -294,11 +294,11 @@ fn profile_name(comparison: &Comparison, side: &Side) -> String {
     )
 }
 
-/// One more QD1 run of `side`, not measured, under `perf record -g` on both vCPUs (software
+/// One more run of `side` at queue depth `depth`, not measured, under `perf record -g` on both vCPUs (software
 /// clock: TCG has no hardware counters). Its capture holds two reports: time by vCPU and
 /// program (idle included), then by function with callees included (`--children`), which
 /// says how much of the round trip is the target's and how much the initiator's.
-fn profile_script(comparison: &Comparison, side: &Side) -> String {
+fn profile_script(comparison: &Comparison, side: &Side, depth: u32) -> String {
     let data = format!("/tmp/{}.data", profile_name(comparison, side));
     let report = format!("perf report -i {data} --stdio");
     let reports = format!(
@@ -306,16 +306,16 @@ fn profile_script(comparison: &Comparison, side: &Side) -> String {
          {report} --children -g none --sort sym --percent-limit 1.5; }}"
     );
     format!(
-        "step 'profile: {title} randread QD1 under perf record'\n\
+        "step 'profile: {title} randread QD{depth} under perf record'\n\
          run perf record -a -g -e cpu-clock -F 1999 -o {data} -- {command} >/dev/null\n\
          capture {name} sh -c '{reports} | grep -v \"^#\" | grep . | sed \"s/  *$//\"'\n",
         title = side.title,
-        command = fill(side.command, 1),
+        command = fill(side.command, depth),
         name = profile_name(comparison, side),
     )
 }
 
-fn runs_script(comparison: &Comparison, profile: bool) -> String {
+fn runs_script(comparison: &Comparison, profile: Option<u32>) -> String {
     let mut script = comparison.setup.to_owned();
     for repeat in 1..=REPEATS {
         for side in [&comparison.peer, &comparison.vfnvme] {
@@ -328,8 +328,8 @@ fn runs_script(comparison: &Comparison, profile: bool) -> String {
                     fill(side.command, depth)
                 ));
             }
-            if profile && repeat == REPEATS {
-                script.push_str(&profile_script(comparison, side));
+            if let Some(depth) = profile.filter(|_| repeat == REPEATS) {
+                script.push_str(&profile_script(comparison, side, depth));
             }
             script.push_str(&side.after.replace("{R}", &repeat.to_string()));
         }
@@ -339,15 +339,15 @@ fn runs_script(comparison: &Comparison, profile: bool) -> String {
 }
 
 /// The guest script of the `selected` comparisons; `with_spdk` when one of them needs SPDK,
-/// `profile` for a profiled run of each side.
-fn script(selected: &[&Comparison], with_spdk: bool, profile: bool) -> String {
+/// `profile` the queue depth of a profiled run of each side.
+fn script(selected: &[&Comparison], with_spdk: bool, profile: Option<u32>) -> String {
     // nvmf_tgt's buffer pools need more hugepage memory than vfnvme's.
     let hugemem_mib = if with_spdk { 1024 } else { 256 };
     let mut script = SETUP.to_owned();
     if with_spdk {
         script.push_str(SPDK_ENV);
     }
-    if profile {
+    if profile.is_some() {
         // perf report names kernel functions only when kallsyms shows their addresses.
         script.push_str("echo 0 >/proc/sys/kernel/kptr_restrict\n");
     }
@@ -512,6 +512,17 @@ fn spdk_programs() -> Result<[(PathBuf, &'static str); 2], String> {
     }
 }
 
+/// The queue depth `BENCH_HW_PROFILE` asks a profiled run at: one the comparisons measure.
+fn profile_depth(value: Option<&str>) -> Result<Option<u32>, String> {
+    let Some(value) = value else { return Ok(None) };
+    match value.parse::<u32>() {
+        Ok(depth) if QUEUE_DEPTHS.contains(&depth) => Ok(Some(depth)),
+        _ => Err(format!(
+            "BENCH_HW_PROFILE={value}: give the queue depth of the profiled run, one of {QUEUE_DEPTHS:?}"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
     let spdk = spdk_programs();
@@ -535,7 +546,13 @@ fn main() -> ExitCode {
     let with_spdk = selected.iter().any(|c| c.needs_spdk());
     // An experiment's guest kernel arguments (e.g. `idle=poll`), named in the table header.
     let kernel_args = std::env::var("BENCH_HW_KERNEL_ARGS").unwrap_or_default();
-    let profile = std::env::var_os("BENCH_HW_PROFILE").is_some();
+    let profile = match profile_depth(std::env::var("BENCH_HW_PROFILE").ok().as_deref()) {
+        Ok(depth) => depth,
+        Err(why) => {
+            eprintln!("bench-hw: {why}");
+            return ExitCode::from(2);
+        }
+    };
     // Lines for every vfnvme serve's [target] (guest/lib.sh `write_serve_config`), e.g.
     // `c2h_success = true`.
     let serve_extra = std::env::var("BENCH_HW_SERVE_TARGET").unwrap_or_default();
@@ -544,7 +561,7 @@ fn main() -> ExitCode {
         guest_script = format!("{}\n{guest_script}", export_serve_target(&serve_extra));
     }
     let mut scenario = Scenario::new("bench", &guest_script).extra_kernel_args(&kernel_args);
-    if profile {
+    if profile.is_some() {
         scenario = scenario.guest_program(Path::new(PERF), "usr/bin/perf");
     }
     if with_spdk {
@@ -615,14 +632,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if profile {
+    if let Some(depth) = profile {
         for comparison in &selected {
             for side in [&comparison.peer, &comparison.vfnvme] {
                 let name = profile_name(comparison, side);
                 match outcome.capture(&name) {
                     Some(report) if report.exit_code == 0 => {
                         println!(
-                            "### Profile: {}, QD1\n\n```\n{}\n```\n",
+                            "### Profile: {}, QD{depth}\n\n```\n{}\n```\n",
                             side.title,
                             report.stdout.trim()
                         );
@@ -666,14 +683,26 @@ Total                                  :   11149.60      43.55      89.34      1
     fn a_profiled_script_captures_one_report_per_side_and_only_then() {
         let all = comparisons();
         let selected: Vec<&Comparison> = all.iter().collect();
-        let profiled = script(&selected, true, true);
+        let profiled = script(&selected, true, Some(16));
         for comparison in &all {
             for side in [&comparison.peer, &comparison.vfnvme] {
                 let capture = format!("capture {} ", profile_name(comparison, side));
                 assert_eq!(profiled.matches(&capture).count(), 1, "{capture}");
             }
         }
-        assert!(!script(&selected, true, false).contains("perf record"));
+        assert!(profiled.contains("profile: vfnvme serve randread QD16 under perf record"));
+        assert!(!script(&selected, true, None).contains("perf record"));
+    }
+
+    #[test]
+    fn the_profiled_depth_is_one_the_comparisons_measure() {
+        assert_eq!(profile_depth(None), Ok(None));
+        assert_eq!(profile_depth(Some("1")), Ok(Some(1)));
+        assert_eq!(profile_depth(Some("16")), Ok(Some(16)));
+        for wrong in ["", "yes", "4", "0"] {
+            let why = profile_depth(Some(wrong)).unwrap_err();
+            assert!(why.contains("one of [1, 16]"), "{why}");
+        }
     }
 
     #[test]
