@@ -71,6 +71,7 @@ fn errors_name_the_method_the_field_or_the_problem() {
         "nvmf_subsystem_add_host",
         "nvmf_subsystem_remove_host",
         "nvmf_subsystem_allow_any_host",
+        "nvmf_subsystem_set_keys",
         "nvmf_subsystem_get_controllers",
         "nvmf_subsystem_add_listener",
         "nvmf_subsystem_remove_listener",

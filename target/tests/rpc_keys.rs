@@ -4,21 +4,24 @@
 //! its admin and I/O queues and moves data, with a wrong key it is refused; a subsystem that
 //! requires authentication refuses a host without one; a host given a TLS PSK connects over
 //! a TLS listener (of a target that started with no PSK at all) and is refused on the plain
-//! one; a removed host's keys go with it; `save_config` names the key files, and the
-//! restarted target admits the host with the same keys. Bad params name the field and the
-//! fix.
+//! one; a removed host's keys go with it; `nvmf_subsystem_set_keys` changes a connected
+//! host's keys (its queues go on, its next queue and re-authentication need the new ones) or
+//! clears them; `save_config` names the key files, and the restarted target admits the host
+//! with the same keys. Bad params name the field and the fix.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
-use vfnvme_auth::{HostAuthError, PskHash, TlsPsk};
-use vfnvme_host::{Host, HostError};
+use vfnvme_auth::{DhGroupId, HashId, HostAuth, HostAuthError, PskHash, TlsPsk};
+use vfnvme_host::{authenticate, Host, HostError};
 use vfnvme_target::config::Config;
 
 mod common;
 
-use common::auth::{host_options, key_file, psk_file, secret, target_with, HOST_A, HOST_B};
+use common::auth::{
+    host_auth, host_options, key_file, psk_file, secret, target_with, HOST_A, HOST_B,
+};
 use common::rpc::{socket_path, Client};
 use common::tls::tls_options;
 use common::{failed_status, options, write_read_compare, RunningTarget, NQN};
@@ -37,7 +40,9 @@ fn managed(dir: &std::path::Path, socket: &std::path::Path, require: bool) -> Ru
     )
 }
 
-fn refused_by_key(result: Result<Host, HostError>) {
+/// A Connect (of a controller or a queue) whose authentication the controller refused
+/// (AUTH_Failure1, "authentication failed").
+fn refused_by_key<T>(result: Result<T, HostError>) {
     assert!(
         matches!(
             result,
@@ -167,6 +172,19 @@ fn a_removed_host_loses_its_key_and_a_required_subsystem_refuses_it_without_one(
         )),
         "{message}"
     );
+    // Nor may set_keys take host B's key away there.
+    let (_, message) = client.error(
+        "nvmf_subsystem_set_keys",
+        json!({"nqn": NQN, "host": HOST_B}),
+    );
+    assert!(
+        message.contains(&format!(
+            "subsystem {NQN} has require_authentication = true but host {HOST_B} has no key"
+        )),
+        "{message}"
+    );
+    let mut host_b = target.host_with(host_options(HOST_B, Some(secret(3)), None));
+    write_read_compare(&mut host_b.connect_io_queue(1, 8).unwrap(), 16, 8, 3);
     let path = key_file(dir.path(), "host-a-again", &secret(7));
     client.call("keyring_file_add_key", json!({"name": "a", "path": path}));
     client.call(
@@ -181,6 +199,83 @@ fn a_removed_host_loses_its_key_and_a_required_subsystem_refuses_it_without_one(
         NQN,
         host_options(HOST_A, Some(secret(1)), None),
     ));
+}
+
+#[test]
+fn set_keys_re_keys_a_host_whose_connected_queues_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_path();
+    let target = managed(dir.path(), &socket, false);
+    let mut client = Client::open(&socket);
+    let mut files = std::collections::HashMap::new();
+    for (name, fill) in [("key0", 5), ("key1", 7), ("ckey1", 8)] {
+        let path = key_file(dir.path(), name, &secret(fill));
+        client.call("keyring_file_add_key", json!({"name": name, "path": path}));
+        files.insert(name, path);
+    }
+    client.call(
+        "nvmf_subsystem_add_host",
+        json!({"nqn": NQN, "host": HOST_C, "dhchap_key": "key0"}),
+    );
+    let mut host = target.host_with(host_options(HOST_C, Some(secret(5)), None));
+    let mut queue = host.connect_io_queue(1, 8).unwrap();
+    let set = client.call(
+        "nvmf_subsystem_set_keys",
+        json!({"nqn": NQN, "host": HOST_C, "dhchap_key": "key1", "dhchap_ctrlr_key": "ckey1"}),
+    );
+    assert_eq!(set, json!(true));
+    // Queues already authenticated go on.
+    write_read_compare(&mut queue, 32, 8, 5);
+    host.identify_controller().expect("admin commands go on");
+    // The next queue of the same controller authenticates with the new key: the old one is
+    // refused there, and for a new controller.
+    refused_by_key(host.connect_io_queue(2, 8));
+    refused_by_key(Host::connect(
+        target.address,
+        NQN,
+        host_options(HOST_C, Some(secret(5)), None),
+    ));
+    // A re-authentication takes the new keys, the controller's included.
+    let new_keys = |qid| {
+        HostAuth::new(
+            HOST_C,
+            NQN,
+            &secret(7),
+            Some(&secret(8)),
+            &HashId::ALL,
+            &[DhGroupId::Null],
+            qid,
+        )
+    };
+    authenticate(host.admin_queue(), &mut new_keys(0)).expect("re-authenticated with key1");
+    host.identify_controller()
+        .expect("admin commands after re-authentication");
+    let mut old_key = host_auth(HOST_C, &secret(5));
+    assert!(authenticate(&mut queue, &mut old_key).is_err());
+    let mut rekeyed = target.host_with(host_options(HOST_C, Some(secret(7)), Some(secret(8))));
+    write_read_compare(&mut rekeyed.connect_io_queue(1, 8).unwrap(), 40, 8, 6);
+    // save_config names the new key files.
+    let saved = client.call(
+        "save_config",
+        json!({"file": socket.with_extension("toml")}),
+    );
+    let reread = Config::parse(saved.as_str().unwrap(), "saved.toml").expect("saved config loads");
+    let key = reread.subsystems[0]
+        .auth
+        .key_of(HOST_C)
+        .expect("host C keyed");
+    assert_eq!(key.secret_file.display().to_string(), files["key1"]);
+    assert_eq!(
+        key.ctrl_secret_file.as_ref().unwrap().display().to_string(),
+        files["ckey1"]
+    );
+    // Without keys the host connects without authenticating, as SPDK's set_keys clears them.
+    client.call(
+        "nvmf_subsystem_set_keys",
+        json!({"nqn": NQN, "host": HOST_C}),
+    );
+    let mut keyless = target.host_with(host_options(HOST_C, None, None));
+    write_read_compare(&mut keyless.connect_io_queue(1, 8).unwrap(), 48, 8, 7);
 }
 
 #[test]
@@ -252,6 +347,29 @@ fn bad_keys_and_key_names_are_refused_with_what_to_do() {
             "nvmf_subsystem_add_host",
             json!({"nqn": NQN, "host": HOST_C, "psk": "good"}),
             "params.psk: key good is not a TLS PSK".to_owned(),
+        ),
+        (
+            "nvmf_subsystem_set_keys",
+            json!({"nqn": NQN, "host": HOST_C, "dhchap_key": "good"}),
+            format!(
+                "host {HOST_C} is not in the hosts of {NQN}; add it with nvmf_subsystem_add_host"
+            ),
+        ),
+        (
+            "nvmf_subsystem_set_keys",
+            json!({"nqn": NQN, "host": HOST_A, "dhchap_key": "nothing"}),
+            "params.dhchap_key: no key nothing in the keyring; add it with keyring_file_add_key"
+                .to_owned(),
+        ),
+        (
+            "nvmf_subsystem_set_keys",
+            json!({"nqn": NQN, "host": HOST_A, "dhchap_ctrlr_key": "good"}),
+            "params.dhchap_ctrlr_key: needs a dhchap_key".to_owned(),
+        ),
+        (
+            "nvmf_subsystem_set_keys",
+            json!({"nqn": "nqn.2026-12.io.vfnvme:none", "host": HOST_A}),
+            "no subsystem nqn.2026-12.io.vfnvme:none; nvmf_get_subsystems lists them".to_owned(),
         ),
     ];
     for (method, params, expected) in cases {

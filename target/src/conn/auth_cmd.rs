@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use vfnvme_auth::ControllerAuth;
 use vfnvme_spec::auth::{AuthCommand, AuthDirection};
 use vfnvme_spec::sgl::SglDescriptor;
 use vfnvme_spec::Status;
@@ -47,6 +48,20 @@ impl Connection {
             self.auth.as_mut().expect("taken from it").exchange = Some(exchange);
             return self.respond(index, Status::invalid_field(), 0);
         }
+        // A Send to an authenticated queue starts a re-authentication: with the host's key of
+        // now, which `nvmf_subsystem_set_keys` may have changed (a Negotiate is the only
+        // message either exchange takes then).
+        let exchange = match command.direction {
+            AuthDirection::Send if exchange.is_authenticated() => match self.fresh_exchange() {
+                Some(fresh) => fresh,
+                None => {
+                    // Its keys were taken away: it stays authenticated, as it was.
+                    self.auth.as_mut().expect("taken from it").exchange = Some(exchange);
+                    return self.respond(index, Status::command_sequence_error(), 0);
+                }
+            },
+            _ => exchange,
+        };
         let step = match command.direction {
             AuthDirection::Send => AuthStep::Send(self.scratch[..len].to_vec()),
             AuthDirection::Receive => AuthStep::Receive(command.length),
@@ -63,6 +78,14 @@ impl Connection {
             // The worker is gone (the target stops), and the exchange with it.
             self.respond(index, Status::namespace_not_ready().do_not_retry(), 0);
         }
+    }
+
+    /// A new exchange with the host's key of now, if it still has one.
+    fn fresh_exchange(&self) -> Option<Box<ControllerAuth>> {
+        let binding = self.binding.as_ref()?;
+        binding
+            .authentication(&self.shared.settings().dhchap)
+            .map(Box::new)
     }
 
     /// The admin worker ran the step of request `index`.

@@ -158,9 +158,6 @@ pub struct FabricController {
     pub(super) cntlid: u16,
     pub(super) host_nqn: String,
     pub(super) host_id: [u8; 16],
-    /// The host's DH-HMAC-CHAP key when its admin queue connected (nvmet reads it at Connect
-    /// too): a key given to the host later is for its next association.
-    pub(super) host_key: Option<HostKey>,
     /// Where the admin queue arrived.
     pub(super) arrival: Arrival,
     /// CSTS.RDY, for the I/O path.
@@ -180,9 +177,13 @@ impl FabricController {
         &self.host_nqn
     }
 
-    /// The key every queue of this controller authenticates with, if the host has one.
-    pub fn host_key(&self) -> Option<&HostKey> {
-        self.host_key.as_ref()
+    /// The host's DH-HMAC-CHAP key now, if it has one. Each exchange takes it when it starts
+    /// (a queue's Connect, a re-authentication), as SPDK's target: keys changed by
+    /// `nvmf_subsystem_set_keys` hold for the host's next queue and next re-authentication,
+    /// and its queues already authenticated go on.
+    pub fn host_key(&self) -> Option<HostKey> {
+        self.registry
+            .read_access(|access| access.key_of(&self.host_nqn).cloned())
     }
 
     pub fn host_id(&self) -> [u8; 16] {

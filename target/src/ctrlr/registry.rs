@@ -56,7 +56,9 @@ impl ControllerRegistry {
         arrival: Arrival,
         now: Instant,
     ) -> Result<Arc<FabricController>, ConnectRejection> {
-        let access = self.check_common(connect, data)?;
+        // Held until the controller is in the table: a host removed meanwhile (which changes
+        // the access, then disconnects the host's controllers) finds it there.
+        let _access = self.check_common(connect, data)?;
         if connect.qid != 0 {
             return Err(ConnectRejection::invalid_command_field(
                 connect_offset::QID,
@@ -100,7 +102,6 @@ impl ControllerRegistry {
             cntlid,
             host_nqn: data.host_nqn.clone(),
             host_id: data.host_id,
-            host_key: access.key_of(&data.host_nqn).cloned(),
             arrival,
             enabled: AtomicBool::new(false),
             terminated: AtomicBool::new(false),

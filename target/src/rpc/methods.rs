@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::context::Management;
 use super::params::{parse, GetMethods, SaveConfig};
 use super::protocol::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
-use super::{keyring, listeners, namespaces, stats, subsystems};
+use super::{hosts, keyring, listeners, namespaces, stats, subsystems};
 
 type Method = fn(&mut Management, Value) -> Result<Value, RpcError>;
 
@@ -21,9 +21,10 @@ const METHODS: &[(&str, Method)] = &[
     ),
     ("nvmf_create_subsystem", subsystems::create_subsystem),
     ("nvmf_delete_subsystem", subsystems::delete_subsystem),
-    ("nvmf_subsystem_add_host", subsystems::add_host),
-    ("nvmf_subsystem_remove_host", subsystems::remove_host),
-    ("nvmf_subsystem_allow_any_host", subsystems::allow_any_host),
+    ("nvmf_subsystem_add_host", hosts::add_host),
+    ("nvmf_subsystem_remove_host", hosts::remove_host),
+    ("nvmf_subsystem_allow_any_host", hosts::allow_any_host),
+    ("nvmf_subsystem_set_keys", hosts::set_keys),
     ("nvmf_subsystem_add_listener", listeners::add_listener),
     ("nvmf_subsystem_remove_listener", listeners::remove_listener),
     ("nvmf_subsystem_add_ns", namespaces::add_ns),

@@ -6,10 +6,11 @@
 //! - `protocol.rs`: requests, responses, error codes, params whose errors name the field;
 //! - `params.rs`: each method's params, SPDK's extra fields accepted or refused by name;
 //! - `context.rs`: the running configuration every change is checked against;
-//! - `subsystems.rs`: the `nvmf_*` methods of subsystems and hosts; `listeners.rs`: those of
-//!   listeners, which open and close them; `namespaces.rs`: `nvmf_subsystem_add_ns` /
-//!   `remove_ns`; `keyring.rs`: SPDK's file keyring (`keyring_file_add_key` ...), whose keys
-//!   `nvmf_subsystem_add_host` gives hosts;
+//! - `subsystems.rs`: the `nvmf_*` methods of subsystems and controllers; `hosts.rs`: those
+//!   of their hosts and the hosts' keys; `listeners.rs`: those of listeners, which open and
+//!   close them; `namespaces.rs`: `nvmf_subsystem_add_ns` / `remove_ns`; `keyring.rs`: SPDK's
+//!   file keyring (`keyring_file_add_key` ...), whose keys `nvmf_subsystem_add_host` and
+//!   `nvmf_subsystem_set_keys` give hosts;
 //! - `methods.rs`: the table, the dispatch and the methods about the whole
 //!   (`rpc_get_methods`, `save_config`);
 //! - `server.rs`: the thread and its clients.
@@ -18,6 +19,7 @@
 //! them under the registry's locks, and the I/O path never takes one.
 
 mod context;
+mod hosts;
 mod keyring;
 mod listeners;
 mod methods;

@@ -163,6 +163,23 @@ impl Params for AddHost {
     }
 }
 
+/// `nvmf_subsystem_set_keys`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetKeys {
+    pub nqn: String,
+    pub host: String,
+    pub tgt_name: Option<String>,
+    pub dhchap_key: Option<String>,
+    pub dhchap_ctrlr_key: Option<String>,
+}
+
+impl Params for SetKeys {
+    fn unsupported(&self) -> Option<RpcError> {
+        one_target(&self.tgt_name)
+    }
+}
+
 /// `keyring_file_add_key`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
