@@ -519,7 +519,8 @@ impl QueueBinding {
     /// completes again to re-authenticate, if it has a key now (nvmet: `nvmet_setup_auth` at
     /// Connect and at an admin queue's new Negotiate; SPDK's target reads the key for each
     /// exchange too). Each step may wait for the host as long as the keep-alive timeout
-    /// (120 s without one), as SPDK's target and nvmet allow. It may use the hashes and groups of `algorithms` (`[target] dhchap_digests`, ...).
+    /// (120 s without one), as SPDK's target and nvmet allow. It may use the hashes and groups
+    /// of `algorithms` (`[target] dhchap_digests`, ...).
     pub fn authentication(&self, algorithms: &DhchapAlgorithms) -> Option<ControllerAuth> {
         let controller = self.controller();
         let subsystem = controller.subsystem();
