@@ -354,7 +354,8 @@ pub struct HostAccess {
     pub hosts: Vec<String>,
     /// The listeners (indices in the target's list, ascending) hosts reach it on.
     pub listeners: Vec<usize>,
-    /// The DH-HMAC-CHAP keys of hosts that have one; a controller takes its host's at Connect.
+    /// The DH-HMAC-CHAP keys of hosts that have one; each exchange takes its host's when it
+    /// starts (a queue's Connect, a re-authentication).
     pub keys: Vec<HostKey>,
     /// The TLS PSKs of hosts that have one: such a host connects over a TLS listener only.
     pub tls_psks: Vec<HostPsk>,

@@ -56,8 +56,7 @@ impl ControllerRegistry {
         arrival: Arrival,
         now: Instant,
     ) -> Result<Arc<FabricController>, ConnectRejection> {
-        // Held until the controller is in the table: a host removed meanwhile (which changes
-        // the access, then disconnects the host's controllers) finds it there.
+        // Held until the controller is registered (see `check_common`).
         let _access = self.check_common(connect, data)?;
         if connect.qid != 0 {
             return Err(ConnectRejection::invalid_command_field(
