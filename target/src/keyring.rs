@@ -2,7 +2,8 @@
 //! (`keyring_file_add_key`) and used by name (`nvmf_subsystem_add_host --dhchap-key NAME`,
 //! `--psk NAME`).
 //! It holds names and paths, never secrets: a file is read when a key is added (to check it)
-//! and again when a host is given it, so a host holds the file's secret of that moment.
+//! and again when a host is given it, so a host holds the file's secret of that moment. The
+//! configuration's `[[keyring]]` entries fill it at start, and `save_config` writes it there.
 
 use std::path::{Path, PathBuf};
 
@@ -11,13 +12,13 @@ use vfnvme_auth::{
 };
 
 /// The keys, in the order they were added.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Keyring {
     keys: Vec<KeyringKey>,
 }
 
 /// A key's name and file.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyringKey {
     pub name: String,
     pub path: PathBuf,

@@ -228,7 +228,6 @@ impl Target {
                     groups: group_links,
                     open_pci,
                     listeners: listener_control,
-                    keyring: Default::default(),
                 };
                 Some(ManagementServer::start(&path, management)?)
             }

@@ -6,8 +6,9 @@
 //! a TLS listener (of a target that started with no PSK at all) and is refused on the plain
 //! one; a removed host's keys go with it; `nvmf_subsystem_set_keys` changes a connected
 //! host's keys (its queues go on, its next queue and re-authentication need the new ones) or
-//! clears them; `save_config` names the key files, and the restarted target admits the host
-//! with the same keys. Bad params name the field and the fix.
+//! clears them; `save_config` names the key files and writes the keyring, and the restarted
+//! target admits the host with the same keys and knows the same key names. Bad params name
+//! the field and the fix.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -149,6 +150,18 @@ fn a_host_given_keyring_keys_authenticates_and_save_config_keeps_them() {
         NQN,
         host_options(HOST_C, Some(secret(9)), None),
     ));
+    // The keyring came back with the file ([[keyring]]): its names work as before.
+    let mut client = Client::open(&socket);
+    assert_eq!(
+        client.call("keyring_get_keys", json!({})),
+        json!([{"name": "key0", "path": host_key, "removed": false, "probed": false}])
+    );
+    client.call(
+        "nvmf_subsystem_set_keys",
+        json!({"nqn": NQN, "host": HOST_A, "dhchap_key": "key0"}),
+    );
+    let mut host_a = restarted.host_with(host_options(HOST_A, Some(secret(5)), None));
+    write_read_compare(&mut host_a.connect_io_queue(1, 8).unwrap(), 48, 8, 7);
 }
 
 #[test]

@@ -39,6 +39,7 @@ impl Checker<'_> {
         }
         let listeners = self.listeners(raw.listener)?;
         let metrics_address = self.metrics_address(raw.metrics)?;
+        let keyring = super::keyring::check(self.source, raw.keyring)?;
         let mut subsystems = Vec::with_capacity(raw.subsystem.len());
         let mut nqn_lines: HashMap<String, usize> = HashMap::new();
         let mut exported: HashMap<(String, u32), (String, usize)> = HashMap::new();
@@ -63,6 +64,7 @@ impl Checker<'_> {
             listeners,
             subsystems,
             metrics_address,
+            keyring,
         })
     }
 

@@ -7,6 +7,7 @@
 
 mod auth;
 mod check;
+mod keyring;
 mod keys;
 mod limits;
 mod raw;

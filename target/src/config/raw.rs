@@ -123,6 +123,16 @@ pub(super) struct RawConfig {
     pub subsystem: Vec<RawSubsystem>,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub keyring: Vec<RawKeyringKey>,
+}
+
+/// A `[[keyring]]` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyringKey {
+    pub name: Spanned<String>,
+    pub path: Spanned<String>,
 }
 
 /// `[metrics]` as written.

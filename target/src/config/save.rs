@@ -16,6 +16,14 @@ struct SavedConfig {
     subsystem: Vec<SavedSubsystem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<SavedMetrics>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    keyring: Vec<SavedKeyringKey>,
+}
+
+#[derive(Serialize)]
+struct SavedKeyringKey {
+    name: String,
+    path: String,
 }
 
 #[derive(Serialize)]
@@ -173,6 +181,15 @@ impl Config {
             metrics: self.metrics_address.map(|address| SavedMetrics {
                 address: address.to_string(),
             }),
+            keyring: self
+                .keyring
+                .keys()
+                .iter()
+                .map(|key| SavedKeyringKey {
+                    name: key.name.clone(),
+                    path: key.path.display().to_string(),
+                })
+                .collect(),
         };
         let body = toml::to_string(&saved).expect("the configuration's types serialize as TOML");
         format!("# The running configuration of vfnvme serve (save_config).\n\n{body}")

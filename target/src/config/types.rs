@@ -58,6 +58,8 @@ pub struct Config {
     pub subsystems: Vec<SubsystemConfig>,
     /// `[metrics] address`: where the Prometheus endpoint listens; `None`: it is off.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// `[[keyring]]`: key names for the management socket's methods (SPDK's file keyring).
+    pub keyring: crate::keyring::Keyring,
 }
 
 /// `[target]`: settings of the whole target.

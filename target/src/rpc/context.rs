@@ -11,7 +11,6 @@ use crate::attach::PciOpener;
 use crate::config::{Config, ConfigError};
 use crate::ctrlr::{ControllerRegistry, FabricController, TargetSubsystems};
 use crate::group_control::GroupLink;
-use crate::keyring::Keyring;
 use crate::listeners::{ListenerControl, ListenerTable};
 use crate::shared::TargetShared;
 use crate::stats::StatsBoard;
@@ -33,8 +32,6 @@ pub struct Management {
     pub open_pci: PciOpener,
     /// Hands listeners opened here to the acceptor, and asks it to close them.
     pub listeners: ListenerControl,
-    /// Keys added by name (`keyring_file_add_key`), for `nvmf_subsystem_add_host`.
-    pub keyring: Keyring,
 }
 
 impl Management {

@@ -68,6 +68,7 @@ fn host_psk(m: &Management, request: &AddHost) -> Result<Option<HostPsk>, RpcErr
         return Ok(None);
     };
     let (file, psk) = m
+        .config
         .keyring
         .tls_psk(name)
         .map_err(|error| keyring_error(Some("psk"), error))?;
@@ -85,7 +86,7 @@ fn host_key(
     dhchap_ctrlr_key: Option<&str>,
 ) -> Result<Option<HostKey>, RpcError> {
     let ctrl = dhchap_ctrlr_key
-        .map(|name| m.keyring.dhchap_secret(name))
+        .map(|name| m.config.keyring.dhchap_secret(name))
         .transpose()
         .map_err(|error| keyring_error(Some("dhchap_ctrlr_key"), error))?;
     let Some(name) = dhchap_key else {
@@ -98,6 +99,7 @@ fn host_key(
         };
     };
     let (secret_file, secret) = m
+        .config
         .keyring
         .dhchap_secret(name)
         .map_err(|error| keyring_error(Some("dhchap_key"), error))?;

@@ -1,6 +1,7 @@
 //! SPDK's file keyring over the management socket: `keyring_file_add_key`,
-//! `keyring_file_remove_key`, `keyring_get_keys`. `nvmf_subsystem_add_host` gives hosts its
-//! keys by name (`subsystems.rs`); the keyring itself is `crate::keyring`.
+//! `keyring_file_remove_key`, `keyring_get_keys`. `nvmf_subsystem_add_host` and `set_keys` give
+//! hosts its keys by name (`hosts.rs`); the keyring itself is `crate::keyring`, kept in the
+//! running configuration, so `save_config` writes it as `[[keyring]]`.
 
 use serde_json::{json, Value};
 
@@ -21,7 +22,8 @@ pub fn keyring_error(field: Option<&str>, error: KeyringError) -> RpcError {
 pub fn add_key(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let request: KeyringAddKey = parse(params_value)?;
     let shown = request.path.display().to_string();
-    m.keyring
+    m.config
+        .keyring
         .add(request.name.clone(), request.path)
         .map_err(|error| match error {
             KeyringError::Exists(_) => keyring_error(None, error),
@@ -38,7 +40,8 @@ pub fn add_key(m: &mut Management, params_value: Value) -> Result<Value, RpcErro
 /// (the running configuration names its file).
 pub fn remove_key(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let request: KeyringRemoveKey = parse(params_value)?;
-    m.keyring
+    m.config
+        .keyring
         .remove(&request.name)
         .map_err(|error| keyring_error(None, error))?;
     log::info!("management: key {} removed from the keyring", request.name);
@@ -49,7 +52,8 @@ pub fn remove_key(m: &mut Management, params_value: Value) -> Result<Value, RpcE
 pub fn get_keys(m: &mut Management, params_value: Value) -> Result<Value, RpcError> {
     let _: GetKeys = parse(params_value)?;
     Ok(Value::Array(
-        m.keyring
+        m.config
+            .keyring
             .keys()
             .iter()
             .map(|key| {
