@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::raw::{RawKeyringKey, Source};
 use super::types::ConfigError;
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, KeyringError};
 
 /// The keyring the `raw` entries make, in their order.
 pub(super) fn check(source: &Source, raw: Vec<RawKeyringKey>) -> Result<Keyring, ConfigError> {
@@ -16,15 +16,15 @@ pub(super) fn check(source: &Source, raw: Vec<RawKeyringKey>) -> Result<Keyring,
         let span = entry.name.span();
         let name = entry.name.into_inner();
         let path = PathBuf::from(entry.path.into_inner());
-        if keyring.keys().iter().any(|key| key.name == name) {
-            return source.invalid(
-                span,
-                format!("[[keyring]] {name} is listed twice; key names must be unique"),
-            );
-        }
-        if let Err(error) = keyring.add(name.clone(), path) {
-            return source.invalid(span, format!("[[keyring]] {name}: {error}"));
-        }
+        let reason = match keyring.add(name.clone(), path) {
+            Ok(()) => continue,
+            // The method's advice (remove it first) is not the file's.
+            Err(KeyringError::Exists(_)) => {
+                format!("[[keyring]] {name} is listed twice; key names must be unique")
+            }
+            Err(error) => format!("[[keyring]] {name}: {error}"),
+        };
+        return source.invalid(span, reason);
     }
     Ok(keyring)
 }

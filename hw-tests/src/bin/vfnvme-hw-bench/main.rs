@@ -23,7 +23,8 @@
 //! all: every comparison, the SPDK ones when `SPDK_DIR` is set; several with commas) picks the
 //! comparisons. `BENCH_HW_KERNEL_ARGS` adds guest kernel arguments for an experiment (e.g.
 //! `idle=poll`, BENCHMARKS.md); `BENCH_HW_PROFILE=QD` profiles one more run of each side at
-//! queue depth QD (1 or 16) with the host's perf (linux-perf) on both vCPUs and prints the reports after the tables;
+//! queue depth QD (1 or 16) with the host's perf (linux-perf) on both vCPUs and prints the
+//! reports after the tables;
 //! `BENCH_HW_SERVE_TARGET` adds lines to every vfnvme serve's `[target]` (e.g.
 //! `c2h_success = true`).
 //!
@@ -294,8 +295,8 @@ fn profile_name(comparison: &Comparison, side: &Side) -> String {
     )
 }
 
-/// One more run of `side` at queue depth `depth`, not measured, under `perf record -g` on both vCPUs (software
-/// clock: TCG has no hardware counters). Its capture holds two reports: time by vCPU and
+/// One more run of `side` at queue depth `depth`, not measured, under `perf record -g` on both
+/// vCPUs (software clock: TCG has no hardware counters). Its capture holds two reports: time by vCPU and
 /// program (idle included), then by function with callees included (`--children`), which
 /// says how much of the round trip is the target's and how much the initiator's.
 fn profile_script(comparison: &Comparison, side: &Side, depth: u32) -> String {
